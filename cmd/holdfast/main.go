@@ -1,0 +1,42 @@
+// Command holdfast is the one binary of Holdfast: it validates, plans and
+// shows a cloud spec, imports TAPPaaS definitions, and (later) applies and
+// serves. Commands here only parse flags, call packages and print.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// errReported means the problem was already printed; only the exit code is left.
+var errReported = errors.New("reported")
+
+func main() {
+	root := newRoot()
+	if err := root.Execute(); err != nil {
+		if !errors.Is(err, errReported) {
+			fmt.Fprintln(os.Stderr, "holdfast:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "holdfast",
+		Short: "A sovereign private cloud in one binary",
+		Long: `Holdfast turns one declarative spec of a cloud — sites, zones, roles,
+instances, overlay groups, routes — into running infrastructure, and keeps it there.`,
+		Version:       version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newValidate(), newPlan(), newShow(), newSchema(), newImport())
+	return root
+}

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/holdfast/holdfast/internal/compile"
+	"github.com/holdfast/holdfast/internal/reconcile"
+)
+
+func newPlan() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "plan PATH",
+		Short: "Show what applying the spec would change",
+		Long: `Compiles the spec and compares it with the observed state, printing the
+changes in the order they would be made. Until an engine has applied the
+cloud, the observed state is empty and every resource is a create.`,
+		Args: cobra.ExactArgs(1),
+	}
+	out := outputFlag(cmd, "table", "json")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := checkFormat(*out, "table", "json"); err != nil {
+			return err
+		}
+		st, err := compileOrReport(cmd, args[0])
+		if err != nil {
+			return err
+		}
+		p := reconcile.Diff(st.Resources, nil)
+		if *out == "json" {
+			return writeJSON(cmd.OutOrStdout(), p)
+		}
+		return printPlan(cmd.OutOrStdout(), p)
+	}
+	return cmd
+}
+
+var planSymbol = map[reconcile.Action]string{reconcile.Create: "+", reconcile.Update: "~", reconcile.Delete: "-"}
+
+func printPlan(w io.Writer, p reconcile.Plan) error {
+	rows := make([][]string, 0, len(p.Changes))
+	for _, c := range p.Changes {
+		rows = append(rows, []string{planSymbol[c.Action], c.ID, summarize(c)})
+	}
+	if err := table(w, []string{"", "RESOURCE", "DETAILS"}, rows); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "\nPlan: %d to create, %d to update, %d to delete, %d unchanged.\n",
+		p.Summary.Create, p.Summary.Update, p.Summary.Delete, p.Summary.Unchanged)
+	return err
+}
+
+// summarize shows the attributes that matter at a glance for each kind.
+func summarize(c reconcile.Change) string {
+	attrs := c.After
+	if c.Action == reconcile.Delete {
+		attrs = c.Before
+	}
+	if c.Action == reconcile.Update {
+		parts := make([]string, 0, len(c.Fields))
+		for _, f := range c.Fields {
+			parts = append(parts, fmt.Sprintf("%s: %s -> %s", f, dash(c.Before[f]), dash(c.After[f])))
+		}
+		return strings.Join(parts, "; ")
+	}
+	keys := map[string][]string{
+		compile.ResNetwork:  {"vlan", "cidr", "gateway"},
+		compile.ResFirewall: {"flows"},
+		compile.ResInstance: {"vmid", "node", "nics"},
+		compile.ResRoute:    {"host", "backends"},
+	}[c.Kind]
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		if v := attrs[k]; v != "" {
+			parts = append(parts, k+"="+v)
+		}
+	}
+	return strings.Join(parts, " ")
+}

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/holdfast/holdfast/internal/compile"
+)
+
+func newShow() *cobra.Command {
+	show := &cobra.Command{
+		Use:   "show zones|instances|flows|routes|state PATH",
+		Short: "Show the compiled zones, instances, flows or routes of a spec",
+		Long: `Compiles the spec and prints one part of the desired state. The JSON form
+(-o json) is a stable contract, documented in docs/cli.md; 'state' prints the
+whole desired state as JSON.`,
+	}
+	show.AddCommand(
+		showCmd("zones", "Zones with their VLAN, subnet, gateway and DHCP range", func(st *compile.State) (any, []string, [][]string) {
+			rows := make([][]string, 0, len(st.Zones))
+			for _, z := range st.Zones {
+				vlan := "-"
+				if z.VLAN != nil {
+					vlan = strconv.Itoa(*z.VLAN)
+				}
+				dhcp := "-"
+				if z.DHCPStart != "" {
+					dhcp = z.DHCPStart + "-" + z.DHCPEnd
+				}
+				rows = append(rows, []string{z.Name, z.Type, vlan, z.CIDR, z.Gateway, dhcp, z.State, dash(strings.Join(z.AccessTo, ","))})
+			}
+			return st.Zones, []string{"NAME", "TYPE", "VLAN", "CIDR", "GATEWAY", "DHCP", "STATE", "ACCESS-TO"}, rows
+		}),
+		showCmd("instances", "Instances with their site, node, VMID, address and name", func(st *compile.State) (any, []string, [][]string) {
+			rows := make([][]string, 0, len(st.Instances))
+			for _, in := range st.Instances {
+				rows = append(rows, []string{in.Name, in.Site, in.Node, dash(in.Role), strconv.Itoa(in.VMID), in.Zone, in.IP, in.MAC, in.FQDN})
+			}
+			return st.Instances, []string{"NAME", "SITE", "NODE", "ROLE", "VMID", "ZONE", "IP", "MAC", "FQDN"}, rows
+		}),
+		showCmd("flows", "The allowed flows; everything else is denied", func(st *compile.State) (any, []string, [][]string) {
+			rows := make([][]string, 0, len(st.Flows))
+			for _, f := range st.Flows {
+				rows = append(rows, []string{f.From, f.To, f.Proto, dash(strings.Join(f.Ports, ",")), f.Kind})
+			}
+			return st.Flows, []string{"FROM", "TO", "PROTO", "PORTS", "KIND"}, rows
+		}),
+		showCmd("routes", "Public routes with their front ends and backends", func(st *compile.State) (any, []string, [][]string) {
+			rows := make([][]string, 0, len(st.Routes))
+			for _, r := range st.Routes {
+				rows = append(rows, []string{r.Name, r.Host + ":" + strconv.Itoa(r.Port), strings.Join(r.Frontends, ","),
+					strings.Join(r.Backends, ",") + ":" + strconv.Itoa(r.BackendPort), dash(strings.Join(r.Failover, ","))})
+			}
+			return st.Routes, []string{"NAME", "HOST", "FRONTENDS", "BACKENDS", "FAILOVER"}, rows
+		}),
+	)
+	state := &cobra.Command{
+		Use:   "state PATH",
+		Short: "The whole desired state as JSON",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, err := compileOrReport(cmd, args[0])
+			if err != nil {
+				return err
+			}
+			return writeJSON(cmd.OutOrStdout(), st)
+		},
+	}
+	show.AddCommand(state)
+	return show
+}
+
+func showCmd(what, short string, view func(*compile.State) (any, []string, [][]string)) *cobra.Command {
+	cmd := &cobra.Command{Use: what + " PATH", Short: short, Args: cobra.ExactArgs(1)}
+	out := outputFlag(cmd, "table", "json")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := checkFormat(*out, "table", "json"); err != nil {
+			return err
+		}
+		st, err := compileOrReport(cmd, args[0])
+		if err != nil {
+			return err
+		}
+		data, header, rows := view(st)
+		if *out == "json" {
+			return writeJSON(cmd.OutOrStdout(), data)
+		}
+		if len(rows) == 0 {
+			_, err := fmt.Fprintf(cmd.OutOrStdout(), "no %s\n", what)
+			return err
+		}
+		return table(cmd.OutOrStdout(), header, rows)
+	}
+	return cmd
+}

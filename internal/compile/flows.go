@@ -1,0 +1,301 @@
+package compile
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/holdfast/holdfast/internal/spec"
+)
+
+// flows derives the firewall policy as an explicit allow list. Zones that
+// are not present (inactive, disabled) contribute nothing: they do not exist.
+func (c *compiler) flows() {
+	var fs []Flow
+	for _, z := range c.state.Zones {
+		if !z.Present {
+			continue
+		}
+		for _, t := range z.AccessTo {
+			switch t {
+			case spec.Internet:
+				fs = append(fs, Flow{From: z.Name, To: spec.Internet, Proto: "any", Kind: KindInternet, FromCIDR: z.CIDR})
+			case spec.All:
+				fs = append(fs, Flow{From: z.Name, To: spec.Internet, Proto: "any", Kind: KindInternet, FromCIDR: z.CIDR})
+				for _, o := range c.state.Zones {
+					if o.Name != z.Name && o.Present && (!o.Isolated || z.Type == "management") {
+						fs = append(fs, zoneFlow(z, o))
+					}
+				}
+			default:
+				if o := c.zoneIndex[t]; o != nil && o.Present && o.Name != z.Name {
+					fs = append(fs, zoneFlow(z, *o))
+				}
+			}
+		}
+	}
+	for _, name := range spec.SortedNames(c.s.Instances) {
+		in, out := c.s.Instances[name], c.instIndex[name]
+		if out.IP == "" || !c.zoneIndex[out.Zone].Present {
+			continue
+		}
+		host := out.IP + "/32"
+		for _, r := range in.Ingress {
+			f := Flow{From: r.From, To: name, Kind: KindPinhole, ToCIDR: host}
+			if r.From != spec.Internet {
+				src := c.zoneIndex[r.From]
+				if !src.Present {
+					continue
+				}
+				f.FromCIDR = src.CIDR
+			}
+			f.Proto, f.Ports = ruleProto(r)
+			fs = append(fs, f)
+		}
+		for _, r := range in.Egress {
+			f := Flow{From: name, To: r.To, Kind: KindEgress, FromCIDR: host}
+			if r.To != spec.Internet {
+				dst := c.zoneIndex[r.To]
+				if !dst.Present {
+					continue
+				}
+				f.ToCIDR = dst.CIDR
+			}
+			f.Proto, f.Ports = ruleProto(r)
+			fs = append(fs, f)
+		}
+	}
+	for _, name := range spec.SortedNames(c.s.Routes) {
+		r := c.s.Routes[name]
+		port := strconv.Itoa(routePort(r))
+		for _, fe := range r.Frontends {
+			f := c.instIndex[fe]
+			if f.IP == "" {
+				continue
+			}
+			for _, from := range routeAllowed(r) {
+				fl := Flow{From: from, To: fe, Proto: "tcp", Ports: []string{port}, Kind: KindRoute, ToCIDR: f.IP + "/32"}
+				if z := c.zoneIndex[from]; z != nil {
+					fl.FromCIDR = z.CIDR
+				}
+				fs = append(fs, fl)
+			}
+			for _, be := range slices.Concat(r.Backends, r.Failover) {
+				b := c.instIndex[be]
+				if b.IP == "" || be == fe {
+					continue
+				}
+				fs = append(fs, Flow{From: fe, To: be, Proto: "tcp", Ports: []string{strconv.Itoa(r.BackendPort)}, Kind: KindRoute, FromCIDR: f.IP + "/32", ToCIDR: b.IP + "/32"})
+			}
+		}
+	}
+	groups := spec.SortedNames(c.s.Groups)
+	for _, name := range groups {
+		for _, t := range c.s.Groups[name].CanAccess {
+			targets := []string{t}
+			if t == spec.All {
+				targets = groups
+			}
+			for _, to := range targets {
+				if to != name {
+					fs = append(fs, Flow{From: "group:" + name, To: "group:" + to, Proto: "any", Kind: KindOverlay})
+				}
+			}
+		}
+	}
+	slices.SortFunc(fs, compareFlows)
+	c.state.Flows = slices.CompactFunc(fs, func(a, b Flow) bool { return compareFlows(a, b) == 0 })
+	if c.state.Flows == nil {
+		c.state.Flows = []Flow{}
+	}
+}
+
+func zoneFlow(from, to Zone) Flow {
+	return Flow{From: from.Name, To: to.Name, Proto: "any", Kind: KindAccess, FromCIDR: from.CIDR, ToCIDR: to.CIDR}
+}
+
+func ruleProto(r *spec.Rule) (string, []string) {
+	proto := r.Proto
+	if proto == "" {
+		proto = "any"
+		if len(r.Ports) > 0 {
+			proto = "tcp"
+		}
+	}
+	return proto, nonNil(r.Ports.Strings())
+}
+
+func routePort(r *spec.Route) int {
+	if r.Port != nil {
+		return *r.Port
+	}
+	return 443
+}
+
+func routeAllowed(r *spec.Route) []string {
+	if len(r.AllowedFrom) == 0 {
+		return []string{spec.Internet}
+	}
+	return r.AllowedFrom
+}
+
+func compareFlows(a, b Flow) int {
+	return cmp.Or(
+		cmp.Compare(a.From, b.From), cmp.Compare(a.To, b.To), cmp.Compare(a.Kind, b.Kind),
+		cmp.Compare(a.Proto, b.Proto), slices.Compare(a.Ports, b.Ports),
+		cmp.Compare(a.FromCIDR, b.FromCIDR), cmp.Compare(a.ToCIDR, b.ToCIDR),
+	)
+}
+
+func (c *compiler) routes() {
+	c.state.Routes = []Route{}
+	for _, name := range spec.SortedNames(c.s.Routes) {
+		r := c.s.Routes[name]
+		c.state.Routes = append(c.state.Routes, Route{
+			Name: name, Host: r.Host, Port: routePort(r), BackendPort: r.BackendPort,
+			Frontends: nonNil(r.Frontends), Backends: nonNil(r.Backends), Failover: nonNil(r.Failover),
+			AllowedFrom: routeAllowed(r),
+		})
+	}
+}
+
+// resources builds what engines realize and orders it so that every
+// resource follows its dependencies: networks, then each site's firewall,
+// then instances by depends-on depth, then routes. Managed networks only:
+// a manual zone exists but is not Holdfast's to create.
+func (c *compiler) resources() {
+	var rs []Resource
+	netID := func(site, zone string) string { return ResNetwork + "/" + site + "/" + zone }
+	managed := func(z *Zone) bool { return z.Present && z.State != "manual" && z.VLAN != nil }
+	for _, z := range c.state.Zones {
+		if !managed(&z) {
+			continue
+		}
+		for _, site := range z.Sites {
+			rs = append(rs, Resource{ID: netID(site, z.Name), Kind: ResNetwork, Site: site, Deps: []string{}, Attrs: map[string]string{
+				"vlan": strconv.Itoa(*z.VLAN), "vni": strconv.Itoa(*z.VNI), "cidr": z.CIDR, "gateway": z.Gateway,
+				"dhcp": dhcpRange(z),
+			}})
+		}
+	}
+	for _, st := range c.state.Sites {
+		var deps []string
+		for _, z := range c.state.Zones {
+			if managed(&z) && slices.Contains(z.Sites, st.Name) {
+				deps = append(deps, netID(st.Name, z.Name))
+			}
+		}
+		rs = append(rs, Resource{ID: ResFirewall + "/" + st.Name, Kind: ResFirewall, Site: st.Name, Deps: nonNil(deps), Attrs: c.firewallAttrs(st.Name)})
+	}
+	for _, in := range c.state.Instances {
+		deps := []string{ResFirewall + "/" + in.Site}
+		var nics []string
+		for _, nic := range in.NICs {
+			if z := c.zoneIndex[nic.Zone]; managed(z) {
+				deps = append(deps, netID(in.Site, nic.Zone))
+			}
+			nics = append(nics, nic.Zone+"="+nic.IP+"/"+strconv.Itoa(nic.Prefix)+" "+nic.MAC)
+		}
+		for _, d := range in.DependsOn {
+			deps = append(deps, ResInstance+"/"+d)
+		}
+		slices.Sort(deps)
+		rs = append(rs, Resource{ID: ResInstance + "/" + in.Name, Kind: ResInstance, Site: in.Site, Deps: deps, Attrs: map[string]string{
+			"vmid": strconv.Itoa(in.VMID), "node": in.Node, "nics": strings.Join(nics, ", "),
+			"cpus": strconv.Itoa(in.CPUs), "memory_mib": strconv.FormatInt(in.MemoryMiB, 10), "disk_mib": strconv.FormatInt(in.DiskMiB, 10),
+			"template": in.Template, "ha": strconv.FormatBool(in.HA), "fqdn": in.FQDN,
+		}})
+	}
+	for _, r := range c.state.Routes {
+		var deps []string
+		for _, n := range slices.Concat(r.Frontends, r.Backends, r.Failover) {
+			deps = append(deps, ResInstance+"/"+n)
+		}
+		slices.Sort(deps)
+		rs = append(rs, Resource{ID: ResRoute + "/" + r.Name, Kind: ResRoute, Deps: slices.Compact(deps), Attrs: map[string]string{
+			"host": r.Host, "port": strconv.Itoa(r.Port), "backends": strings.Join(r.Backends, ","),
+			"backend_port": strconv.Itoa(r.BackendPort), "failover": strings.Join(r.Failover, ","),
+		}})
+	}
+	c.state.Resources = order(rs)
+}
+
+func dhcpRange(z Zone) string {
+	if z.DHCPStart == "" {
+		return "off"
+	}
+	return z.DHCPStart + "-" + z.DHCPEnd
+}
+
+// firewallAttrs summarizes a site's policy: the flows whose zones the site
+// carries, and a digest so that any change to them shows as an update.
+func (c *compiler) firewallAttrs(site string) map[string]string {
+	carried := func(name string) bool {
+		if z := c.zoneIndex[name]; z != nil {
+			return slices.Contains(z.Sites, site)
+		}
+		if in := c.instIndex[name]; in != nil {
+			return in.Site == site
+		}
+		return name == spec.Internet
+	}
+	h := sha256.New()
+	n := 0
+	enc := json.NewEncoder(h)
+	for _, f := range c.state.Flows {
+		if f.Kind == KindOverlay || !carried(f.From) && !carried(f.To) {
+			continue
+		}
+		_ = enc.Encode(f) // writing to a hash cannot fail
+		n++
+	}
+	return map[string]string{"flows": strconv.Itoa(n), "digest": hex.EncodeToString(h.Sum(nil))[:16]}
+}
+
+// order sorts resources so that each follows its dependencies: by depth in
+// the dependency graph (longest path from a root), then kind, then ID. The
+// spec validator has already rejected cycles.
+func order(rs []Resource) []Resource {
+	index := make(map[string]int, len(rs))
+	for i, r := range rs {
+		index[r.ID] = i
+	}
+	depth := make([]int, len(rs))
+	for i := range depth {
+		depth[i] = -1
+	}
+	var visit func(i int, guard int) int
+	visit = func(i int, guard int) int {
+		if depth[i] >= 0 || guard > len(rs) {
+			return max(depth[i], 0)
+		}
+		d := 0
+		for _, dep := range rs[i].Deps {
+			if j, ok := index[dep]; ok {
+				d = max(d, visit(j, guard+1)+1)
+			}
+		}
+		depth[i] = d
+		return d
+	}
+	for i := range rs {
+		visit(i, 0)
+	}
+	rank := map[string]int{ResNetwork: 0, ResFirewall: 1, ResInstance: 2, ResRoute: 3}
+	idx := make([]int, len(rs))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(a, b int) int {
+		return cmp.Or(cmp.Compare(depth[a], depth[b]), cmp.Compare(rank[rs[a].Kind], rank[rs[b].Kind]), cmp.Compare(rs[a].ID, rs[b].ID))
+	})
+	out := make([]Resource, len(rs))
+	for i, j := range idx {
+		out[i] = rs[j]
+	}
+	return out
+}

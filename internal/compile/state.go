@@ -1,0 +1,157 @@
+// Package compile turns a validated spec and the allocations already made
+// into the desired state of a cloud: every VMID, address, MAC, DNS name and
+// allowed flow, and the resources an engine realizes, in dependency order.
+// Compile is a pure function: the same spec and allocations give
+// byte-identical output.
+package compile
+
+// State is the desired state of a cloud. Its JSON form is a documented,
+// stable contract (docs/cli.md); add fields, never rename or remove them.
+type State struct {
+	Cloud     string     `json:"cloud"`
+	Domain    string     `json:"domain"`
+	Sites     []Site     `json:"sites"`
+	Zones     []Zone     `json:"zones"`
+	Instances []Instance `json:"instances"`
+	Flows     []Flow     `json:"flows"`
+	Routes    []Route    `json:"routes"`
+	// Resources are what engines create, in dependency order: every
+	// resource comes after the ones it depends on.
+	Resources []Resource `json:"resources"`
+}
+
+// Site is a compiled site.
+type Site struct {
+	Name   string   `json:"name"`
+	Engine string   `json:"engine"`
+	Nodes  []string `json:"nodes"`
+	Peer   string   `json:"peer,omitempty"`
+}
+
+// Zone is a compiled zone with every default applied.
+type Zone struct {
+	Name               string   `json:"name"`
+	Type               string   `json:"type"`
+	TypeID             int      `json:"type_id"`
+	SubID              int      `json:"sub_id"`
+	VLAN               *int     `json:"vlan"` // null for overlay zones
+	VNI                *int     `json:"vni"`  // VXLAN id joining a site's nodes; null for overlay zones
+	CIDR               string   `json:"cidr"`
+	Gateway            string   `json:"gateway"`
+	DHCPStart          string   `json:"dhcp_start"` // empty when the zone has no DHCP range
+	DHCPEnd            string   `json:"dhcp_end"`
+	AccessTo           []string `json:"access_to"`
+	PinholeAllowedFrom []string `json:"pinhole_allowed_from"`
+	State              string   `json:"state"`
+	Present            bool     `json:"present"`
+	Isolated           bool     `json:"isolated"`
+	Sites              []string `json:"sites"`
+}
+
+// Instance is a compiled instance.
+type Instance struct {
+	Name      string   `json:"name"`
+	Site      string   `json:"site"`
+	Node      string   `json:"node"`
+	Role      string   `json:"role"`
+	VMID      int      `json:"vmid"`
+	Zone      string   `json:"zone"` // of the first interface
+	IP        string   `json:"ip"`   // of the first interface
+	MAC       string   `json:"mac"`  // of the first interface
+	FQDN      string   `json:"fqdn"`
+	NICs      []NIC    `json:"nics"`
+	CPUs      int      `json:"cpus"`
+	MemoryMiB int64    `json:"memory_mib"`
+	DiskMiB   int64    `json:"disk_mib"`
+	Template  string   `json:"template,omitempty"`
+	Groups    []string `json:"groups"`
+	Ports     []Port   `json:"ports"`
+	DependsOn []string `json:"depends_on"`
+	HA        bool     `json:"ha"`
+	Replicate bool     `json:"replicate"`
+}
+
+// NIC is one interface of an instance.
+type NIC struct {
+	Index   int      `json:"index"`
+	Zone    string   `json:"zone"`
+	IP      string   `json:"ip"`
+	Prefix  int      `json:"prefix"`
+	Gateway string   `json:"gateway"`
+	MAC     string   `json:"mac"`
+	Trunks  []string `json:"trunks,omitempty"`
+}
+
+// Port is a port an instance serves.
+type Port struct {
+	Port  int    `json:"port"`
+	Proto string `json:"proto"`
+}
+
+// Flow is one allowed flow. Everything not listed is denied; return
+// traffic of an allowed flow is allowed (stateful).
+type Flow struct {
+	From     string   `json:"from"`      // zone, instance, "internet" or "group:<name>"
+	To       string   `json:"to"`        // likewise
+	Proto    string   `json:"proto"`     // any, tcp, udp or icmp
+	Ports    []string `json:"ports"`     // "443" or "8000-8100"; empty means all
+	Kind     string   `json:"kind"`      // access, internet, pinhole, egress, route or overlay
+	FromCIDR string   `json:"from_cidr"` // source addresses; empty for internet and groups
+	ToCIDR   string   `json:"to_cidr"`   // destination addresses; empty for internet and groups
+}
+
+// Flow kinds.
+const (
+	KindAccess   = "access"   // zone to zone, from access-to
+	KindInternet = "internet" // zone to the internet, from access-to
+	KindPinhole  = "pinhole"  // zone or internet to one instance's ports
+	KindEgress   = "egress"   // one instance to a zone or the internet
+	KindRoute    = "route"    // front end to backend, and clients to the front end
+	KindOverlay  = "overlay"  // overlay group to group
+)
+
+// Route is a compiled public route.
+type Route struct {
+	Name        string   `json:"name"`
+	Host        string   `json:"host"`
+	Port        int      `json:"port"`
+	Frontends   []string `json:"frontends"`
+	Backends    []string `json:"backends"`
+	BackendPort int      `json:"backend_port"`
+	Failover    []string `json:"failover"`
+	AllowedFrom []string `json:"allowed_from"`
+}
+
+// Resource is one thing an engine creates, updates or deletes. Attrs hold
+// everything that, when changed, needs the engine to act.
+type Resource struct {
+	ID    string            `json:"id"` // kind/..., unique
+	Kind  string            `json:"kind"`
+	Site  string            `json:"site,omitempty"`
+	Deps  []string          `json:"deps"`
+	Attrs map[string]string `json:"attrs"`
+}
+
+// Resource kinds.
+const (
+	ResNetwork  = "network"
+	ResFirewall = "firewall"
+	ResInstance = "instance"
+	ResRoute    = "route"
+)
+
+// Allocations are the identities already handed out: they keep an
+// instance's VMID, node and addresses stable across compiles, and keep a
+// removed instance's VMID and addresses reserved until an engine has
+// destroyed it and released them.
+type Allocations struct {
+	Instances map[string]InstanceAlloc `json:"instances"`
+}
+
+// InstanceAlloc is what was allocated to one instance.
+type InstanceAlloc struct {
+	VMID  int               `json:"vmid"`
+	Site  string            `json:"site"`
+	Node  string            `json:"node"`
+	Addrs map[string]string `json:"addrs"` // zone -> address
+}

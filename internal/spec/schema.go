@@ -1,0 +1,135 @@
+package spec
+
+import (
+	"encoding/json"
+	"reflect"
+)
+
+// schemaOf is implemented by types with their own YAML syntax.
+type schemaOf interface{ jsonSchema() map[string]any }
+
+func (Size) jsonSchema() map[string]any {
+	return map[string]any{
+		"description": "Size in MiB, or a number with a unit M, G or T (binary), e.g. 4G.",
+		"oneOf": []any{
+			map[string]any{"type": "integer", "minimum": 1},
+			map[string]any{"type": "string", "pattern": `^\s*[0-9]+\s*([MmGgTt]([Ii]?[Bb])?)?\s*$`},
+		},
+	}
+}
+
+func (Range) jsonSchema() map[string]any {
+	return map[string]any{
+		"description": "Inclusive range lo-hi, e.g. 1000-1999.",
+		"oneOf": []any{
+			map[string]any{"type": "integer"},
+			map[string]any{"type": "string", "pattern": `^\s*[0-9]+\s*(-\s*[0-9]+\s*)?$`},
+		},
+	}
+}
+
+func (Ports) jsonSchema() map[string]any {
+	one := map[string]any{"oneOf": []any{
+		map[string]any{"type": "integer", "minimum": 1, "maximum": 65535},
+		map[string]any{"type": "string", "pattern": `^[0-9]+(-[0-9]+)?$`},
+	}}
+	return map[string]any{
+		"description": "A port, a range such as 8000-8100, or a list of them.",
+		"oneOf":       []any{one, map[string]any{"type": "array", "items": one}},
+	}
+}
+
+// Schema returns a JSON Schema (draft 2020-12) of the spec file format,
+// generated from the same field tags the loader enforces, so the two agree.
+func Schema() []byte {
+	g := &schemaGen{defs: map[string]any{}}
+	root := g.of(reflect.TypeFor[Spec]())
+	root["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+	root["$id"] = "https://holdfast.dev/schema/spec.json"
+	root["title"] = "Holdfast cloud spec"
+	root["$defs"] = g.defs
+	out, err := json.MarshalIndent(root, "", "  ")
+	if err != nil {
+		panic(err) // maps of strings and numbers always marshal
+	}
+	return append(out, '\n')
+}
+
+type schemaGen struct{ defs map[string]any }
+
+func (g *schemaGen) of(t reflect.Type) map[string]any {
+	if s, ok := reflect.New(t).Elem().Interface().(schemaOf); ok {
+		return s.jsonSchema()
+	}
+	switch t.Kind() {
+	case reflect.Pointer:
+		if t.Elem().Kind() == reflect.Struct && t.Elem() != reflect.TypeFor[Spec]() {
+			return g.ref(t.Elem())
+		}
+		return g.of(t.Elem())
+	case reflect.Struct:
+		return g.object(t)
+	case reflect.Map:
+		return map[string]any{"type": "object", "propertyNames": map[string]any{"pattern": namePattern.String()}, "additionalProperties": g.of(t.Elem())}
+	case reflect.Slice:
+		return map[string]any{"type": "array", "items": g.of(t.Elem())}
+	case reflect.String:
+		return map[string]any{"type": "string"}
+	case reflect.Int:
+		return map[string]any{"type": "integer"}
+	case reflect.Bool:
+		return map[string]any{"type": "boolean"}
+	}
+	return map[string]any{}
+}
+
+func (g *schemaGen) ref(t reflect.Type) map[string]any {
+	if _, ok := g.defs[t.Name()]; !ok {
+		g.defs[t.Name()] = map[string]any{} // placeholder: breaks recursion
+		g.defs[t.Name()] = g.object(t)
+	}
+	return map[string]any{"$ref": "#/$defs/" + t.Name()}
+}
+
+func (g *schemaGen) object(t reflect.Type) map[string]any {
+	si := infoFor(t)
+	props := map[string]any{}
+	var required []string
+	for _, fi := range si.fields {
+		p := g.of(t.Field(fi.index).Type)
+		if fi.doc != "" {
+			p["description"] = fi.doc
+		}
+		if fi.enum != nil {
+			p["enum"] = fi.enum
+		}
+		if fi.min != nil {
+			p["minimum"] = *fi.min
+		}
+		if fi.max != nil {
+			p["maximum"] = *fi.max
+		}
+		switch fi.pattern {
+		case "name":
+			p["pattern"] = namePattern.String()
+		case "domain":
+			p["pattern"] = domainPattern.String()
+		}
+		props[fi.key] = p
+		if fi.required {
+			required = append(required, fi.key)
+		}
+	}
+	out := map[string]any{"type": "object", "properties": props, "additionalProperties": false}
+	if required != nil {
+		out["required"] = required
+	}
+	if t == reflect.TypeFor[Port]() {
+		return map[string]any{"oneOf": []any{
+			map[string]any{"type": "integer", "minimum": 1, "maximum": 65535},
+			map[string]any{"type": "string", "pattern": `^[0-9]+(/(tcp|udp))?$`},
+			out,
+		}}
+	}
+	return out
+}

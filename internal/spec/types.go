@@ -1,0 +1,174 @@
+// Package spec defines the Holdfast cloud spec, loads it from YAML with
+// positions, and validates it. Everything the compiler needs to know about a
+// cloud is in a *Spec; nothing in this package touches infrastructure.
+package spec
+
+import "net/netip"
+
+// Spec is a whole cloud: the merge of every file of a spec directory.
+// Maps are keyed by name; iterate with SortedNames for a stable order.
+type Spec struct {
+	Cloud     *Cloud               `yaml:"cloud" doc:"The cloud's identity: its name and DNS domain."`
+	Sites     map[string]*Site     `yaml:"sites" doc:"Locations, each realized by one engine on a set of nodes."`
+	Zones     map[string]*Zone     `yaml:"zones" doc:"Network segments with TAPPaaS semantics; default deny between them."`
+	Roles     map[string]*Role     `yaml:"roles" doc:"Classes of instances, each with a VMID range."`
+	Flavors   map[string]*Flavor   `yaml:"flavors" doc:"Named sizes: vCPUs, memory and disk."`
+	Templates map[string]*Template `yaml:"templates" doc:"Images instances are created from."`
+	Groups    map[string]*Group    `yaml:"groups" doc:"Overlay identity groups and which groups they may reach."`
+	Instances map[string]*Instance `yaml:"instances" doc:"VMs (system containers on the local engine)."`
+	Routes    map[string]*Route    `yaml:"routes" doc:"Public hostnames at a site's front end, with failover to backends at the peer site."`
+
+	// Files lists the files the spec was read from, in load order.
+	Files []string `yaml:"-"`
+}
+
+// Cloud names the cloud.
+type Cloud struct {
+	Meta        `yaml:"-"`
+	Name        string `yaml:"name" required:"true" pattern:"name" doc:"Short name of the cloud."`
+	Domain      string `yaml:"domain" required:"true" pattern:"domain" doc:"DNS domain; instances are named <instance>.<zone>.<domain>."`
+	Description string `yaml:"description" doc:"Free text."`
+}
+
+// Site is one location or provider.
+type Site struct {
+	Meta        `yaml:"-"`
+	Engine      string   `yaml:"engine" required:"true" enum:"local,proxmox" doc:"Engine that realizes this site."`
+	Nodes       []string `yaml:"nodes" required:"true" doc:"Hypervisor nodes (namespaces on the local engine)."`
+	Peer        string   `yaml:"peer" doc:"Peer site for failover and replication."`
+	Description string   `yaml:"description" doc:"Free text."`
+}
+
+// Zone is a network segment. Fields left unset are derived from the zone's
+// type and sub-id exactly as TAPPaaS derives them.
+type Zone struct {
+	Meta               `yaml:"-"`
+	Type               string   `yaml:"type" required:"true" enum:"management,service,client,iot,guest,dmz,overlay,test" doc:"Zone type; fixes the typeId (management 0, service 2, client 3, iot 4, guest 5, dmz 6, overlay 7, test 8)."`
+	SubID              *int     `yaml:"sub-id" doc:"Number of the zone within its type, 0-99 (default 0)."`
+	VLAN               *int     `yaml:"vlan" doc:"VLAN tag, 0 = untagged. Default typeId*100+subId."`
+	CIDR               string   `yaml:"cidr" doc:"IPv4 subnet. Default 10.<typeId>.<subId>.0/24."`
+	Gateway            string   `yaml:"gateway" doc:"Gateway address. Default the first host of the subnet."`
+	DHCP               *bool    `yaml:"dhcp" doc:"Whether the zone has a DHCP range (default true, false for overlay zones)."`
+	DHCPStart          *int     `yaml:"dhcp-start" doc:"First DHCP address as an offset into the subnet (default 50)."`
+	DHCPEnd            *int     `yaml:"dhcp-end" doc:"Last DHCP address as an offset into the subnet (default 250)."`
+	AccessTo           []string `yaml:"access-to" doc:"Zones this zone may reach (whole subnet, stateful); 'internet' for egress, 'all' for everything."`
+	PinholeAllowedFrom []string `yaml:"pinhole-allowed-from" doc:"Zones (or 'internet') that instances of this zone may open pinholes to."`
+	State              string   `yaml:"state" enum:"active,mandatory,inactive,disabled,manual" doc:"active and mandatory zones are created; inactive and disabled ones are not; manual ones exist but are not managed."`
+	Isolated           bool     `yaml:"isolated" doc:"An isolated zone is reachable by pinholes only: no zone but a management zone may list it in access-to."`
+	Sites              []string `yaml:"sites" doc:"Sites that carry this zone (default all)."`
+	Uplink             string   `yaml:"uplink" doc:"Physical interface or trunk the zone rides on (TAPPaaS 'bridge')."`
+	SSID               string   `yaml:"ssid" doc:"Wireless network name of a client zone."`
+	Description        string   `yaml:"description" doc:"Free text."`
+
+	// Net is filled by Validate: the zone's network with defaults applied.
+	Net ZoneNet `yaml:"-"`
+}
+
+// ZoneNet is a zone's network after defaults are applied.
+type ZoneNet struct {
+	TypeID, SubID int
+	VLAN          int // -1 for overlay zones, which carry no VLAN
+	Prefix        netip.Prefix
+	Gateway       netip.Addr
+	DHCPStart     netip.Addr // invalid when the zone has no DHCP range
+	DHCPEnd       netip.Addr
+	State         string
+	Present       bool // active, mandatory or manual: the zone exists
+}
+
+// Role is a class of instances with a VMID range.
+type Role struct {
+	Meta        `yaml:"-"`
+	VMIDs       Range  `yaml:"vmids" required:"true" doc:"VMID range, e.g. 1000-1999."`
+	IP          string `yaml:"ip" enum:"pool,vmid" doc:"pool (default): the next free address outside the DHCP range; vmid: last octet = first digit*10 + last digit of the VMID."`
+	Description string `yaml:"description" doc:"Free text."`
+}
+
+// Flavor is a named size.
+type Flavor struct {
+	Meta   `yaml:"-"`
+	CPUs   int  `yaml:"cpus" required:"true" min:"1" doc:"vCPUs."`
+	Memory Size `yaml:"memory" required:"true" doc:"Memory, e.g. 4GiB or 4096 (MiB)."`
+	Disk   Size `yaml:"disk" doc:"Root disk, e.g. 32G."`
+}
+
+// Template is an image instances are created from.
+type Template struct {
+	Meta        `yaml:"-"`
+	Image       string `yaml:"image" required:"true" doc:"Image reference: a template VMID on Proxmox, a rootfs directory on the local engine, or an image file name."`
+	OS          string `yaml:"os" doc:"Operating system, informational."`
+	CloudInit   *bool  `yaml:"cloud-init" doc:"Whether the image takes cloud-init (default true)."`
+	Description string `yaml:"description" doc:"Free text."`
+}
+
+// Group is an overlay identity group (Nebula-style).
+type Group struct {
+	Meta        `yaml:"-"`
+	CanAccess   []string `yaml:"can-access" doc:"Groups whose members this group may reach; 'all' for every group."`
+	Description string   `yaml:"description" doc:"Free text."`
+}
+
+// Instance is one VM.
+type Instance struct {
+	Meta        `yaml:"-"`
+	Site        string   `yaml:"site" doc:"Site; may be omitted when the cloud has one site."`
+	Node        string   `yaml:"node" doc:"Node of the site; chosen by the compiler when omitted."`
+	Role        string   `yaml:"role" doc:"Role; the VMID comes from its range."`
+	VMID        *int     `yaml:"vmid" doc:"Explicit VMID (100-999999999)."`
+	Zone        string   `yaml:"zone" doc:"Zone of the first network interface (shorthand for networks)."`
+	IP          string   `yaml:"ip" doc:"Explicit address in the zone (with zone)."`
+	Trunks      []string `yaml:"trunks" doc:"Further zones tagged on the first interface; 'all' for every zone (with zone)."`
+	Networks    []*NIC   `yaml:"networks" doc:"Network interfaces in order; the first is the primary."`
+	Flavor      string   `yaml:"flavor" doc:"Flavor name."`
+	Template    string   `yaml:"template" doc:"Template name."`
+	CPUs        *int     `yaml:"cpus" doc:"vCPUs, overriding the flavor."`
+	Memory      *Size    `yaml:"memory" doc:"Memory, overriding the flavor."`
+	Disk        *Size    `yaml:"disk" doc:"Disk, overriding the flavor."`
+	Groups      []string `yaml:"groups" doc:"Overlay groups the instance's certificate carries."`
+	Ports       []*Port  `yaml:"ports" doc:"Ports the instance serves."`
+	Ingress     []*Rule  `yaml:"ingress" doc:"Pinholes: who may reach which of its ports (from a zone or 'internet')."`
+	Egress      []*Rule  `yaml:"egress" doc:"Narrow flows out of the instance to a zone or 'internet'."`
+	DependsOn   []string `yaml:"depends-on" doc:"Instances that must exist first."`
+	Provides    []string `yaml:"provides" doc:"Capabilities the instance provides, informational."`
+	HA          bool     `yaml:"ha" doc:"Restart on another node when its node fails."`
+	Replicate   bool     `yaml:"replicate" doc:"Replicate to the peer site."`
+	Description string   `yaml:"description" doc:"Free text."`
+}
+
+// NIC is one network interface of an instance.
+type NIC struct {
+	Meta   `yaml:"-"`
+	Zone   string   `yaml:"zone" required:"true" doc:"Zone of the interface."`
+	IP     string   `yaml:"ip" doc:"Explicit address; allocated when omitted."`
+	Trunks []string `yaml:"trunks" doc:"Further zones tagged on this interface; 'all' for every zone."`
+}
+
+// Port is a port an instance serves. In YAML: 443, "53/udp", or a mapping.
+type Port struct {
+	Meta        `yaml:"-"`
+	Port        int    `yaml:"port" required:"true" min:"1" max:"65535" doc:"Port number."`
+	Proto       string `yaml:"proto" enum:"tcp,udp" doc:"Protocol (default tcp)."`
+	Description string `yaml:"description" doc:"Free text."`
+}
+
+// Rule is a narrow flow to or from one instance.
+type Rule struct {
+	Meta        `yaml:"-"`
+	From        string `yaml:"from" doc:"Source zone or 'internet' (ingress)."`
+	To          string `yaml:"to" doc:"Destination zone or 'internet' (egress)."`
+	Ports       Ports  `yaml:"ports" doc:"Ports or ranges, e.g. [80, 443, '8000-8100']; all ports when omitted."`
+	Proto       string `yaml:"proto" enum:"tcp,udp,icmp,any" doc:"Protocol (default tcp with ports, any without)."`
+	Description string `yaml:"description" doc:"Free text."`
+}
+
+// Route is a public hostname served by a site's front end.
+type Route struct {
+	Meta        `yaml:"-"`
+	Host        string   `yaml:"host" required:"true" pattern:"domain" doc:"Public hostname."`
+	Port        *int     `yaml:"port" doc:"Front-end port (default 443)."`
+	Frontends   []string `yaml:"frontends" required:"true" doc:"Instances that terminate the route."`
+	Backends    []string `yaml:"backends" required:"true" doc:"Instances that serve it, preferred."`
+	BackendPort int      `yaml:"backend-port" required:"true" min:"1" max:"65535" doc:"Port the backends serve."`
+	Failover    []string `yaml:"failover" doc:"Backends used when every preferred backend is down, usually at the peer site."`
+	AllowedFrom []string `yaml:"allowed-from" doc:"Zones or 'internet' that may reach the front end (default internet)."`
+}
