@@ -37,6 +37,6 @@ instances, overlay groups, routes — into running infrastructure, and keeps it 
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newValidate(), newPlan(), newShow(), newSchema(), newImport())
+	root.AddCommand(newValidate(), newPlan(), newShow(), newSchema(), newImport(), newDev())
 	return root
 }

@@ -58,7 +58,12 @@ func Schema() []byte {
 type schemaGen struct{ defs map[string]any }
 
 func (g *schemaGen) of(t reflect.Type) map[string]any {
-	if s, ok := reflect.New(t).Elem().Interface().(schemaOf); ok {
+	if t.Kind() == reflect.Pointer {
+		// *Size and the like: the pointer only marks the field optional.
+		if s, ok := reflect.New(t.Elem()).Elem().Interface().(schemaOf); ok {
+			return s.jsonSchema()
+		}
+	} else if s, ok := reflect.New(t).Elem().Interface().(schemaOf); ok {
 		return s.jsonSchema()
 	}
 	switch t.Kind() {

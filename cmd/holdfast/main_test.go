@@ -1,0 +1,143 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// run executes the CLI in-process and returns stdout, stderr and the error.
+func run(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	root := newRoot()
+	var out, errOut bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	root.SetArgs(args)
+	err := root.Execute()
+	return out.String(), errOut.String(), err
+}
+
+const good = `cloud: {name: t, domain: t.example}
+sites: {a: {engine: local, nodes: [n1]}}
+zones:
+  mgmt: {type: management, sub-id: 10, access-to: [internet, srv]}
+  srv: {type: service, sub-id: 10, pinhole-allowed-from: [internet]}
+roles: {app: {vmids: 2000-2999}}
+instances:
+  web: {role: app, zone: srv, ingress: [{from: internet, ports: [443]}]}
+`
+
+func writeSpec(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "cloud.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestValidateReportsEveryErrorAndFails(t *testing.T) {
+	p := writeSpec(t, strings.Replace(good, "roles: {app: {vmids: 2000-2999}}", "roles: {app: {vmids: 2000-2999, colour: red}}", 1)+
+		"  db: {role: nope, zone: srv}\n")
+	_, stderr, err := run(t, "validate", p)
+	if !errors.Is(err, errReported) {
+		t.Fatalf("validate of a broken spec: err = %v, want errReported (exit 1)", err)
+	}
+	for _, want := range []string{
+		p + `:6:33: role "app": unknown field "colour"`,
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	// Load errors stop before validation; fix the first and the second shows.
+	p2 := writeSpec(t, good+"  db: {role: nope, zone: srv}\n")
+	_, stderr, err = run(t, "validate", p2)
+	if !errors.Is(err, errReported) || !strings.Contains(stderr, p2+`:9:14: instance "db": role "nope" does not exist`) {
+		t.Errorf("err = %v, stderr:\n%s", err, stderr)
+	}
+}
+
+func TestValidateGoodSpec(t *testing.T) {
+	out, _, err := run(t, "validate", writeSpec(t, good))
+	if err != nil || !strings.Contains(out, "valid (2 zones, 1 instances, 3 flows)") {
+		t.Errorf("err = %v, out = %q", err, out)
+	}
+}
+
+// The JSON of show and plan is a documented contract (docs/cli.md): these
+// fields must stay.
+func TestShowJSONContract(t *testing.T) {
+	p := writeSpec(t, good)
+	for what, fields := range map[string][]string{
+		"zones":     {"name", "type", "vlan", "cidr", "gateway", "dhcp_start", "dhcp_end", "access_to"},
+		"instances": {"name", "site", "node", "role", "vmid", "zone", "ip", "mac", "fqdn"},
+		"flows":     {"from", "to", "proto", "ports"},
+	} {
+		out, _, err := run(t, "show", what, p, "-o", "json")
+		if err != nil {
+			t.Fatalf("show %s: %v", what, err)
+		}
+		var rows []map[string]any
+		if err := json.Unmarshal([]byte(out), &rows); err != nil || len(rows) == 0 {
+			t.Fatalf("show %s -o json: %v (%q)", what, err, out)
+		}
+		for _, f := range fields {
+			if _, ok := rows[0][f]; !ok {
+				t.Errorf("show %s -o json: field %q missing from %v", what, f, rows[0])
+			}
+		}
+	}
+	out, _, _ := run(t, "show", "instances", p, "-o", "json")
+	var inst []struct {
+		VMID int    `json:"vmid"`
+		IP   string `json:"ip"`
+		FQDN string `json:"fqdn"`
+	}
+	if err := json.Unmarshal([]byte(out), &inst); err != nil {
+		t.Fatal(err)
+	}
+	if inst[0].VMID != 2000 || inst[0].IP != "10.2.10.2" || inst[0].FQDN != "web.srv.t.example" {
+		t.Errorf("instance = %+v", inst[0])
+	}
+}
+
+func TestPlanJSON(t *testing.T) {
+	out, _, err := run(t, "plan", writeSpec(t, good), "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p struct {
+		Changes []struct {
+			Action, ID string
+		}
+		Summary struct{ Create int }
+	}
+	if err := json.Unmarshal([]byte(out), &p); err != nil {
+		t.Fatal(err)
+	}
+	// Two networks, one firewall, one instance: all creates, networks first.
+	if p.Summary.Create != 4 || p.Changes[0].ID != "network/a/mgmt" || p.Changes[3].ID != "instance/web" {
+		t.Errorf("plan = %+v", p)
+	}
+}
+
+func TestUnknownOutputFormat(t *testing.T) {
+	_, _, err := run(t, "plan", writeSpec(t, good), "-o", "yaml")
+	if err == nil || !strings.Contains(err.Error(), `unknown output format "yaml"`) {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func TestSchemaIsJSON(t *testing.T) {
+	out, _, err := run(t, "schema")
+	var v map[string]any
+	if err != nil || json.Unmarshal([]byte(out), &v) != nil || v["$schema"] == nil {
+		t.Errorf("schema: err = %v, output not a JSON Schema", err)
+	}
+}
