@@ -315,7 +315,9 @@ groups:
 		t.Fatal(errs)
 	}
 	want := []string{
-		"group:admin>group:games any  overlay", "group:admin>group:infra any  overlay", "group:admin>group:projects any  overlay",
+		"group:admin>group:admin any  overlay", "group:admin>group:games any  overlay",
+		"group:admin>group:infra any  overlay", "group:admin>group:projects any  overlay",
+		"group:infra>group:infra any  overlay",
 		"group:projects>group:infra any  overlay",
 	}
 	if got := flowSet(st); !slices.Equal(got, want) {

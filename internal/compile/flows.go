@@ -100,10 +100,10 @@ func (c *compiler) flows() {
 			if t == spec.All {
 				targets = groups
 			}
+			// A group reaching itself is a flow like any other: on an overlay,
+			// members of one group do not reach each other unless allowed.
 			for _, to := range targets {
-				if to != name {
-					fs = append(fs, Flow{From: "group:" + name, To: "group:" + to, Proto: "any", Kind: KindOverlay})
-				}
+				fs = append(fs, Flow{From: "group:" + name, To: "group:" + to, Proto: "any", Kind: KindOverlay})
 			}
 		}
 	}
