@@ -89,6 +89,44 @@ func infoFor(t reflect.Type) *structInfo {
 type decoder struct {
 	file  string
 	diags *Diagnostics
+
+	// Alias accounting: every alias is decoded again where it is used, so a
+	// few kilobytes of nested aliases could expand into billions of values.
+	// Like yaml.v3's own decoder, refuse a document in which nearly all of
+	// the work is expanding aliases.
+	decodes, aliased, aliasDepth int
+	aliasBomb                    bool
+}
+
+// spend accounts for n decoded values and reports whether decoding may go on.
+func (d *decoder) spend(node *yaml.Node, n int) bool {
+	if d.aliasBomb {
+		return false
+	}
+	d.decodes += n
+	if d.aliasDepth > 0 {
+		d.aliased += n
+	}
+	if d.aliased > 100 && d.decodes > 1000 && float64(d.aliased)/float64(d.decodes) > allowedAliasRatio(d.decodes) {
+		d.aliasBomb = true
+		d.errorf(node, "the document expands aliases excessively (%d values, %d of them through aliases); write the values out or use fewer nested aliases", d.decodes, d.aliased)
+		return false
+	}
+	return true
+}
+
+// allowedAliasRatio is yaml.v3's: up to 99% of small documents may come
+// from aliases, falling to 10% at four million decoded values.
+func allowedAliasRatio(decodes int) float64 {
+	const low, high = 400_000, 4_000_000
+	switch {
+	case decodes <= low:
+		return 0.99
+	case decodes >= high:
+		return 0.10
+	default:
+		return 0.99 - 0.89*float64(decodes-low)/float64(high-low)
+	}
 }
 
 func (d *decoder) pos(n *yaml.Node) Pos { return Pos{File: d.file, Line: n.Line, Col: n.Column} }
@@ -124,8 +162,16 @@ func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.Tag == "!
 // decode stores n into v, reporting problems instead of stopping at them.
 // what names the thing being decoded for messages ("zone \"mgmt\"").
 func (d *decoder) decode(n *yaml.Node, v reflect.Value, what string) {
-	for n.Kind == yaml.AliasNode {
-		n = n.Alias
+	at := n // an alias is blamed where it is used
+	if n.Kind == yaml.AliasNode {
+		for n.Kind == yaml.AliasNode {
+			n = n.Alias
+		}
+		d.aliasDepth++
+		defer func() { d.aliasDepth-- }()
+	}
+	if !d.spend(at, 1) {
+		return
 	}
 	if v.CanAddr() {
 		if sd, ok := v.Addr().Interface().(shorthandDecoder); ok {
@@ -139,6 +185,9 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, what string) {
 			}
 		}
 		if vd, ok := v.Addr().Interface().(valueDecoder); ok {
+			if n.Kind == yaml.SequenceNode && !d.spend(n, len(n.Content)) {
+				return
+			}
 			if err := vd.decodeNode(n); err != nil {
 				d.errorf(n, "%s: %v", what, err)
 			}
@@ -182,11 +231,14 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, what string) {
 		}
 		v.SetInt(int64(i))
 	case reflect.Bool:
-		if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" {
+		// Decode, not a comparison with "true": an explicit "!!bool yes"
+		// must be refused, not silently read as false.
+		var b bool
+		if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" || n.Decode(&b) != nil {
 			d.errorf(n, "%s: expected true or false, got %s", what, describe(n))
 			return
 		}
-		v.SetBool(n.Value == "true" || n.Value == "True" || n.Value == "TRUE")
+		v.SetBool(b)
 	default:
 		panic(fmt.Sprintf("spec: no YAML decoding for %s", v.Type()))
 	}

@@ -93,6 +93,23 @@ func specFiles(path string) ([]string, error) {
 
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
+// yaml.v3 numbers lines from 1 for its scanner's errors but from 0 for its
+// parser's (the line then is the one before the construct it was parsing);
+// these are the parser's messages.
+var yamlParserErrors = []string{
+	"did not find expected <stream-start>",
+	"did not find expected <document start>",
+	"did not find expected node content",
+	"did not find expected '-' indicator",
+	"did not find expected key",
+	"did not find expected ',' or ']'",
+	"did not find expected ',' or '}'",
+	"found duplicate %YAML directive",
+	"found incompatible YAML document",
+	"found undefined tag handle",
+	"found duplicate %TAG directive",
+}
+
 // Parse decodes one file's YAML (one or more documents) into a partial spec.
 func Parse(file string, data []byte) (*Spec, Diagnostics) {
 	var diags Diagnostics
@@ -123,6 +140,9 @@ func syntaxError(file string, err error) Diagnostic {
 	msg := err.Error()
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
+		if slices.Contains(yamlParserErrors, m[2]) {
+			line++
+		}
 		return Diagnostic{Pos: Pos{File: file, Line: line, Col: 1}, Message: "YAML syntax: " + m[2]}
 	}
 	return Diagnostic{Pos: Pos{File: file, Line: 1, Col: 1}, Message: "YAML syntax: " + strings.TrimPrefix(msg, "yaml: ")}

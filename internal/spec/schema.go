@@ -3,6 +3,10 @@ package spec
 import (
 	"encoding/json"
 	"reflect"
+	"regexp"
+	"slices"
+	"strings"
+	"unicode"
 )
 
 // schemaOf is implemented by types with their own YAML syntax.
@@ -13,7 +17,7 @@ func (Size) jsonSchema() map[string]any {
 		"description": "Size in MiB, or a number with a unit M, G or T (binary), e.g. 4G.",
 		"oneOf": []any{
 			map[string]any{"type": "integer", "minimum": 1},
-			map[string]any{"type": "string", "pattern": `^\s*[0-9]+\s*([MmGgTt]([Ii]?[Bb])?)?\s*$`},
+			map[string]any{"type": "string", "pattern": `^\s*0*[1-9][0-9]*\s*([MmGgTt][Ii]?[Bb]?)?\s*$`},
 		},
 	}
 }
@@ -22,7 +26,7 @@ func (Range) jsonSchema() map[string]any {
 	return map[string]any{
 		"description": "Inclusive range lo-hi, e.g. 1000-1999.",
 		"oneOf": []any{
-			map[string]any{"type": "integer"},
+			map[string]any{"type": "integer", "minimum": 0},
 			map[string]any{"type": "string", "pattern": `^\s*[0-9]+\s*(-\s*[0-9]+\s*)?$`},
 		},
 	}
@@ -31,7 +35,7 @@ func (Range) jsonSchema() map[string]any {
 func (Ports) jsonSchema() map[string]any {
 	one := map[string]any{"oneOf": []any{
 		map[string]any{"type": "integer", "minimum": 1, "maximum": 65535},
-		map[string]any{"type": "string", "pattern": `^[0-9]+(-[0-9]+)?$`},
+		map[string]any{"type": "string", "pattern": `^\s*[0-9]+\s*(-\s*[0-9]+\s*)?$`},
 	}}
 	return map[string]any{
 		"description": "A port, a range such as 8000-8100, or a list of them.",
@@ -44,6 +48,7 @@ func (Ports) jsonSchema() map[string]any {
 func Schema() []byte {
 	g := &schemaGen{defs: map[string]any{}}
 	root := g.of(reflect.TypeFor[Spec]())
+	root["type"] = []any{"object", "null"} // an empty file is an empty spec
 	root["$schema"] = "https://json-schema.org/draft/2020-12/schema"
 	root["$id"] = "https://holdfast.dev/schema/spec.json"
 	root["title"] = "Holdfast cloud spec"
@@ -69,6 +74,10 @@ func (g *schemaGen) of(t reflect.Type) map[string]any {
 	switch t.Kind() {
 	case reflect.Pointer:
 		if t.Elem().Kind() == reflect.Struct && t.Elem() != reflect.TypeFor[Spec]() {
+			if !hasRequired(t.Elem()) {
+				// The loader reads a null object as an empty mapping.
+				return map[string]any{"anyOf": []any{g.ref(t.Elem()), map[string]any{"type": "null"}}}
+			}
 			return g.ref(t.Elem())
 		}
 		return g.of(t.Elem())
@@ -79,7 +88,9 @@ func (g *schemaGen) of(t reflect.Type) map[string]any {
 	case reflect.Slice:
 		return map[string]any{"type": "array", "items": g.of(t.Elem())}
 	case reflect.String:
-		return map[string]any{"type": "string"}
+		// The loader takes any scalar but a boolean or null as a string
+		// (image: 9000 is a Proxmox template VMID).
+		return map[string]any{"type": []any{"string", "number"}}
 	case reflect.Int:
 		return map[string]any{"type": "integer"}
 	case reflect.Bool:
@@ -102,11 +113,10 @@ func (g *schemaGen) object(t reflect.Type) map[string]any {
 	var required []string
 	for _, fi := range si.fields {
 		p := g.of(t.Field(fi.index).Type)
-		if fi.doc != "" {
-			p["description"] = fi.doc
-		}
 		if fi.enum != nil {
-			p["enum"] = fi.enum
+			// The loader matches enums without regard to case.
+			p["type"] = "string"
+			p["anyOf"] = []any{map[string]any{"enum": fi.enum}, map[string]any{"pattern": caseless(fi.enum)}}
 		}
 		if fi.min != nil {
 			p["minimum"] = *fi.min
@@ -116,14 +126,20 @@ func (g *schemaGen) object(t reflect.Type) map[string]any {
 		}
 		switch fi.pattern {
 		case "name":
-			p["pattern"] = namePattern.String()
+			p["type"], p["pattern"] = "string", namePattern.String()
 		case "domain":
-			p["pattern"] = domainPattern.String()
+			p["type"], p["pattern"] = "string", domainPattern.String()
 		}
-		props[fi.key] = p
 		if fi.required {
 			required = append(required, fi.key)
+		} else {
+			// The loader reads an optional field given as null as left out.
+			p = map[string]any{"anyOf": []any{p, map[string]any{"type": "null"}}}
 		}
+		if fi.doc != "" {
+			p["description"] = fi.doc
+		}
+		props[fi.key] = p
 	}
 	out := map[string]any{"type": "object", "properties": props, "additionalProperties": false}
 	if required != nil {
@@ -132,9 +148,34 @@ func (g *schemaGen) object(t reflect.Type) map[string]any {
 	if t == reflect.TypeFor[Port]() {
 		return map[string]any{"oneOf": []any{
 			map[string]any{"type": "integer", "minimum": 1, "maximum": 65535},
-			map[string]any{"type": "string", "pattern": `^[0-9]+(/(tcp|udp))?$`},
+			map[string]any{"type": "string", "pattern": `^[0-9]+(/([Tt][Cc][Pp]|[Uu][Dd][Pp]))?$`},
 			out,
 		}}
 	}
 	return out
+}
+
+func hasRequired(t reflect.Type) bool {
+	return slices.ContainsFunc(infoFor(t).fields, func(fi fieldInfo) bool { return fi.required })
+}
+
+// caseless is a pattern matching any of words in any case (ECMA-262 regular
+// expressions, which JSON Schema uses, have no case-insensitive flag).
+func caseless(words []string) string {
+	var b strings.Builder
+	b.WriteString("^(")
+	for i, w := range words {
+		if i > 0 {
+			b.WriteByte('|')
+		}
+		for _, r := range w {
+			if u, l := unicode.ToUpper(r), unicode.ToLower(r); u != l {
+				b.WriteString("[" + string(u) + string(l) + "]")
+			} else {
+				b.WriteString(regexp.QuoteMeta(string(r)))
+			}
+		}
+	}
+	b.WriteString(")$")
+	return b.String()
 }

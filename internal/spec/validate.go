@@ -80,7 +80,9 @@ func (v *validator) sites() {
 				v.diags.Errorf(site.FieldPos("peer"), "site %q: a site cannot be its own peer", name)
 			case !ok:
 				v.diags.Errorf(site.FieldPos("peer"), "site %q: peer %q is not a site%s", name, site.Peer, didYouMean(site.Peer, v.s.Sites))
-			case peer.Peer != "" && peer.Peer != name:
+			case peer.Peer == "":
+				v.diags.Errorf(site.FieldPos("peer"), "site %q: peer %q does not name it back; peers must name each other (add peer: %s to site %q)", name, site.Peer, name, site.Peer)
+			case peer.Peer != name:
 				v.diags.Errorf(site.FieldPos("peer"), "site %q: peer %q has peer %q; peers must name each other", name, site.Peer, peer.Peer)
 			}
 		}
@@ -95,6 +97,7 @@ func (v *validator) zones() {
 	}
 	v.vlanCollisions()
 	v.cidrOverlaps()
+	isolated := v.isolatedZones()
 	for _, name := range SortedNames(v.s.Zones) {
 		z := v.s.Zones[name]
 		v.zoneList(z, "access-to", z.AccessTo, true)
@@ -112,7 +115,8 @@ func (v *validator) zones() {
 				v.diags.Errorf(z.FieldPos("access-to"), "zone %q: access-to lists isolated zone %q; only a management zone may, others reach it through pinholes (add %q to its pinhole-allowed-from)", name, t, name)
 			}
 			if t == All {
-				if iso := v.isolatedZones(); len(iso) > 0 {
+				// A zone always reaches itself; only other isolated zones count.
+				if iso := slices.DeleteFunc(slices.Clone(isolated), func(n string) bool { return n == name }); len(iso) > 0 {
 					v.diags.Errorf(z.FieldPos("access-to"), "zone %q: access-to 'all' would include isolated zone(s) %s; only a management zone may", name, strings.Join(iso, ", "))
 				}
 			}
@@ -132,6 +136,13 @@ func (v *validator) isolatedZones() []string {
 
 func (v *validator) zoneNet(name string, z *Zone) {
 	n := &z.Net
+	// State first: a zone with a bad cidr returns early below, and its
+	// instances must still see the zone's real state.
+	n.State = z.State
+	if n.State == "" {
+		n.State = "active"
+	}
+	n.Present = n.State == "active" || n.State == "mandatory" || n.State == "manual"
 	n.TypeID = TypeIDs[z.Type]
 	if z.SubID != nil {
 		n.SubID = *z.SubID
@@ -210,7 +221,7 @@ func (v *validator) zoneNet(name string, z *Zone) {
 			end = *z.DHCPEnd
 		}
 		field := "dhcp-end"
-		if z.DHCPStart != nil && (start < 1 || int64(start) >= size-1) {
+		if z.DHCPStart != nil && (start < 1 || int64(start) >= size-1) || z.DHCPEnd == nil {
 			field = "dhcp-start"
 		}
 		switch {
@@ -224,18 +235,19 @@ func (v *validator) zoneNet(name string, z *Zone) {
 		default:
 			n.DHCPStart, n.DHCPEnd = AddrAt(n.Prefix, int64(start)), AddrAt(n.Prefix, int64(end))
 			if n.Gateway.IsValid() && InRange(n.Gateway, n.DHCPStart, n.DHCPEnd) {
-				v.diags.Errorf(z.FieldPos("gateway"), "zone %q: gateway %s is inside the DHCP range %s-%s", name, n.Gateway, n.DHCPStart, n.DHCPEnd)
+				at := "gateway"
+				if !z.Has(at) {
+					at = "dhcp-start" // the default gateway: the range moved onto it
+					if !z.Has(at) {
+						at = "dhcp-end"
+					}
+				}
+				v.diags.Errorf(z.FieldPos(at), "zone %q: gateway %s is inside the DHCP range %s-%s", name, n.Gateway, n.DHCPStart, n.DHCPEnd)
 			}
 		}
 	} else if z.DHCPStart != nil || z.DHCPEnd != nil {
 		v.diags.Warnf(z.FieldPos("dhcp-start"), "zone %q: dhcp is off; dhcp-start/dhcp-end are ignored", name)
 	}
-
-	n.State = z.State
-	if n.State == "" {
-		n.State = "active"
-	}
-	n.Present = n.State == "active" || n.State == "mandatory" || n.State == "manual"
 }
 
 // zoneSites returns the sites a zone is carried by.
@@ -259,7 +271,7 @@ func (v *validator) vlanCollisions() {
 	byVLAN := map[int][]string{}
 	for _, name := range SortedNames(v.s.Zones) {
 		z := v.s.Zones[name]
-		if z.Net.VLAN >= 0 && z.Net.Prefix.IsValid() {
+		if z.Net.VLAN >= 0 && z.Net.VLAN <= 4094 { // out-of-range VLANs are already errors
 			byVLAN[z.Net.VLAN] = append(byVLAN[z.Net.VLAN], name)
 		}
 	}
@@ -334,11 +346,17 @@ func (v *validator) roles() {
 			v.diags.Errorf(r.FieldPos("vmids"), "role %q: vmids %s must lie within %d-%d", name, r.VMIDs, MinVMID, MaxVMID)
 		}
 	}
-	slices.SortFunc(names, func(a, b string) int { return cmp.Compare(v.s.Roles[a].VMIDs.Lo, v.s.Roles[b].VMIDs.Lo) })
-	for i := 1; i < len(names); i++ {
-		a, b := v.s.Roles[names[i-1]], v.s.Roles[names[i]]
-		if b.VMIDs.Lo <= a.VMIDs.Hi {
-			v.diags.Errorf(b.FieldPos("vmids"), "role %q: vmids %s overlap role %q (%s)", b.Name, b.VMIDs, a.Name, a.VMIDs)
+	slices.SortStableFunc(names, func(a, b string) int { return cmp.Compare(v.s.Roles[a].VMIDs.Lo, v.s.Roles[b].VMIDs.Lo) })
+	// Compare each range with the one reaching furthest so far, not just
+	// its neighbour: 1000-5000 overlaps 3000-3100 even with 2000-2100 between.
+	var widest *Role
+	for _, name := range names {
+		b := v.s.Roles[name]
+		if widest != nil && b.VMIDs.Lo <= widest.VMIDs.Hi {
+			v.diags.Errorf(b.FieldPos("vmids"), "role %q: vmids %s overlap role %q (%s)", b.Name, b.VMIDs, widest.Name, widest.VMIDs)
+		}
+		if widest == nil || b.VMIDs.Hi > widest.VMIDs.Hi {
+			widest = b
 		}
 	}
 }
@@ -565,7 +583,7 @@ func (v *validator) instanceRules(in *Instance) {
 		if !v.zoneOrInternet(in, r, "to", r.To) || home == nil {
 			continue
 		}
-		if t := v.s.Zones[r.To]; t != nil && t.Isolated && !slices.Contains(t.PinholeAllowedFrom, home.Name) && home.Type != "management" {
+		if t := v.s.Zones[r.To]; t != nil && t != home && t.Isolated && !slices.Contains(t.PinholeAllowedFrom, home.Name) && home.Type != "management" {
 			v.diags.Errorf(r.FieldPos("to"), "instance %q: egress into isolated zone %q needs %q in its pinhole-allowed-from", in.Name, r.To, home.Name)
 		}
 	}

@@ -160,13 +160,13 @@ func (p *Port) decodeShorthand(n *yaml.Node) (handled bool, err error) {
 	if n.Kind != yaml.ScalarNode {
 		return false, nil
 	}
-	num, proto, _ := strings.Cut(n.Value, "/")
+	num, proto, slash := strings.Cut(n.Value, "/")
 	v, err := strconv.Atoi(num)
 	if err != nil || v < 1 || v > 65535 {
 		return true, fmt.Errorf("expected a port such as 443 or \"53/udp\", got %q", n.Value)
 	}
 	proto = strings.ToLower(proto)
-	if proto != "" && proto != "tcp" && proto != "udp" {
+	if slash && proto != "tcp" && proto != "udp" { // "443/" is not a port
 		return true, fmt.Errorf("port %q: protocol must be tcp or udp", n.Value)
 	}
 	p.Port, p.Proto = v, proto
