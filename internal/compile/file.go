@@ -6,14 +6,8 @@ import "github.com/holdfast/holdfast/internal/spec"
 // directory). The state is nil when the diagnostics hold errors; warnings
 // come back either way.
 func File(path string, prev Allocations) (*spec.Spec, *State, Allocations, spec.Diagnostics) {
-	s, diags := spec.Load(path)
+	s, diags := spec.Check(path)
 	if diags.HasErrors() {
-		diags.Sort()
-		return s, nil, prev, diags
-	}
-	diags = append(diags, spec.Validate(s)...)
-	if diags.HasErrors() {
-		diags.Sort()
 		return s, nil, prev, diags
 	}
 	st, next, cd := Compile(s, prev)

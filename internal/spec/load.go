@@ -24,26 +24,37 @@ const MaxFileSize = 64 << 20
 // problem it finds; the spec is unusable when the diagnostics hold errors.
 // Load does not validate references; call Validate for that.
 func Load(path string) (*Spec, Diagnostics) {
+	s, diags, _ := load(path)
+	return s, diags
+}
+
+// load is Load that also says whether every file was read and parsed, so
+// that Check knows the spec is whole enough to validate.
+func load(path string) (*Spec, Diagnostics, bool) {
 	var diags Diagnostics
 	files, err := specFiles(path)
 	if err != nil {
 		diags.Errorf(Pos{File: path}, "%v", err)
-		return nil, diags
+		return nil, diags, false
 	}
 	s := &Spec{}
+	whole := true
 	for _, f := range files {
 		data, err := readLimited(f)
 		if err != nil {
 			diags.Errorf(Pos{File: f}, "%v", err)
+			whole = false
 			continue
 		}
 		part, ds := Parse(f, data)
 		diags = append(diags, ds...)
-		if part != nil {
-			s.merge(part, &diags)
+		if part == nil {
+			whole = false
+			continue
 		}
+		s.merge(part, &diags)
 	}
-	return s, diags
+	return s, diags, whole
 }
 
 func readLimited(name string) ([]byte, error) {

@@ -324,7 +324,7 @@ func TestSchemaAgreesWithLoader(t *testing.T) {
 	}{
 		{"minimal", `zones: {a: {type: iot}}`, true},
 		{"enum in any case", `zones: {a: {type: Management, state: ACTIVE}}`, true},
-		{"enum misspelt", `zones: {a: {type: managment}}`, false},
+		{"enum misspelt", `zones: {a: {type: managment}}`, false}, //nolint:misspell // the misspelling is the test
 		{"number as a string", `templates: {t: {image: 9000}}`, true},
 		{"number as free text", `zones: {a: {type: iot, description: 5, uplink: 3}}`, true},
 		{"bool as a string", `zones: {a: {type: iot, description: true}}`, false},

@@ -63,6 +63,9 @@ func (v *validator) sites() {
 	}
 	for _, name := range SortedNames(v.s.Sites) {
 		site := v.s.Sites[name]
+		if len(site.Nodes) == 0 && site.Has("nodes") {
+			v.diags.Errorf(site.FieldPos("nodes"), "site %q: nodes is empty; a site needs at least one node", name)
+		}
 		seen := map[string]bool{}
 		for _, n := range site.Nodes {
 			if !namePattern.MatchString(n) {
@@ -501,7 +504,13 @@ func (v *validator) instanceNICs(in *Instance, ips map[netip.Addr]string) {
 		v.diags.Errorf(in.FieldPos("ip"), "instance %q: ip and trunks need a zone", in.Name)
 	}
 	site := v.s.SiteOf(in)
+	zonesSeen := make(map[string]bool, len(nics))
 	for i, nic := range nics {
+		if zonesSeen[nic.Zone] {
+			v.diags.Errorf(nic.FieldPos("zone"), "instance %q: two interfaces in zone %q; an instance has at most one interface per zone", in.Name, nic.Zone)
+			continue
+		}
+		zonesSeen[nic.Zone] = true
 		z, ok := v.s.Zones[nic.Zone]
 		if !ok {
 			v.diags.Errorf(nic.FieldPos("zone"), "instance %q: zone %q does not exist%s", in.Name, nic.Zone, didYouMean(nic.Zone, v.s.Zones))
@@ -583,8 +592,12 @@ func (v *validator) instanceRules(in *Instance) {
 		if !v.zoneOrInternet(in, r, "to", r.To) || home == nil {
 			continue
 		}
-		if t := v.s.Zones[r.To]; t != nil && t != home && t.Isolated && !slices.Contains(t.PinholeAllowedFrom, home.Name) && home.Type != "management" {
-			v.diags.Errorf(r.FieldPos("to"), "instance %q: egress into isolated zone %q needs %q in its pinhole-allowed-from", in.Name, r.To, home.Name)
+		// An egress rule is a pinhole seen from its source: the target zone
+		// must consent, or the source zone must already reach it.
+		if t := v.s.Zones[r.To]; t != nil {
+			if why := zoneMayReach(home, t); why != "" {
+				v.diags.Errorf(r.FieldPos("to"), "instance %q: egress into zone %q is not allowed: %s", in.Name, r.To, why)
+			}
 		}
 	}
 }
@@ -659,6 +672,9 @@ func (v *validator) routes() {
 		}
 		for _, field := range []string{"frontends", "backends", "failover"} {
 			list := map[string][]string{"frontends": r.Frontends, "backends": r.Backends, "failover": r.Failover}[field]
+			if len(list) == 0 && field != "failover" && r.Has(field) {
+				v.diags.Errorf(r.FieldPos(field), "route %q: %s is empty", name, field)
+			}
 			for _, inst := range list {
 				if _, ok := v.s.Instances[inst]; !ok {
 					v.diags.Errorf(r.FieldPos(field), "route %q: %s names unknown instance %q%s", name, field, inst, didYouMean(inst, v.s.Instances))
@@ -684,13 +700,24 @@ func (v *validator) reachable(a, b string) string {
 		return ""
 	}
 	za, zb := v.s.Zones[ia.NICs()[0].Zone], v.s.Zones[ib.NICs()[0].Zone]
-	if za == nil || zb == nil || za == zb {
+	if za == nil || zb == nil {
 		return ""
 	}
-	if slices.Contains(za.AccessTo, zb.Name) || slices.Contains(za.AccessTo, All) || slices.Contains(zb.PinholeAllowedFrom, za.Name) {
+	return zoneMayReach(za, zb)
+}
+
+// zoneMayReach explains why zone a may not open a narrow flow into zone b
+// (empty when it may): within one zone always; otherwise when b allows
+// pinholes from a, or a already reaches b through access-to. 'all' does not
+// reach an isolated zone except from a management zone.
+func zoneMayReach(a, b *Zone) string {
+	switch {
+	case a == b, slices.Contains(b.PinholeAllowedFrom, a.Name), slices.Contains(a.AccessTo, b.Name):
+		return ""
+	case slices.Contains(a.AccessTo, All) && (!b.Isolated || a.Type == "management"):
 		return ""
 	}
-	return fmt.Sprintf("zone %q has no access-to %q and %q does not allow pinholes from it", za.Name, zb.Name, zb.Name)
+	return fmt.Sprintf("zone %q has no access-to %q, and %q does not allow pinholes from %q (add it to its pinhole-allowed-from)", a.Name, b.Name, b.Name, a.Name)
 }
 
 // didYouMean suggests the closest existing name.

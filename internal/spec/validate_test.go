@@ -396,9 +396,10 @@ sites:
   g: {site: s1, role: apps, zone: srv, ip: 10.2.1.0}
   h: {site: s1, role: apps, zone: srv, ip: "10.2.1.300"}
   i: {site: s1, role: apps, networks: [{zone: mgmt, ip: 10.0.0.5}, {zone: srv, ip: 10.2.1.11}]}
-  j: {site: s1, role: apps, networks: [{zone: srv, ip: 10.2.1.11}, {zone: srv, ip: "::1"}]}
+  j: {site: s1, role: apps, networks: [{zone: srv, ip: 10.2.1.11}, {zone: mgmt, ip: "::1"}]}
   k: {site: s1, role: apps, zone: srv, ip: 10.2.1.49}
   l: {site: s1, role: apps, zone: srv, ip: 10.2.1.251}
+  m: {site: s1, role: apps, networks: [{zone: srv}, {zone: srv}]}
 `,
 			want: []string{
 				`spec.yaml:19:44: instance "b": ip 10.2.2.10 is outside zone "srv"'s cidr 10.2.1.0/24`,
@@ -409,7 +410,8 @@ sites:
 				`spec.yaml:24:44: instance "g": ip 10.2.1.0 is the network or broadcast address of zone "srv"`,
 				`spec.yaml:25:44: instance "h": ip "10.2.1.300" is not an IPv4 address`,
 				`spec.yaml:27:56: instance "j": ip 10.2.1.11 is already given to instance "i"`,
-				`spec.yaml:27:84: instance "j": ip "::1" is not an IPv4 address`,
+				`spec.yaml:27:85: instance "j": ip "::1" is not an IPv4 address`,
+				`spec.yaml:30:60: instance "m": two interfaces in zone "srv"; an instance has at most one interface per zone`,
 			},
 		},
 		{
@@ -506,7 +508,7 @@ roles: {r: {vmids: 1000-1999}}
 			},
 		},
 		{
-			name: "egress into an isolated zone",
+			name: "egress needs the target zone's consent",
 			yaml: zones + `instances:
   a: {role: r, zone: db, egress: [{to: cams, ports: 554}, {to: internet}, {to: srv}]}
   b: {role: r, zone: srv, egress: [{to: cams, ports: 554}]}
@@ -514,7 +516,8 @@ roles: {r: {vmids: 1000-1999}}
   d: {role: r, zone: cams, egress: [{to: cams}]}
 `,
 			want: []string{
-				`spec.yaml:11:40: instance "a": egress into isolated zone "cams" needs "db" in its pinhole-allowed-from`,
+				`spec.yaml:11:40: instance "a": egress into zone "cams" is not allowed: zone "db" has no access-to "cams", and "cams" does not allow pinholes from "db" (add it to its pinhole-allowed-from)`,
+				`spec.yaml:11:80: instance "a": egress into zone "srv" is not allowed: zone "db" has no access-to "srv", and "srv" does not allow pinholes from "db" (add it to its pinhole-allowed-from)`,
 			},
 		},
 		{
@@ -619,7 +622,7 @@ routes:
 			yaml: base + `  a: {host: a.demo.net, frontends: [fe, fe2], backends: [data], failover: [be], backend-port: 5432}
 `,
 			want: []string{
-				`spec.yaml:18:57: route "a": frontend "fe" cannot reach backend "data": zone "dmz" has no access-to "db" and "db" does not allow pinholes from it`,
+				`spec.yaml:18:57: route "a": frontend "fe" cannot reach backend "data": zone "dmz" has no access-to "db", and "db" does not allow pinholes from "dmz" (add it to its pinhole-allowed-from)`,
 				`spec.yaml:18:57: route "a": frontend "fe2" cannot reach backend "data": zone "edge" has no access-to "db"`,
 			},
 		},
@@ -726,4 +729,22 @@ func TestSeedSpecIsValid(t *testing.T) {
 	if got := s.SiteOf(s.Instances["web2"]); got != "launceston" {
 		t.Errorf("web2 site = %q", got)
 	}
+}
+
+func TestEmptyRequiredLists(t *testing.T) {
+	runDiagCases(t, []diagCase{
+		{
+			name: "a site without nodes, a route without frontends or backends",
+			yaml: `cloud: {name: demo, domain: demo.example.net}
+sites: {s1: {engine: local, nodes: []}}
+routes:
+  r: {host: r.demo.example.net, frontends: [], backends: [], backend-port: 80}
+`,
+			want: []string{
+				`spec.yaml:2:36: site "s1": nodes is empty; a site needs at least one node`,
+				`spec.yaml:4:44: route "r": frontends is empty`,
+				`spec.yaml:4:58: route "r": backends is empty`,
+			},
+		},
+	})
 }
