@@ -459,3 +459,10 @@ func editDistance(a, b string) int {
 	}
 	return prev[len(b)]
 }
+
+// ValidName reports whether s may name a site, zone, instance or other
+// spec object (it becomes a DNS label).
+func ValidName(s string) bool { return namePattern.MatchString(s) }
+
+// ValidDomain reports whether s is a valid DNS name.
+func ValidDomain(s string) bool { return len(s) <= 253 && domainPattern.MatchString(s) }

@@ -136,3 +136,7 @@ func (el ErrorList) Error() string {
 	}
 	return b.String()
 }
+
+// SetFieldPos records where a field was written; importers use it so that
+// validation findings point at the exact field in their input files.
+func (m *Meta) SetFieldPos(field string, p Pos) { m.setField(field, p) }
