@@ -111,15 +111,6 @@ func (b *builder) rules(f *field, ingress bool) {
 	}
 }
 
-// homeZone is the zone of the instance's first interface, where its
-// pinholes open.
-func (b *builder) homeZone() string {
-	if nics := b.in.NICs(); len(nics) > 0 {
-		return nics[0].Zone
-	}
-	return ""
-}
-
 // peerProblem says why a rule's peer cannot be mapped, or returns "".
 // TAPPaaS rules may also name modules and OPNsense aliases; the spec's name
 // a zone or internet. Whether the zones' policies allow the flow is left to

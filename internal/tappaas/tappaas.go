@@ -194,7 +194,7 @@ func (im *importer) errorf(p spec.Pos, format string, args ...any) {
 
 // fail records a positioned error from the JSON reader.
 func (im *importer) fail(err error) {
-	if pe, ok := err.(*posError); ok {
+	if pe := (*posError)(nil); errors.As(err, &pe) {
 		im.diags.Errorf(pe.pos, "%s", pe.msg)
 		return
 	}

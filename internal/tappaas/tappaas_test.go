@@ -2,6 +2,7 @@ package tappaas
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -503,7 +504,7 @@ func TestErrors(t *testing.T) {
 			if s != nil || r == nil {
 				t.Errorf("on error want a nil spec and a report, got %v, %v", s, r)
 			}
-			if _, ok := err.(spec.ErrorList); !ok {
+			if el := (spec.ErrorList)(nil); !errors.As(err, &el) {
 				t.Errorf("error is %T, want spec.ErrorList", err)
 			}
 			for _, w := range tc.want {
