@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/holdfast/holdfast/internal/compile"
+	"github.com/holdfast/holdfast/internal/engine"
 )
 
 // Action is what a change does to a resource.
@@ -27,6 +28,11 @@ type Change struct {
 	After  map[string]string `json:"after,omitempty"`
 	// Fields lists the attributes an update changes, sorted.
 	Fields []string `json:"fields,omitempty"`
+	// Drift says what was found missing or changed behind Holdfast's back;
+	// an update with drift repairs exactly that.
+	Drift []string `json:"drift,omitempty"`
+	// Deps are the resources this one depends on (desired, or as made).
+	Deps []string `json:"deps,omitempty"`
 }
 
 // Plan is an ordered list of changes: creates and updates in dependency
@@ -46,9 +52,10 @@ type Summary struct {
 
 // Diff plans the changes that turn observed into desired. desired must be
 // in dependency order (as compile produces it); observed is in the order it
-// was created, so deleting it backwards removes dependents first.
-func Diff(desired, observed []compile.Resource) Plan {
-	have := make(map[string]*compile.Resource, len(observed))
+// was made, so deleting it backwards removes dependents first. An observed
+// resource with drift is updated even when its attributes match.
+func Diff(desired []compile.Resource, observed []engine.Observed) Plan {
+	have := make(map[string]*engine.Observed, len(observed))
 	for i := range observed {
 		have[observed[i].ID] = &observed[i]
 	}
@@ -58,12 +65,13 @@ func Diff(desired, observed []compile.Resource) Plan {
 		want[d.ID] = true
 		o, ok := have[d.ID]
 		if !ok {
-			p.Changes = append(p.Changes, Change{Action: Create, ID: d.ID, Kind: d.Kind, Site: d.Site, After: d.Attrs})
+			p.Changes = append(p.Changes, Change{Action: Create, ID: d.ID, Kind: d.Kind, Site: d.Site, After: d.Attrs, Deps: d.Deps})
 			p.Summary.Create++
 			continue
 		}
-		if fields := changedFields(o.Attrs, d.Attrs); len(fields) > 0 {
-			p.Changes = append(p.Changes, Change{Action: Update, ID: d.ID, Kind: d.Kind, Site: d.Site, Before: o.Attrs, After: d.Attrs, Fields: fields})
+		fields := changedFields(o.Attrs, d.Attrs)
+		if len(fields) > 0 || len(o.Drift) > 0 {
+			p.Changes = append(p.Changes, Change{Action: Update, ID: d.ID, Kind: d.Kind, Site: d.Site, Before: o.Attrs, After: d.Attrs, Fields: fields, Drift: o.Drift, Deps: d.Deps})
 			p.Summary.Update++
 			continue
 		}
@@ -72,11 +80,21 @@ func Diff(desired, observed []compile.Resource) Plan {
 	for i := len(observed) - 1; i >= 0; i-- {
 		o := observed[i]
 		if !want[o.ID] {
-			p.Changes = append(p.Changes, Change{Action: Delete, ID: o.ID, Kind: o.Kind, Site: o.Site, Before: o.Attrs})
+			p.Changes = append(p.Changes, Change{Action: Delete, ID: o.ID, Kind: o.Kind, Site: o.Site, Before: o.Attrs, Deps: o.Deps})
 			p.Summary.Delete++
 		}
 	}
 	return p
+}
+
+// Observed turns resources as made into observations without drift, for
+// callers that have no engine to ask.
+func Observed(rs []compile.Resource) []engine.Observed {
+	out := make([]engine.Observed, len(rs))
+	for i, r := range rs {
+		out[i] = engine.Observed{Resource: r}
+	}
+	return out
 }
 
 func changedFields(before, after map[string]string) []string {

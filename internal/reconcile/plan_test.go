@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/holdfast/holdfast/internal/compile"
+	"github.com/holdfast/holdfast/internal/engine"
 	"github.com/holdfast/holdfast/internal/reconcile"
 )
 
@@ -30,7 +31,7 @@ func TestDiff(t *testing.T) {
 		res("instance/resize", "cpus", "2", "vmid", "101"),
 		res("instance/new", "vmid", "102"),
 	}
-	p := reconcile.Diff(desired, observed)
+	p := reconcile.Diff(desired, reconcile.Observed(observed))
 	var got []string
 	for _, c := range p.Changes {
 		got = append(got, string(c.Action)+" "+c.ID)
@@ -51,15 +52,24 @@ func TestDiff(t *testing.T) {
 
 func TestDiffOfEqualStatesIsEmpty(t *testing.T) {
 	rs := []compile.Resource{res("network/a/z", "vlan", "10"), res("instance/x", "vmid", "100")}
-	p := reconcile.Diff(rs, rs)
+	p := reconcile.Diff(rs, reconcile.Observed(rs))
 	if len(p.Changes) != 0 || p.Summary.Unchanged != 2 {
 		t.Errorf("plan of identical states = %+v, want no changes", p)
 	}
 }
 
 func TestRemovedAttributeIsAnUpdate(t *testing.T) {
-	p := reconcile.Diff([]compile.Resource{res("instance/x")}, []compile.Resource{res("instance/x", "template", "deb")})
+	p := reconcile.Diff([]compile.Resource{res("instance/x")}, reconcile.Observed([]compile.Resource{res("instance/x", "template", "deb")}))
 	if len(p.Changes) != 1 || p.Changes[0].Action != reconcile.Update || !slices.Equal(p.Changes[0].Fields, []string{"template"}) {
 		t.Errorf("plan = %+v, want one update of template", p)
+	}
+}
+
+func TestDriftIsRepairedEvenWithEqualAttributes(t *testing.T) {
+	r := res("network/a/z", "vlan", "10")
+	obs := []engine.Observed{{Resource: r, Drift: []string{"bridge br10010 missing on node n2"}}}
+	p := reconcile.Diff([]compile.Resource{r}, obs)
+	if len(p.Changes) != 1 || p.Changes[0].Action != reconcile.Update || len(p.Changes[0].Drift) != 1 {
+		t.Errorf("plan = %+v, want one repair", p)
 	}
 }

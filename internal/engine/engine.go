@@ -1,0 +1,109 @@
+// Package engine defines what an engine is — the thing that realizes
+// compiled resources on real infrastructure — and keeps the registry of
+// engines by name. A new engine is one new package that registers itself;
+// nothing else changes.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/holdfast/holdfast/internal/compile"
+)
+
+// Engine realizes the resources of the sites it was created for. Every
+// method is safe to call concurrently for different resources, and every
+// step is idempotent: re-running one whose outcome is unknown (a crash, a
+// timeout) converges and never duplicates.
+type Engine interface {
+	// Observe reports the resources of the engine's sites that really
+	// exist, each with the drift found in it. It never changes anything.
+	Observe(ctx context.Context) ([]Observed, error)
+	// Ensure makes r exist exactly as desired, creating or repairing it.
+	Ensure(ctx context.Context, r compile.Resource) error
+	// Delete removes r and everything it owns; deleting what is already
+	// gone succeeds.
+	Delete(ctx context.Context, r compile.Resource) error
+	// Close releases what the engine holds (handles, connections).
+	Close() error
+}
+
+// Observed is a resource as found. Attrs are what can be read back; Drift
+// names what is missing or different from how Holdfast made it (empty when
+// the resource is intact).
+type Observed struct {
+	compile.Resource
+	Drift []string `json:"drift,omitempty"`
+}
+
+// Config is what every engine is created with.
+type Config struct {
+	Cloud    string         // cloud name: engines prefix what they own with it
+	Sites    []string       // the sites this engine serves
+	StateDir string         // where the engine may keep files
+	Desired  *compile.State // the compiled cloud; Ensure reads details from it
+}
+
+// Factory creates an engine.
+type Factory func(Config) (Engine, error)
+
+var (
+	mu       sync.RWMutex
+	registry = map[string]Factory{}
+)
+
+// Register makes an engine available by name; engines call it from init.
+func Register(name string, f Factory) {
+	mu.Lock()
+	defer mu.Unlock()
+	if _, dup := registry[name]; dup {
+		panic("engine: " + name + " registered twice")
+	}
+	registry[name] = f
+}
+
+// New creates the named engine.
+func New(name string, cfg Config) (Engine, error) {
+	mu.RLock()
+	f, ok := registry[name]
+	mu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("no engine %q (have: %v)", name, Names())
+	}
+	return f(cfg)
+}
+
+// Names lists the registered engines.
+func Names() []string {
+	mu.RLock()
+	defer mu.RUnlock()
+	names := make([]string, 0, len(registry))
+	for n := range registry {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// retryable marks errors worth trying again (a busy resource, a timeout).
+type retryable struct{ err error }
+
+func (r retryable) Error() string { return r.err.Error() }
+func (r retryable) Unwrap() error { return r.err }
+
+// Retryable wraps err so that the reconciler retries the step with backoff.
+func Retryable(err error) error {
+	if err == nil {
+		return nil
+	}
+	return retryable{err}
+}
+
+// IsRetryable reports whether err, or an error it wraps, is retryable.
+func IsRetryable(err error) bool {
+	var r retryable
+	return errors.As(err, &r)
+}
