@@ -119,8 +119,9 @@ func TestPlanJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &p); err != nil {
 		t.Fatal(err)
 	}
-	// Two networks, one firewall, one instance: all creates, networks first.
-	if p.Summary.Create != 4 || p.Changes[0].ID != "network/a/mgmt" || p.Changes[3].ID != "instance/web" {
+	// The site, two networks, one firewall, one instance: all creates, in
+	// dependency order.
+	if p.Summary.Create != 5 || p.Changes[0].ID != "site/a" || p.Changes[1].ID != "network/a/mgmt" || p.Changes[4].ID != "instance/web" {
 		t.Errorf("plan = %+v", p)
 	}
 }

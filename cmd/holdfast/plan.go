@@ -67,6 +67,7 @@ func summarize(c reconcile.Change) string {
 		return strings.Join(parts, "; ")
 	}
 	keys := map[string][]string{
+		compile.ResSite:     {"engine", "nodes"},
 		compile.ResNetwork:  {"vlan", "cidr", "gateway"},
 		compile.ResFirewall: {"flows"},
 		compile.ResInstance: {"vmid", "node", "nics"},

@@ -164,32 +164,38 @@ func (c *compiler) routes() {
 }
 
 // resources builds what engines realize and orders it so that every
-// resource follows its dependencies: networks, then each site's firewall,
+// resource follows its dependencies: sites, networks, then each site's firewall,
 // then instances by depends-on depth, then routes. Managed networks only:
 // a manual zone exists but is not Holdfast's to create.
 func (c *compiler) resources() {
 	var rs []Resource
 	netID := func(site, zone string) string { return ResNetwork + "/" + site + "/" + zone }
 	managed := func(z *Zone) bool { return z.Present && z.State != "manual" && z.VLAN != nil }
+	siteID := func(site string) string { return ResSite + "/" + site }
+	for _, st := range c.state.Sites {
+		rs = append(rs, Resource{ID: siteID(st.Name), Kind: ResSite, Site: st.Name, Deps: []string{}, Attrs: map[string]string{
+			"engine": st.Engine, "nodes": strings.Join(st.Nodes, ","), "peer": st.Peer,
+		}})
+	}
 	for _, z := range c.state.Zones {
 		if !managed(&z) {
 			continue
 		}
 		for _, site := range z.Sites {
-			rs = append(rs, Resource{ID: netID(site, z.Name), Kind: ResNetwork, Site: site, Deps: []string{}, Attrs: map[string]string{
+			rs = append(rs, Resource{ID: netID(site, z.Name), Kind: ResNetwork, Site: site, Deps: []string{siteID(site)}, Attrs: map[string]string{
 				"vlan": strconv.Itoa(*z.VLAN), "vni": strconv.Itoa(*z.VNI), "cidr": z.CIDR, "gateway": z.Gateway,
 				"dhcp": dhcpRange(z),
 			}})
 		}
 	}
 	for _, st := range c.state.Sites {
-		var deps []string
+		deps := []string{siteID(st.Name)}
 		for _, z := range c.state.Zones {
 			if managed(&z) && slices.Contains(z.Sites, st.Name) {
 				deps = append(deps, netID(st.Name, z.Name))
 			}
 		}
-		rs = append(rs, Resource{ID: ResFirewall + "/" + st.Name, Kind: ResFirewall, Site: st.Name, Deps: nonNil(deps), Attrs: c.firewallAttrs(st.Name)})
+		rs = append(rs, Resource{ID: ResFirewall + "/" + st.Name, Kind: ResFirewall, Site: st.Name, Deps: deps, Attrs: c.firewallAttrs(st.Name)})
 	}
 	for _, in := range c.state.Instances {
 		deps := []string{ResFirewall + "/" + in.Site}
@@ -285,7 +291,7 @@ func order(rs []Resource) []Resource {
 	for i := range rs {
 		visit(i, 0)
 	}
-	rank := map[string]int{ResNetwork: 0, ResFirewall: 1, ResInstance: 2, ResRoute: 3}
+	rank := map[string]int{ResSite: 0, ResNetwork: 1, ResFirewall: 2, ResInstance: 3, ResRoute: 4}
 	idx := make([]int, len(rs))
 	for i := range idx {
 		idx[i] = i

@@ -134,6 +134,7 @@ type Resource struct {
 
 // Resource kinds.
 const (
+	ResSite     = "site"
 	ResNetwork  = "network"
 	ResFirewall = "firewall"
 	ResInstance = "instance"
