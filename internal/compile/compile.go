@@ -110,6 +110,10 @@ func (c *compiler) instances() {
 		out := &c.state.Instances[i]
 		out.Name, out.Site, out.Role = name, c.s.SiteOf(in), in.Role
 		out.Template, out.HA, out.Replicate = in.Template, in.HA, in.Replicate
+		if t := c.s.Templates[in.Template]; t != nil {
+			out.Image = t.Image
+		}
+		out.Command = slices.Clone(in.Command)
 		out.Groups, out.DependsOn = sortedCopy(in.Groups), sortedCopy(in.DependsOn)
 		out.CPUs, out.MemoryMiB, out.DiskMiB = c.size(in)
 		out.Ports = make([]Port, 0, len(in.Ports))

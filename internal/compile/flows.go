@@ -213,7 +213,8 @@ func (c *compiler) resources() {
 		rs = append(rs, Resource{ID: ResInstance + "/" + in.Name, Kind: ResInstance, Site: in.Site, Deps: deps, Attrs: map[string]string{
 			"vmid": strconv.Itoa(in.VMID), "node": in.Node, "nics": strings.Join(nics, ", "),
 			"cpus": strconv.Itoa(in.CPUs), "memory_mib": strconv.FormatInt(in.MemoryMiB, 10), "disk_mib": strconv.FormatInt(in.DiskMiB, 10),
-			"template": in.Template, "ha": strconv.FormatBool(in.HA), "fqdn": in.FQDN,
+			"template": in.Template, "image": in.Image, "command": strings.Join(in.Command, " "),
+			"ha": strconv.FormatBool(in.HA), "fqdn": in.FQDN, "ports": portList(in.Ports),
 		}})
 	}
 	for _, r := range c.state.Routes {
@@ -304,4 +305,12 @@ func order(rs []Resource) []Resource {
 		out[i] = rs[j]
 	}
 	return out
+}
+
+func portList(ps []Port) string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = strconv.Itoa(p.Port) + "/" + p.Proto
+	}
+	return strings.Join(out, ",")
 }

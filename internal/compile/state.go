@@ -64,6 +64,8 @@ type Instance struct {
 	MemoryMiB int64    `json:"memory_mib"`
 	DiskMiB   int64    `json:"disk_mib"`
 	Template  string   `json:"template,omitempty"`
+	Image     string   `json:"image,omitempty"`   // the template's image
+	Command   []string `json:"command,omitempty"` // local engine: the service to run
 	Groups    []string `json:"groups"`
 	Ports     []Port   `json:"ports"`
 	DependsOn []string `json:"depends_on"`

@@ -110,6 +110,7 @@ instances:
       - {to: cams, ports: 554, description: rtsp}
     depends-on: [dns]
     provides: [firewall, proxy]
+    command: [/usr/sbin/nginx, -g, "daemon off;"]
     ha: true
     replicate: true
     description: The firewall.

@@ -130,6 +130,7 @@ type Instance struct {
 	Egress      []*Rule  `yaml:"egress" doc:"Narrow flows out of the instance to a zone or 'internet'."`
 	DependsOn   []string `yaml:"depends-on" doc:"Instances that must exist first."`
 	Provides    []string `yaml:"provides" doc:"Capabilities the instance provides, informational."`
+	Command     []string `yaml:"command" doc:"Local engine: the service to run (argv), restarted when it exits. Without it, the local engine answers on the instance's ports."`
 	HA          bool     `yaml:"ha" doc:"Restart on another node when its node fails."`
 	Replicate   bool     `yaml:"replicate" doc:"Replicate to the peer site."`
 	Description string   `yaml:"description" doc:"Free text."`
