@@ -1,0 +1,25 @@
+//go:build !linux
+
+package container
+
+import (
+	"context"
+	"errors"
+	"io"
+)
+
+var errUnsupported = errors.New("containers need Linux")
+
+// Start is only implemented on Linux.
+func Start(ctx context.Context, cfg Config) (int, error) { return 0, errUnsupported }
+
+// Stop is only implemented on Linux.
+func Stop(ctx context.Context, cfg Config) error { return errUnsupported }
+
+// Inspect is only implemented on Linux.
+func Inspect(dir string) (Status, error) { return Status{}, errUnsupported }
+
+// Exec is only implemented on Linux.
+func Exec(ctx context.Context, dir string, argv []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+	return -1, errUnsupported
+}

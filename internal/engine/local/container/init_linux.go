@@ -1,0 +1,236 @@
+package container
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// init turns any binary that imports this package into a container init
+// when Start has re-executed it: the marker is checked before main (or a
+// test binary's test runner) starts, and the process exits when the init
+// is done, so neither ever runs. Packages initialized before this one have
+// run their init functions; nothing else of the program has.
+func init() {
+	if os.Getenv(envInit) != "1" {
+		return
+	}
+	os.Exit(runInit())
+}
+
+// Inherited descriptors of the init (see launch).
+const (
+	goFD     = 3 // read: one byte when the init may start the service
+	statusFD = 4 // write: "ready\n", then "ok\n", or "error <why>\n"
+)
+
+func runInit() int {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if os.Getpid() != 1 {
+		log.Error("not PID 1 of a new PID namespace: only Start runs a container init; is " + envInit + " set by mistake?")
+		return 2
+	}
+	// Nothing the init starts may inherit these.
+	unix.CloseOnExec(goFD)
+	unix.CloseOnExec(statusFD)
+	goPipe, status := os.NewFile(goFD, "go"), os.NewFile(statusFD, "status")
+
+	dir := os.Getenv(envDir)
+	fail := func(err error) int {
+		log.Error("container init failed", "err", err)
+		fmt.Fprintf(status, "error %s\n", strings.ReplaceAll(err.Error(), "\n", "; "))
+		return 1
+	}
+	cfg, err := readConfig(dir)
+	if err != nil {
+		return fail(err)
+	}
+	log = log.With("container", cfg.Name)
+	log.Info("init starting")
+	ln, err := prepare(cfg, dir)
+	if err != nil {
+		return fail(err)
+	}
+	if _, err := status.WriteString("ready\n"); err != nil {
+		return 1
+	}
+	var b [1]byte
+	if n, _ := goPipe.Read(b[:]); n != 1 {
+		// Start died (or gave up) before placing us in the cgroup: leave
+		// nothing behind.
+		log.Info("starter went away before the go; exiting")
+		return 1
+	}
+	goPipe.Close()
+
+	p := newInitProc(cfg, log)
+	if err := p.begin(ln); err != nil {
+		return fail(err)
+	}
+	if _, err := status.WriteString("ok\n"); err != nil {
+		log.Warn("reporting ok", "err", err)
+	}
+	status.Close()
+	return p.run()
+}
+
+// prepare sets up the container's view of the system: hostname, private
+// mounts, its own /proc, the root file system. The control socket is bound
+// first, in dir, which the root file system may hide.
+func prepare(cfg Config, dir string) (*net.UnixListener, error) {
+	if err := unix.Sethostname([]byte(cfg.Name)); err != nil {
+		return nil, fmt.Errorf("sethostname: %w", err)
+	}
+	// Nothing mounted from here on propagates back to the host.
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return nil, fmt.Errorf("making mounts private: %w", err)
+	}
+	ln, err := listenControl(dir)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Rootfs != "" {
+		err = enterRootfs(cfg)
+	} else {
+		err = hostView()
+	}
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
+}
+
+// hostView keeps the host's file system but gives the container its own
+// /proc, and drops the copies of network namespace bind mounts (such as
+// /run/netns/*) that the new mount namespace got: held here, they would
+// keep other namespaces alive after the host deletes them.
+func hostView() error {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		pre, post, ok := strings.Cut(line, " - ")
+		pf, qf := strings.Fields(pre), strings.Fields(post)
+		if ok && len(pf) >= 5 && len(qf) >= 1 && qf[0] == "nsfs" {
+			_ = unix.Unmount(unescapeMountPath(pf[4]), unix.MNT_DETACH)
+		}
+	}
+	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return fmt.Errorf("mounting /proc: %w", err)
+	}
+	return nil
+}
+
+// enterRootfs makes cfg.Rootfs the container's root: a minimal /dev, then
+// pivot_root (chroot where pivot_root is impossible, as on an initramfs),
+// /proc, a read-only /sys, and /etc/resolv.conf.
+func enterRootfs(cfg Config) error {
+	r := cfg.Rootfs
+	// pivot_root needs the new root to be a mount point.
+	if err := unix.Mount(r, r, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind-mounting rootfs %s: %w", r, err)
+	}
+	if err := setupDev(filepath.Join(r, "dev")); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(r, "proc"), 0o555); err != nil {
+		return err
+	}
+	if err := unix.Chdir(r); err != nil {
+		return err
+	}
+	// pivot_root(".", ".") stacks the old root on the new one; detaching
+	// it leaves nothing of the host mounted.
+	if perr := unix.PivotRoot(".", "."); perr == nil {
+		if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+			return fmt.Errorf("detaching the old root: %w", err)
+		}
+	} else {
+		if err := unix.Mount(r, "/", "", unix.MS_MOVE, ""); err != nil {
+			return fmt.Errorf("pivot_root: %v; moving rootfs to /: %w", perr, err)
+		}
+		if err := unix.Chroot("."); err != nil {
+			return fmt.Errorf("chroot: %w", err)
+		}
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return err
+	}
+	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return fmt.Errorf("mounting /proc: %w", err)
+	}
+	if fi, err := os.Stat("/sys"); err == nil && fi.IsDir() {
+		// Optional: sysfs shows the container's network devices.
+		_ = unix.Mount("sysfs", "/sys", "sysfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+	}
+	return writeResolvConf(cfg)
+}
+
+// setupDev mounts a tmpfs on dev with the few devices programs expect,
+// bound from the host's /dev.
+func setupDev(dev string) error {
+	if err := os.MkdirAll(dev, 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mount("tmpfs", dev, "tmpfs", unix.MS_NOSUID|unix.MS_STRICTATIME, "mode=755,size=65536k"); err != nil {
+		return fmt.Errorf("mounting %s: %w", dev, err)
+	}
+	for _, name := range []string{"null", "zero", "full", "random", "urandom", "tty"} {
+		p := filepath.Join(dev, name)
+		if err := os.WriteFile(p, nil, 0o666); err != nil {
+			return err
+		}
+		if err := unix.Mount("/dev/"+name, p, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("binding /dev/%s: %w", name, err)
+		}
+	}
+	links := [][2]string{{"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"}, {"/proc/self/fd/1", "stdout"},
+		{"/proc/self/fd/2", "stderr"}, {"pts/ptmx", "ptmx"}}
+	for _, l := range links {
+		if err := os.Symlink(l[0], filepath.Join(dev, l[1])); err != nil {
+			return err
+		}
+	}
+	for _, d := range []string{"pts", "shm"} {
+		if err := os.Mkdir(filepath.Join(dev, d), 0o755); err != nil {
+			return err
+		}
+	}
+	// Optional: terminals and POSIX shared memory.
+	_ = unix.Mount("devpts", filepath.Join(dev, "pts"), "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620")
+	_ = unix.Mount("shm", filepath.Join(dev, "shm"), "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size=65536k")
+	return nil
+}
+
+// writeResolvConf replaces /etc/resolv.conf of the (already entered) root
+// file system when there is something to say. A symlink there is replaced,
+// not followed.
+func writeResolvConf(cfg Config) error {
+	if len(cfg.Nameservers) == 0 && cfg.SearchDomain == "" {
+		return nil
+	}
+	var b strings.Builder
+	b.WriteString("# written by holdfast\n")
+	if cfg.SearchDomain != "" {
+		fmt.Fprintf(&b, "search %s\n", cfg.SearchDomain)
+	}
+	for _, ns := range cfg.Nameservers {
+		fmt.Fprintf(&b, "nameserver %s\n", ns)
+	}
+	if err := os.MkdirAll("/etc", 0o755); err != nil {
+		return err
+	}
+	if err := os.Remove("/etc/resolv.conf"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return os.WriteFile("/etc/resolv.conf", []byte(b.String()), 0o644)
+}
