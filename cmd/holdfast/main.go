@@ -20,7 +20,11 @@ var errReported = errors.New("reported")
 func main() {
 	root := newRoot()
 	if err := root.Execute(); err != nil {
-		if !errors.Is(err, errReported) {
+		var code exitCode
+		switch {
+		case errors.As(err, &code):
+			os.Exit(int(code)) // exec: the command's own status
+		case !errors.Is(err, errReported):
 			fmt.Fprintln(os.Stderr, "holdfast:", err)
 		}
 		os.Exit(1)
@@ -37,6 +41,6 @@ instances, overlay groups, routes — into running infrastructure, and keeps it 
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newValidate(), newPlan(), newShow(), newSchema(), newImport(), newDev())
+	root.AddCommand(newValidate(), newPlan(), newShow(), newSchema(), newImport(), newDev(), newApply(), newDestroy(), newStatus(), newExec(), newUp())
 	return root
 }

@@ -60,7 +60,10 @@ func summarize(c reconcile.Change) string {
 		attrs = c.Before
 	}
 	if c.Action == reconcile.Update {
-		parts := make([]string, 0, len(c.Fields))
+		parts := make([]string, 0, len(c.Fields)+len(c.Drift))
+		for _, d := range c.Drift {
+			parts = append(parts, "repair: "+d)
+		}
 		for _, f := range c.Fields {
 			parts = append(parts, fmt.Sprintf("%s: %s -> %s", f, dash(c.Before[f]), dash(c.After[f])))
 		}

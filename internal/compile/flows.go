@@ -165,12 +165,14 @@ func (c *compiler) routes() {
 
 // resources builds what engines realize and orders it so that every
 // resource follows its dependencies: sites, networks, then each site's firewall,
-// then instances by depends-on depth, then routes. Managed networks only:
-// a manual zone exists but is not Holdfast's to create.
+// then instances by depends-on depth, then routes.
 func (c *compiler) resources() {
 	var rs []Resource
 	netID := func(site, zone string) string { return ResNetwork + "/" + site + "/" + zone }
-	managed := func(z *Zone) bool { return z.Present && z.State != "manual" && z.VLAN != nil }
+	// Manual zones are resources too, marked managed=false: an engine that
+	// shares the network with others (Proxmox) only observes them; the
+	// local engine, which is the whole world, makes them.
+	managed := func(z *Zone) bool { return z.Present && z.VLAN != nil }
 	siteID := func(site string) string { return ResSite + "/" + site }
 	for _, st := range c.state.Sites {
 		rs = append(rs, Resource{ID: siteID(st.Name), Kind: ResSite, Site: st.Name, Deps: []string{}, Attrs: map[string]string{
@@ -184,7 +186,7 @@ func (c *compiler) resources() {
 		for _, site := range z.Sites {
 			rs = append(rs, Resource{ID: netID(site, z.Name), Kind: ResNetwork, Site: site, Deps: []string{siteID(site)}, Attrs: map[string]string{
 				"vlan": strconv.Itoa(*z.VLAN), "vni": strconv.Itoa(*z.VNI), "cidr": z.CIDR, "gateway": z.Gateway,
-				"dhcp": dhcpRange(z),
+				"dhcp": dhcpRange(z), "managed": strconv.FormatBool(z.State != "manual"),
 			}})
 		}
 	}

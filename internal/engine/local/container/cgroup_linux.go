@@ -140,7 +140,7 @@ func (c *cgroupSet) create(cfg Config) error {
 		}
 	}
 	for _, d := range c.dirs() {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+		if err := mkdirRacing(d); err != nil {
 			return fmt.Errorf("cgroup: %w", err)
 		}
 	}
@@ -309,4 +309,17 @@ func removeCgroupTree(ctx context.Context, dir string) error {
 		return fmt.Errorf("cgroup: removing %s: %w", dir, rmErr)
 	}
 	return nil
+}
+
+// mkdirRacing is MkdirAll for a tree that others prune concurrently: a
+// sibling's destroy removes ancestors that look empty, which can happen
+// between MkdirAll making the parent and the leaf; then it tries again.
+func mkdirRacing(dir string) error {
+	var err error
+	for range 20 {
+		if err = os.MkdirAll(dir, 0o755); !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return err
 }

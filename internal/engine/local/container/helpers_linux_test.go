@@ -21,6 +21,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/holdfast/holdfast/internal/testenv"
 )
 
 // Environment of the crashing helper (see TestMain): a copy of the test
@@ -64,7 +66,7 @@ func crashingStart(step string) int {
 func needRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("container tests need root (namespaces, cgroups, mounts): run them as root; CI counts this skip as a failure")
+		testenv.NeedRoot(t, "namespaces, cgroups and mounts")
 	}
 }
 
@@ -313,7 +315,7 @@ func buildRootfs(t *testing.T, bins ...string) string {
 	for _, b := range bins {
 		path, err := exec.LookPath(b)
 		if err != nil {
-			t.Skipf("rootfs: %s is not installed on this host", b)
+			testenv.Unavailable(t, "rootfs: "+b+" is not installed on this host")
 		}
 		copyFile(path, filepath.Join("/bin", filepath.Base(b)))
 	}

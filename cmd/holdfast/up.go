@@ -1,0 +1,84 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/holdfast/holdfast/internal/compile"
+	"github.com/holdfast/holdfast/internal/engine/local"
+)
+
+// defaultExample is what `holdfast up` brings up without a PATH.
+const defaultExample = "examples/tasmanian"
+
+func newUp() *cobra.Command {
+	var f stateFlags
+	cmd := &cobra.Command{
+		Use:   "up [PATH]",
+		Short: "Bring up a cloud on this machine and say how to reach it",
+		Long: `Applies the spec at PATH (default ` + defaultExample + `) without asking, then
+prints what is running and how to reach it. Needs root: the local engine
+makes network namespaces, bridges, nftables rules and containers (the host's
+own network is never changed).`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path := defaultExample
+			if len(args) == 1 {
+				path = args[0]
+			}
+			if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("%s not found: run holdfast up from the repository root, or give a spec PATH", path)
+			}
+			if os.Geteuid() != 0 {
+				return errors.New("the local engine needs root (network namespaces, nftables, cgroups): run as root")
+			}
+			f.yes = true
+			c, err := runApply(cmd, path, &f)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			printReach(cmd, c.Desired)
+			return nil
+		},
+	}
+	f.add(cmd, true)
+	return cmd
+}
+
+// printReach says what runs where and how to get at it.
+func printReach(cmd *cobra.Command, st *compile.State) {
+	out := cmd.OutOrStdout()
+	fmt.Fprintf(out, "\nCloud %q is up: %d instances in %d zones.\n\n", st.Cloud, len(st.Instances), len(st.Zones))
+	rows := make([][]string, 0, len(st.Instances))
+	for _, in := range st.Instances {
+		var ports []string
+		for _, p := range in.Ports {
+			ports = append(ports, strconv.Itoa(p.Port)+"/"+p.Proto)
+		}
+		rows = append(rows, []string{in.Name, in.Site + "/" + in.Node, in.Zone, in.IP, dash(strings.Join(ports, ","))})
+	}
+	_ = table(out, []string{"INSTANCE", "SITE/NODE", "ZONE", "ADDRESS", "SERVES"}, rows)
+	name := ""
+	if len(st.Instances) > 0 {
+		name = st.Instances[0].Name
+	}
+	fmt.Fprintf(out, `
+Reach it:
+  holdfast exec %[1]s -- sh                      a shell inside %[1]s
+  holdfast exec %[1]s -- cat /etc/hostname       any command, stdio and exit code passed through
+  ip netns exec %[2]s sh          the internet as the cloud sees it (%[3]s answers there)
+  holdfast status PATH                             what runs, and any drift
+  holdfast destroy PATH                            remove it all
+
+Instances without a command answer on their ports: a TCP connection gets one
+line naming the instance, UDP is echoed. The firewall lets through exactly the
+flows of 'holdfast show flows PATH'.
+`, name, local.InternetNS(st.Cloud), local.InternetHost)
+}

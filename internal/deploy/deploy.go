@@ -1,0 +1,296 @@
+// Package deploy ties the pipeline together for one cloud: it loads the
+// spec, compiles it against the stored allocations, creates the engines its
+// sites name, and plans, applies, destroys and observes through the
+// reconciler. The CLI and the end-to-end tests both drive clouds through it.
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/holdfast/holdfast/internal/compile"
+	"github.com/holdfast/holdfast/internal/engine"
+	_ "github.com/holdfast/holdfast/internal/engine/local" // registers the local engine
+	"github.com/holdfast/holdfast/internal/reconcile"
+	"github.com/holdfast/holdfast/internal/spec"
+	"github.com/holdfast/holdfast/internal/store"
+)
+
+// DefaultStateDir is where state lives unless told otherwise:
+// $HOLDFAST_STATE_DIR, else /var/lib/holdfast for root, else the user's
+// state directory.
+func DefaultStateDir() string {
+	if d := os.Getenv("HOLDFAST_STATE_DIR"); d != "" {
+		return d
+	}
+	if os.Geteuid() == 0 {
+		return "/var/lib/holdfast"
+	}
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "holdfast")
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".local", "state", "holdfast")
+}
+
+// Cloud is one cloud, loaded and locked for changes.
+type Cloud struct {
+	Spec    *spec.Spec
+	Desired *compile.State
+	Dir     string // the cloud's state directory
+
+	next   compile.Allocations
+	store  *store.Store
+	engine *multi
+	runner *reconcile.Runner
+	lock   *os.File
+}
+
+// Options tune how a cloud is driven.
+type Options struct {
+	StateDir string
+	// Rename gives the cloud another name than its spec's, so that tests
+	// can run an example beside a user's copy of it.
+	Rename   string
+	Parallel int
+	Progress func(reconcile.Event)
+}
+
+// ErrSpec is returned (wrapped) when the spec has errors; the diagnostics
+// say which.
+var ErrSpec = errors.New("the spec has errors")
+
+// Open loads the spec at path, takes the cloud's lock (one apply at a time
+// per cloud), and compiles the spec against the stored allocations.
+func Open(path string, opts Options) (*Cloud, spec.Diagnostics, error) {
+	s, diags := spec.Check(path)
+	if diags.HasErrors() {
+		return nil, diags, ErrSpec
+	}
+	if opts.Rename != "" {
+		s.Cloud.Name = opts.Rename
+	}
+	if opts.StateDir == "" {
+		opts.StateDir = DefaultStateDir()
+	}
+	dir := filepath.Join(opts.StateDir, s.Cloud.Name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, diags, fmt.Errorf("state dir: %w", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, diags, err
+	}
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, diags, fmt.Errorf("cloud %q is being changed by another holdfast (lock %s)", s.Cloud.Name, lock.Name())
+	}
+	c := &Cloud{Spec: s, Dir: dir, lock: lock}
+	ok := false
+	defer func() {
+		if !ok {
+			c.Close()
+		}
+	}()
+	if c.store, err = store.Open(filepath.Join(dir, "state.db")); err != nil {
+		return nil, diags, err
+	}
+	prev, err := c.store.Allocations(context.Background())
+	if err != nil {
+		return nil, diags, fmt.Errorf("state: %w", err)
+	}
+	st, next, cd := compile.Compile(s, prev)
+	diags = append(diags, cd...)
+	diags.Sort()
+	if diags.HasErrors() {
+		return nil, diags, ErrSpec
+	}
+	c.Desired, c.next = st, next
+	if c.engine, err = newMulti(st, dir); err != nil {
+		return nil, diags, err
+	}
+	c.runner = &reconcile.Runner{Engine: c.engine, Store: c.store, Parallel: opts.Parallel, Progress: opts.Progress}
+	ok = true
+	return c, diags, nil
+}
+
+// Close releases the engines, the store and the lock.
+func (c *Cloud) Close() error {
+	var errs []error
+	if c.engine != nil {
+		errs = append(errs, c.engine.Close())
+	}
+	if c.store != nil {
+		errs = append(errs, c.store.Close())
+	}
+	if c.lock != nil {
+		errs = append(errs, c.lock.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Observe returns what exists, with drift.
+func (c *Cloud) Observe(ctx context.Context) ([]engine.Observed, error) {
+	return c.runner.Observe(ctx)
+}
+
+// Plan compares the desired state with what exists.
+func (c *Cloud) Plan(ctx context.Context) (reconcile.Plan, error) {
+	obs, err := c.Observe(ctx)
+	if err != nil {
+		return reconcile.Plan{}, err
+	}
+	return reconcile.Diff(c.Desired.Resources, obs), nil
+}
+
+// DestroyPlan is the plan that removes everything that exists.
+func (c *Cloud) DestroyPlan(ctx context.Context) (reconcile.Plan, error) {
+	obs, err := c.Observe(ctx)
+	if err != nil {
+		return reconcile.Plan{}, err
+	}
+	return reconcile.Diff(nil, obs), nil
+}
+
+// Apply carries out a plan. The allocations this compile made are stored
+// first, so that a crash during the apply cannot hand them out again.
+func (c *Cloud) Apply(ctx context.Context, p reconcile.Plan) (reconcile.Result, error) {
+	if err := c.store.SaveAllocations(ctx, c.next); err != nil {
+		return reconcile.Result{}, fmt.Errorf("state: %w", err)
+	}
+	return c.runner.Apply(ctx, p)
+}
+
+// Status is one resource as desired and as found.
+type Status struct {
+	ID    string   `json:"id"`
+	Kind  string   `json:"kind"`
+	Site  string   `json:"site,omitempty"`
+	State string   `json:"state"` // ok, missing, drifted, unexpected (exists but is not desired)
+	Drift []string `json:"drift,omitempty"`
+}
+
+// Status observes every desired resource and anything unexpected.
+func (c *Cloud) Status(ctx context.Context) ([]Status, error) {
+	obs, err := c.Observe(ctx)
+	if err != nil {
+		return nil, err
+	}
+	found := make(map[string]engine.Observed, len(obs))
+	for _, o := range obs {
+		found[o.ID] = o
+	}
+	var out []Status
+	for _, r := range c.Desired.Resources {
+		s := Status{ID: r.ID, Kind: r.Kind, Site: r.Site, State: "ok"}
+		o, ok := found[r.ID]
+		switch {
+		case !ok && r.Kind == compile.ResRoute:
+			s.State = "ok" // routes are realized by their front ends' software
+		case !ok:
+			s.State = "missing"
+		case len(o.Drift) > 0:
+			s.State, s.Drift = "drifted", o.Drift
+		}
+		delete(found, r.ID)
+		out = append(out, s)
+	}
+	var extra []string
+	for id := range found {
+		extra = append(extra, id)
+	}
+	slices.Sort(extra)
+	for _, id := range extra {
+		o := found[id]
+		out = append(out, Status{ID: id, Kind: o.Kind, Site: o.Site, State: "unexpected"})
+	}
+	return out, nil
+}
+
+// multi dispatches each resource to the engine of its site.
+type multi struct {
+	bySite  map[string]engine.Engine
+	engines []engine.Engine
+}
+
+func newMulti(st *compile.State, dir string) (*multi, error) {
+	m := &multi{bySite: map[string]engine.Engine{}}
+	byKind := map[string][]string{}
+	for _, s := range st.Sites {
+		byKind[s.Engine] = append(byKind[s.Engine], s.Name)
+	}
+	for _, kind := range slices.Sorted(func(yield func(string) bool) {
+		for k := range byKind {
+			if !yield(k) {
+				return
+			}
+		}
+	}) {
+		e, err := engine.New(kind, engine.Config{Cloud: st.Cloud, Sites: byKind[kind], StateDir: filepath.Join(dir, kind), Desired: st})
+		if err != nil {
+			m.Close()
+			return nil, fmt.Errorf("engine %s for sites %s: %w", kind, strings.Join(byKind[kind], ", "), err)
+		}
+		m.engines = append(m.engines, e)
+		for _, s := range byKind[kind] {
+			m.bySite[s] = e
+		}
+	}
+	return m, nil
+}
+
+func (m *multi) pick(r compile.Resource) (engine.Engine, error) {
+	if e, ok := m.bySite[r.Site]; ok {
+		return e, nil
+	}
+	if r.Kind == compile.ResRoute && len(m.engines) > 0 {
+		return m.engines[0], nil
+	}
+	if len(m.engines) == 1 {
+		return m.engines[0], nil // a resource of a site no longer in the spec
+	}
+	return nil, fmt.Errorf("no engine for %s (site %q)", r.ID, r.Site)
+}
+
+func (m *multi) Observe(ctx context.Context) ([]engine.Observed, error) {
+	var out []engine.Observed
+	for _, e := range m.engines {
+		obs, err := e.Observe(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, obs...)
+	}
+	return out, nil
+}
+
+func (m *multi) Ensure(ctx context.Context, r compile.Resource) error {
+	e, err := m.pick(r)
+	if err != nil {
+		return err
+	}
+	return e.Ensure(ctx, r)
+}
+
+func (m *multi) Delete(ctx context.Context, r compile.Resource) error {
+	e, err := m.pick(r)
+	if err != nil {
+		return err
+	}
+	return e.Delete(ctx, r)
+}
+
+func (m *multi) Close() error {
+	var errs []error
+	for _, e := range m.engines {
+		errs = append(errs, e.Close())
+	}
+	return errors.Join(errs...)
+}

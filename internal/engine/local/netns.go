@@ -1,0 +1,166 @@
+package local
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// netnsDir is where named network namespaces are bind-mounted (iproute2's
+// convention, so `ip netns` sees them too).
+const netnsDir = "/run/netns"
+
+// nsPath is a named namespace's file.
+func nsPath(name string) string { return filepath.Join(netnsDir, name) }
+
+// nsExists reports whether name is a live namespace: its file is an nsfs
+// mount, not a leftover of a crash between creating the file and mounting.
+func nsExists(name string) bool {
+	var st unix.Statfs_t
+	if err := unix.Statfs(nsPath(name), &st); err != nil {
+		return false
+	}
+	return st.Type == unix.NSFS_MAGIC
+}
+
+// ensureNS makes the named namespace exist. Creating one moves the calling
+// thread into it, so it is done on a locked thread that is put back — or,
+// if that fails, never returned to the scheduler.
+func ensureNS(name string) error {
+	if nsExists(name) {
+		return nil
+	}
+	// A stale file from an interrupted create or delete is removed first.
+	if err := unmountAndRemove(name); err != nil {
+		return err
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		ns, err := netns.NewNamed(name)
+		if err == nil {
+			ns.Close()
+		}
+		if serr := netns.Set(orig); serr != nil {
+			errc <- errors.Join(err, fmt.Errorf("restore thread namespace: %w", serr))
+			return // the thread stays locked and exits with this goroutine
+		}
+		runtime.UnlockOSThread()
+		errc <- err
+	}()
+	if err := <-errc; err != nil {
+		return fmt.Errorf("create namespace %s: %w", name, err)
+	}
+	return nil
+}
+
+// deleteNS removes a named namespace; its interfaces go with it (and the
+// far ends of veth pairs in other namespaces). Absent is success.
+func deleteNS(name string) error {
+	return unmountAndRemove(name)
+}
+
+func unmountAndRemove(name string) error {
+	p := nsPath(name)
+	if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err := unix.Unmount(p, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("unmount namespace %s: %w", name, err)
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove namespace %s: %w", name, err)
+	}
+	return nil
+}
+
+// listNS returns the named namespaces whose names start with prefix.
+func listNS(prefix string) ([]string, error) {
+	entries, err := os.ReadDir(netnsDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), prefix) {
+			out = append(out, e.Name())
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// inNS runs f with the calling goroutine's thread inside the named
+// namespace, for what netlink cannot do from outside (writing a
+// namespace's /proc/sys). The thread is put back afterwards, or retired.
+func inNS(name string, f func() error) error {
+	target, err := netns.GetFromName(name)
+	if err != nil {
+		return fmt.Errorf("namespace %s: %w", name, err)
+	}
+	defer target.Close()
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(target); err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		ferr := f()
+		if err := netns.Set(orig); err != nil {
+			errc <- errors.Join(ferr, err)
+			return // retire the thread
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}
+
+// sysctl writes a value under /proc/sys/net in the named namespace.
+func sysctl(ns, key, value string) error {
+	return inNS(ns, func() error {
+		p := "/proc/sys/net/" + strings.ReplaceAll(key, ".", "/")
+		if cur, err := os.ReadFile(p); err == nil && strings.TrimSpace(string(cur)) == value {
+			return nil
+		}
+		return os.WriteFile(p, []byte(value), 0o644)
+	})
+}
+
+// readSysctl reads a value under /proc/sys/net in the named namespace.
+func readSysctl(ns, key string) (string, error) {
+	var v string
+	err := inNS(ns, func() error {
+		b, err := os.ReadFile("/proc/sys/net/" + strings.ReplaceAll(key, ".", "/"))
+		v = strings.TrimSpace(string(b))
+		return err
+	})
+	return v, err
+}

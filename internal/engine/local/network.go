@@ -1,0 +1,267 @@
+package local
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/vishvananda/netlink"
+
+	"github.com/holdfast/holdfast/internal/compile"
+	"github.com/holdfast/holdfast/internal/engine/local/firewall"
+)
+
+func toNetlinkAddr(p netip.Prefix) *netlink.Addr {
+	return &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), 32)}}
+}
+
+// zoneNet is what a network resource needs of its zone.
+type zoneNet struct {
+	vni     int
+	cidr    netip.Prefix
+	gateway netip.Prefix // the gateway address with the zone's prefix length
+}
+
+func (e *Engine) zoneNet(name string) (zoneNet, error) {
+	z, ok := e.zone(name)
+	if !ok || z.VNI == nil {
+		return zoneNet{}, fmt.Errorf("zone %q is not a network in the desired state", name)
+	}
+	cidr, err := netip.ParsePrefix(z.CIDR)
+	if err != nil {
+		return zoneNet{}, err
+	}
+	gw, err := netip.ParseAddr(z.Gateway)
+	if err != nil {
+		return zoneNet{}, err
+	}
+	return zoneNet{vni: *z.VNI, cidr: cidr, gateway: netip.PrefixFrom(gw, cidr.Bits())}, nil
+}
+
+// ensureNetwork makes a zone at a site: a bridge with the gateway on the
+// edge, a bridge on every node, VXLAN joining them all, and the internet's
+// route to the zone through this site's edge.
+func (e *Engine) ensureNetwork(siteName, zoneName string) error {
+	site, ok := e.site(siteName)
+	if !ok {
+		return fmt.Errorf("site %q is not in the desired state", siteName)
+	}
+	zn, err := e.zoneNet(zoneName)
+	if err != nil {
+		return err
+	}
+	index, err := e.siteIndex(siteName)
+	if err != nil {
+		return err
+	}
+	id := compile.ResNetwork + "/" + siteName + "/" + zoneName
+	all := []netip.Addr{edgeUnder}
+	for i := range site.Nodes {
+		all = append(all, nodeUnder(i))
+	}
+	others := func(self netip.Addr) []netip.Addr {
+		var out []netip.Addr
+		for _, a := range all {
+			if a != self {
+				out = append(out, a)
+			}
+		}
+		return out
+	}
+	he, err := openHandle(e.edgeNS(siteName))
+	if err != nil {
+		return err
+	}
+	defer he.Close()
+	if err := ensureSegment(he, "ul", id, zn.vni, edgeUnder, others(edgeUnder)); err != nil {
+		return err
+	}
+	br, err := he.byName(bridgeName(zn.vni))
+	if err != nil || br == nil {
+		return fmt.Errorf("%s: bridge %s vanished: %w", he.ns, bridgeName(zn.vni), err)
+	}
+	if err := he.ensureAddr(br, zn.gateway); err != nil {
+		return err
+	}
+	for i, node := range site.Nodes {
+		hn, err := openHandle(e.nodeNS(siteName, node))
+		if err != nil {
+			return err
+		}
+		err = ensureSegment(hn, "ul0", id, zn.vni, nodeUnder(i), others(nodeUnder(i)))
+		hn.Close()
+		if err != nil {
+			return err
+		}
+	}
+	hi, err := openHandle(e.inetNS())
+	if err != nil {
+		return err
+	}
+	defer hi.Close()
+	return hi.ensureRoute(&zn.cidr, edgeWAN(index))
+}
+
+// ensureSegment makes one namespace's part of a zone: bridge, VXLAN over
+// the underlay device, flooding to the other endpoints.
+func ensureSegment(h *handle, underlay, id string, vni int, local netip.Addr, peers []netip.Addr) error {
+	dev, err := h.byName(underlay)
+	if err != nil || dev == nil {
+		return fmt.Errorf("%s: underlay %s missing (is the site made?): %w", h.ns, underlay, err)
+	}
+	br, err := h.ensureBridge(bridgeName(vni), id, zoneMTU)
+	if err != nil {
+		return err
+	}
+	if err := h.ensureVxlan(vxlanName(vni), vni, local, dev, br); err != nil {
+		return err
+	}
+	return h.ensureFlood(vxlanName(vni), peers)
+}
+
+// deleteNetwork removes a zone from a site. When the zone is no longer
+// desired its VNI and subnet are read back from the edge's bridge, found by
+// its alias.
+func (e *Engine) deleteNetwork(siteName, zoneName string) error {
+	id := compile.ResNetwork + "/" + siteName + "/" + zoneName
+	edge := e.edgeNS(siteName)
+	if !nsExists(edge) {
+		return nil // the site is gone, and the network with it
+	}
+	he, err := openHandle(edge)
+	if err != nil {
+		return err
+	}
+	defer he.Close()
+	vni, cidr, found, err := findNetwork(he, id)
+	if err != nil || !found {
+		return err
+	}
+	nodes, err := listNS(e.prefix() + "n." + siteName + ".")
+	if err != nil {
+		return err
+	}
+	for _, ns := range nodes {
+		if !nsExists(ns) {
+			continue // removed with its node meanwhile
+		}
+		hn, err := openHandle(ns)
+		if err != nil {
+			return err
+		}
+		err = deleteSegment(hn, vni)
+		hn.Close()
+		if err != nil {
+			return err
+		}
+	}
+	if cidr.IsValid() && nsExists(e.inetNS()) {
+		hi, err := openHandle(e.inetNS())
+		if err != nil {
+			return err
+		}
+		defer hi.Close()
+		if err := hi.deleteRoute(cidr); err != nil {
+			return err
+		}
+	}
+	return deleteSegment(he, vni)
+}
+
+func deleteSegment(h *handle, vni int) error {
+	if err := h.deleteLink(vxlanName(vni)); err != nil {
+		return err
+	}
+	return h.deleteLink(bridgeName(vni))
+}
+
+// findNetwork finds the edge bridge made for network id and reads its VNI
+// and subnet back.
+func findNetwork(he *handle, id string) (vni int, cidr netip.Prefix, found bool, err error) {
+	links, err := he.links()
+	if err != nil {
+		return 0, netip.Prefix{}, false, fmt.Errorf("%s: links: %w", he.ns, err)
+	}
+	for _, l := range links {
+		if l.Attrs().Alias != id || l.Type() != "bridge" {
+			continue
+		}
+		if _, err := fmt.Sscanf(l.Attrs().Name, "br%d", &vni); err != nil {
+			continue
+		}
+		addrs, _ := he.addrs(l)
+		for _, a := range addrs {
+			ap, _ := netip.AddrFromSlice(a.IP)
+			ones, _ := a.Mask.Size()
+			cidr = netip.PrefixFrom(ap.Unmap(), ones).Masked()
+		}
+		return vni, cidr, true, nil
+	}
+	return 0, netip.Prefix{}, false, nil
+}
+
+// networksOn lists the network resources whose bridges are on an edge.
+func networksOn(he *handle) ([]string, error) {
+	links, err := he.links()
+	if err != nil {
+		return nil, fmt.Errorf("%s: links: %w", he.ns, err)
+	}
+	var ids []string
+	for _, l := range links {
+		if strings.HasPrefix(l.Attrs().Alias, compile.ResNetwork+"/") && l.Type() == "bridge" {
+			ids = append(ids, l.Attrs().Alias)
+		}
+	}
+	return ids, nil
+}
+
+// ensureFirewall applies the site's ruleset on its edge in one transaction.
+func (e *Engine) ensureFirewall(site string) error {
+	he, err := openHandle(e.edgeNS(site))
+	if err != nil {
+		return err
+	}
+	defer he.Close()
+	return firewall.Apply(he.fd, e.firewallInput(site))
+}
+
+// firewallInput is what a site's edge enforces: the cloud's flows, with
+// VXLAN from the site's nodes let in on the underlay.
+func (e *Engine) firewallInput(site string) firewall.Input {
+	in := firewall.FromState(e.desired, site, wanIf)
+	in.Underlay, in.VXLANPort = "ul", vxlanPort
+	return in
+}
+
+func (e *Engine) deleteFirewall(site string) error {
+	edge := e.edgeNS(site)
+	if !nsExists(edge) {
+		return nil
+	}
+	he, err := openHandle(edge)
+	if err != nil {
+		return err
+	}
+	defer he.Close()
+	return firewall.Delete(he.fd)
+}
+
+// hasFirewall reports whether the edge has Holdfast's table.
+func hasFirewall(he *handle) (bool, error) {
+	conn, err := nftables.New(nftables.WithNetNSFd(int(he.fd)))
+	if err != nil {
+		return false, err
+	}
+	tables, err := conn.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return false, fmt.Errorf("%s: nftables: %w", he.ns, err)
+	}
+	for _, t := range tables {
+		if t.Name == firewall.TableName {
+			return true, nil
+		}
+	}
+	return false, nil
+}
