@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -393,5 +392,3 @@ func planOf(t *testing.T, c *deploy.Cloud) reconcile.Plan {
 	}
 	return p
 }
-
-func itoa(i int) string { return strconv.Itoa(i) }

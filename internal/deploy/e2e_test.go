@@ -32,7 +32,12 @@ func TestMain(m *testing.M) {
 
 func childApply(spec string) int {
 	killAt := -1
-	fmt.Sscan(os.Getenv("HOLDFAST_TEST_KILL_AT"), &killAt)
+	if v := os.Getenv("HOLDFAST_TEST_KILL_AT"); v != "" {
+		if _, err := fmt.Sscan(v, &killAt); err != nil {
+			fmt.Fprintln(os.Stderr, "HOLDFAST_TEST_KILL_AT:", err)
+			return 1
+		}
+	}
 	started := 0
 	c, _, err := deploy.Open(spec, deploy.Options{StateDir: os.Getenv("HOLDFAST_TEST_STATE"), Rename: os.Getenv("HOLDFAST_TEST_CLOUD"),
 		Progress: func(e reconcile.Event) {
@@ -460,10 +465,13 @@ func nsRoots(t *testing.T, nsPath string) []int {
 		}
 		// pid (comm) state ppid ...: comm may hold spaces, so parse after ')'.
 		s := string(b)
-		fmt.Sscan(s, &pid)
-		if i := strings.LastIndexByte(s, ')'); i > 0 {
-			var state string
-			fmt.Sscan(s[i+1:], &state, &ppid)
+		i := strings.LastIndexByte(s, ')')
+		if _, err := fmt.Sscan(s, &pid); err != nil || i < 0 {
+			continue
+		}
+		var state string
+		if _, err := fmt.Sscan(s[i+1:], &state, &ppid); err != nil {
+			continue
 		}
 		inNS[pid] = ppid
 	}

@@ -86,7 +86,7 @@ func TestResponderAnswersTCPAndEchoesUDP(t *testing.T) {
 			line, err := bufio.NewReader(c).ReadString('\n')
 			c.Close()
 			if want := fmt.Sprintf("holdfast responder %d\n", port); err != nil || line != want {
-				return fmt.Errorf("tcp %d: read %q, %v; want %q", port, line, err, want)
+				return fmt.Errorf("tcp %d: read %q, want %q: %w", port, line, want, err)
 			}
 		}
 		c, err := net.Dial("udp", "127.0.0.1:5353")
@@ -101,7 +101,7 @@ func TestResponderAnswersTCPAndEchoesUDP(t *testing.T) {
 		buf := make([]byte, 64)
 		n, err := c.Read(buf)
 		if err != nil || string(buf[:n]) != "ping 1" {
-			return fmt.Errorf("udp: read %q, %v; want the datagram back", buf[:n], err)
+			return fmt.Errorf("udp: read %q, want the datagram back: %w", buf[:n], err)
 		}
 		return nil
 	})
@@ -301,7 +301,7 @@ func TestControlSocketRefusesNonRoot(t *testing.T) {
 		if _, _, e := syscall.RawSyscall(syscall.SYS_SETRESUID, ^uintptr(0), 65534, ^uintptr(0)); e != 0 {
 			return fmt.Errorf("setresuid: %w", e)
 		}
-		syscall.RawSyscall(syscall.SYS_SETFSUID, 0, 0, 0)
+		_, _, _ = syscall.RawSyscall(syscall.SYS_SETFSUID, 0, 0, 0) // returns the previous fsuid, not an error
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_, err := Exec(ctx, cfg.Dir, []string{"touch", marker}, nil, nil, nil)

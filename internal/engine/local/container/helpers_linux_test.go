@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -325,10 +324,4 @@ func buildRootfs(t *testing.T, bins ...string) string {
 		}
 	}
 	return root
-}
-
-func sortedInts(s []int) []int {
-	s = slices.Clone(s)
-	slices.Sort(s)
-	return s
 }

@@ -156,7 +156,7 @@ func enterRootfs(cfg Config) error {
 		}
 	} else {
 		if err := unix.Mount(r, "/", "", unix.MS_MOVE, ""); err != nil {
-			return fmt.Errorf("pivot_root: %v; moving rootfs to /: %w", perr, err)
+			return fmt.Errorf("pivot_root: %w; moving rootfs to /: %w", perr, err)
 		}
 		if err := unix.Chroot("."); err != nil {
 			return fmt.Errorf("chroot: %w", err)
