@@ -5,6 +5,7 @@
 package deploy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -58,7 +60,10 @@ type Options struct {
 	StateDir string
 	// Rename gives the cloud another name than its spec's, so that tests
 	// can run an example beside a user's copy of it.
-	Rename   string
+	Rename string
+	// LockWait is how long to wait for another holdfast working on the same
+	// cloud to finish (default 10s).
+	LockWait time.Duration
 	Parallel int
 	Progress func(reconcile.Event)
 }
@@ -88,9 +93,9 @@ func Open(path string, opts Options) (*Cloud, spec.Diagnostics, error) {
 	if err != nil {
 		return nil, diags, err
 	}
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	if err := waitLock(lock, cmp.Or(opts.LockWait, 10*time.Second)); err != nil {
 		lock.Close()
-		return nil, diags, fmt.Errorf("cloud %q is being changed by another holdfast (lock %s)", s.Cloud.Name, lock.Name())
+		return nil, diags, fmt.Errorf("cloud %q is being changed by another holdfast (lock %s): %w", s.Cloud.Name, lock.Name(), err)
 	}
 	c := &Cloud{Spec: s, Dir: dir, lock: lock}
 	ok := false
@@ -119,6 +124,20 @@ func Open(path string, opts Options) (*Cloud, spec.Diagnostics, error) {
 	c.runner = &reconcile.Runner{Engine: c.engine, Store: c.store, Parallel: opts.Parallel, Progress: opts.Progress}
 	ok = true
 	return c, diags, nil
+}
+
+// waitLock takes the cloud's lock, waiting up to wait for its holder. A
+// holder may also be short-lived: a process forked by an apply that was
+// killed keeps a copy of its descriptors until it has executed its program.
+func waitLock(f *os.File, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil || !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond) // polling the lock; flock has no timed wait
+	}
 }
 
 // Close releases the engines, the store and the lock.

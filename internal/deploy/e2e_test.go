@@ -341,9 +341,29 @@ func openCloud(t *testing.T, path, cloud, state string) *deploy.Cloud {
 	t.Helper()
 	c, _, err := deploy.Open(path, deploy.Options{StateDir: state, Rename: cloud})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v; holders of the lock: %s", err, holders(filepath.Join(state, cloud, "lock")))
 	}
 	return c
+}
+
+// holders names the processes that have a file open, for diagnosing a
+// lock that outlives its apply.
+func holders(file string) string {
+	var out []string
+	fds, _ := filepath.Glob("/proc/[0-9]*/fd/*")
+	for _, fd := range fds {
+		if target, err := os.Readlink(fd); err == nil && target == file {
+			pid := strings.Split(fd, "/")[2]
+			cmd, _ := os.ReadFile("/proc/" + pid + "/cmdline")
+			env, _ := os.ReadFile("/proc/" + pid + "/environ")
+			marker := ""
+			if strings.Contains(string(env), "HOLDFAST_CONTAINER_INIT") {
+				marker = " (a container init)"
+			}
+			out = append(out, fmt.Sprintf("pid %s %q%s", pid, strings.ReplaceAll(string(cmd), "\x00", " "), marker))
+		}
+	}
+	return strings.Join(out, "; ")
 }
 
 // checkExactly asserts that what exists is exactly what the spec makes:
