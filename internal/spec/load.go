@@ -142,6 +142,11 @@ func Parse(file string, data []byte) (*Spec, Diagnostics) {
 		}
 		part := &Spec{}
 		d.decode(doc.Content[0], reflect.ValueOf(part).Elem(), "spec")
+		if d.aliasBomb {
+			// Decoding stopped part-way: what was read is truncated (lists
+			// with holes) and must not be validated or compiled.
+			return nil, diags
+		}
 		s.merge(part, &diags)
 	}
 	return s, diags
