@@ -44,7 +44,7 @@ own network is never changed).`,
 				return err
 			}
 			defer c.Close()
-			printReach(cmd, c.Desired)
+			printReach(cmd, c.Desired, path)
 			return nil
 		},
 	}
@@ -53,7 +53,7 @@ own network is never changed).`,
 }
 
 // printReach says what runs where and how to get at it.
-func printReach(cmd *cobra.Command, st *compile.State) {
+func printReach(cmd *cobra.Command, st *compile.State, path string) {
 	out := cmd.OutOrStdout()
 	fmt.Fprintf(out, "\nCloud %q is up: %d instances in %d zones.\n\n", st.Cloud, len(st.Instances), len(st.Zones))
 	rows := make([][]string, 0, len(st.Instances))
@@ -65,20 +65,27 @@ func printReach(cmd *cobra.Command, st *compile.State) {
 		rows = append(rows, []string{in.Name, in.Site + "/" + in.Node, in.Zone, in.IP, dash(strings.Join(ports, ","))})
 	}
 	_ = table(out, []string{"INSTANCE", "SITE/NODE", "ZONE", "ADDRESS", "SERVES"}, rows)
-	name := ""
+	fmt.Fprintf(out, "\nReach it:\n")
 	if len(st.Instances) > 0 {
-		name = st.Instances[0].Name
+		name := st.Instances[0].Name
+		fmt.Fprintf(out, "  holdfast exec %s -- sh                  a shell inside %s (stdio and exit status pass through)\n", name, name)
+		fmt.Fprintf(out, "  holdfast exec %s -- hostname\n", name)
 	}
-	fmt.Fprintf(out, `
-Reach it:
-  holdfast exec %[1]s -- sh                      a shell inside %[1]s
-  holdfast exec %[1]s -- cat /etc/hostname       any command, stdio and exit code passed through
-  ip netns exec %[2]s sh          the internet as the cloud sees it (%[3]s answers there)
-  holdfast status PATH                             what runs, and any drift
-  holdfast destroy PATH                            remove it all
+	// A public port, as the internet would reach it.
+	for _, f := range st.Flows {
+		if f.From != "internet" || len(f.Ports) == 0 || f.ToCIDR == "" {
+			continue
+		}
+		ip := strings.TrimSuffix(f.ToCIDR, "/32")
+		port := strings.SplitN(f.Ports[0], "-", 2)[0]
+		fmt.Fprintf(out, "  ip netns exec %s bash -c 'cat </dev/tcp/%s/%s'   %s:%s from the internet\n", local.InternetNS(st.Cloud), ip, port, f.To, port)
+		break
+	}
+	fmt.Fprintf(out, `  holdfast status %[1]s                what runs, and any drift
+  holdfast show flows %[1]s            what the firewall lets through; all else is dropped
+  holdfast destroy %[1]s               remove it all
 
 Instances without a command answer on their ports: a TCP connection gets one
-line naming the instance, UDP is echoed. The firewall lets through exactly the
-flows of 'holdfast show flows PATH'.
-`, name, local.InternetNS(st.Cloud), local.InternetHost)
+line naming the instance, UDP is echoed.
+`, path)
 }
