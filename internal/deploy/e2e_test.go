@@ -504,3 +504,48 @@ func nsRoots(t *testing.T, nsPath string) []int {
 	slices.Sort(roots)
 	return roots
 }
+
+// A create that fails half-way is reverted: nothing of it is left, the
+// failure is reported, and the rest of the cloud is made.
+func TestFailedCreateIsReverted(t *testing.T) {
+	needRoot(t)
+	specFile := filepath.Join(t.TempDir(), "cloud.yaml")
+	if err := os.WriteFile(specFile, []byte(`
+cloud: {name: rv, domain: rv.example}
+sites: {s: {engine: local, nodes: [n1]}}
+zones: {app: {type: service, sub-id: 1}}
+roles: {r: {vmids: 100-199}}
+instances:
+  good: {role: r, zone: app, ports: [80]}
+  broken: {role: r, zone: app, command: [/nonexistent/service]}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cloud, state := testCloud("rv"), t.TempDir()
+	cleanupAfter(t, specFile, cloud, state)
+	c := openCloud(t, specFile, cloud, state)
+	defer c.Close()
+	res, err := c.Apply(context.Background(), planOf(t, c))
+	if err == nil || res.Failed != 1 || !strings.Contains(err.Error(), "instance/broken") {
+		t.Fatalf("apply = %+v, %v; want instance/broken to fail", res, err)
+	}
+	if _, err := os.Stat("/run/netns/" + local.InstanceNS(cloud, "broken")); !os.IsNotExist(err) {
+		t.Errorf("the failed instance's namespace was left behind (%v)", err)
+	}
+	if _, err := os.Stat(local.InstanceDir(filepath.Join(state, cloud, local.Name), "broken")); !os.IsNotExist(err) {
+		t.Errorf("the failed instance's state directory was left behind (%v)", err)
+	}
+	status, err := c.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range status {
+		want := "ok"
+		if s.ID == "instance/broken" {
+			want = "missing"
+		}
+		if s.State != want {
+			t.Errorf("%s is %s, want %s", s.ID, s.State, want)
+		}
+	}
+}

@@ -16,6 +16,7 @@ package local
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"path/filepath"
@@ -206,11 +207,52 @@ func (e *Engine) instance(name string) (compile.Instance, bool) {
 func bridgeName(vni int) string { return "br" + strconv.Itoa(vni) }
 func vxlanName(vni int) string  { return "vx" + strconv.Itoa(vni) }
 
-// Ensure makes a resource exist as desired.
+// Ensure makes a resource exist as desired. When it was creating the
+// resource (not repairing one) and fails, it reverts: what it made half is
+// removed, so a failed create leaves nothing behind.
 func (e *Engine) Ensure(ctx context.Context, r compile.Resource) error {
 	if e.desired == nil {
 		return fmt.Errorf("local engine: no desired state to ensure %s from", r.ID)
 	}
+	existed := e.exists(r.ID)
+	err := e.ensure(ctx, r)
+	if err != nil && !existed {
+		if rerr := e.Delete(context.WithoutCancel(ctx), r); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("revert of the half-made %s: %w", r.ID, rerr))
+		}
+	}
+	return err
+}
+
+// exists reports whether any part of a resource is there already.
+func (e *Engine) exists(id string) bool {
+	kind, rest, _ := strings.Cut(id, "/")
+	switch kind {
+	case compile.ResSite:
+		return nsExists(e.edgeNS(rest))
+	case compile.ResNetwork, compile.ResFirewall:
+		site, _, _ := strings.Cut(rest, "/")
+		if !nsExists(e.edgeNS(site)) {
+			return false
+		}
+		he, err := openHandle(e.edgeNS(site))
+		if err != nil {
+			return true // cannot tell: never revert what may be someone's
+		}
+		defer he.Close()
+		if kind == compile.ResFirewall {
+			has, err := hasFirewall(he)
+			return has || err != nil
+		}
+		_, _, found, err := findNetwork(he, id)
+		return found || err != nil
+	case compile.ResInstance:
+		return nsExists(e.instNS(rest))
+	}
+	return true
+}
+
+func (e *Engine) ensure(ctx context.Context, r compile.Resource) error {
 	kind, rest, _ := strings.Cut(r.ID, "/")
 	switch kind {
 	case compile.ResSite:
