@@ -1,55 +1,23 @@
 // Package probe tests reachability from inside a network namespace — a TCP
 // connect, an ICMP echo — the way an instance would see it. Sockets belong
 // to the namespace they are created in, so only their creation runs on a
-// thread moved into the namespace; the caller's thread never moves.
+// thread of its own moved into the namespace; the caller's never moves.
 package probe
 
 import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"runtime"
 	"time"
 
-	"github.com/vishvananda/netns"
+	"github.com/holdfast/holdfast/internal/nsthread"
 )
 
-// in runs f on a fresh thread inside the namespace at path.
-func in(path string, f func() error) error {
-	target, err := netns.GetFromPath(path)
-	if err != nil {
-		return fmt.Errorf("namespace %s: %w", path, err)
-	}
-	defer target.Close()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(target); err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		ferr := f()
-		if err := netns.Set(orig); err != nil {
-			errc <- errors.Join(ferr, err)
-			return // the thread is retired with the goroutine
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
+// in runs f on a thread of its own inside the namespace at path.
+func in(path string, f func() error) error { return nsthread.In(path, f) }
 
 // TCP connects from the namespace at nsPath to addr; nil means the
 // connection was accepted. When the server says something first, read

@@ -6,12 +6,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/holdfast/holdfast/internal/nsthread"
 )
 
 // netnsDir is where named network namespaces are bind-mounted (iproute2's
@@ -31,9 +32,7 @@ func nsExists(name string) bool {
 	return st.Type == unix.NSFS_MAGIC
 }
 
-// ensureNS makes the named namespace exist. Creating one moves the calling
-// thread into it, so it is done on a locked thread that is put back — or,
-// if that fails, never returned to the scheduler.
+// ensureNS makes the named namespace exist.
 func ensureNS(name string) error {
 	if nsExists(name) {
 		return nil
@@ -42,28 +41,14 @@ func ensureNS(name string) error {
 	if err := unmountAndRemove(name); err != nil {
 		return err
 	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
+	err := nsthread.Run(func() error { // creating one moves the calling thread into it
 		ns, err := netns.NewNamed(name)
 		if err == nil {
 			ns.Close()
 		}
-		if serr := netns.Set(orig); serr != nil {
-			errc <- errors.Join(err, fmt.Errorf("restore thread namespace: %w", serr))
-			return // the thread stays locked and exits with this goroutine
-		}
-		runtime.UnlockOSThread()
-		errc <- err
-	}()
-	if err := <-errc; err != nil {
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("create namespace %s: %w", name, err)
 	}
 	return nil
@@ -108,40 +93,9 @@ func listNS(prefix string) ([]string, error) {
 	return out, nil
 }
 
-// inNS runs f with the calling goroutine's thread inside the named
-// namespace, for what netlink cannot do from outside (writing a
-// namespace's /proc/sys). The thread is put back afterwards, or retired.
-func inNS(name string, f func() error) error {
-	target, err := netns.GetFromName(name)
-	if err != nil {
-		return fmt.Errorf("namespace %s: %w", name, err)
-	}
-	defer target.Close()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(target); err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		ferr := f()
-		if err := netns.Set(orig); err != nil {
-			errc <- errors.Join(ferr, err)
-			return // retire the thread
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
+// inNS runs f on a thread inside the named namespace, for what netlink
+// cannot do from outside (writing a namespace's /proc/sys).
+func inNS(name string, f func() error) error { return nsthread.In(nsPath(name), f) }
 
 // sysctl writes a value under /proc/sys/net in the named namespace.
 func sysctl(ns, key, value string) error {

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,6 +20,8 @@ import (
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/holdfast/holdfast/internal/nsthread"
 )
 
 // Environment of the init. envInit is the marker the package init function
@@ -249,27 +250,8 @@ func startInNetNS(cmd *exec.Cmd, path string) error {
 }
 
 // onDisposableThread runs fn on an OS thread of its own that ends when fn
-// returns, so that what fn changes of its thread (namespaces, credentials,
-// the bounding set — all per thread in Linux) never reaches another
-// goroutine. A goroutine that exits locked ends its thread, except the
-// main thread, which the runtime parks forever instead: a main thread
-// parked in another namespace would keep that namespace alive and make
-// /proc/<pid>/ns/net report it. So the main thread is held, unchanged,
-// while another thread (which the scheduler cannot give us while we hold
-// the main one) does the work.
-func onDisposableThread(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if unix.Gettid() == unix.Getpid() {
-			errc <- onDisposableThread(fn)
-			runtime.UnlockOSThread()
-			return
-		}
-		errc <- fn() // no UnlockOSThread: the thread ends with this goroutine
-	}()
-	return <-errc
-}
+// returns (see nsthread.Run).
+func onDisposableThread(fn func() error) error { return nsthread.Run(fn) }
 
 // unneededCaps are removed from the bounding set of the init and so of
 // everything in the container: none is needed to run a service, each is a
