@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/holdfast/holdfast/internal/compile"
 	"github.com/holdfast/holdfast/internal/deploy"
 	"github.com/holdfast/holdfast/internal/engine/local"
 	"github.com/holdfast/holdfast/internal/engine/local/container"
@@ -461,7 +460,6 @@ func checkExactly(t *testing.T, c *deploy.Cloud, cloud, state string) {
 			t.Errorf("resource %s recorded %d times", r.ID, ids[r.ID])
 		}
 	}
-	_ = compile.ResInstance
 }
 
 // nsRoots lists the processes in a network namespace whose parent is not in it.
