@@ -211,8 +211,6 @@ func (c *Cloud) Status(ctx context.Context) ([]Status, error) {
 		s := Status{ID: r.ID, Kind: r.Kind, Site: r.Site, State: "ok"}
 		o, ok := found[r.ID]
 		switch {
-		case !ok && r.Kind == compile.ResRoute:
-			s.State = "ok" // routes are realized by their front ends' software
 		case !ok:
 			s.State = "missing"
 		case len(o.Drift) > 0:
