@@ -323,7 +323,7 @@ func (l *Log) tx(ctx context.Context, f func(*sql.Tx) error) error {
 		return err
 	}
 	if err := f(tx); err != nil {
-		tx.Rollback()
+		_ = tx.Rollback() // the error that matters is f's
 		return err
 	}
 	return tx.Commit()
