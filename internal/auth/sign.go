@@ -1,0 +1,399 @@
+package auth
+
+import (
+	"container/heap"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Errors from Verifier.Verify. The server may map ErrMalformed to 400 and
+// the rest to 401; telling a caller which of them happened reveals nothing
+// they could not learn by looking at their own clock and request.
+var (
+	ErrMalformed    = errors.New("malformed authorization")
+	ErrExpired      = errors.New("timestamp outside the allowed window")
+	ErrUnknownKey   = errors.New("unknown API key")
+	ErrBadSignature = errors.New("bad signature")
+	// ErrReplayed (see totp.go) is returned for a reused nonce.
+)
+
+// SignatureScheme is the Authorization scheme and the first line of the
+// string to sign.
+const SignatureScheme = "HF-HMAC-SHA256"
+
+// DefaultWindow is how far a request's timestamp may be from the server's
+// clock, either way.
+const DefaultWindow = 5 * time.Minute
+
+const (
+	maxAuthHeaderLen = 512
+	maxKeyIDLen      = 64
+	minNonceLen      = 16
+	maxNonceLen      = 64
+	maxTimestampLen  = 12
+	signatureHexLen  = 2 * sha256.Size
+)
+
+// NewAPIKey returns a new key id ("hk_" and 16 lower-case base32 characters,
+// 80 random bits) and a 32-byte secret. The id is public; the secret is shown
+// to the user once and stored only sealed in a Box.
+func NewAPIKey() (id string, secret []byte, err error) {
+	var idb [10]byte
+	secret = make([]byte, 32)
+	if _, err := rand.Read(idb[:]); err != nil {
+		return "", nil, fmt.Errorf("api key id: %w", err)
+	}
+	if _, err := rand.Read(secret); err != nil {
+		return "", nil, fmt.Errorf("api key secret: %w", err)
+	}
+	enc := base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(idb[:])
+	return "hk_" + strings.ToLower(enc), secret, nil
+}
+
+// StringToSign returns the canonical bytes an API-key request signs. It is
+// seven lines joined by "\n" (LF, no trailing newline):
+//
+//	HF-HMAC-SHA256
+//	<method, upper-cased>                e.g. POST
+//	<path, percent-encoding as sent>     e.g. /v1/zones/a%2Fb ("/" if empty)
+//	<canonical query>                    e.g. a=1&a=2&b=x%20y (empty if none)
+//	<lower-case hex SHA-256 of the body> (of the empty string if no body)
+//	<timestamp, decimal Unix seconds>    e.g. 1700000000
+//	<nonce>                              as in the Authorization header
+//
+// The canonical query: split the raw query on "&", drop empty parts, split
+// each part at its first "=" (a missing "=" means an empty value), decode
+// key and value as application/x-www-form-urlencoded ("+" is a space, %XX a
+// byte; a part that does not decode is taken literally), re-encode each
+// byte outside A-Z a-z 0-9 - . _ ~ as %XX with upper-case hex, sort the
+// pairs by encoded key, then encoded value (byte order), and join them as
+// key=value with "&".
+//
+// The signature is the lower-case hex HMAC-SHA256 of these bytes under the
+// key's secret, sent as
+//
+//	Authorization: HF-HMAC-SHA256 KeyId=<id>, Timestamp=<unix>, Nonce=<nonce>, Signature=<hex>
+func StringToSign(method, path, rawQuery string, bodySHA256 []byte, timestamp time.Time, nonce string) []byte {
+	if path == "" {
+		path = "/"
+	}
+	var b strings.Builder
+	b.WriteString(SignatureScheme)
+	b.WriteByte('\n')
+	b.WriteString(strings.ToUpper(method))
+	b.WriteByte('\n')
+	b.WriteString(path)
+	b.WriteByte('\n')
+	b.WriteString(canonicalQuery(rawQuery))
+	b.WriteByte('\n')
+	b.WriteString(hex.EncodeToString(bodySHA256))
+	b.WriteByte('\n')
+	b.WriteString(strconv.FormatInt(timestamp.Unix(), 10))
+	b.WriteByte('\n')
+	b.WriteString(nonce)
+	return []byte(b.String())
+}
+
+// Sign returns the lower-case hex HMAC-SHA256 of StringToSign(...) under secret.
+func Sign(secret []byte, method, path, rawQuery string, bodySHA256 []byte, timestamp time.Time, nonce string) string {
+	mac := hmac.New(sha256.New, secret)
+	mac.Write(StringToSign(method, path, rawQuery, bodySHA256, timestamp, nonce))
+	return hex.EncodeToString(mac.Sum(nil))
+}
+
+// AuthorizationHeader formats the Authorization header value for a signed request.
+func AuthorizationHeader(keyID string, timestamp time.Time, nonce, signature string) string {
+	return fmt.Sprintf("%s KeyId=%s, Timestamp=%d, Nonce=%s, Signature=%s",
+		SignatureScheme, keyID, timestamp.Unix(), nonce, signature)
+}
+
+// SignRequest signs r (whose body is body) with the key and sets its
+// Authorization header; a Go client's half of Verifier.Verify.
+func SignRequest(r *http.Request, body []byte, keyID string, secret []byte, now time.Time) error {
+	var nb [16]byte
+	if _, err := rand.Read(nb[:]); err != nil {
+		return fmt.Errorf("nonce: %w", err)
+	}
+	nonce := hex.EncodeToString(nb[:])
+	sum := sha256.Sum256(body)
+	sig := Sign(secret, r.Method, r.URL.EscapedPath(), r.URL.RawQuery, sum[:], now, nonce)
+	r.Header.Set("Authorization", AuthorizationHeader(keyID, now, nonce, sig))
+	return nil
+}
+
+func canonicalQuery(raw string) string {
+	type pair struct{ k, v string }
+	var pairs []pair
+	for part := range strings.SplitSeq(raw, "&") {
+		if part == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(part, "=")
+		pairs = append(pairs, pair{escape3986(formUnescape(k)), escape3986(formUnescape(v))})
+	}
+	sort.Slice(pairs, func(i, j int) bool {
+		if pairs[i].k != pairs[j].k {
+			return pairs[i].k < pairs[j].k
+		}
+		return pairs[i].v < pairs[j].v
+	})
+	var b strings.Builder
+	for i, p := range pairs {
+		if i > 0 {
+			b.WriteByte('&')
+		}
+		b.WriteString(p.k)
+		b.WriteByte('=')
+		b.WriteString(p.v)
+	}
+	return b.String()
+}
+
+func formUnescape(s string) string {
+	u, err := url.QueryUnescape(s)
+	if err != nil {
+		return s
+	}
+	return u
+}
+
+func escape3986(s string) string {
+	const hexUpper = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~' {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('%')
+		b.WriteByte(hexUpper[c>>4])
+		b.WriteByte(hexUpper[c&15])
+	}
+	return b.String()
+}
+
+// Verifier authenticates requests signed with an API key.
+type Verifier struct {
+	// Window is how far the request timestamp may be from now; 0 means
+	// DefaultWindow. Nonces must remember entries for at least this long,
+	// which they do: each is kept until its timestamp leaves the window.
+	Window time.Duration
+	// Nonces remembers nonces seen; required.
+	Nonces *NonceCache
+	// Lookup returns the secret of an active key. Revoked or rotated-out
+	// keys return ok=false.
+	Lookup func(keyID string) (secret []byte, ok bool)
+}
+
+type authParams struct {
+	keyID, nonce, sig string
+	ts                int64
+}
+
+// Verify checks r's Authorization header against body and now and returns
+// the authenticated key id. Checks run cheapest first; a nonce is recorded
+// only once the signature is good, so unauthenticated callers cannot fill
+// the nonce cache.
+func (v *Verifier) Verify(r *http.Request, body []byte, now time.Time) (keyID string, err error) {
+	if v.Nonces == nil || v.Lookup == nil {
+		return "", errors.New("auth: Verifier needs Nonces and Lookup")
+	}
+	vals := r.Header.Values("Authorization")
+	if len(vals) != 1 {
+		return "", fmt.Errorf("%w: want exactly one Authorization header", ErrMalformed)
+	}
+	p, err := parseAuthorization(vals[0])
+	if err != nil {
+		return "", err
+	}
+	if _, err := url.ParseQuery(r.URL.RawQuery); err != nil {
+		return "", fmt.Errorf("%w: query does not parse", ErrMalformed)
+	}
+	window := v.Window
+	if window <= 0 {
+		window = DefaultWindow
+	}
+	ts := time.Unix(p.ts, 0)
+	if d := now.Sub(ts); d > window || d < -window {
+		return "", ErrExpired
+	}
+	secret, ok := v.Lookup(p.keyID)
+	if !ok || len(secret) == 0 {
+		return "", ErrUnknownKey
+	}
+	sum := sha256.Sum256(body)
+	want := Sign(secret, r.Method, r.URL.EscapedPath(), r.URL.RawQuery, sum[:], ts, p.nonce)
+	if !hmac.Equal([]byte(want), []byte(p.sig)) {
+		return "", ErrBadSignature
+	}
+	if err := v.Nonces.Add(p.keyID, p.nonce, ts.Add(window), now); err != nil {
+		return "", err
+	}
+	return p.keyID, nil
+}
+
+// parseAuthorization accepts exactly
+// "HF-HMAC-SHA256 KeyId=<id>, Timestamp=<unix>, Nonce=<nonce>, Signature=<hex>".
+func parseAuthorization(h string) (authParams, error) {
+	var p authParams
+	bad := func(what string) (authParams, error) {
+		return authParams{}, fmt.Errorf("%w: %s", ErrMalformed, what)
+	}
+	if len(h) > maxAuthHeaderLen {
+		return bad("header too long")
+	}
+	rest, ok := strings.CutPrefix(h, SignatureScheme+" ")
+	if !ok {
+		return bad("want scheme " + SignatureScheme)
+	}
+	parts := strings.Split(rest, ", ")
+	names := [...]string{"KeyId", "Timestamp", "Nonce", "Signature"}
+	if len(parts) != len(names) {
+		return bad("want KeyId, Timestamp, Nonce, Signature")
+	}
+	var vals [len(names)]string
+	for i, part := range parts {
+		v, ok := strings.CutPrefix(part, names[i]+"=")
+		if !ok {
+			return bad("want " + names[i] + "= in position " + strconv.Itoa(i+1))
+		}
+		vals[i] = v
+	}
+	p.keyID, p.nonce, p.sig = vals[0], vals[2], vals[3]
+	if n := len(p.keyID); n == 0 || n > maxKeyIDLen || !isToken(p.keyID) {
+		return bad("KeyId")
+	}
+	if n := len(vals[1]); n == 0 || n > maxTimestampLen || !isDigits(vals[1]) || (n > 1 && vals[1][0] == '0') {
+		return bad("Timestamp")
+	}
+	ts, err := strconv.ParseInt(vals[1], 10, 64)
+	if err != nil {
+		return bad("Timestamp")
+	}
+	p.ts = ts
+	if n := len(p.nonce); n < minNonceLen || n > maxNonceLen || !isToken(p.nonce) {
+		return bad(fmt.Sprintf("Nonce must be %d-%d characters of A-Z a-z 0-9 - _", minNonceLen, maxNonceLen))
+	}
+	if len(p.sig) != signatureHexLen || !isLowerHex(p.sig) {
+		return bad("Signature must be 64 lower-case hex characters")
+	}
+	return p, nil
+}
+
+func isToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !isTokenByte(c) {
+			return false
+		}
+	}
+	return true
+}
+
+func isDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func isLowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !isLowerHexByte(c) {
+			return false
+		}
+	}
+	return true
+}
+
+// NonceCache remembers (key id, nonce) pairs until they expire. It is
+// bounded: expired entries are evicted on every Add, and when Max live
+// entries are held Add refuses with ErrBusy instead of forgetting a nonce
+// that could still be replayed. Safe for concurrent use.
+type NonceCache struct {
+	max     int
+	mu      sync.Mutex
+	seen    map[nonceKey]time.Time
+	expires nonceHeap
+}
+
+type nonceKey struct{ keyID, nonce string }
+
+// NewNonceCache returns a cache holding at most max live nonces.
+func NewNonceCache(max int) *NonceCache {
+	return &NonceCache{max: max, seen: make(map[nonceKey]time.Time)}
+}
+
+// Add records nonce for keyID until expires. It returns ErrReplayed if the
+// pair is already held, ErrBusy if the cache is full.
+func (c *NonceCache) Add(keyID, nonce string, expires, now time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.evict(now)
+	k := nonceKey{keyID, nonce}
+	if _, ok := c.seen[k]; ok {
+		return ErrReplayed
+	}
+	if len(c.seen) >= c.max {
+		return ErrBusy
+	}
+	c.seen[k] = expires
+	heap.Push(&c.expires, nonceEntry{k, expires})
+	return nil
+}
+
+// Len returns the number of nonces held.
+func (c *NonceCache) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.seen)
+}
+
+// evict drops entries whose expiry is before now. An entry expiring exactly
+// at now is kept: Verify still accepts a timestamp exactly Window old.
+func (c *NonceCache) evict(now time.Time) {
+	for len(c.expires) > 0 && c.expires[0].at.Before(now) {
+		e := heap.Pop(&c.expires).(nonceEntry)
+		delete(c.seen, e.k)
+	}
+}
+
+type nonceEntry struct {
+	k  nonceKey
+	at time.Time
+}
+
+type nonceHeap []nonceEntry
+
+func (h nonceHeap) Len() int           { return len(h) }
+func (h nonceHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h nonceHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *nonceHeap) Push(x any)        { *h = append(*h, x.(nonceEntry)) }
+func (h *nonceHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return e
+}
+
+func isTokenByte(c byte) bool {
+	return 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_'
+}
+
+func isLowerHexByte(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' }
