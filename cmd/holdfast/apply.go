@@ -100,8 +100,11 @@ behind Holdfast's back is repaired. Interrupting it (Ctrl-C) lets the steps
 under way finish; a crash or kill -9 is resumed by the next apply.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, err := runApply(cmd, args[0], &f)
-			return err
+			c, err := runApply(cmd, args[0], &f)
+			if err != nil {
+				return err
+			}
+			return c.Close()
 		},
 	}
 	f.add(cmd, true)

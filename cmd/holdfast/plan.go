@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/holdfast/holdfast/internal/compile"
+	"github.com/holdfast/holdfast/internal/deploy"
 	"github.com/holdfast/holdfast/internal/reconcile"
 )
 
@@ -15,21 +16,35 @@ func newPlan() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "plan PATH",
 		Short: "Show what applying the spec would change",
-		Long: `Compiles the spec and compares it with the observed state, printing the
-changes in the order they would be made. Until an engine has applied the
-cloud, the observed state is empty and every resource is a create.`,
+		Long: `Compiles the spec and compares it with what exists, printing the changes
+in the order apply would make them. Once the cloud has been applied (it has
+state under --state-dir), what exists is observed through its engines, drift
+included; before that, every resource is a create.`,
 		Args: cobra.ExactArgs(1),
 	}
 	out := outputFlag(cmd, "table", "json")
+	var f stateFlags
+	f.add(cmd, false)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if err := checkFormat(*out, "table", "json"); err != nil {
 			return err
 		}
-		st, err := compileOrReport(cmd, args[0])
+		st, err := compileOrReport(cmd, args[0], f.stateDir)
 		if err != nil {
 			return err
 		}
 		p := reconcile.Diff(st.Resources, nil)
+		if deploy.HasState(f.stateDir, st.Cloud) {
+			// Applied before: compare with what really exists.
+			c, err := openCloud(cmd, args[0], &f, nil)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if p, err = c.Plan(cmd.Context()); err != nil {
+				return err
+			}
+		}
 		if *out == "json" {
 			return writeJSON(cmd.OutOrStdout(), p)
 		}

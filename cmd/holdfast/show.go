@@ -8,9 +8,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/holdfast/holdfast/internal/compile"
+	"github.com/holdfast/holdfast/internal/deploy"
 )
 
 func newShow() *cobra.Command {
+	var stateDir string
 	show := &cobra.Command{
 		Use:   "show zones|instances|flows|routes|state PATH",
 		Short: "Show the compiled zones, instances, flows or routes of a spec",
@@ -62,13 +64,14 @@ whole desired state as JSON.`,
 		Short: "The whole desired state as JSON",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			st, err := compileOrReport(cmd, args[0])
+			st, err := compileOrReport(cmd, args[0], stateDir)
 			if err != nil {
 				return err
 			}
 			return writeJSON(cmd.OutOrStdout(), st)
 		},
 	}
+	state.Flags().StringVar(&stateDir, "state-dir", deploy.DefaultStateDir(), "where Holdfast keeps its state")
 	show.AddCommand(state)
 	return show
 }
@@ -76,11 +79,13 @@ whole desired state as JSON.`,
 func showCmd(what, short string, view func(*compile.State) (any, []string, [][]string)) *cobra.Command {
 	cmd := &cobra.Command{Use: what + " PATH", Short: short, Args: cobra.ExactArgs(1)}
 	out := outputFlag(cmd, "table", "json")
+	var stateDir string
+	cmd.Flags().StringVar(&stateDir, "state-dir", deploy.DefaultStateDir(), "where Holdfast keeps its state (its allocations are shown once applied)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if err := checkFormat(*out, "table", "json"); err != nil {
 			return err
 		}
-		st, err := compileOrReport(cmd, args[0])
+		st, err := compileOrReport(cmd, args[0], stateDir)
 		if err != nil {
 			return err
 		}

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 
 	"github.com/spf13/cobra"
 
 	"github.com/holdfast/holdfast/internal/compile"
+	"github.com/holdfast/holdfast/internal/deploy"
 	"github.com/holdfast/holdfast/internal/spec"
 )
 
@@ -46,13 +48,14 @@ func printDiags(w io.Writer, diags spec.Diagnostics) {
 	}
 }
 
-// compileOrReport compiles the spec at path, printing diagnostics; it
-// returns nil state (and errReported) when the spec has errors.
-func compileOrReport(cmd *cobra.Command, path string) (*compile.State, error) {
-	_, st, _, diags := compile.File(path, compile.Allocations{})
+// compileOrReport compiles the spec at path against the cloud's stored
+// allocations (if it was applied), printing diagnostics; it returns
+// errReported when the spec has errors.
+func compileOrReport(cmd *cobra.Command, path, stateDir string) (*compile.State, error) {
+	st, diags, err := deploy.Compile(path, stateDir)
 	printDiags(cmd.ErrOrStderr(), diags)
-	if st == nil {
+	if errors.Is(err, deploy.ErrSpec) {
 		return nil, errReported
 	}
-	return st, nil
+	return st, err
 }

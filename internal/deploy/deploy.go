@@ -311,3 +311,42 @@ func (m *multi) Close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// HasState reports whether the cloud of the spec at path has state under
+// stateDir, i.e. has been applied.
+func HasState(stateDir, cloud string) bool {
+	_, err := os.Stat(filepath.Join(stateDir, cloud, "state.db"))
+	return err == nil
+}
+
+// Compile loads the spec at path and compiles it against the allocations
+// stored for its cloud, if it has been applied — so that what `show`
+// prints is what exists — without taking the lock or asking any engine.
+func Compile(path, stateDir string) (*compile.State, spec.Diagnostics, error) {
+	s, diags := spec.Check(path)
+	if diags.HasErrors() {
+		return nil, diags, ErrSpec
+	}
+	var prev compile.Allocations
+	if stateDir == "" {
+		stateDir = DefaultStateDir()
+	}
+	if HasState(stateDir, s.Cloud.Name) {
+		db, err := store.Open(filepath.Join(stateDir, s.Cloud.Name, "state.db"))
+		if err != nil {
+			return nil, diags, err
+		}
+		prev, err = db.Allocations(context.Background())
+		db.Close()
+		if err != nil {
+			return nil, diags, fmt.Errorf("state: %w", err)
+		}
+	}
+	st, _, cd := compile.Compile(s, prev)
+	diags = append(diags, cd...)
+	diags.Sort()
+	if diags.HasErrors() {
+		return nil, diags, ErrSpec
+	}
+	return st, diags, nil
+}
