@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -46,19 +47,31 @@ type hostSnapshot struct {
 	cgroups    []string
 }
 
+// engineLink matches every interface name the local engine ever creates,
+// so that a leak into the host's namespace would show; other packages'
+// tests, which run in parallel, use other names.
+var engineLink = regexp.MustCompile(`^(v\d+n\d+|u[0-9a-f]{8}|wan0?|ul0?|br\d+|vx\d+|eth\d+|s\d+)$`)
+
+// snapshot records what the local engine could leave on the host: its
+// namespaces (all named hf.…) and their mounts, links with its names in the
+// host's namespace, and the cloud's cgroups.
 func snapshot(t *testing.T, cloud string) hostSnapshot {
 	t.Helper()
 	var s hostSnapshot
 	entries, _ := os.ReadDir("/run/netns")
 	for _, e := range entries {
-		s.namespaces = append(s.namespaces, e.Name())
+		if strings.HasPrefix(e.Name(), "hf.") {
+			s.namespaces = append(s.namespaces, e.Name())
+		}
 	}
 	links, err := netlink.LinkList()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, l := range links {
-		s.links = append(s.links, l.Attrs().Name)
+		if engineLink.MatchString(l.Attrs().Name) {
+			s.links = append(s.links, l.Attrs().Name)
+		}
 	}
 	sort.Strings(s.links)
 	mi, err := os.ReadFile("/proc/self/mountinfo")
@@ -66,7 +79,7 @@ func snapshot(t *testing.T, cloud string) hostSnapshot {
 		t.Fatal(err)
 	}
 	for _, line := range strings.Split(string(mi), "\n") {
-		if f := strings.Fields(line); len(f) > 4 {
+		if f := strings.Fields(line); len(f) > 4 && (strings.HasPrefix(f[4], "/run/netns/hf.") || strings.Contains(f[4], "holdfast")) {
 			s.mounts = append(s.mounts, f[4])
 		}
 	}
