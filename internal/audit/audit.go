@@ -33,14 +33,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/holdfast/holdfast/internal/store"
 )
 
 //go:embed schema.sql
@@ -146,25 +146,16 @@ func CheckpointEvery(n int64) Option {
 // path, with the same durability settings as the state store. key signs
 // checkpoints; it may be nil for a log that is only read and verified.
 func Open(path string, key ed25519.PrivateKey, opts ...Option) (*Log, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("audit dir: %w", err)
-	}
-	// synchronous=FULL: an acknowledged request's audit entry survives
+	// Durable commits: an acknowledged request's audit entry survives
 	// power loss.
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)"
-	db, err := sql.Open("sqlite", dsn)
+	db, err := store.OpenDB(path)
 	if err != nil {
-		return nil, fmt.Errorf("open audit log %s: %w", path, err)
+		return nil, fmt.Errorf("audit log: %w", err)
 	}
-	db.SetMaxOpenConns(1) // one writer; avoids SQLITE_BUSY between our own goroutines
 	l, err := New(db, key, opts...)
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("audit log %s: %w", path, err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		db.Close()
-		return nil, err
 	}
 	l.owned = true
 	return l, nil
@@ -317,17 +308,7 @@ func (l *Log) checkpoint(ctx context.Context, tx *sql.Tx, seq int64, hash [32]by
 	return Checkpoint{Seq: seq, Hash: hash, Time: parsed, Sig: sig}, nil
 }
 
-func (l *Log) tx(ctx context.Context, f func(*sql.Tx) error) error {
-	tx, err := l.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := f(tx); err != nil {
-		_ = tx.Rollback() // the error that matters is f's
-		return err
-	}
-	return tx.Commit()
-}
+func (l *Log) tx(ctx context.Context, f func(*sql.Tx) error) error { return store.Tx(ctx, l.db, f) }
 
 // Filter selects entries for List.
 type Filter struct {

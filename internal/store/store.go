@@ -30,27 +30,42 @@ type Store struct {
 
 // Open opens (creating and migrating if needed) the database at path.
 func Open(path string) (*Store, error) {
+	db, err := OpenDB(path)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := db.Exec(schema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("migrate state %s: %w", path, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// OpenDB opens an SQLite database file the way all of Holdfast's state is
+// kept — for the store and for others (the audit log) that keep their own
+// tables: root-only, durable, one writer.
+func OpenDB(path string) (*sql.DB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("state dir: %w", err)
 	}
 	// WAL keeps readers (status) from blocking the writer (apply); a
 	// synchronous=FULL commit is durable across power loss, which the
-	// intent log relies on.
+	// intent log and the audit log rely on.
 	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
-		return nil, fmt.Errorf("open state %s: %w", path, err)
+		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	db.SetMaxOpenConns(1) // SQLite has one writer; one connection avoids SQLITE_BUSY between our own goroutines
-	if _, err := db.Exec(schema); err != nil {
+	db.SetMaxOpenConns(1)             // SQLite has one writer; one connection avoids SQLITE_BUSY between our own goroutines
+	if err := db.Ping(); err != nil { // creates the file, so that it can be made private
 		db.Close()
-		return nil, fmt.Errorf("migrate state %s: %w", path, err)
+		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	if err := os.Chmod(path, 0o600); err != nil {
 		db.Close()
 		return nil, err
 	}
-	return &Store{db: db}, nil
+	return db, nil
 }
 
 // Close closes the database.
@@ -245,8 +260,11 @@ func (s *Store) Counts(ctx context.Context) (map[string]int, error) {
 	return out, nil
 }
 
-func (s *Store) tx(ctx context.Context, f func(*sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
+func (s *Store) tx(ctx context.Context, f func(*sql.Tx) error) error { return Tx(ctx, s.db, f) }
+
+// Tx runs f in a transaction on db, committing if f succeeds.
+func Tx(ctx context.Context, db *sql.DB, f func(*sql.Tx) error) error {
+	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
