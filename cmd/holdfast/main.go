@@ -41,6 +41,7 @@ instances, overlay groups, routes — into running infrastructure, and keeps it 
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.AddCommand(newServe(), newAudit())
 	root.AddCommand(newValidate(), newPlan(), newShow(), newSchema(), newImport(), newDev(), newApply(), newDestroy(), newStatus(), newExec(), newUp())
 	return root
 }

@@ -19,13 +19,16 @@ const defaultExample = "examples/tasmanian"
 
 func newUp() *cobra.Command {
 	var f stateFlags
+	var sf serveFlags
+	var noServe bool
 	cmd := &cobra.Command{
 		Use:   "up [PATH]",
 		Short: "Bring up a cloud on this machine and say how to reach it",
 		Long: `Applies the spec at PATH (default ` + defaultExample + `) without asking, then
-prints what is running and how to reach it. Needs root: the local engine
-makes network namespaces, bridges, nftables rules and containers (the host's
-own network is never changed).`,
+prints what is running and how to reach it, then serves the cloud's control
+plane (as holdfast serve does) until interrupted; --no-serve stops after the
+apply. Needs root: the local engine makes network namespaces, bridges,
+nftables rules and containers (the host's own network is never changed).`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := defaultExample
@@ -43,12 +46,19 @@ own network is never changed).`,
 			if err != nil {
 				return err
 			}
-			defer c.Close()
 			printReach(cmd, c.Desired, path)
-			return nil
+			// The control plane reconciles the cloud itself: let go of it.
+			if err := c.Close(); err != nil || noServe {
+				return err
+			}
+			ctx, stop := interruptible()
+			defer stop()
+			return runServe(ctx, cmd, path, &f, &sf)
 		},
 	}
 	f.add(cmd, true)
+	sf.add(cmd)
+	cmd.Flags().BoolVar(&noServe, "no-serve", false, "only apply; do not serve the control plane")
 	return cmd
 }
 

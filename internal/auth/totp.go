@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"hash"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 )
@@ -44,6 +45,14 @@ func NewTOTPSecret() ([]byte, error) {
 		return nil, fmt.Errorf("totp secret: %w", err)
 	}
 	return s, nil
+}
+
+// EncodeTOTPSecret is the base32 form authenticator apps take by hand.
+func EncodeTOTPSecret(secret []byte) string { return base32NoPad.EncodeToString(secret) }
+
+// DecodeTOTPSecret reads the base32 form back (padding and case optional).
+func DecodeTOTPSecret(s string) ([]byte, error) {
+	return base32NoPad.DecodeString(strings.ToUpper(strings.TrimRight(s, "=")))
 }
 
 // TOTPURI returns the otpauth:// URI authenticator apps read from a QR code,

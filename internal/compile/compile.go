@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/holdfast/holdfast/internal/spec"
 )
@@ -61,7 +62,7 @@ func (c *compiler) zones() {
 			Name: name, Type: z.Type, TypeID: n.TypeID, SubID: n.SubID,
 			CIDR: n.Prefix.String(), Gateway: n.Gateway.String(),
 			AccessTo: nonNil(z.AccessTo), PinholeAllowedFrom: nonNil(z.PinholeAllowedFrom),
-			State: n.State, Present: n.Present, Isolated: z.Isolated, Sites: c.zoneSites(z),
+			State: n.State, Present: n.Present, Isolated: z.Isolated, Sites: c.zoneSites(z), Tenant: z.Tenant,
 		}
 		if n.VLAN >= 0 {
 			vlan, vni := n.VLAN, VNIBase+n.VLAN
@@ -114,6 +115,11 @@ func (c *compiler) instances() {
 			out.Image = t.Image
 		}
 		out.Command = slices.Clone(in.Command)
+		out.Tenant, out.Power, out.Reboot, out.Rebuild = in.Tenant, cmpOr(in.Power, PowerRunning), in.Reboot, in.Rebuild
+		out.SSHKeys = make([]string, len(in.SSHKeys))
+		for j, k := range in.SSHKeys {
+			out.SSHKeys[j] = strings.TrimSpace(k)
+		}
 		out.Groups, out.DependsOn = sortedCopy(in.Groups), sortedCopy(in.DependsOn)
 		out.CPUs, out.MemoryMiB, out.DiskMiB = c.size(in)
 		out.Ports = make([]Port, 0, len(in.Ports))

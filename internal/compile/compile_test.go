@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/holdfast/holdfast/internal/compile"
+	"github.com/holdfast/holdfast/internal/reconcile"
 )
 
 const base = `
@@ -385,4 +386,112 @@ func atoi(s string) int {
 		n = n*10 + int(c-'0')
 	}
 	return n
+}
+
+const tenantBase = `
+cloud: {name: t, domain: t.example}
+sites: {a: {engine: local, nodes: [n1]}}
+zones:
+  ops: {type: management, access-to: [all]}
+  srv: {type: service, sub-id: 10, pinhole-allowed-from: [internet, acme--lan]}
+roles:
+  app: {vmids: 2000-2009}
+  tenants: {vmids: 10000-10099}
+tenancy: {role: tenants, cidr: 10.128.0.0/16, vlans: 3000-3099}
+`
+
+const aliceKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8g alice@laptop"
+
+func tenantInstances(web string) string {
+	return `
+zones:
+  acme--lan: {tenant: acme, type: guest, vlan: 3000, cidr: 10.128.0.0/24, access-to: [internet]}
+instances:
+  ops-vm: {role: app, zone: ops}
+  acme--web: {tenant: acme, role: tenants, zone: acme--lan` + web + `}
+`
+}
+
+func TestTenantInstanceAttrs(t *testing.T) {
+	st, _, errs := compileYAML(t, compile.Allocations{}, map[string]string{"base.yaml": tenantBase,
+		"tenants.yaml": tenantInstances(`, power: stopped, reboot: 2, rebuild: 1, ssh-keys: ["  ` + aliceKey + `  "]`)})
+	if errs != "" {
+		t.Fatal(errs)
+	}
+	in := instance(t, st, "acme--web")
+	if in.Tenant != "acme" || in.Power != "stopped" || in.Reboot != 2 || in.Rebuild != 1 || !slices.Equal(in.SSHKeys, []string{aliceKey}) {
+		t.Errorf("compiled %+v", in)
+	}
+	if ops := instance(t, st, "ops-vm"); ops.Power != "running" || ops.Tenant != "" || ops.SSHKeys == nil {
+		t.Errorf("defaults: power %q tenant %q keys %v (want running, none, an empty list)", ops.Power, ops.Tenant, ops.SSHKeys)
+	}
+	var attrs map[string]string
+	var network bool
+	for _, r := range st.Resources {
+		switch r.ID {
+		case "instance/acme--web":
+			attrs = r.Attrs
+		case "network/a/acme--lan":
+			network = r.Attrs["vlan"] == "3000" && r.Attrs["cidr"] == "10.128.0.0/24"
+		}
+	}
+	want := map[string]string{"tenant": "acme", "power": "stopped", "reboot": "2", "rebuild": "1", "ssh_keys": compile.SSHKeysDigest([]string{aliceKey})}
+	for k, v := range want {
+		if attrs[k] != v {
+			t.Errorf("attr %s = %q, want %q", k, attrs[k], v)
+		}
+	}
+	if len(attrs["ssh_keys"]) != 16 {
+		t.Errorf("ssh_keys attr %q is not a short digest", attrs["ssh_keys"])
+	}
+	if !network {
+		t.Error("the tenant zone is not a network resource with its VLAN and subnet")
+	}
+	for _, z := range st.Zones {
+		if z.Name == "acme--lan" && z.Tenant != "acme" {
+			t.Errorf("zone acme--lan: tenant %q", z.Tenant)
+		}
+	}
+	// The operator's access-to all reaches every operator zone, but not
+	// the tenant's: only the internet and the pinholes it allows reach it.
+	want2 := []string{"acme--lan>internet any  internet", "ops>internet any  internet", "ops>srv any  access"}
+	if got := flowSet(st); !slices.Equal(got, want2) {
+		t.Errorf("flows:\n got %q\nwant %q", got, want2)
+	}
+}
+
+// Power, generations, keys and size are changed in place: each shows in a
+// plan as an update of the instance alone, naming the attribute.
+func TestLifecycleChangesAreUpdates(t *testing.T) {
+	compileWeb := func(web string) *compile.State {
+		t.Helper()
+		st, _, errs := compileYAML(t, compile.Allocations{}, map[string]string{"base.yaml": tenantBase, "tenants.yaml": tenantInstances(web)})
+		if errs != "" {
+			t.Fatal(errs)
+		}
+		return st
+	}
+	before := compileWeb("")
+	for _, tc := range []struct{ web, field string }{
+		{", power: stopped", "power"},
+		{", power: running", ""},
+		{", reboot: 1", "reboot"},
+		{", rebuild: 1", "rebuild"},
+		{`, ssh-keys: ["` + aliceKey + `"]`, "ssh_keys"},
+		{", cpus: 2", "cpus"},
+		{", memory: 2G", "memory_mib"},
+	} {
+		p := reconcile.Diff(compileWeb(tc.web).Resources, reconcile.Observed(before.Resources))
+		var got []string
+		for _, c := range p.Changes {
+			got = append(got, string(c.Action)+" "+c.ID+" "+strings.Join(c.Fields, ","))
+		}
+		var want []string
+		if tc.field != "" {
+			want = []string{"update instance/acme--web " + tc.field}
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: plan %q, want %q", tc.web, got, want)
+		}
+	}
 }

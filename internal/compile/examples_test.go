@@ -365,6 +365,19 @@ func checkTasmanian(t *testing.T, s *spec.Spec, st *compile.State) {
 			t.Errorf("Netbird group %s has no instance", g)
 		}
 	}
+
+	// Tenants (holdfast serve) get /24s of 10.128.0.0/16 with VLANs from
+	// 3000 at Launceston, and VMIDs of the customer role: the first network
+	// handed out is free.
+	if s.Tenancy == nil {
+		t.Fatal("no tenancy block: holdfast up could not serve tenants")
+	}
+	if n := s.Tenancy.Net; n.Site != "launceston" || s.Tenancy.Role != "customer" || n.Pool.String() != "10.128.0.0/16" || n.Bits != 24 {
+		t.Errorf("tenancy %+v role %s", n, s.Tenancy.Role)
+	}
+	if p, vlan, ok := s.FreeTenantNetwork(); !ok || p.String() != "10.128.0.0/24" || vlan != 3000 {
+		t.Errorf("first tenant network %s VLAN %d (%v), want 10.128.0.0/24 VLAN 3000", p, vlan, ok)
+	}
 }
 
 // ---- zCloud, the two-provider VM map (reference 004) ---------------------

@@ -27,7 +27,8 @@ func (c *compiler) flows() {
 			case spec.All:
 				fs = append(fs, Flow{From: z.Name, To: spec.Internet, Proto: "any", Kind: KindInternet, FromCIDR: z.CIDR})
 				for _, o := range c.state.Zones {
-					if o.Name != z.Name && o.Present && (!o.Isolated || z.Type == "management") {
+					// A tenant's network is reached only through the pinholes it allows.
+					if o.Name != z.Name && o.Present && (!o.Isolated || z.Type == "management") && o.Tenant == "" {
 						fs = append(fs, zoneFlow(z, o))
 					}
 				}
@@ -217,6 +218,8 @@ func (c *compiler) resources() {
 			"cpus": strconv.Itoa(in.CPUs), "memory_mib": strconv.FormatInt(in.MemoryMiB, 10), "disk_mib": strconv.FormatInt(in.DiskMiB, 10),
 			"template": in.Template, "image": in.Image, "command": strings.Join(in.Command, " "),
 			"ha": strconv.FormatBool(in.HA), "fqdn": in.FQDN, "ports": portList(in.Ports),
+			"tenant": in.Tenant, "power": in.Power, "reboot": strconv.Itoa(in.Reboot), "rebuild": strconv.Itoa(in.Rebuild),
+			"ssh_keys": SSHKeysDigest(in.SSHKeys),
 		}})
 	}
 	for _, r := range c.state.Routes {
@@ -231,6 +234,17 @@ func (c *compiler) resources() {
 		}})
 	}
 	c.state.Resources = order(rs)
+}
+
+// SSHKeysDigest names a list of authorized keys in an instance's
+// attributes: a short digest of the lines, empty when there are none.
+// Engines compute it from the keys they find, so a changed key shows.
+func SSHKeysDigest(keys []string) string {
+	if len(keys) == 0 {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(strings.Join(keys, "\n")))
+	return hex.EncodeToString(sum[:])[:16]
 }
 
 func dhcpRange(z Zone) string {

@@ -46,6 +46,7 @@ type Zone struct {
 	Present            bool     `json:"present"`
 	Isolated           bool     `json:"isolated"`
 	Sites              []string `json:"sites"`
+	Tenant             string   `json:"tenant,omitempty"` // the owning tenant of a tenant network
 }
 
 // Instance is a compiled instance.
@@ -71,7 +72,18 @@ type Instance struct {
 	DependsOn []string `json:"depends_on"`
 	HA        bool     `json:"ha"`
 	Replicate bool     `json:"replicate"`
+	Tenant    string   `json:"tenant,omitempty"` // the owning tenant of a tenant instance
+	Power     string   `json:"power"`            // running or stopped
+	Reboot    int      `json:"reboot"`           // reboot generation: a change restarts the instance
+	Rebuild   int      `json:"rebuild"`          // rebuild generation: a change recreates it from its template
+	SSHKeys   []string `json:"ssh_keys"`         // authorized_keys lines for root
 }
+
+// Power states of an instance.
+const (
+	PowerRunning = "running"
+	PowerStopped = "stopped"
+)
 
 // NIC is one interface of an instance.
 type NIC struct {

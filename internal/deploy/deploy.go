@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -72,18 +73,60 @@ type Options struct {
 // say which.
 var ErrSpec = errors.New("the spec has errors")
 
-// Open loads the spec at path, takes the cloud's lock (one apply at a time
-// per cloud), and compiles the spec against the stored allocations.
+// TenantsFile is where a cloud's tenants file lives: the zones and
+// instances holdfast serve keeps for the cloud's tenants, as a spec file
+// (see spec.ParseTenants) that Open and Compile merge into the operator's
+// spec. The control plane writes it with WriteTenants.
+func TenantsFile(stateDir, cloud string) string {
+	return filepath.Join(stateDir, cloud, "tenants.yaml")
+}
+
+// WriteTenants replaces the cloud's tenants file with the zones and
+// instances of s, atomically, creating the cloud's state directory if
+// needed. An empty s leaves an empty file: the cloud has no tenants.
+func WriteTenants(stateDir, cloud string, s *spec.Spec) error {
+	file := TenantsFile(stateDir, cloud)
+	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+		return fmt.Errorf("tenants file: %w", err)
+	}
+	return spec.WriteFile(s, file)
+}
+
+// tenantsSource reads the tenants file of the cloud a spec names (or of
+// its new name).
+func tenantsSource(stateDir, rename string) spec.TenantsSource {
+	return func(cloud string) (string, []byte, error) {
+		if rename != "" {
+			cloud = rename
+		}
+		file := TenantsFile(stateDir, cloud)
+		data, err := os.ReadFile(file)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return file, nil, nil
+		case err != nil:
+			return file, nil, fmt.Errorf("tenants file: %w", err)
+		case len(data) > spec.MaxFileSize:
+			return file, nil, fmt.Errorf("tenants file: larger than %d MiB", spec.MaxFileSize>>20)
+		}
+		return file, data, nil
+	}
+}
+
+// Open loads the spec at path with the cloud's tenants file merged in,
+// takes the cloud's lock (one apply at a time per cloud), and compiles the
+// spec against the stored allocations. An error in the tenants file stops
+// the open like an error in any spec file.
 func Open(path string, opts Options) (*Cloud, spec.Diagnostics, error) {
-	s, diags := spec.Check(path)
+	if opts.StateDir == "" {
+		opts.StateDir = DefaultStateDir()
+	}
+	s, diags := spec.CheckWith(path, tenantsSource(opts.StateDir, opts.Rename))
 	if diags.HasErrors() {
 		return nil, diags, ErrSpec
 	}
 	if opts.Rename != "" {
 		s.Cloud.Name = opts.Rename
-	}
-	if opts.StateDir == "" {
-		opts.StateDir = DefaultStateDir()
 	}
 	dir := filepath.Join(opts.StateDir, s.Cloud.Name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -319,18 +362,19 @@ func HasState(stateDir, cloud string) bool {
 	return err == nil
 }
 
-// Compile loads the spec at path and compiles it against the allocations
-// stored for its cloud, if it has been applied — so that what `show`
-// prints is what exists — without taking the lock or asking any engine.
+// Compile loads the spec at path, with the cloud's tenants file, and
+// compiles it against the allocations stored for its cloud, if it has been
+// applied — so that what `show` prints is what exists — without taking the
+// lock or asking any engine.
 func Compile(path, stateDir string) (*compile.State, spec.Diagnostics, error) {
-	s, diags := spec.Check(path)
+	if stateDir == "" {
+		stateDir = DefaultStateDir()
+	}
+	s, diags := spec.CheckWith(path, tenantsSource(stateDir, ""))
 	if diags.HasErrors() {
 		return nil, diags, ErrSpec
 	}
 	var prev compile.Allocations
-	if stateDir == "" {
-		stateDir = DefaultStateDir()
-	}
 	if HasState(stateDir, s.Cloud.Name) {
 		db, err := store.Open(filepath.Join(stateDir, s.Cloud.Name, "state.db"))
 		if err != nil {

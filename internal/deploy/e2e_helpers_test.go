@@ -52,15 +52,16 @@ type hostSnapshot struct {
 // tests, which run in parallel, use other names.
 var engineLink = regexp.MustCompile(`^(v\d+n\d+|u[0-9a-f]{8}|wan0?|ul0?|br\d+|vx\d+|eth\d+|s\d+)$`)
 
-// snapshot records what the local engine could leave on the host: its
-// namespaces (all named hf.…) and their mounts, links with its names in the
-// host's namespace, and the cloud's cgroups.
+// snapshot records what the local engine could leave on the host for the
+// cloud: its namespaces (named hf.<cloud>.…) and their mounts, links with
+// the engine's names in the host's namespace, and the cloud's cgroups.
+// Other packages' tests run clouds of other names in parallel.
 func snapshot(t *testing.T, cloud string) hostSnapshot {
 	t.Helper()
 	var s hostSnapshot
 	entries, _ := os.ReadDir("/run/netns")
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), "hf.") {
+		if strings.HasPrefix(e.Name(), "hf."+cloud+".") {
 			s.namespaces = append(s.namespaces, e.Name())
 		}
 	}
@@ -79,7 +80,7 @@ func snapshot(t *testing.T, cloud string) hostSnapshot {
 		t.Fatal(err)
 	}
 	for _, line := range strings.Split(string(mi), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && (strings.HasPrefix(f[4], "/run/netns/hf.") || strings.Contains(f[4], "holdfast")) {
+		if f := strings.Fields(line); len(f) > 4 && (strings.HasPrefix(f[4], "/run/netns/hf."+cloud+".") || strings.Contains(f[4], "/"+cloud+"/")) {
 			s.mounts = append(s.mounts, f[4])
 		}
 	}

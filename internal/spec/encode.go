@@ -28,7 +28,8 @@ var sectionFiles = map[string]string{
 	"routes":    "routes.yaml",
 }
 
-// defaultFile holds the cloud, sites, roles, flavors, templates and groups.
+// defaultFile holds the cloud, sites, roles, flavors, templates, groups and
+// the tenancy block.
 const defaultFile = "cloud.yaml"
 
 // EncodedFiles lists every file name Encode can produce.
@@ -44,6 +45,41 @@ type valueEncoder interface {
 // Files whose sections are all empty are left out. Loading the files back
 // with Load gives a spec equal to s (positions aside).
 func Encode(s *Spec) (map[string][]byte, error) {
+	docs := encodeSections(s, func(section string) string {
+		if file := sectionFiles[section]; file != "" {
+			return file
+		}
+		return defaultFile
+	})
+	out := make(map[string][]byte, len(docs))
+	for file, doc := range docs {
+		b, err := render(doc)
+		if err != nil {
+			return nil, fmt.Errorf("encode %s: %w", file, err)
+		}
+		out[file] = b
+	}
+	return out, nil
+}
+
+// EncodeFile renders s as one YAML document holding every section, as a
+// single spec file (a tenants file, for one). Parsing it back gives a spec
+// equal to s (positions aside). An empty spec is an empty file.
+func EncodeFile(s *Spec) ([]byte, error) {
+	doc := encodeSections(s, func(string) string { return "" })[""]
+	if doc == nil {
+		return []byte{}, nil
+	}
+	b, err := render(doc)
+	if err != nil {
+		return nil, fmt.Errorf("encode: %w", err)
+	}
+	return b, nil
+}
+
+// encodeSections builds one mapping per file that fileOf assigns sections
+// to, with the sections in struct order; empty sections are left out.
+func encodeSections(s *Spec, fileOf func(section string) string) map[string]*yaml.Node {
 	docs := map[string]*yaml.Node{}
 	v := reflect.ValueOf(s).Elem()
 	si := infoFor(v.Type())
@@ -52,10 +88,7 @@ func Encode(s *Spec) (map[string][]byte, error) {
 		if isEmptyValue(fv) {
 			continue
 		}
-		file := sectionFiles[fi.key]
-		if file == "" {
-			file = defaultFile
-		}
+		file := fileOf(fi.key)
 		doc := docs[file]
 		if doc == nil {
 			doc = &yaml.Node{Kind: yaml.MappingNode}
@@ -63,20 +96,20 @@ func Encode(s *Spec) (map[string][]byte, error) {
 		}
 		doc.Content = append(doc.Content, strNode(fi.key), encodeValue(fv))
 	}
-	out := make(map[string][]byte, len(docs))
-	for file, doc := range docs {
-		var buf bytes.Buffer
-		enc := yaml.NewEncoder(&buf)
-		enc.SetIndent(2)
-		if err := enc.Encode(doc); err != nil {
-			return nil, fmt.Errorf("encode %s: %w", file, err)
-		}
-		if err := enc.Close(); err != nil {
-			return nil, fmt.Errorf("encode %s: %w", file, err)
-		}
-		out[file] = spaceSections(buf.Bytes())
+	return docs
+}
+
+func render(doc *yaml.Node) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(doc); err != nil {
+		return nil, err
 	}
-	return out, nil
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return spaceSections(buf.Bytes()), nil
 }
 
 // Write encodes s into dir, creating it if needed. Each file is replaced
@@ -104,6 +137,19 @@ func Write(s *Spec, dir string) error {
 		if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
 			return fmt.Errorf("write spec: remove stale %s: %w", path, err)
 		}
+	}
+	return nil
+}
+
+// WriteFile encodes s with EncodeFile into the file at path, replacing it
+// atomically: a reader sees the old spec or the new one, never a part.
+func WriteFile(s *Spec, path string) error {
+	data, err := EncodeFile(s)
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(path, data); err != nil {
+		return fmt.Errorf("write spec: %w", err)
 	}
 	return nil
 }

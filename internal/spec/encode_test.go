@@ -57,6 +57,12 @@ zones:
     type: overlay
     dhcp: false
     cidr: 100.64.0.0/10
+  acme--lan:
+    tenant: acme
+    type: guest
+    vlan: 3000
+    cidr: 10.128.0.0/24
+    access-to: [internet]
 roles:
   infra:
     vmids: 100-199
@@ -64,6 +70,8 @@ roles:
     description: "a: b"
   one:
     vmids: 5000
+  tenants:
+    vmids: 10000-19999
 flavors:
   small:
     cpus: 1
@@ -119,6 +127,26 @@ instances:
     networks:
       - {zone: mgmt, ip: 10.0.0.11, trunks: [cams]}
       - {zone: cams}
+  acme--web:
+    tenant: acme
+    site: south
+    role: tenants
+    zone: acme--lan
+    power: stopped
+    reboot: 2
+    rebuild: 1
+    ssh-keys:
+      - ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8g alice@laptop
+      - "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj9A bob: #1"
+tenancy:
+  site: south
+  role: tenants
+  zone-type: guest
+  cidr: 10.128.0.0/16
+  prefix: 24
+  vlans: 3000-3099
+  access: []
+  description: tenant networks
 routes:
   www:
     host: www.demo.example.org
@@ -245,6 +273,8 @@ func TestEncodeShape(t *testing.T) {
 			`    description: "true"` + "\n",
 			"    nodes: [pve1, pve2]\n", // lists of names on one line
 			"  users: {}\n",             // an entry with no fields is kept
+			"\ntenancy:\n  site: south\n",
+			"  access: []\n", // an explicit empty list differs from the default
 		},
 		"zones.yaml": {
 			"    vlan: 0\n", // set pointers are written even when zero
@@ -256,6 +286,8 @@ func TestEncodeShape(t *testing.T) {
 			"    memory: 1536M\n",
 			"ports: [80, 443, 8000-8100]",
 			"      - port: 53\n        proto: udp\n",
+			"  acme--web:\n    tenant: acme\n", // the tenant first
+			"    power: stopped\n    reboot: 2\n    rebuild: 1\n",
 		},
 	} {
 		for _, w := range want {

@@ -179,6 +179,13 @@ func (s *Spec) merge(other *Spec, diags *Diagnostics) {
 			s.Cloud = other.Cloud
 		}
 	}
+	if other.Tenancy != nil {
+		if s.Tenancy != nil {
+			diags.Errorf(other.Tenancy.Pos, "tenancy: defined again (first at %s); a cloud has one tenancy block", s.Tenancy.Pos)
+		} else {
+			s.Tenancy = other.Tenancy
+		}
+	}
 	mergeMap(&s.Sites, other.Sites, "site", diags)
 	mergeMap(&s.Zones, other.Zones, "zone", diags)
 	mergeMap(&s.Roles, other.Roles, "role", diags)

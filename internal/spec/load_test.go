@@ -30,9 +30,15 @@ func TestLoadStrict(t *testing.T) {
 		},
 		{
 			name: "unknown field without a close match lists the known ones",
+			yaml: header + `billing: {}
+`,
+			want: []string{`spec.yaml:3:1: spec: unknown field "billing" (known fields: cloud, sites, zones, roles, flavors, templates, groups, instances, routes, tenancy)`},
+		},
+		{
+			name: "a misspelt section is suggested",
 			yaml: header + `tenants: {}
 `,
-			want: []string{`spec.yaml:3:1: spec: unknown field "tenants" (known fields: cloud, sites, zones, roles, flavors, templates, groups, instances, routes)`},
+			want: []string{`spec.yaml:3:1: spec: unknown field "tenants" (did you mean "tenancy"?)`},
 		},
 		{
 			name: "string for int",

@@ -138,7 +138,7 @@ func TestSchemaCoversEveryField(t *testing.T) {
 	for ty := range seen {
 		reached[ty.Name()] = true
 	}
-	for _, name := range []string{"Spec", "Cloud", "Site", "Zone", "Role", "Flavor", "Template", "Group", "Instance", "NIC", "Port", "Rule", "Route"} {
+	for _, name := range []string{"Spec", "Cloud", "Site", "Zone", "Role", "Flavor", "Template", "Group", "Instance", "NIC", "Port", "Rule", "Route", "Tenancy"} {
 		if !reached[name] {
 			t.Errorf("the walk never reached %s", name)
 		}
@@ -367,6 +367,17 @@ func TestSchemaAgreesWithLoader(t *testing.T) {
 		{"route", `routes: {r: {host: a.example.net, frontends: [x], backends: [y], backend-port: 80}}`, true},
 		{"route missing backend-port", `routes: {r: {host: a.example.net, frontends: [x], backends: [y]}}`, false},
 		{"bad host", `routes: {r: {host: "-a.net", frontends: [x], backends: [y], backend-port: 80}}`, false},
+		{"tenancy", `tenancy: {site: s, role: t, zone-type: Guest, cidr: 10.128.0.0/12, prefix: 24, vlans: 3000-3999, access: [internet]}`, true},
+		{"tenancy without access", `tenancy: {role: t, cidr: 10.128.0.0/12, vlans: 3000-3999, access: []}`, true},
+		{"tenancy without role", `tenancy: {cidr: 10.128.0.0/12, vlans: 3000-3999}`, false},
+		{"tenancy prefix too long", `tenancy: {role: t, cidr: 10.128.0.0/12, vlans: 3000-3999, prefix: 30}`, false},
+		{"tenancy of overlay zones", `tenancy: {role: t, cidr: 10.128.0.0/12, vlans: 3000-3999, zone-type: overlay}`, false},
+		{"tenant zone and instance", `zones: {a: {tenant: acme, type: guest}}
+instances: {i: {tenant: acme, zone: a, power: Stopped, reboot: 2, rebuild: 0, ssh-keys: ["ssh-ed25519 AAAA x"]}}`, true},
+		{"invalid tenant name", `zones: {a: {tenant: "acme corp", type: guest}}`, false},
+		{"power enum", `instances: {i: {power: paused}}`, false},
+		{"negative generation", `instances: {i: {reboot: -1}}`, false},
+		{"keys as a string", `instances: {i: {ssh-keys: "ssh-ed25519 AAAA"}}`, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			data := []byte(tc.yaml)

@@ -17,6 +17,7 @@ type Spec struct {
 	Groups    map[string]*Group    `yaml:"groups" doc:"Overlay identity groups and which groups they may reach."`
 	Instances map[string]*Instance `yaml:"instances" doc:"VMs (system containers on the local engine)."`
 	Routes    map[string]*Route    `yaml:"routes" doc:"Public hostnames at a site's front end, with failover to backends at the peer site."`
+	Tenancy   *Tenancy             `yaml:"tenancy" doc:"The pool tenants' networks and instances are allocated from, for holdfast serve."`
 
 	// Files lists the files the spec was read from, in load order.
 	Files []string `yaml:"-"`
@@ -43,6 +44,7 @@ type Site struct {
 // type and sub-id exactly as TAPPaaS derives them.
 type Zone struct {
 	Meta               `yaml:"-"`
+	Tenant             string   `yaml:"tenant" pattern:"name" doc:"The tenant that owns the zone (a tenant network, allocated from the tenancy pool); empty for the operator's zones."`
 	Type               string   `yaml:"type" required:"true" enum:"management,service,client,iot,guest,dmz,overlay,test" doc:"Zone type; fixes the typeId (management 0, service 2, client 3, iot 4, guest 5, dmz 6, overlay 7, test 8)."`
 	SubID              *int     `yaml:"sub-id" doc:"Number of the zone within its type, 0-99 (default 0)."`
 	VLAN               *int     `yaml:"vlan" doc:"VLAN tag, 0 = untagged. Default typeId*100+subId."`
@@ -111,6 +113,7 @@ type Group struct {
 // Instance is one VM.
 type Instance struct {
 	Meta        `yaml:"-"`
+	Tenant      string   `yaml:"tenant" pattern:"name" doc:"The tenant that owns the instance; it sits in that tenant's zones only. Empty for the operator's instances."`
 	Site        string   `yaml:"site" doc:"Site; may be omitted when the cloud has one site."`
 	Node        string   `yaml:"node" doc:"Node of the site; chosen by the compiler when omitted."`
 	Role        string   `yaml:"role" doc:"Role; the VMID comes from its range."`
@@ -131,6 +134,10 @@ type Instance struct {
 	DependsOn   []string `yaml:"depends-on" doc:"Instances that must exist first."`
 	Provides    []string `yaml:"provides" doc:"Capabilities the instance provides, informational."`
 	Command     []string `yaml:"command" doc:"Local engine: the service to run (argv), restarted when it exits. Without it, the local engine answers on the instance's ports."`
+	Power       string   `yaml:"power" enum:"running,stopped" doc:"running (default) or stopped: a stopped instance keeps its network and disk, but nothing runs."`
+	Reboot      int      `yaml:"reboot" min:"0" doc:"Reboot generation: changing it restarts the instance, keeping its disk and addresses."`
+	Rebuild     int      `yaml:"rebuild" min:"0" doc:"Rebuild generation: changing it recreates the instance from its template, discarding its writable state."`
+	SSHKeys     []string `yaml:"ssh-keys" doc:"OpenSSH public keys (authorized_keys lines: type, base64 key, optional comment) put into root's authorized_keys."`
 	HA          bool     `yaml:"ha" doc:"Restart on another node when its node fails."`
 	Replicate   bool     `yaml:"replicate" doc:"Replicate to the peer site."`
 	Description string   `yaml:"description" doc:"Free text."`
@@ -160,6 +167,33 @@ type Rule struct {
 	Ports       Ports  `yaml:"ports" doc:"Ports or ranges, e.g. [80, 443, '8000-8100']; all ports when omitted."`
 	Proto       string `yaml:"proto" enum:"tcp,udp,icmp,any" doc:"Protocol (default tcp with ports, any without)."`
 	Description string `yaml:"description" doc:"Free text."`
+}
+
+// Tenancy is the operator's offer to tenants: the site, VMID range, address
+// pool and VLAN range that holdfast serve allocates tenant networks and
+// instances from. Tenant zones must lie inside it.
+type Tenancy struct {
+	Meta        `yaml:"-"`
+	Site        string    `yaml:"site" pattern:"name" doc:"Site that carries tenant networks and instances (default: the only site)."`
+	Role        string    `yaml:"role" required:"true" pattern:"name" doc:"Role whose VMID range tenant instances take their VMIDs from."`
+	ZoneType    string    `yaml:"zone-type" enum:"management,service,client,iot,guest,dmz,test" doc:"Zone type of tenant networks (default guest)."`
+	CIDR        string    `yaml:"cidr" required:"true" doc:"IPv4 pool tenant networks are carved from, e.g. 10.128.0.0/12; it overlaps no operator zone."`
+	Prefix      *int      `yaml:"prefix" min:"16" max:"29" doc:"Size of each tenant network, 16-29 (default 24)."`
+	VLANs       Range     `yaml:"vlans" required:"true" doc:"VLANs of tenant networks, e.g. 3000-3999; no operator zone at the site uses them."`
+	Access      *[]string `yaml:"access" doc:"What tenant networks may reach; only 'internet' (the default) or nothing ([])."`
+	Description string    `yaml:"description" doc:"Free text."`
+
+	// Net is filled by Validate: the pool with defaults applied.
+	Net TenancyNet `yaml:"-"`
+}
+
+// TenancyNet is a tenancy block after defaults are applied.
+type TenancyNet struct {
+	Site     string
+	ZoneType string
+	Pool     netip.Prefix // invalid when the cidr is
+	Bits     int          // the prefix length of each tenant network
+	Access   []string
 }
 
 // Route is a public hostname served by a site's front end.

@@ -41,6 +41,8 @@ func Validate(s *Spec) Diagnostics {
 	v.sites()
 	v.zones()
 	v.roles()
+	v.tenancy()
+	v.tenantZones()
 	v.groups()
 	v.instances()
 	v.routes()
@@ -165,7 +167,7 @@ func (v *validator) zoneNet(name string, z *Zone) {
 		n.VLAN = *z.VLAN
 		if n.VLAN < 0 || n.VLAN > 4094 {
 			v.diags.Errorf(z.FieldPos("vlan"), "zone %q: vlan %d is outside 0-4094", name, n.VLAN)
-		} else if n.VLAN != computed {
+		} else if n.VLAN != computed && z.Tenant == "" { // tenant zones take theirs from the pool
 			v.diags.Warnf(z.FieldPos("vlan"), "zone %q: vlan %d differs from typeId*100+subId = %d", name, n.VLAN, computed)
 		}
 	default:
@@ -424,6 +426,12 @@ func (v *validator) instances() {
 		if in.CPUs != nil && *in.CPUs < 1 {
 			v.diags.Errorf(in.FieldPos("cpus"), "instance %q: cpus must be at least 1", name)
 		}
+		for i, key := range in.SSHKeys {
+			if err := CheckSSHKey(key); err != nil {
+				v.diags.Errorf(in.FieldPos("ssh-keys"), "instance %q: ssh-keys[%d]: %v", name, i, err)
+			}
+		}
+		v.tenantInstance(in)
 		for _, g := range in.Groups {
 			if _, ok := v.s.Groups[g]; !ok {
 				v.diags.Errorf(in.FieldPos("groups"), "instance %q: group %q does not exist%s", name, g, didYouMean(g, v.s.Groups))
@@ -516,6 +524,9 @@ func (v *validator) instanceNICs(in *Instance, ips map[netip.Addr]string) {
 			v.diags.Errorf(nic.FieldPos("zone"), "instance %q: zone %q does not exist%s", in.Name, nic.Zone, didYouMean(nic.Zone, v.s.Zones))
 			continue
 		}
+		if z.Tenant != in.Tenant {
+			v.diags.Errorf(nic.FieldPos("zone"), "instance %q: %s", in.Name, tenancyMismatch(in, z))
+		}
 		switch {
 		case z.Type == "overlay":
 			v.diags.Errorf(nic.FieldPos("zone"), "instance %q: zone %q is an overlay; instances join overlays through groups, not interfaces", in.Name, nic.Zone)
@@ -526,8 +537,14 @@ func (v *validator) instanceNICs(in *Instance, ips map[netip.Addr]string) {
 			v.diags.Warnf(nic.FieldPos("zone"), "instance %q: zone %q is %s, so the instance has no network until the zone is activated", in.Name, nic.Zone, z.Net.State)
 		}
 		for _, t := range nic.Trunks {
-			if _, ok := v.s.Zones[t]; !ok && t != All {
+			tz, ok := v.s.Zones[t]
+			switch {
+			case t == All && in.Tenant != "":
+				v.diags.Errorf(nic.FieldPos("trunks"), "instance %q: a tenant's instance may trunk only its own tenant's zones, not 'all'", in.Name)
+			case !ok && t != All:
 				v.diags.Errorf(nic.FieldPos("trunks"), "instance %q: trunks name unknown zone %q%s", in.Name, t, didYouMean(t, v.s.Zones))
+			case ok && tz.Tenant != in.Tenant:
+				v.diags.Errorf(nic.FieldPos("trunks"), "instance %q: trunks: %s", in.Name, tenancyMismatch(in, tz))
 			}
 		}
 		if nic.IP == "" {
@@ -573,7 +590,7 @@ func (v *validator) instanceRules(in *Instance) {
 			v.diags.Errorf(r.Pos, "instance %q: ingress rule is missing from (a zone or 'internet')", in.Name)
 			continue
 		}
-		if !v.zoneOrInternet(in, r, "from", r.From) || home == nil {
+		if !v.zoneOrInternet(in, r, "from", r.From) || home == nil || !v.tenantRuleZone(in, r, "from", r.From) {
 			continue
 		}
 		if !slices.Contains(home.PinholeAllowedFrom, r.From) && r.From != home.Name {
@@ -589,7 +606,7 @@ func (v *validator) instanceRules(in *Instance) {
 			v.diags.Errorf(r.Pos, "instance %q: egress rule is missing to (a zone or 'internet')", in.Name)
 			continue
 		}
-		if !v.zoneOrInternet(in, r, "to", r.To) || home == nil {
+		if !v.zoneOrInternet(in, r, "to", r.To) || home == nil || !v.tenantRuleZone(in, r, "to", r.To) {
 			continue
 		}
 		// An egress rule is a pinhole seen from its source: the target zone
@@ -709,12 +726,12 @@ func (v *validator) reachable(a, b string) string {
 // zoneMayReach explains why zone a may not open a narrow flow into zone b
 // (empty when it may): within one zone always; otherwise when b allows
 // pinholes from a, or a already reaches b through access-to. 'all' does not
-// reach an isolated zone except from a management zone.
+// reach an isolated zone except from a management zone, nor a tenant's zone.
 func zoneMayReach(a, b *Zone) string {
 	switch {
 	case a == b, slices.Contains(b.PinholeAllowedFrom, a.Name), slices.Contains(a.AccessTo, b.Name):
 		return ""
-	case slices.Contains(a.AccessTo, All) && (!b.Isolated || a.Type == "management"):
+	case slices.Contains(a.AccessTo, All) && (!b.Isolated || a.Type == "management") && b.Tenant == "":
 		return ""
 	}
 	return fmt.Sprintf("zone %q has no access-to %q, and %q does not allow pinholes from %q (add it to its pinhole-allowed-from)", a.Name, b.Name, b.Name, a.Name)

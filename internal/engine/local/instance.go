@@ -2,7 +2,11 @@ package local
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"net"
 	"net/netip"
 	"os"
@@ -10,6 +14,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/holdfast/holdfast/internal/compile"
 	"github.com/holdfast/holdfast/internal/engine/local/container"
@@ -19,12 +24,38 @@ import (
 // fits the 15 bytes of an interface name for any VMID.
 func nicLink(vmid, index int) string { return "v" + strconv.Itoa(vmid) + "n" + strconv.Itoa(index) }
 
+// What the engine keeps in an instance's directory beside the container's
+// own files (see package container):
+//
+//	instance.json  the reboot and rebuild generations last realized
+//	ssh/           bound at /root/.ssh inside: authorized_keys from the spec
+//	home/          without a root file system: bound at /root, the
+//	               instance's own home on the host's file system
+//	overlay/       with a root file system: the instance's writable layer
+//	               over the template, which is never written
+//
+// home/ and overlay/ are the instance's writable state: a rebuild empties
+// them. ssh/ and instance.json are the engine's and survive it.
+const (
+	recordFile = "instance.json"
+	sshDir     = "ssh"
+	homeDir    = "home"
+	overlayDir = "overlay"
+)
+
+// AuthorizedKeys is where the engine keeps an instance's authorized_keys on
+// the host; inside the instance it is /root/.ssh/authorized_keys.
+func AuthorizedKeys(stateDir, instance string) string {
+	return filepath.Join(InstanceDir(stateDir, instance), sshDir, "authorized_keys")
+}
+
 // containerConfig is how an instance runs.
 func (e *Engine) containerConfig(in compile.Instance) container.Config {
+	dir := e.instDir(in.Name)
 	cfg := container.Config{
 		Name:      in.Name,
 		NetNS:     nsPath(e.instNS(in.Name)),
-		Dir:       e.instDir(in.Name),
+		Dir:       dir,
 		Cgroup:    e.cgroup(in.Name),
 		Command:   in.Command,
 		CPUs:      in.CPUs,
@@ -35,15 +66,114 @@ func (e *Engine) containerConfig(in compile.Instance) container.Config {
 	}
 	// On this engine a template's image is a root file system directory;
 	// images of other engines (a Proxmox template VMID, a file name) mean
-	// nothing here, and the instance sees the host's file system.
+	// nothing here, and the instance sees the host's file system, with a
+	// home of its own.
 	if fi, err := os.Stat(in.Image); err == nil && fi.IsDir() && filepath.IsAbs(in.Image) {
 		cfg.Rootfs = in.Image
+		cfg.Overlay = filepath.Join(dir, overlayDir)
 		if len(in.NICs) > 0 {
 			cfg.Nameservers = []string{in.NICs[0].Gateway}
 		}
 		cfg.SearchDomain = strings.TrimPrefix(in.FQDN, in.Name+".")
+	} else {
+		cfg.Binds = append(cfg.Binds, container.Bind{Source: filepath.Join(dir, homeDir), Target: "/root"})
 	}
+	cfg.Binds = append(cfg.Binds, container.Bind{Source: filepath.Join(dir, sshDir), Target: "/root/.ssh"})
 	return cfg
+}
+
+// instanceRecord is what the engine remembers of an instance between
+// applies: the generations it last realized.
+type instanceRecord struct {
+	Reboot  int `json:"reboot"`
+	Rebuild int `json:"rebuild"`
+}
+
+func readRecord(dir string) (instanceRecord, bool) {
+	var rec instanceRecord
+	b, err := os.ReadFile(filepath.Join(dir, recordFile))
+	if err != nil || json.Unmarshal(b, &rec) != nil {
+		return rec, false
+	}
+	return rec, true
+}
+
+func writeRecord(dir string, rec instanceRecord) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(dir, recordFile), b, 0o600)
+}
+
+// writeKeys puts the instance's authorized_keys in place (0700 directory,
+// 0600 file, owned by root), replacing the file atomically so that the
+// instance, which sees the directory live, never reads half of it. No keys
+// is no file.
+func writeKeys(dir string, keys []string) error {
+	ssh := filepath.Join(dir, sshDir)
+	if err := os.MkdirAll(ssh, 0o700); err != nil {
+		return err
+	}
+	if err := os.Chmod(ssh, 0o700); err != nil {
+		return err
+	}
+	file := filepath.Join(ssh, "authorized_keys")
+	if len(keys) == 0 {
+		if err := os.Remove(file); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	return writeFileAtomic(file, []byte(strings.Join(keys, "\n")+"\n"), 0o600)
+}
+
+// keysDigest reads back the authorized_keys an instance has, as
+// compile.SSHKeysDigest names them. The instance may have replaced the
+// file by anything; a link is not followed.
+func keysDigest(dir string) string {
+	file := filepath.Join(dir, sshDir, "authorized_keys")
+	f, err := os.OpenFile(file, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return ""
+	}
+	if err != nil {
+		return "unreadable"
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return "not a file"
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 1<<20))
+	if err != nil {
+		return "unreadable"
+	}
+	text := strings.TrimSuffix(string(b), "\n")
+	if text == "" {
+		return compile.SSHKeysDigest(nil)
+	}
+	return compile.SSHKeysDigest(strings.Split(text, "\n"))
+}
+
+// writeFileAtomic replaces path through a temporary file and a rename.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name()) // fails harmlessly after the rename
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
 }
 
 // ensureInstance makes the instance's namespace and interfaces and runs
@@ -104,22 +234,78 @@ func (e *Engine) ensureInstance(ctx context.Context, name string) error {
 			return err
 		}
 	}
-	cfg := e.containerConfig(in)
-	st, err := container.Inspect(cfg.Dir)
-	if err == nil && st.Running && !sameConfig(st.Config, cfg) {
-		// Changed command, ports or limits: restart with the new ones.
-		if err := container.Stop(ctx, st.Config); err != nil {
-			return fmt.Errorf("instance %s: restart: %w", name, err)
-		}
-	}
-	if _, err := container.Start(ctx, cfg); err != nil {
+	if err := e.ensureContainer(ctx, in); err != nil {
 		return fmt.Errorf("instance %s: %w", name, err)
 	}
 	return nil
 }
 
+// ensureContainer brings the instance's container to its desired power,
+// configuration, size, generations and keys, changing no more than it
+// must: a resize is done in place, a reboot restarts the container (its
+// namespace, interfaces and addresses stay), a rebuild also empties its
+// writable state, a stopped instance keeps everything but its processes.
+// The generations are recorded last, so a crash before that repeats a
+// reboot or rebuild rather than losing it.
+func (e *Engine) ensureContainer(ctx context.Context, in compile.Instance) error {
+	cfg := e.containerConfig(in)
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return err
+	}
+	if err := writeKeys(cfg.Dir, in.SSHKeys); err != nil {
+		return fmt.Errorf("ssh keys: %w", err)
+	}
+	rec, known := readRecord(cfg.Dir)
+	st, err := container.Inspect(cfg.Dir)
+	if err != nil {
+		return err
+	}
+	restart := false
+	switch {
+	case known && rec.Rebuild != in.Rebuild:
+		if err := container.Stop(ctx, cfg); err != nil {
+			return fmt.Errorf("rebuild: %w", err)
+		}
+		for _, d := range []string{homeDir, overlayDir} {
+			if err := os.RemoveAll(filepath.Join(cfg.Dir, d)); err != nil {
+				return fmt.Errorf("rebuild: %w", err)
+			}
+		}
+	case !st.Running:
+	case !sameConfig(st.Config, cfg):
+		restart = true // a changed command, ports or root file system
+	case known && rec.Reboot != in.Reboot:
+		restart = true
+	case st.CPUs != cfg.CPUs || st.MemoryMiB != cfg.MemoryMiB:
+		err := container.Resize(ctx, cfg.Dir, cfg.CPUs, cfg.MemoryMiB)
+		restart = errors.Is(err, container.ErrResize) // memory it cannot give back: a restart can
+		if err != nil && !restart {
+			return err
+		}
+	}
+	if restart || in.Power == compile.PowerStopped {
+		if err := container.Stop(ctx, cfg); err != nil {
+			return fmt.Errorf("stop: %w", err)
+		}
+	}
+	if in.Power != compile.PowerStopped {
+		if cfg.Overlay == "" {
+			if err := os.MkdirAll(filepath.Join(cfg.Dir, homeDir), 0o700); err != nil {
+				return err
+			}
+		}
+		if _, err := container.Start(ctx, cfg); err != nil {
+			return err
+		}
+	}
+	return writeRecord(cfg.Dir, instanceRecord{Reboot: in.Reboot, Rebuild: in.Rebuild})
+}
+
+// sameConfig reports whether a container runs as cfg would make it, its
+// limits aside: those change in place.
 func sameConfig(a, b container.Config) bool {
 	a.Dir, b.Dir = "", ""
+	a.CPUs, b.CPUs, a.MemoryMiB, b.MemoryMiB = 0, 0, 0, 0
 	return reflect.DeepEqual(normalize(a), normalize(b))
 }
 
@@ -137,6 +323,9 @@ func normalize(c container.Config) container.Config {
 	}
 	if len(c.Nameservers) == 0 {
 		c.Nameservers = nil
+	}
+	if len(c.Binds) == 0 {
+		c.Binds = nil
 	}
 	if c.PIDs == 0 {
 		c.PIDs = container.DefaultPIDs
@@ -203,5 +392,9 @@ func (e *Engine) deleteInstance(ctx context.Context, name string) error {
 		}
 		hn.Close()
 	}
-	return deleteNS(e.instNS(name))
+	if err := deleteNS(e.instNS(name)); err != nil {
+		return err
+	}
+	// Its keys, its home or writable layer, its record.
+	return os.RemoveAll(e.instDir(name))
 }

@@ -31,7 +31,7 @@ func (e *Engine) Observe(ctx context.Context) ([]engine.Observed, error) {
 	// Dependencies are what the engine's structure implies, so that what
 	// is found without a record (after a crash) is still removed in order:
 	// instances and networks before their site.
-	add := func(id, kind, site string, drift []string) {
+	addWith := func(id, kind, site string, attrs map[string]string, drift []string) {
 		deps := []string{}
 		switch {
 		case kind == compile.ResInstance:
@@ -39,8 +39,9 @@ func (e *Engine) Observe(ctx context.Context) ([]engine.Observed, error) {
 		case kind != compile.ResSite && site != "":
 			deps = []string{compile.ResSite + "/" + site}
 		}
-		out = append(out, engine.Observed{Resource: compile.Resource{ID: id, Kind: kind, Site: site, Deps: deps, Attrs: map[string]string{}}, Drift: drift})
+		out = append(out, engine.Observed{Resource: compile.Resource{ID: id, Kind: kind, Site: site, Deps: deps, Attrs: attrs}, Drift: drift})
 	}
+	add := func(id, kind, site string, drift []string) { addWith(id, kind, site, map[string]string{}, drift) }
 	for _, ns := range names {
 		rest := strings.TrimPrefix(ns, e.prefix())
 		switch {
@@ -84,7 +85,8 @@ func (e *Engine) Observe(ctx context.Context) ([]engine.Observed, error) {
 			if in, ok := e.instance(name); ok {
 				site = in.Site
 			}
-			add(compile.ResInstance+"/"+name, compile.ResInstance, site, e.instanceDrift(name))
+			attrs, drift := e.observeInstance(name)
+			addWith(compile.ResInstance+"/"+name, compile.ResInstance, site, attrs, drift)
 		}
 	}
 	// A route is realized by its front ends' own software: it exists when
@@ -212,21 +214,63 @@ func (e *Engine) networkDrift(siteName, zoneName string) []string {
 	return drift
 }
 
-func (e *Engine) instanceDrift(name string) []string {
+// observeInstance reads back what an instance's attributes say — its
+// power, the generations last realized, the limits in force and its keys —
+// and names what differs from the desired instance as drift, with what is
+// missing or detached of its interfaces.
+func (e *Engine) observeInstance(name string) (map[string]string, []string) {
+	dir := e.instDir(name)
+	attrs := map[string]string{"power": compile.PowerStopped, "ssh_keys": keysDigest(dir)}
+	st, err := container.Inspect(dir)
+	if err == nil && st.Running {
+		attrs["power"] = compile.PowerRunning
+		attrs["cpus"], attrs["memory_mib"] = strconv.Itoa(st.CPUs), strconv.FormatInt(st.MemoryMiB, 10)
+	}
+	rec, known := readRecord(dir)
+	if known {
+		attrs["reboot"], attrs["rebuild"] = strconv.Itoa(rec.Reboot), strconv.Itoa(rec.Rebuild)
+	}
 	in, ok := e.instance(name)
 	if !ok {
-		return nil
+		return attrs, nil
 	}
 	var drift []string
-	st, err := container.Inspect(e.instDir(name))
 	switch {
 	case err != nil:
 		drift = append(drift, "process: "+err.Error())
+	case in.Power == compile.PowerStopped && st.Running:
+		drift = append(drift, "power: running, want stopped")
+	case in.Power == compile.PowerStopped:
 	case !st.Running:
-		drift = append(drift, "process is not running: "+st.Problem)
+		drift = append(drift, strings.TrimSuffix("power: stopped, want running; "+st.Problem, "; "))
 	case !sameConfig(st.Config, e.containerConfig(in)):
 		drift = append(drift, "process runs with an old configuration")
+	default:
+		if st.CPUs != in.CPUs {
+			drift = append(drift, fmt.Sprintf("cpus: %d in force, want %d", st.CPUs, in.CPUs))
+		}
+		if st.MemoryMiB != in.MemoryMiB {
+			drift = append(drift, fmt.Sprintf("memory: %d MiB in force, want %d MiB", st.MemoryMiB, in.MemoryMiB))
+		}
 	}
+	if !known {
+		drift = append(drift, "no record of its reboot and rebuild generations")
+	}
+	if known && rec.Reboot != in.Reboot {
+		drift = append(drift, fmt.Sprintf("reboot generation %d, want %d", rec.Reboot, in.Reboot))
+	}
+	if known && rec.Rebuild != in.Rebuild {
+		drift = append(drift, fmt.Sprintf("rebuild generation %d, want %d", rec.Rebuild, in.Rebuild))
+	}
+	if attrs["ssh_keys"] != compile.SSHKeysDigest(in.SSHKeys) {
+		drift = append(drift, "ssh-keys: authorized_keys differs from the spec")
+	}
+	return attrs, append(drift, e.instanceLinkDrift(in)...)
+}
+
+func (e *Engine) instanceLinkDrift(in compile.Instance) []string {
+	name := in.Name
+	var drift []string
 	hn, err := openHandle(e.nodeNS(in.Site, in.Node))
 	if err != nil {
 		return append(drift, "node "+in.Node+": "+err.Error())

@@ -144,6 +144,13 @@ func (c *cgroupSet) create(cfg Config) error {
 			return fmt.Errorf("cgroup: %w", err)
 		}
 	}
+	return c.setLimits(cfg)
+}
+
+// setLimits writes the CPU, memory and PIDs limits of cfg; a running
+// container is resized in place. Lowering memory below what the container
+// uses fails (the kernel cannot reclaim enough) and leaves the old limit.
+func (c *cgroupSet) setLimits(cfg Config) error {
 	type limit struct {
 		ctl, file, value string
 		set              bool // the limit is wanted, so its controller must exist
@@ -185,6 +192,53 @@ func (c *cgroupSet) create(cfg Config) error {
 		}
 	}
 	return nil
+}
+
+// unlimitedBytes is where a v1 memory limit counts as none (the kernel
+// reports "no limit" as a page-rounded 2^63-1).
+const unlimitedBytes = 1 << 62
+
+// limits reads the CPU and memory limits in force: whole CPUs and MiB,
+// 0 for none (or when the controller is not there).
+func (c *cgroupSet) limits() (cpus int, memMiB int64, err error) {
+	read := func(ctl, file string) (string, bool, error) {
+		m, ok := c.mounts[ctl]
+		if !ok {
+			return "", false, nil
+		}
+		b, err := os.ReadFile(filepath.Join(m, c.rel, file))
+		return strings.TrimSpace(string(b)), true, err
+	}
+	var quota, period, mem string
+	var ok bool
+	if c.v2 {
+		var cpuMax string
+		if cpuMax, ok, err = read("cpu", "cpu.max"); err == nil && ok {
+			quota, period, _ = strings.Cut(cpuMax, " ")
+		}
+		if err == nil {
+			mem, _, err = read("memory", "memory.max")
+		}
+	} else {
+		if quota, ok, err = read("cpu", "cpu.cfs_quota_us"); err == nil && ok {
+			period, _, err = read("cpu", "cpu.cfs_period_us")
+		}
+		if err == nil {
+			mem, _, err = read("memory", "memory.limit_in_bytes")
+		}
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("cgroup: %w", err)
+	}
+	q, qerr := strconv.ParseInt(quota, 10, 64)
+	p, perr := strconv.ParseInt(period, 10, 64)
+	if qerr == nil && perr == nil && q > 0 && p > 0 {
+		cpus = int((q + p - 1) / p)
+	}
+	if b, err := strconv.ParseInt(mem, 10, 64); err == nil && b > 0 && b < unlimitedBytes {
+		memMiB = b >> 20
+	}
+	return cpus, memMiB, nil
 }
 
 // enableV2Controllers turns on the limited controllers for the children of

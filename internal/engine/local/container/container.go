@@ -16,8 +16,10 @@
 // package — holdfast itself, a test binary — can be the init.
 //
 // The init, PID 1 of its namespace, sets the hostname, makes its mounts
-// private, mounts its own /proc (after pivot_root into Rootfs, when one is
-// given), reports "ready" and waits for a "go" byte from Start. Start first
+// private, mounts its own /proc (after pivot_root into Rootfs, or into an
+// overlay of Rootfs and the container's own layer, when one is given) and
+// its Binds, reports "ready" and waits for a "go" byte from Start. All of
+// these mounts are in the container's mount namespace only. Start first
 // moves it into the instance's cgroups, so that everything it ever runs is
 // limited. After "go" the init runs the service (or a built-in responder on
 // the instance's ports when there is no service), reaps orphans, restarts
@@ -64,6 +66,16 @@ type Config struct {
 	// Rootfs, when set, is the directory the container pivots into;
 	// otherwise it sees the host's file system with a private /proc.
 	Rootfs string
+	// Overlay, with Rootfs, keeps the container's writes out of Rootfs:
+	// the root is an overlay of Rootfs (read-only, shareable by many
+	// containers) and Overlay/upper, so that emptying Overlay while the
+	// container is stopped resets it to Rootfs. Overlay/work and
+	// Overlay/merged are overlayfs's own.
+	Overlay string
+	// Binds are directories of the host mounted into the container, in
+	// order (a later target may lie inside an earlier one). A target
+	// missing inside the container is created.
+	Binds []Bind
 	// Command is the service, restarted with backoff whenever it exits.
 	// Without one, a built-in responder answers on Ports.
 	Command []string
@@ -81,6 +93,12 @@ type Config struct {
 	SearchDomain string
 }
 
+// Bind mounts the host directory Source at Target inside the container.
+type Bind struct {
+	Source string // absolute path on the host
+	Target string // absolute path inside the container
+}
+
 // Port is a port the instance serves.
 type Port struct {
 	Port  int
@@ -94,6 +112,8 @@ type Status struct {
 	ServicePID int    // host pid of the service, 0 when none is running
 	Restarts   int    // how many times the service has been restarted
 	Cgroup     bool   // the init is in the instance's cgroup under every controller
+	CPUs       int    // the CPU limit in force, in whole CPUs (0: none), when running
+	MemoryMiB  int64  // the memory limit in force (0: none), when running
 	Problem    string // why the instance is not running or not healthy, when something was found
 	Config     Config // the configuration the init was started with
 }
@@ -149,6 +169,25 @@ func (c Config) validate() error {
 	}
 	if c.Rootfs != "" && !filepath.IsAbs(c.Rootfs) {
 		bad("rootfs", "%q is not an absolute path", c.Rootfs)
+	}
+	if c.Overlay != "" {
+		switch {
+		case c.Rootfs == "":
+			bad("overlay", "an overlay needs a rootfs to lie over")
+		case !filepath.IsAbs(c.Overlay):
+			bad("overlay", "%q is not an absolute path", c.Overlay)
+		case strings.ContainsAny(c.Overlay+c.Rootfs, ",:\\"):
+			// overlayfs separates its options and layers with these.
+			bad("overlay", "the paths of rootfs and overlay may not contain ',', ':' or '\\'")
+		}
+	}
+	for _, b := range c.Binds {
+		switch {
+		case !filepath.IsAbs(b.Source):
+			bad("binds", "source %q is not an absolute path", b.Source)
+		case !filepath.IsAbs(b.Target) || filepath.Clean(b.Target) != b.Target || b.Target == "/":
+			bad("binds", "target %q is not a clean absolute path below /", b.Target)
+		}
 	}
 	if len(c.Command) > 0 && c.Command[0] == "" {
 		bad("command", "empty program name")

@@ -69,6 +69,11 @@ func Start(ctx context.Context, cfg Config) (int, error) {
 			return 0, fmt.Errorf("container %q: rootfs %q is not a directory", cfg.Name, cfg.Rootfs)
 		}
 	}
+	for _, b := range cfg.Binds {
+		if fi, err := os.Stat(b.Source); err != nil || !fi.IsDir() {
+			return 0, fmt.Errorf("container %q: bind source %q is not a directory", cfg.Name, b.Source)
+		}
+	}
 	lock, err := lockDir(ctx, cfg.Dir)
 	if err != nil {
 		return 0, fmt.Errorf("container %q: %w", cfg.Name, err)
@@ -114,6 +119,18 @@ func launch(ctx context.Context, cfg Config) (pid int, err error) {
 	}
 	if err := writeFileAtomic(filepath.Join(cfg.Dir, configFile), conf); err != nil {
 		return 0, err
+	}
+	if cfg.Overlay != "" {
+		// The upper layer's root is the container's "/": world-readable,
+		// like any root directory.
+		for _, d := range []struct {
+			name string
+			mode os.FileMode
+		}{{"", 0o700}, {"upper", 0o755}, {"work", 0o700}, {"merged", 0o755}} {
+			if err := os.MkdirAll(filepath.Join(cfg.Overlay, d.name), d.mode); err != nil {
+				return 0, fmt.Errorf("overlay: %w", err)
+			}
+		}
 	}
 	cg, err := findCgroups(cfg.Cgroup)
 	if err != nil {
@@ -485,6 +502,9 @@ func Inspect(dir string) (Status, error) {
 	st.Running, st.PID = true, rec.PID
 	if cg, err := findCgroups(cfg.Cgroup); err == nil {
 		st.Cgroup = cg.contains(rec.PID)
+		if cpus, mem, err := cg.limits(); err == nil {
+			st.CPUs, st.MemoryMiB = cpus, mem
+		}
 	}
 	if !st.Cgroup {
 		st.Problem = fmt.Sprintf("init %d is not in cgroup %s", rec.PID, cfg.Cgroup)
@@ -501,6 +521,51 @@ func Inspect(dir string) (Status, error) {
 		st.ServicePID = hostPID(rec.PID, s.ServicePID)
 	}
 	return st, nil
+}
+
+// ErrResize is returned (wrapped) by Resize when the kernel refuses a new
+// limit, typically memory below what the container already uses; the old
+// limits stay, and a restart is what applies the new ones.
+var ErrResize = errors.New("cannot resize in place")
+
+// Resize changes the CPU and memory limits of the running container whose
+// state directory is dir, in place: its processes keep running. The
+// recorded configuration is updated to match, so that Inspect reports the
+// new limits as the configuration. It fails with ErrNotRunning when there
+// is no running container.
+func Resize(ctx context.Context, dir string, cpus int, memoryMiB int64) error {
+	if cpus < 0 || memoryMiB < 0 {
+		return fmt.Errorf("resize: negative limits (%d cpus, %d MiB)", cpus, memoryMiB)
+	}
+	lock, err := lockDir(ctx, dir)
+	if err != nil {
+		return fmt.Errorf("resize: %w", err)
+	}
+	defer lock.release()
+	cfg, err := readConfig(dir)
+	if err != nil {
+		return fmt.Errorf("resize %s: %w", dir, ErrNotRunning)
+	}
+	if rec, err := readPIDFile(dir); err != nil || checkInit(rec, dir) != nil {
+		return fmt.Errorf("resize %s: %w", cfg.Name, ErrNotRunning)
+	}
+	cg, err := findCgroups(cfg.Cgroup)
+	if err != nil {
+		return err
+	}
+	old := cfg.withDefaults()
+	cfg.CPUs, cfg.MemoryMiB = cpus, memoryMiB
+	if err := cg.setLimits(cfg.withDefaults()); err != nil {
+		// Put back what was in force, so that the limits and the recorded
+		// configuration agree.
+		_ = cg.setLimits(old)
+		return fmt.Errorf("resize %s: %w: %w", cfg.Name, ErrResize, err)
+	}
+	conf, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(dir, configFile), conf)
 }
 
 // pidRecord is the pid file. Start is the init's start time in clock ticks

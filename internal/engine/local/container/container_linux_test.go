@@ -512,6 +512,12 @@ func TestConfigIsValidatedBeforeAnythingChanges(t *testing.T) {
 		"spaces in search":    func(c *Config) { c.SearchDomain = "a b" },
 		"negative cpus":       func(c *Config) { c.CPUs = -2 },
 		"negative pids limit": func(c *Config) { c.PIDs = -1 },
+		"overlay alone":       func(c *Config) { c.Overlay = "/var/lib/holdfast/x/overlay" },
+		"relative overlay":    func(c *Config) { c.Rootfs, c.Overlay = "/srv/debian", "overlay" },
+		"comma in a layer":    func(c *Config) { c.Rootfs, c.Overlay = "/srv/a,b", "/var/lib/holdfast/x/overlay" },
+		"relative bind":       func(c *Config) { c.Binds = []Bind{{Source: "home", Target: "/root"}} },
+		"bind over /":         func(c *Config) { c.Binds = []Bind{{Source: "/srv/home", Target: "/"}} },
+		"unclean bind target": func(c *Config) { c.Binds = []Bind{{Source: "/srv/home", Target: "/root/../etc"}} },
 	} {
 		c := good
 		mutate(&c)

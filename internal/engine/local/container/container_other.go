@@ -10,6 +10,9 @@ import (
 
 var errUnsupported = errors.New("containers need Linux")
 
+// ErrResize is what Resize returns when a limit cannot change in place.
+var ErrResize = errors.New("cannot resize in place")
+
 // Start is only implemented on Linux.
 func Start(ctx context.Context, cfg Config) (int, error) { return 0, errUnsupported }
 
@@ -23,3 +26,6 @@ func Inspect(dir string) (Status, error) { return Status{}, errUnsupported }
 func Exec(ctx context.Context, dir string, argv []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
 	return -1, errUnsupported
 }
+
+// Resize is only implemented on Linux.
+func Resize(ctx context.Context, dir string, cpus int, memoryMiB int64) error { return errUnsupported }

@@ -99,7 +99,7 @@ func prepare(cfg Config, dir string) (*net.UnixListener, error) {
 	if cfg.Rootfs != "" {
 		err = enterRootfs(cfg)
 	} else {
-		err = hostView()
+		err = hostView(cfg.Binds)
 	}
 	if err != nil {
 		ln.Close()
@@ -108,11 +108,52 @@ func prepare(cfg Config, dir string) (*net.UnixListener, error) {
 	return ln, nil
 }
 
+// mountBinds mounts each bind's source at its target under root (the
+// root file system before pivot_root, or "/" for the host's view), in
+// order. Nothing runs in the container yet, but a root file system kept
+// from an earlier run may hold anything: a target whose path crosses a
+// symbolic link is refused rather than followed out of the root.
+func mountBinds(root string, binds []Bind) error {
+	for _, b := range binds {
+		target, err := mkdirInRoot(root, b.Target)
+		if err != nil {
+			return fmt.Errorf("bind target %s: %w", b.Target, err)
+		}
+		if err := unix.Mount(b.Source, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("binding %s at %s: %w", b.Source, b.Target, err)
+		}
+	}
+	return nil
+}
+
+// mkdirInRoot makes the directory rel (absolute inside root) under root,
+// refusing to pass through a symbolic link, and returns its host path.
+func mkdirInRoot(root, rel string) (string, error) {
+	p := root
+	for _, part := range strings.Split(strings.TrimPrefix(rel, "/"), "/") {
+		p = filepath.Join(p, part)
+		fi, err := os.Lstat(p)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			if err := os.Mkdir(p, 0o700); err != nil {
+				return "", err
+			}
+		case err != nil:
+			return "", err
+		case fi.Mode()&fs.ModeSymlink != 0:
+			return "", fmt.Errorf("%s is a symbolic link", strings.TrimPrefix(p, strings.TrimSuffix(root, "/")))
+		case !fi.IsDir():
+			return "", fmt.Errorf("%s is not a directory", strings.TrimPrefix(p, strings.TrimSuffix(root, "/")))
+		}
+	}
+	return p, nil
+}
+
 // hostView keeps the host's file system but gives the container its own
 // /proc, and drops the copies of network namespace bind mounts (such as
 // /run/netns/*) that the new mount namespace got: held here, they would
 // keep other namespaces alive after the host deletes them.
-func hostView() error {
+func hostView(binds []Bind) error {
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return err
@@ -127,7 +168,7 @@ func hostView() error {
 	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return fmt.Errorf("mounting /proc: %w", err)
 	}
-	return nil
+	return mountBinds("/", binds)
 }
 
 // enterRootfs makes cfg.Rootfs the container's root: a minimal /dev, then
@@ -135,9 +176,21 @@ func hostView() error {
 // /proc, a read-only /sys, and /etc/resolv.conf.
 func enterRootfs(cfg Config) error {
 	r := cfg.Rootfs
+	if cfg.Overlay != "" {
+		// Mounted in the container's own mount namespace: it goes when
+		// the container does, and the host never sees it.
+		r = filepath.Join(cfg.Overlay, "merged")
+		opts := "lowerdir=" + cfg.Rootfs + ",upperdir=" + filepath.Join(cfg.Overlay, "upper") + ",workdir=" + filepath.Join(cfg.Overlay, "work")
+		if err := unix.Mount("overlay", r, "overlay", 0, opts); err != nil {
+			return fmt.Errorf("mounting the overlay of %s: %w", cfg.Rootfs, err)
+		}
+	}
 	// pivot_root needs the new root to be a mount point.
 	if err := unix.Mount(r, r, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("bind-mounting rootfs %s: %w", r, err)
+	}
+	if err := mountBinds(r, cfg.Binds); err != nil {
+		return err
 	}
 	if err := setupDev(filepath.Join(r, "dev")); err != nil {
 		return err

@@ -1,0 +1,389 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/holdfast/holdfast/api"
+	"github.com/holdfast/holdfast/internal/audit"
+	"github.com/holdfast/holdfast/internal/auth"
+	"github.com/holdfast/holdfast/internal/tenant"
+)
+
+// caller is an authenticated request's principal.
+type caller struct {
+	user    tenant.UserRecord
+	via     string // session or apikey
+	keyID   string
+	family  string // the session, for logout
+	methods []string
+}
+
+var errUnauthenticated = problem(http.StatusUnauthorized, "unauthenticated", "log in: send a bearer access token or sign the request with an API key")
+
+// authenticate accepts a bearer access token or an HMAC-signed request.
+// Every failure answers the same 401, so a caller learns nothing about
+// which part was wrong; the log says.
+func (s *Server) authenticate(r *http.Request, body []byte) (*caller, error) {
+	h := r.Header.Get("Authorization")
+	scheme, _, _ := strings.Cut(h, " ")
+	var c caller
+	var userID int64
+	switch {
+	case strings.EqualFold(scheme, "Bearer"):
+		cl, err := s.sess.verify(strings.TrimSpace(h[len(scheme):]))
+		if err != nil {
+			s.log.Info("bearer token refused", "reason", err.Error(), "source", source(r))
+			return nil, errUnauthenticated
+		}
+		userID, c.via, c.family, c.methods = cl.userID, "session", cl.family, cl.methods
+	case scheme == auth.SignatureScheme:
+		keyID, err := s.hmac.Verify(r, body, s.now())
+		if err != nil {
+			s.log.Info("signed request refused", "reason", err.Error(), "source", source(r))
+			return nil, errUnauthenticated
+		}
+		k, ok := s.keys.get(keyID)
+		if !ok {
+			return nil, errUnauthenticated
+		}
+		userID, c.via, c.keyID = k.userID, "apikey", keyID
+		s.keys.used(keyID)
+	default:
+		return nil, errUnauthenticated
+	}
+	err := s.db.Do(r.Context(), func(tx *tenant.Tx) error {
+		var err error
+		c.user, err = tx.UserByID(userID)
+		return err
+	})
+	if errors.Is(err, tenant.ErrNotFound) {
+		return nil, errUnauthenticated // deleted since
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// auditLogin records a login attempt, successful or not, with why.
+func (s *Server) auditLogin(r *http.Request, action, user, result string, detail map[string]string) {
+	s.met.logins.WithLabelValues(strings.Fields(result)[0]).Inc()
+	s.appendAudit(audit.Entry{Actor: user, Action: action, Object: "/v1/users/" + user, Source: source(r), Result: result, Detail: detail})
+}
+
+// dummyHash is verified against when the user does not exist, so that the
+// answer takes as long as for a wrong password. Made on first need: an
+// argon2id hash costs 64 MiB, which an idle server should not hold.
+var dummyHash = sync.OnceValue(func() string {
+	h, err := auth.HashPassword("holdfast-no-such-user-" + rand.Text())
+	if err != nil {
+		panic(err) // only for a broken random source
+	}
+	return h
+})
+
+// checkPassword verifies a password, at most one per CPU at a time: each
+// argon2id verification takes 64 MiB, and a burst of logins must not be
+// able to take the server's memory.
+func (s *Server) checkPassword(ctx context.Context, hash, pw string) (bool, error) {
+	select {
+	case s.hashing <- struct{}{}:
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+	defer func() { <-s.hashing }()
+	return auth.VerifyPassword(hash, pw)
+}
+
+func (s *Server) login(q *request) error {
+	var in api.LoginRequest
+	if err := q.decode(&in); err != nil {
+		return err
+	}
+	r := q.r
+	ip := source(r)
+	fail := func(reason string) error {
+		s.auditLogin(r, "login", in.User, "denied: "+reason, nil)
+		return problem(http.StatusUnauthorized, "login-failed", "wrong user, password or code")
+	}
+	if err := s.sess.admit(r.Context(), in.User, ip); err != nil {
+		var ra *retryAfter
+		if errors.As(err, &ra) {
+			s.auditLogin(r, "login", in.User, "denied: "+ra.Type[strings.LastIndexByte(ra.Type, '/')+1:], nil)
+			q.w.Header().Set("Retry-After", strconv.Itoa(int(ra.after.Seconds())+1))
+			return ra.Problem
+		}
+		return err
+	}
+	var u tenant.UserRecord
+	err := q.do(s, func(tx *tenant.Tx) error {
+		var err error
+		u, err = tx.User(in.User)
+		return err
+	})
+	if err != nil && !errors.Is(err, tenant.ErrNotFound) {
+		return err
+	}
+	hash := u.PasswordHash
+	if hash == "" {
+		hash = dummyHash()
+	}
+	good, err := s.checkPassword(r.Context(), hash, in.Password)
+	if err != nil || !good || u.PasswordHash == "" {
+		return fail("password")
+	}
+	methods := []string{"pwd"}
+	if u.TOTP {
+		if in.TOTP == "" {
+			// The password was right; say what is missing. The attempt
+			// still counts as failed, so passwords cannot be tested
+			// against a TOTP account without limit.
+			s.auditLogin(r, "login", in.User, "denied: totp required", nil)
+			return problem(http.StatusUnauthorized, "totp-required", "this account needs a TOTP code (field totp)")
+		}
+		secret, err := s.box.Open(u.TOTPSealed, totpAD(u.ID))
+		if err != nil {
+			return err
+		}
+		if err := s.totp.Verify(u.Name, secret, in.TOTP, s.now()); err != nil {
+			if errors.Is(err, auth.ErrReplayed) {
+				return fail("totp replayed")
+			}
+			return fail("totp")
+		}
+		methods = append(methods, "otp")
+	}
+	tok, err := s.sess.issue(r.Context(), u.ID, methods)
+	if err != nil {
+		return err
+	}
+	if err := s.sess.succeeded(r.Context(), in.User); err != nil {
+		return err
+	}
+	s.auditLogin(r, "login", in.User, "ok", map[string]string{"methods": strings.Join(methods, ",")})
+	return q.ok(tok)
+}
+
+func (s *Server) refresh(q *request) error {
+	var in api.RefreshRequest
+	if err := q.decode(&in); err != nil {
+		return err
+	}
+	tok, userID, err := s.sess.refresh(q.r.Context(), in.RefreshToken)
+	if err != nil {
+		reason := "invalid or expired"
+		if errors.Is(err, errReuse) {
+			reason = "refresh token reused; session revoked"
+		}
+		s.auditLogin(q.r, "refresh", "unknown", "denied: "+reason, nil)
+		return problem(http.StatusUnauthorized, "refresh-failed", "the refresh token is not valid; log in again")
+	}
+	name := "unknown"
+	_ = q.do(s, func(tx *tenant.Tx) error { // the name is for the audit entry only
+		u, err := tx.UserByID(userID)
+		name = u.Name
+		return err
+	})
+	s.auditLogin(q.r, "refresh", name, "ok", nil)
+	return q.ok(tok)
+}
+
+func (s *Server) logout(q *request) error {
+	if q.caller.via != "session" {
+		return problem(http.StatusConflict, "not-a-session", "API keys have no session; revoke the key instead")
+	}
+	if err := s.sess.logout(q.r.Context(), q.caller.user.ID, q.caller.family); err != nil {
+		return err
+	}
+	return q.reply(http.StatusNoContent, nil)
+}
+
+func (s *Server) me(q *request) error {
+	return q.ok(api.Me{User: q.caller.user.User, Via: q.caller.via, APIKey: q.caller.keyID, Methods: q.caller.methods})
+}
+
+func (s *Server) changePassword(q *request) error {
+	var in api.PasswordChange
+	if err := q.decode(&in); err != nil {
+		return err
+	}
+	good, err := s.checkPassword(q.r.Context(), q.caller.user.PasswordHash, in.Current)
+	if q.caller.user.PasswordHash == "" || err != nil || !good {
+		return badField("current", "is not the current password")
+	}
+	hash, err := auth.HashPassword(in.New)
+	if err != nil {
+		return badField("new", err.Error())
+	}
+	if err := q.do(s, func(tx *tenant.Tx) error { return tx.SetPassword(q.caller.user.ID, hash) }); err != nil {
+		return err
+	}
+	// Other sessions were opened with the old password: end them.
+	s.sess.revokeUser(q.r.Context(), q.caller.user.ID)
+	return q.reply(http.StatusNoContent, nil)
+}
+
+// totpAD binds a sealed TOTP secret to its user: a sealed secret copied to
+// another user's row does not open.
+func totpAD(userID int64) []byte { return []byte("totp:" + itoa(userID)) }
+
+func (s *Server) enrollTOTP(q *request) error {
+	if q.caller.user.TOTP {
+		return problem(http.StatusConflict, "totp-enrolled", "a TOTP factor is already enrolled")
+	}
+	secret, err := auth.NewTOTPSecret()
+	if err != nil {
+		return err
+	}
+	sealed, err := s.box.Seal(secret, totpAD(q.caller.user.ID))
+	if err != nil {
+		return err
+	}
+	if err := q.do(s, func(tx *tenant.Tx) error { return tx.SetTOTPPending(q.caller.user.ID, sealed) }); err != nil {
+		return err
+	}
+	return q.reply(http.StatusCreated, api.TOTPEnrollment{
+		Secret: auth.EncodeTOTPSecret(secret),
+		URI:    auth.TOTPURI("Holdfast "+s.cloud, q.caller.user.Name, secret),
+	})
+}
+
+func (s *Server) confirmTOTP(q *request) error {
+	var in api.TOTPConfirm
+	if err := q.decode(&in); err != nil {
+		return err
+	}
+	u := q.caller.user
+	if len(u.TOTPPending) == 0 {
+		return problem(http.StatusConflict, "no-enrollment", "start an enrollment first (POST /v1/me/totp)")
+	}
+	secret, err := s.box.Open(u.TOTPPending, totpAD(u.ID))
+	if err != nil {
+		return err
+	}
+	if err := s.totp.Verify(u.Name, secret, in.Code, s.now()); err != nil {
+		return badField("code", "is not the current code")
+	}
+	if err := q.do(s, func(tx *tenant.Tx) error { return tx.ConfirmTOTP(u.ID, u.TOTPPending) }); err != nil {
+		return err
+	}
+	return q.reply(http.StatusNoContent, nil)
+}
+
+// API keys.
+
+func keyAD(id string) []byte { return []byte("apikey:" + id) }
+
+func (s *Server) listAPIKeys(q *request) error {
+	var items []api.APIKey
+	err := q.do(s, func(tx *tenant.Tx) error {
+		ks, err := tx.APIKeys(q.caller.user.ID)
+		for _, k := range ks {
+			items = append(items, k.APIKey)
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if items == nil {
+		items = []api.APIKey{}
+	}
+	return q.ok(api.Page[api.APIKey]{Items: items})
+}
+
+// newKey makes and stores a key for the caller; tx is the request's.
+func (s *Server) newKey(tx *tenant.Tx, u tenant.UserRecord, name string, expires *time.Time) (api.APIKeySecret, error) {
+	id, secret, err := auth.NewAPIKey()
+	if err != nil {
+		return api.APIKeySecret{}, err
+	}
+	sealed, err := s.box.Seal(secret, keyAD(id))
+	if err != nil {
+		return api.APIKeySecret{}, err
+	}
+	var exp *string
+	if expires != nil {
+		e := expires.UTC().Format(time.RFC3339Nano)
+		exp = &e
+	}
+	if err := tx.CreateAPIKey(id, u.ID, name, sealed, exp); err != nil {
+		return api.APIKeySecret{}, err
+	}
+	k, err := tx.APIKey(id)
+	if err != nil {
+		return api.APIKeySecret{}, err
+	}
+	return api.APIKeySecret{APIKey: k.APIKey, Secret: base64.RawURLEncoding.EncodeToString(secret)}, nil
+}
+
+func (s *Server) createAPIKey(q *request) error {
+	var in api.APIKeyCreate
+	if err := q.decode(&in); err != nil {
+		return err
+	}
+	var expires *time.Time
+	if in.ExpiresIn != "" {
+		d, err := time.ParseDuration(in.ExpiresIn)
+		if err != nil || d < time.Minute || d > 5*365*24*time.Hour {
+			return badField("expires_in", "must be a duration from 1m to 43800h, e.g. 720h")
+		}
+		t := s.now().Add(d)
+		expires = &t
+	}
+	var out api.APIKeySecret
+	err := q.do(s, func(tx *tenant.Tx) error {
+		var err error
+		out, err = s.newKey(tx, q.caller.user, in.Name, expires)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return q.reply(http.StatusCreated, out)
+}
+
+func (s *Server) rotateAPIKey(q *request) error {
+	id := q.r.PathValue("key")
+	var out api.APIKeySecret
+	err := q.do(s, func(tx *tenant.Tx) error {
+		old, err := tx.APIKey(id)
+		if err != nil || old.UserID != q.caller.user.ID || old.Revoked {
+			return tenant.ErrNotFound
+		}
+		if err := tx.RevokeAPIKey(q.caller.user.ID, id); err != nil {
+			return err
+		}
+		out, err = s.newKey(tx, q.caller.user, old.Name, old.ExpiresAt)
+		return err
+	})
+	if errors.Is(err, tenant.ErrNotFound) {
+		return notFound("API key", id)
+	}
+	if err != nil {
+		return err
+	}
+	s.keys.forget(id)
+	return q.reply(http.StatusCreated, out)
+}
+
+func (s *Server) revokeAPIKey(q *request) error {
+	id := q.r.PathValue("key")
+	err := q.do(s, func(tx *tenant.Tx) error { return tx.RevokeAPIKey(q.caller.user.ID, id) })
+	if errors.Is(err, tenant.ErrNotFound) {
+		return notFound("API key", id)
+	}
+	if err != nil {
+		return err
+	}
+	s.keys.forget(id)
+	return q.reply(http.StatusNoContent, nil)
+}

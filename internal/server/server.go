@@ -1,0 +1,272 @@
+// Package server is the Holdfast control plane: the REST API under /v1
+// that the CLI, the portal and automation use. Routes are declared as
+// data in routes.go with the permission each requires; authentication,
+// tenant scoping, authorization, audit, metrics and logging happen around
+// every handler in one place (serve.go). Tenant networks and instances are
+// realized by writing them into the cloud's tenants spec and running the
+// same reconciler as `holdfast apply` (realize.go): there is no second
+// code path that touches infrastructure.
+package server
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/holdfast/holdfast/api"
+	"github.com/holdfast/holdfast/internal/audit"
+	"github.com/holdfast/holdfast/internal/auth"
+	"github.com/holdfast/holdfast/internal/auth/oidc"
+	"github.com/holdfast/holdfast/internal/spec"
+	"github.com/holdfast/holdfast/internal/tenant"
+)
+
+// Config is how a server runs.
+type Config struct {
+	// SpecPath is the operator's spec of the cloud the server serves.
+	SpecPath string
+	// StateDir is the root of Holdfast's state (deploy.DefaultStateDir).
+	StateDir string
+	// Rename serves the cloud under another name (tests).
+	Rename string
+	// Logger receives structured logs; nothing secret is ever logged.
+	Logger *slog.Logger
+	// DefaultQuota is given to tenants created without one.
+	DefaultQuota *api.Quota
+	// Realize runs the reconciler for tenant changes. Without it the API
+	// records changes and their operations stay pending (API-only tests).
+	Realize bool
+	// Resync is how often the reconciler observes and repairs drift when
+	// idle (0: 5 minutes; negative: never).
+	Resync time.Duration
+	// OperatorName is the account the first start creates (default admin).
+	OperatorName string
+	// Now is the clock (tests); time.Now when nil.
+	Now func() time.Time
+}
+
+// Server is a running control plane.
+type Server struct {
+	cfg       Config
+	log       *slog.Logger
+	now       func() time.Time
+	dir       string // <state>/<cloud>/control
+	cloud     string
+	spec      *spec.Spec
+	pool      pool
+	db        *tenant.Store
+	box       *auth.Box
+	masterKey []byte
+	oidc      *oidc.Provider
+	audit     *audit.Log
+	auditK    ed25519.PublicKey
+	sess      sessions
+	totp      auth.TOTPVerifier
+	hashing   chan struct{} // bounds concurrent argon2id work
+	hmac      *auth.Verifier
+	keys      *keyCache
+	hub       *hub
+	real      *realizer
+	met       *metrics
+	table     []*route
+	mux       *http.ServeMux
+	ready     chan struct{}
+
+	// Bootstrap is the one-time password of the operator account the
+	// first start created; empty on later starts.
+	Bootstrap Bootstrap
+
+	closeOnce sync.Once
+}
+
+// Bootstrap is the operator account created on first start.
+type Bootstrap struct {
+	User     string
+	Password auth.Secret
+}
+
+// Dir is where a cloud's control plane keeps its files.
+func Dir(stateDir, cloud string) string { return filepath.Join(stateDir, cloud, "control") }
+
+// New opens (creating on first start) the control plane of the cloud whose
+// spec is at cfg.SpecPath.
+func New(cfg Config) (*Server, error) {
+	sp, diags := spec.Check(cfg.SpecPath)
+	if diags.HasErrors() {
+		return nil, fmt.Errorf("spec %s has errors:\n%s", cfg.SpecPath, diags.Err().Error())
+	}
+	if cfg.Rename != "" {
+		sp.Cloud.Name = cfg.Rename
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, now: cfg.Now, spec: sp, cloud: sp.Cloud.Name, ready: make(chan struct{}),
+		hashing: make(chan struct{}, runtime.NumCPU())}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	var err error
+	if s.pool, err = poolOf(sp); err != nil {
+		return nil, err
+	}
+	s.dir = Dir(cfg.StateDir, s.cloud)
+	if err := os.MkdirAll(s.dir, 0o700); err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			s.Close()
+		}
+	}()
+	key, err := auth.LoadOrCreateMasterKey(filepath.Join(s.dir, "master.key"))
+	if err != nil {
+		return nil, err
+	}
+	s.masterKey = key
+	if s.box, err = auth.NewBox(key); err != nil {
+		return nil, err
+	}
+	if s.db, err = tenant.Open(filepath.Join(s.dir, "control.db")); err != nil {
+		return nil, err
+	}
+	if err := s.openAudit(); err != nil {
+		return nil, err
+	}
+	if s.sess, err = newSessions(s); err != nil {
+		return nil, err
+	}
+	s.keys = &keyCache{s: s, m: map[string]*cachedKey{}}
+	s.hmac = &auth.Verifier{Nonces: auth.NewNonceCache(1 << 20), Lookup: s.keys.secret}
+	s.hub = newHub(4096)
+	s.met = newMetrics()
+	if err := s.bootstrap(context.Background()); err != nil {
+		return nil, err
+	}
+	s.table = append(s.routes(), s.extraRoutes()...)
+	if s.mux, err = s.buildMux(); err != nil {
+		return nil, err
+	}
+	s.real = newRealizer(s)
+	ok = true
+	return s, nil
+}
+
+// openAudit opens the audit log with its checkpoint key, sealed in the
+// control database, and publishes the public key beside the log so that
+// `holdfast audit verify` (and anyone given a copy) can check it.
+func (s *Server) openAudit() error {
+	var priv ed25519.PrivateKey
+	err := s.db.Do(context.Background(), func(tx *tenant.Tx) error {
+		sealed, err := tx.Setting("audit.key")
+		if errors.Is(err, tenant.ErrNotFound) {
+			_, p, err := ed25519.GenerateKey(rand.Reader)
+			if err != nil {
+				return err
+			}
+			if sealed, err = s.box.Seal(p, []byte("audit.key")); err != nil {
+				return err
+			}
+			if err := tx.PutSetting("audit.key", sealed); err != nil {
+				return err
+			}
+		} else if err != nil {
+			return err
+		}
+		raw, err := s.box.Open(sealed, []byte("audit.key"))
+		if err != nil {
+			return fmt.Errorf("audit key: %w", err)
+		}
+		priv = ed25519.PrivateKey(raw)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.auditK = priv.Public().(ed25519.PublicKey)
+	if err := os.WriteFile(filepath.Join(s.dir, "audit.pub"), []byte(fmt.Sprintf("%x\n", []byte(s.auditK))), 0o644); err != nil {
+		return err
+	}
+	s.audit, err = audit.Open(filepath.Join(s.dir, "audit.db"), priv, audit.CheckpointEvery(100))
+	return err
+}
+
+// bootstrap, on first start, creates the first operator with a one-time
+// password and publishes the spec's flavors and templates.
+func (s *Server) bootstrap(ctx context.Context) error {
+	name := s.cfg.OperatorName
+	if name == "" {
+		name = "admin"
+	}
+	return s.db.Do(ctx, func(tx *tenant.Tx) error {
+		n, err := tx.CountOperators()
+		if err != nil || n > 0 {
+			return err
+		}
+		// First start: publish the spec's flavors and templates that fit
+		// the API's rules; the operator manages the catalogue from here.
+		for _, n := range spec.SortedNames(s.spec.Flavors) {
+			f := s.spec.Flavors[n]
+			fl := api.Flavor{Name: n, CPUs: f.CPUs, MemoryMiB: f.Memory.MiB, DiskGiB: f.Disk.MiB / 1024}
+			if _, err := tx.Flavor(n); errors.Is(err, tenant.ErrNotFound) && api.Check(fl) == nil {
+				if err := tx.PutFlavor(fl); err != nil {
+					return err
+				}
+			}
+		}
+		for _, n := range spec.SortedNames(s.spec.Templates) {
+			t := s.spec.Templates[n]
+			if _, err := tx.Template(n); errors.Is(err, tenant.ErrNotFound) && api.Check(api.Template{Name: n, Image: t.Image}) == nil {
+				if err := tx.PutTemplate(api.Template{Name: n, Image: t.Image, OS: t.OS, Description: t.Description}); err != nil {
+					return err
+				}
+			}
+		}
+		pw := rand.Text() // 26 base32 characters, 130 bits
+		hash, err := auth.HashPassword(pw)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.CreateUser(api.UserCreate{Name: name, Operator: true}, hash); err != nil {
+			return err
+		}
+		s.Bootstrap = Bootstrap{User: name, Password: auth.SecretString(pw)}
+		return nil
+	})
+}
+
+// Handler is the server's HTTP handler.
+func (s *Server) Handler() http.Handler { return s }
+
+// Cloud is the name of the cloud served.
+func (s *Server) Cloud() string { return s.cloud }
+
+// Dir is where the server keeps its files.
+func (s *Server) Dir() string { return s.dir }
+
+// AuditKey is the public key that verifies the audit log's checkpoints.
+func (s *Server) AuditKey() ed25519.PublicKey { return s.auditK }
+
+// Close releases the databases. Run's caller stops the realizer first.
+func (s *Server) Close() error {
+	var errs []error
+	s.closeOnce.Do(func() {
+		if s.audit != nil {
+			errs = append(errs, s.audit.Close())
+		}
+		if s.db != nil {
+			errs = append(errs, s.db.Close())
+		}
+	})
+	return errors.Join(errs...)
+}

@@ -1,0 +1,53 @@
+-- Login sessions of the control plane. Read this file to see the whole data
+-- model of package session. Times are Unix milliseconds (UTC).
+
+-- Ed25519 keys that sign access tokens. The private key's 32-byte seed is
+-- sealed with auth.Box under associated data "holdfast/session/key/<kid>", so
+-- a sealed seed copied into another row does not open. kid is derived from
+-- the public key, which is therefore not stored: it is recomputed from the
+-- opened seed and checked against kid. The one row with retired NULL signs;
+-- retired rows still verify until verify_until.
+CREATE TABLE IF NOT EXISTS session_keys (
+	kid          TEXT PRIMARY KEY,
+	sealed_seed  BLOB NOT NULL,
+	created      INTEGER NOT NULL,
+	retired      INTEGER,          -- NULL for the signing key
+	verify_until INTEGER           -- retired + access TTL + leeway
+);
+
+-- One row per login: every refresh token and access token issued for that
+-- login belongs to it, and revoking it ends them all.
+CREATE TABLE IF NOT EXISTS session_families (
+	id           TEXT PRIMARY KEY,   -- random; the "sid" claim of access tokens
+	user_id      TEXT NOT NULL,
+	methods      TEXT NOT NULL,      -- JSON array of authentication methods ("pwd", "otp", "oidc")
+	created      INTEGER NOT NULL,   -- the login; the "auth_time" claim
+	expires      INTEGER NOT NULL,   -- absolute end: created + absolute lifetime
+	access_until INTEGER NOT NULL,   -- expiry of the newest access token issued
+	revoked      INTEGER,            -- NULL while live
+	reason       TEXT                -- why it was revoked: logout, reuse, user
+);
+CREATE INDEX IF NOT EXISTS session_families_user ON session_families (user_id);
+
+-- Refresh tokens, by SHA-256 of their 32 random bytes; the tokens
+-- themselves are never stored. spent is set when a token is exchanged;
+-- presenting a spent token again revokes its family.
+CREATE TABLE IF NOT EXISTS session_refresh (
+	hash   BLOB PRIMARY KEY,
+	family TEXT NOT NULL REFERENCES session_families (id) ON DELETE CASCADE,
+	issued INTEGER NOT NULL,  -- idle expiry is issued + idle lifetime
+	spent  INTEGER            -- NULL while unused
+);
+CREATE INDEX IF NOT EXISTS session_refresh_family ON session_refresh (family);
+
+-- Failed-login state per account, kept across restarts so that a restart
+-- does not hand an attacker a fresh set of guesses. failures counts
+-- attempts since the last success (an attempt counts as failed until it is
+-- reported successful); rows idle for longer than the reset window are
+-- forgotten.
+CREATE TABLE IF NOT EXISTS session_lockouts (
+	account      TEXT PRIMARY KEY,
+	failures     INTEGER NOT NULL,
+	last_attempt INTEGER NOT NULL,
+	locked_until INTEGER NOT NULL   -- 0 when not locked
+);

@@ -1,0 +1,171 @@
+// Package tenant keeps the control plane's records in SQLite: tenants and
+// their quotas, users and memberships, SSH keys, published flavors and
+// templates, tenant networks and instances, API keys and operations.
+//
+// Every read and write goes through a Tx, and every tenant-owned object is
+// addressed by its tenant's id: there is no method that finds an object of
+// some tenant without saying which, so scoping cannot be forgotten by a
+// caller. Quotas are checked in the same transaction that takes them; with
+// SQLite's single writer that makes them exact under any concurrency.
+package tenant
+
+import (
+	"context"
+	"database/sql"
+	_ "embed"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/holdfast/holdfast/internal/store"
+)
+
+//go:embed schema.sql
+var schema string
+
+// Errors a caller maps to responses.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrExists   = errors.New("already exists")
+	ErrQuota    = errors.New("quota exceeded")
+	ErrConflict = errors.New("version does not match")
+	ErrInUse    = errors.New("still in use")
+	ErrPoolFull = errors.New("no free network left in the pool")
+)
+
+// QuotaError says which limit a request would cross.
+type QuotaError struct {
+	Resource   string
+	Used, Want int64
+	Limit      int64
+}
+
+func (e *QuotaError) Error() string {
+	return fmt.Sprintf("%s quota exceeded: %d in use + %d requested > limit %d", e.Resource, e.Used, e.Want, e.Limit)
+}
+
+func (e *QuotaError) Unwrap() error { return ErrQuota }
+
+// Store is the control plane's database.
+type Store struct {
+	db  *sql.DB
+	now func() time.Time
+}
+
+// Open opens (creating if needed) the database at path.
+func Open(path string) (*Store, error) {
+	db, err := store.OpenDB(path)
+	if err != nil {
+		return nil, err
+	}
+	s, err := New(db)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return s, nil
+}
+
+// New uses db, creating the tables if missing.
+func New(db *sql.DB) (*Store, error) {
+	if _, err := db.Exec(schema); err != nil {
+		return nil, fmt.Errorf("create control plane tables: %w", err)
+	}
+	return &Store{db: db, now: time.Now}, nil
+}
+
+// DB is the underlying database, for packages that keep their own tables
+// in it (sessions).
+func (s *Store) DB() *sql.DB { return s.db }
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Tx is one transaction; its methods are the only way to the records.
+type Tx struct {
+	tx  *sql.Tx
+	ctx context.Context
+	now time.Time
+}
+
+// Do runs f in a transaction, committing when it returns nil.
+func (s *Store) Do(ctx context.Context, f func(*Tx) error) error {
+	now := s.now().UTC()
+	return store.Tx(ctx, s.db, func(tx *sql.Tx) error {
+		return f(&Tx{tx: tx, ctx: ctx, now: now})
+	})
+}
+
+// Now is the transaction's time, the same for everything it writes.
+func (t *Tx) Now() time.Time { return t.now }
+
+func (t *Tx) exec(q string, args ...any) (sql.Result, error) {
+	return t.tx.ExecContext(t.ctx, q, args...)
+}
+
+func (t *Tx) query(q string, args ...any) (*sql.Rows, error) {
+	return t.tx.QueryContext(t.ctx, q, args...)
+}
+
+func (t *Tx) row(q string, args ...any) *sql.Row {
+	return t.tx.QueryRowContext(t.ctx, q, args...)
+}
+
+// affected turns "no row matched" into ErrNotFound.
+func affected(res sql.Result, err error) error {
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+func notFound(err error) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrNotFound
+	}
+	return err
+}
+
+// isUnique reports a UNIQUE or PRIMARY KEY violation; modernc's errors
+// carry the SQLite message.
+func isUnique(err error) bool {
+	return err != nil && (strings.Contains(err.Error(), "UNIQUE constraint failed"))
+}
+
+const timeFormat = time.RFC3339Nano
+
+func fmtTime(t time.Time) string { return t.UTC().Format(timeFormat) }
+
+func parseTime(s string) time.Time {
+	t, _ := time.Parse(timeFormat, s)
+	return t
+}
+
+func nullTime(s sql.NullString) *time.Time {
+	if !s.Valid || s.String == "" {
+		return nil
+	}
+	t := parseTime(s.String)
+	return &t
+}
+
+// Setting reads a value kept in the settings table (keys, markers).
+func (t *Tx) Setting(key string) ([]byte, error) {
+	var v []byte
+	err := t.row(`SELECT value FROM settings WHERE key = ?`, key).Scan(&v)
+	return v, notFound(err)
+}
+
+// PutSetting stores a value in the settings table.
+func (t *Tx) PutSetting(key string, value []byte) error {
+	_, err := t.exec(`INSERT INTO settings(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, key, value)
+	return err
+}

@@ -1,0 +1,241 @@
+package tenant
+
+import (
+	"database/sql"
+
+	"github.com/holdfast/holdfast/api"
+)
+
+// UserRecord is a user with what authentication needs. The TOTP secrets
+// are sealed; only the server's Box opens them.
+type UserRecord struct {
+	ID           int64
+	PasswordHash string
+	TOTPSealed   []byte
+	TOTPPending  []byte
+	OIDCIssuer   string
+	OIDCSubject  string
+	api.User
+}
+
+const userCols = `id, name, email, password_hash, operator, totp_sealed, totp_pending, coalesce(oidc_issuer, ''), coalesce(oidc_subject, ''), created_at, version`
+
+func scanUser(sc interface{ Scan(...any) error }) (UserRecord, error) {
+	var r UserRecord
+	var created string
+	err := sc.Scan(&r.ID, &r.Name, &r.Email, &r.PasswordHash, &r.Operator, &r.TOTPSealed, &r.TOTPPending, &r.OIDCIssuer, &r.OIDCSubject, &created, &r.Version)
+	r.CreatedAt = parseTime(created)
+	r.TOTP = len(r.TOTPSealed) > 0
+	return r, err
+}
+
+// CreateUser creates a user with an argon2id password hash (empty: the
+// user logs in only through OIDC).
+func (t *Tx) CreateUser(u api.UserCreate, hash string) (UserRecord, error) {
+	_, err := t.exec(`INSERT INTO users(name, email, password_hash, operator, created_at) VALUES(?, ?, ?, ?, ?)`,
+		u.Name, u.Email, hash, u.Operator, fmtTime(t.now))
+	if isUnique(err) {
+		return UserRecord{}, ErrExists
+	}
+	if err != nil {
+		return UserRecord{}, err
+	}
+	return t.User(u.Name)
+}
+
+// User reads a user by name, with memberships.
+func (t *Tx) User(name string) (UserRecord, error) {
+	return t.user(`name = ?`, name)
+}
+
+// UserByID reads a user by id, with memberships.
+func (t *Tx) UserByID(id int64) (UserRecord, error) {
+	return t.user(`id = ?`, id)
+}
+
+// UserByOIDC finds the user linked to an OIDC identity.
+func (t *Tx) UserByOIDC(issuer, subject string) (UserRecord, error) {
+	return t.user(`oidc_issuer = ? AND oidc_subject = ?`, issuer, subject)
+}
+
+func (t *Tx) user(where string, args ...any) (UserRecord, error) {
+	r, err := scanUser(t.row(`SELECT `+userCols+` FROM users WHERE `+where, args...))
+	if err != nil {
+		return r, notFound(err)
+	}
+	r.Memberships, err = t.memberships(`m.user_id = ?`, r.ID)
+	return r, err
+}
+
+// Users lists users by name after the given one; tenantID > 0 limits the
+// list to that tenant's members.
+func (t *Tx) Users(after string, limit int, tenantID int64) ([]UserRecord, error) {
+	var rows *sql.Rows
+	var err error
+	if tenantID > 0 {
+		rows, err = t.query(`SELECT `+userCols+` FROM users WHERE name > ? AND id IN (SELECT user_id FROM memberships WHERE tenant_id = ?) ORDER BY name LIMIT ?`, after, tenantID, limit)
+	} else {
+		rows, err = t.query(`SELECT `+userCols+` FROM users WHERE name > ? ORDER BY name LIMIT ?`, after, limit)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []UserRecord
+	for rows.Next() {
+		r, err := scanUser(rows)
+		if err != nil {
+			rows.Close()
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for i := range out {
+		if out[i].Memberships, err = t.memberships(`m.user_id = ?`, out[i].ID); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// CountOperators counts operator accounts (the first start creates one).
+func (t *Tx) CountOperators() (int, error) {
+	var n int
+	err := t.row(`SELECT count(*) FROM users WHERE operator = 1`).Scan(&n)
+	return n, err
+}
+
+// DeleteUser deletes a user, their memberships and API keys.
+func (t *Tx) DeleteUser(id int64) error {
+	return affected(t.exec(`DELETE FROM users WHERE id = ?`, id))
+}
+
+// SetPassword replaces a user's password hash.
+func (t *Tx) SetPassword(id int64, hash string) error {
+	return affected(t.exec(`UPDATE users SET password_hash = ?, version = version + 1 WHERE id = ?`, hash, id))
+}
+
+// SetTOTPPending stores a sealed TOTP secret awaiting confirmation.
+func (t *Tx) SetTOTPPending(id int64, sealed []byte) error {
+	return affected(t.exec(`UPDATE users SET totp_pending = ? WHERE id = ?`, sealed, id))
+}
+
+// ConfirmTOTP makes the pending TOTP secret the user's second factor.
+func (t *Tx) ConfirmTOTP(id int64, sealed []byte) error {
+	return affected(t.exec(`UPDATE users SET totp_sealed = ?, totp_pending = NULL, version = version + 1 WHERE id = ?`, sealed, id))
+}
+
+// LinkOIDC links a user to an OIDC identity.
+func (t *Tx) LinkOIDC(id int64, issuer, subject string) error {
+	_, err := t.exec(`UPDATE users SET oidc_issuer = ?, oidc_subject = ? WHERE id = ?`, issuer, subject, id)
+	if isUnique(err) {
+		return ErrExists
+	}
+	return err
+}
+
+func (t *Tx) memberships(where string, args ...any) ([]api.Membership, error) {
+	rows, err := t.query(`SELECT te.name, u.name, m.role FROM memberships m JOIN tenants te ON te.id = m.tenant_id JOIN users u ON u.id = m.user_id WHERE `+where+` ORDER BY te.name, u.name`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []api.Membership{}
+	for rows.Next() {
+		var m api.Membership
+		if err := rows.Scan(&m.Tenant, &m.User, &m.Role); err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// Members lists a tenant's memberships.
+func (t *Tx) Members(tenantID int64) ([]api.Membership, error) {
+	return t.memberships(`m.tenant_id = ?`, tenantID)
+}
+
+// Role is the user's role in a tenant; ErrNotFound when not a member.
+func (t *Tx) Role(tenantID, userID int64) (string, error) {
+	var role string
+	err := t.row(`SELECT role FROM memberships WHERE tenant_id = ? AND user_id = ?`, tenantID, userID).Scan(&role)
+	return role, notFound(err)
+}
+
+// SetMember adds a user to a tenant or changes their role.
+func (t *Tx) SetMember(tenantID, userID int64, role string) error {
+	_, err := t.exec(`INSERT INTO memberships(tenant_id, user_id, role) VALUES(?, ?, ?) ON CONFLICT(tenant_id, user_id) DO UPDATE SET role = excluded.role`, tenantID, userID, role)
+	return err
+}
+
+// RemoveMember removes a user from a tenant.
+func (t *Tx) RemoveMember(tenantID, userID int64) error {
+	return affected(t.exec(`DELETE FROM memberships WHERE tenant_id = ? AND user_id = ?`, tenantID, userID))
+}
+
+// APIKeyRecord is a key with its sealed secret.
+type APIKeyRecord struct {
+	UserID  int64
+	Sealed  []byte
+	Revoked bool
+	api.APIKey
+}
+
+// CreateAPIKey stores a key; the secret is sealed by the caller.
+func (t *Tx) CreateAPIKey(id string, userID int64, name string, sealed []byte, expires *string) error {
+	_, err := t.exec(`INSERT INTO apikeys(id, user_id, name, secret_sealed, created_at, expires_at) VALUES(?, ?, ?, ?, ?, ?)`,
+		id, userID, name, sealed, fmtTime(t.now), expires)
+	return err
+}
+
+const keyCols = `k.id, k.user_id, u.name, k.name, k.secret_sealed, k.created_at, k.expires_at, k.last_used_at, k.revoked_at IS NOT NULL`
+
+func scanKey(sc interface{ Scan(...any) error }) (APIKeyRecord, error) {
+	var r APIKeyRecord
+	var created string
+	var expires, used sql.NullString
+	err := sc.Scan(&r.ID, &r.UserID, &r.User, &r.Name, &r.Sealed, &created, &expires, &used, &r.Revoked)
+	r.CreatedAt = parseTime(created)
+	r.ExpiresAt = nullTime(expires)
+	r.LastUsedAt = nullTime(used)
+	return r, err
+}
+
+// APIKey reads a key by id, revoked or not.
+func (t *Tx) APIKey(id string) (APIKeyRecord, error) {
+	r, err := scanKey(t.row(`SELECT `+keyCols+` FROM apikeys k JOIN users u ON u.id = k.user_id WHERE k.id = ?`, id))
+	return r, notFound(err)
+}
+
+// APIKeys lists a user's keys that are not revoked.
+func (t *Tx) APIKeys(userID int64) ([]APIKeyRecord, error) {
+	rows, err := t.query(`SELECT `+keyCols+` FROM apikeys k JOIN users u ON u.id = k.user_id WHERE k.user_id = ? AND k.revoked_at IS NULL ORDER BY k.created_at, k.id`, userID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []APIKeyRecord
+	for rows.Next() {
+		r, err := scanKey(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// RevokeAPIKey revokes one of the user's keys.
+func (t *Tx) RevokeAPIKey(userID int64, id string) error {
+	return affected(t.exec(`UPDATE apikeys SET revoked_at = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL`, fmtTime(t.now), id, userID))
+}
+
+// TouchAPIKey records a key's use.
+func (t *Tx) TouchAPIKey(id string) error {
+	_, err := t.exec(`UPDATE apikeys SET last_used_at = ? WHERE id = ?`, fmtTime(t.now), id)
+	return err
+}
