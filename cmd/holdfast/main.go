@@ -41,7 +41,8 @@ instances, overlay groups, routes — into running infrastructure, and keeps it 
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServe(), newAudit())
+	root.AddCommand(newServe(), newAudit(), newPing())
 	root.AddCommand(newValidate(), newPlan(), newShow(), newSchema(), newImport(), newDev(), newApply(), newDestroy(), newStatus(), newExec(), newUp())
+	root.AddCommand(remoteCommands()...)
 	return root
 }

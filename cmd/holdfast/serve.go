@@ -151,7 +151,7 @@ Log in and change it:
 func newAudit() *cobra.Command {
 	cmd := &cobra.Command{Use: "audit", Short: "Inspect the control plane's audit log"}
 	var st stateFlags
-	var key, out string
+	var key, out, cloud string
 	verify := &cobra.Command{
 		Use:   "verify [PATH]",
 		Short: "Check the audit log's hash chain and signed checkpoints",
@@ -172,26 +172,30 @@ it: keep a copy of audit.pub somewhere the server cannot write.`,
 			if len(args) == 1 {
 				path = args[0]
 			}
-			return runAuditVerify(cmd, path, st.stateDir, key, out)
+			return runAuditVerify(cmd, path, st.stateDir, cloud, key, out)
 		},
 	}
 	st.add(verify, false)
 	verify.Flags().StringVar(&key, "key", "", "file with the checkpoint public key (hex); default audit.pub beside the log")
 	verify.Flags().StringVarP(&out, "output", "o", "text", "output format: text, json")
+	verify.Flags().StringVar(&cloud, "cloud", "", "the cloud's name, when it is served under another name than its spec's")
 	cmd.AddCommand(verify)
 	return cmd
 }
 
-func runAuditVerify(cmd *cobra.Command, path, stateDir, keyFile, format string) error {
-	s, diags := spec.Check(path)
-	if diags.HasErrors() {
-		printDiags(cmd.ErrOrStderr(), diags)
-		return errReported
+func runAuditVerify(cmd *cobra.Command, path, stateDir, cloud, keyFile, format string) error {
+	if cloud == "" {
+		s, diags := spec.Check(path)
+		if diags.HasErrors() {
+			printDiags(cmd.ErrOrStderr(), diags)
+			return errReported
+		}
+		cloud = s.Cloud.Name
 	}
-	dir := server.Dir(stateDir, s.Cloud.Name)
+	dir := server.Dir(stateDir, cloud)
 	db := filepath.Join(dir, "audit.db")
 	if _, err := os.Stat(db); err != nil {
-		return fmt.Errorf("no audit log for cloud %q: %w (has holdfast serve run?)", s.Cloud.Name, err)
+		return fmt.Errorf("no audit log for cloud %q: %w (has holdfast serve run?)", cloud, err)
 	}
 	if keyFile == "" {
 		keyFile = filepath.Join(dir, "audit.pub")

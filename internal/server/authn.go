@@ -226,7 +226,8 @@ func (s *Server) changePassword(q *request) error {
 	if err := q.do(s, func(tx *tenant.Tx) error { return tx.SetPassword(q.caller.user.ID, hash) }); err != nil {
 		return err
 	}
-	// Other sessions were opened with the old password: end them.
+	// Every session was opened with the old password, this one included:
+	// end them all; the client logs in again with the new one.
 	s.sess.revokeUser(q.r.Context(), q.caller.user.ID)
 	return q.reply(http.StatusNoContent, nil)
 }

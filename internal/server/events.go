@@ -52,12 +52,17 @@ func (h *hub) publish(e api.Event) api.Event {
 // subscribe returns a channel of events after id (0: only new ones) and a
 // function that ends the subscription.
 func (h *hub) subscribe(after int64) (<-chan api.Event, func()) {
-	c := make(chan api.Event, 256)
 	h.mu.Lock()
+	var replay []api.Event
 	for _, e := range h.ring {
-		if after > 0 && e.ID > after && len(c) < cap(c)-1 {
-			c <- e
+		if after > 0 && e.ID > after {
+			replay = append(replay, e)
 		}
+	}
+	// Room for the whole replay and what comes while it is being sent.
+	c := make(chan api.Event, len(replay)+256)
+	for _, e := range replay {
+		c <- e
 	}
 	h.subs[c] = struct{}{}
 	h.mu.Unlock()

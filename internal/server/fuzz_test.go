@@ -18,6 +18,9 @@ func FuzzRequests(f *testing.F) {
 	e.must(e.admin, http.StatusCreated, "POST", "/v1/tenants", map[string]string{"name": "f"}, nil)
 	var routes []*route
 	for _, rt := range e.s.table {
+		if rt.stream != "" {
+			continue // the event stream answers until the client leaves: TestEventsAreScoped
+		}
 		if rt.in != nil || len(rt.query) > 0 || rt.ifMatch {
 			routes = append(routes, rt)
 		}

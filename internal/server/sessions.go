@@ -18,8 +18,9 @@ var errReuse = session.ErrReuse
 // database's integers, tokens are answered as api.Tokens, and login
 // throttling answers 429 with Retry-After.
 type sessions struct {
-	m *session.Manager
-	l *session.Limiter
+	m   *session.Manager
+	l   *session.Limiter
+	now func() time.Time
 }
 
 func newSessions(s *Server) (sessions, error) {
@@ -32,7 +33,7 @@ func newSessions(s *Server) (sessions, error) {
 	if err != nil {
 		return sessions{}, err
 	}
-	return sessions{m: m, l: l}, nil
+	return sessions{m: m, l: l, now: s.now}, nil
 }
 
 type claims struct {
@@ -65,7 +66,7 @@ func (x sessions) issue(ctx context.Context, userID int64, methods []string) (ap
 	if err != nil {
 		return api.Tokens{}, err
 	}
-	return wireTokens(t, time.Now()), nil
+	return wireTokens(t, x.now()), nil
 }
 
 // refresh rotates a refresh token; userID is known when it worked.
@@ -78,7 +79,7 @@ func (x sessions) refresh(ctx context.Context, token string) (api.Tokens, int64,
 	if err != nil {
 		return api.Tokens{}, 0, err
 	}
-	return wireTokens(t, time.Now()), c.userID, nil
+	return wireTokens(t, x.now()), c.userID, nil
 }
 
 func (x sessions) logout(ctx context.Context, userID int64, family string) error {
