@@ -324,3 +324,28 @@ func TestEventsAreScoped(t *testing.T) {
 		}
 	}
 }
+
+// TestMetricsAndHealth: Prometheus metrics count requests per route, and
+// the health endpoints answer.
+func TestMetricsAndHealth(t *testing.T) {
+	e := newEnv(t, Config{})
+	e.must(e.admin, http.StatusOK, "GET", "/v1/me", nil, nil)
+	e.do(cred{}, "POST", "/v1/auth/login", api.LoginRequest{User: "nobody", Password: "wrong-password-x"})
+	var h api.Health
+	e.must(cred{}, http.StatusOK, "GET", "/healthz", nil, &h)
+	e.must(cred{}, http.StatusOK, "GET", "/readyz", nil, &h)
+	if h.Status != "ok" || h.Checks["database"] != "ok" {
+		t.Errorf("readyz %+v", h)
+	}
+	_, _, b := e.do(cred{}, "GET", "/metrics", nil)
+	for _, want := range []string{
+		`holdfast_http_requests_total{code="200",method="GET",route="me"} 1`,
+		`holdfast_logins_total{result="denied"} 1`,
+		`holdfast_http_request_duration_seconds_bucket{route="me"`,
+		`go_goroutines`,
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}

@@ -75,7 +75,7 @@ func (s *Server) authenticate(r *http.Request, body []byte) (*caller, error) {
 
 // auditLogin records a login attempt, successful or not, with why.
 func (s *Server) auditLogin(r *http.Request, action, user, result string, detail map[string]string) {
-	s.met.logins.WithLabelValues(strings.Fields(result)[0]).Inc()
+	s.met.logins.WithLabelValues(strings.TrimSuffix(strings.Fields(result)[0], ":")).Inc()
 	s.appendAudit(audit.Entry{Actor: user, Action: action, Object: "/v1/users/" + user, Source: source(r), Result: result, Detail: detail})
 }
 

@@ -201,3 +201,9 @@ func sshKey(seed string) string {
 }
 
 func b64(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
+
+func httptestTLS(t testing.TB, s *Server) *httptest.Server {
+	ts := httptest.NewTLSServer(s.Handler())
+	t.Cleanup(ts.Close)
+	return ts
+}

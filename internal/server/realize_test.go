@@ -170,3 +170,43 @@ func destroyCloud(t *testing.T, specPath, state, cloud string) {
 		t.Errorf("destroy: %v", err)
 	}
 }
+
+// TestPendingWorkSurvivesRestart: operations recorded by a server that
+// stopped before realizing them are carried out by the next start.
+func TestPendingWorkSurvivesRestart(t *testing.T) {
+	testenv.NeedRoot(t, "the local engine makes namespaces, bridges, nftables rules and containers")
+	state := t.TempDir()
+	first := newEnv(t, Config{StateDir: state})
+	cloud := first.s.Cloud()
+	t.Cleanup(func() { destroyCloud(t, first.s.cfg.SpecPath, state, cloud) })
+	alice := first.apiKey(first.tenantWith("acme", nil, map[string]string{"alice": api.RoleTenantAdmin})["alice"])
+	var netOp, vmOp api.Operation
+	first.must(alice, http.StatusAccepted, "POST", "/v1/tenants/acme/networks", api.NetworkCreate{Name: "net"}, &netOp)
+	first.must(alice, http.StatusAccepted, "POST", "/v1/tenants/acme/instances",
+		api.InstanceCreate{Name: "vm", Flavor: "burstable", Template: "debian-12", Network: "net"}, &vmOp)
+	if err := first.s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err := New(Config{SpecPath: first.s.cfg.SpecPath, StateDir: state, Rename: cloud, Realize: true, Resync: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Bootstrap.User != "" {
+		t.Fatal("a restart made another operator")
+	}
+	s.Start()
+	t.Cleanup(func() {
+		if err := s.Shutdown(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	second := &env{t: t, s: s, ts: httptestTLS(t, s), clock: first.clock}
+	second.wait(alice, netOp)
+	second.wait(alice, vmOp)
+	var vm api.Instance
+	second.must(alice, http.StatusOK, "GET", "/v1/tenants/acme/instances/vm", nil, &vm)
+	if vm.Status != api.StatusRunning || vm.IP == "" {
+		t.Fatalf("after restart: %+v", vm)
+	}
+}

@@ -83,12 +83,16 @@ func (s *Server) checkpoint(ctx context.Context) error {
 
 // Shutdown stops the realizer after the pass under way (work not started
 // stays pending for the next start) and closes the databases.
+// Calling it again does nothing.
 func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.real.shutdown(ctx)
-	if s.audit != nil {
-		err = errors.Join(err, s.checkpoint(ctx))
-	}
-	return errors.Join(err, s.Close())
+	s.shutOnce.Do(func() {
+		err := s.real.shutdown(ctx)
+		if s.audit != nil {
+			err = errors.Join(err, s.checkpoint(ctx))
+		}
+		s.shutErr = errors.Join(err, s.Close())
+	})
+	return s.shutErr
 }
 
 // Listening is what Run reports once it accepts connections.

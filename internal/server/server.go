@@ -86,6 +86,8 @@ type Server struct {
 	Bootstrap Bootstrap
 
 	closeOnce sync.Once
+	shutOnce  sync.Once
+	shutErr   error
 }
 
 // Bootstrap is the operator account created on first start.

@@ -146,18 +146,31 @@ func (l *lab) run(probes []probe) []string {
 	got := make([]string, len(probes))
 	var wg sync.WaitGroup
 	for i, p := range probes {
-		wg.Go(func() {
-			switch p.proto {
-			case "tcp":
-				got[i], _ = l.tcp(p.from, p.to, p.port)
-			case "udp":
-				got[i] = l.udpEcho(p.from, p.to, p.port)
-			case "icmp":
-				got[i] = l.ping(p.from, p.to)
-			}
-		})
+		wg.Go(func() { got[i] = l.probe(p) })
 	}
 	wg.Wait()
+	// A first packet can be lost while neighbours are resolved on a loaded
+	// machine, which looks like a block; a path that is really blocked is
+	// blocked on a second try too.
+	for i, p := range probes {
+		if got[i] == blocked {
+			wg.Go(func() { got[i] = l.probe(p) })
+		}
+	}
+	wg.Wait()
+	return got
+}
+
+func (l *lab) probe(p probe) string {
+	var got string
+	switch p.proto {
+	case "tcp":
+		got, _ = l.tcp(p.from, p.to, p.port)
+	case "udp":
+		got = l.udpEcho(p.from, p.to, p.port)
+	case "icmp":
+		got = l.ping(p.from, p.to)
+	}
 	return got
 }
 
