@@ -101,6 +101,10 @@ func NeedsRehash(encoded string) bool {
 	return p != currentParams || len(salt) != argonSaltLen || len(key) != argonKeyLen
 }
 
+// CheckPasswordLen says whether a password may be hashed: not empty, not
+// longer than MaxPasswordLen.
+func CheckPasswordLen(pw string) error { return checkPasswordLen(pw) }
+
 func checkPasswordLen(pw string) error {
 	switch {
 	case pw == "":

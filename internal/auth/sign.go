@@ -329,15 +329,27 @@ func isLowerHex(s string) bool {
 type NonceCache struct {
 	max     int
 	mu      sync.Mutex
-	seen    map[nonceKey]time.Time
+	seen    map[nonceKey]int64
 	expires nonceHeap
 }
 
-type nonceKey struct{ keyID, nonce string }
+// nonceKey identifies a (key id, nonce) pair in 16 bytes, so that the
+// cache holds no strings (each would keep the request's whole header).
+type nonceKey [16]byte
+
+func keyOf(keyID, nonce string) nonceKey {
+	h := sha256.New()
+	h.Write([]byte(keyID))
+	h.Write([]byte{0})
+	h.Write([]byte(nonce))
+	var k nonceKey
+	copy(k[:], h.Sum(nil))
+	return k
+}
 
 // NewNonceCache returns a cache holding at most max live nonces.
 func NewNonceCache(max int) *NonceCache {
-	return &NonceCache{max: max, seen: make(map[nonceKey]time.Time)}
+	return &NonceCache{max: max, seen: make(map[nonceKey]int64)}
 }
 
 // Add records nonce for keyID until expires. It returns ErrReplayed if the
@@ -346,15 +358,15 @@ func (c *NonceCache) Add(keyID, nonce string, expires, now time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.evict(now)
-	k := nonceKey{keyID, nonce}
+	k := keyOf(keyID, nonce)
 	if _, ok := c.seen[k]; ok {
 		return ErrReplayed
 	}
 	if len(c.seen) >= c.max {
 		return ErrBusy
 	}
-	c.seen[k] = expires
-	heap.Push(&c.expires, nonceEntry{k, expires})
+	c.seen[k] = expires.UnixNano()
+	heap.Push(&c.expires, nonceEntry{k, expires.UnixNano()})
 	return nil
 }
 
@@ -368,7 +380,8 @@ func (c *NonceCache) Len() int {
 // evict drops entries whose expiry is before now. An entry expiring exactly
 // at now is kept: Verify still accepts a timestamp exactly Window old.
 func (c *NonceCache) evict(now time.Time) {
-	for len(c.expires) > 0 && c.expires[0].at.Before(now) {
+	n := now.UnixNano()
+	for len(c.expires) > 0 && c.expires[0].at < n {
 		e := heap.Pop(&c.expires).(nonceEntry)
 		delete(c.seen, e.k)
 	}
@@ -376,13 +389,13 @@ func (c *NonceCache) evict(now time.Time) {
 
 type nonceEntry struct {
 	k  nonceKey
-	at time.Time
+	at int64
 }
 
 type nonceHeap []nonceEntry
 
 func (h nonceHeap) Len() int           { return len(h) }
-func (h nonceHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h nonceHeap) Less(i, j int) bool { return h[i].at < h[j].at }
 func (h nonceHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
 func (h *nonceHeap) Push(x any)        { *h = append(*h, x.(nonceEntry)) }
 func (h *nonceHeap) Pop() any {

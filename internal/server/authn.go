@@ -103,6 +103,17 @@ func (s *Server) checkPassword(ctx context.Context, hash, pw string) (bool, erro
 	return auth.VerifyPassword(hash, pw)
 }
 
+// hashPassword hashes a new password under the same bound.
+func (s *Server) hashPassword(ctx context.Context, pw string) (string, error) {
+	select {
+	case s.hashing <- struct{}{}:
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	defer func() { <-s.hashing }()
+	return auth.HashPassword(pw)
+}
+
 func (s *Server) login(q *request) error {
 	var in api.LoginRequest
 	if err := q.decode(&in); err != nil {
@@ -219,7 +230,7 @@ func (s *Server) changePassword(q *request) error {
 	if q.caller.user.PasswordHash == "" || err != nil || !good {
 		return badField("current", "is not the current password")
 	}
-	hash, err := auth.HashPassword(in.New)
+	hash, err := s.hashPassword(q.r.Context(), in.New)
 	if err != nil {
 		return badField("new", err.Error())
 	}

@@ -80,6 +80,14 @@ func (s *Server) defaultQuota() api.Quota {
 }
 
 func (s *Server) getTenant(q *request) error {
+	err := q.do(s, func(tx *tenant.Tx) error {
+		var err error
+		q.tenant.Usage, err = tx.Usage(q.tenant.ID)
+		return err
+	})
+	if err != nil {
+		return err
+	}
 	return q.versioned(http.StatusOK, q.tenant.Tenant, q.tenant.Version)
 }
 
@@ -146,9 +154,12 @@ func (s *Server) newUser(q *request) (api.UserCreate, string, error) {
 	if in.Operator && !q.caller.user.Operator {
 		return in, "", problem(http.StatusForbidden, "forbidden", "only operators create operators")
 	}
-	hash, err := auth.HashPassword(in.Password)
-	if err != nil {
+	if err := auth.CheckPasswordLen(in.Password); err != nil {
 		return in, "", badField("password", err.Error())
+	}
+	hash, err := s.hashPassword(q.r.Context(), in.Password)
+	if err != nil {
+		return in, "", err
 	}
 	return in, hash, nil
 }

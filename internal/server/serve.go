@@ -78,6 +78,10 @@ func (a *asProblem) Write(b []byte) (int, error) {
 	return len(b), nil // the mux's text body is replaced by the problem
 }
 
+// statusClientClosed records a request whose client left before the
+// answer.
+const statusClientClosed = 499
+
 // statusWriter remembers the status a handler answered.
 type statusWriter struct {
 	http.ResponseWriter
@@ -124,6 +128,12 @@ func (s *Server) wrap(rt *route) http.Handler {
 			s.finish(q, sw.status, time.Since(start))
 		}()
 		if err := s.serve(q); err != nil {
+			if r.Context().Err() != nil {
+				// The client went away; nobody reads an answer. 499 is
+				// what the logs and metrics call that, as nginx does.
+				sw.status = statusClientClosed
+				return
+			}
 			p := toProblem(err)
 			if p.Status >= 500 {
 				s.log.Error("request failed", "route", rt.id, "path", r.URL.Path, "err", err)
@@ -170,7 +180,7 @@ func (s *Server) authorize(q *request) error {
 	name := q.r.PathValue("tenant")
 	if name != "" {
 		err := s.db.Do(q.r.Context(), func(tx *tenant.Tx) error {
-			t, err := tx.Tenant(name)
+			t, err := tx.TenantRef(name) // usage is summed only where it is shown (getTenant)
 			if err != nil {
 				return err
 			}

@@ -53,6 +53,13 @@ func (t *Tx) Tenant(name string) (TenantRecord, error) {
 	return r, err
 }
 
+// TenantRef reads a tenant without its usage: what scoping a request
+// needs, one indexed row however much the tenant holds.
+func (t *Tx) TenantRef(name string) (TenantRecord, error) {
+	r, err := scanTenant(t.row(`SELECT `+tenantCols+` FROM tenants WHERE name = ?`, name))
+	return r, notFound(err)
+}
+
 // Tenants lists tenants by name after the given one; member > 0 limits
 // the list to tenants that user belongs to.
 func (t *Tx) Tenants(after string, limit int, member int64) ([]TenantRecord, error) {

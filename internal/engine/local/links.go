@@ -350,7 +350,9 @@ func (h *handle) deleteLink(name string) error {
 	if err != nil || l == nil {
 		return err
 	}
-	if err := h.link.LinkDel(l); err != nil && !notFound(err) {
+	// ENODEV: the link went between finding and deleting it, as a veth
+	// does when the namespace of its peer is deleted.
+	if err := h.link.LinkDel(l); err != nil && !notFound(err) && !errors.Is(err, unix.ENODEV) {
 		return fmt.Errorf("%s: delete %s: %w", h.ns, name, err)
 	}
 	return nil

@@ -38,7 +38,7 @@ const (
 	killWait     = 5 * time.Second           // SIGKILL to giving up
 	pollEvery    = 10 * time.Millisecond     // how often waits look again
 	lockPoll     = 20 * time.Millisecond     // how often a waiting Start or Stop tries the lock
-	cgroupWait   = 5 * time.Second           // emptying and removing a cgroup
+	cgroupWait   = 20 * time.Second          // emptying and removing a cgroup (slow on a loaded host)
 	initArg0     = "holdfast-container-init" // what ps shows for an init
 )
 
