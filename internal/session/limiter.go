@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/holdfast/holdfast/internal/store"
 )
 
 // Defaults for the zero fields of LimiterConfig.
@@ -155,7 +157,7 @@ func (l *Limiter) Admit(ctx context.Context, account string, ip netip.Addr) erro
 		return &LimitError{Err: ErrThrottled, RetryAfter: wait}
 	}
 	var lockedUntil time.Time
-	err := inTx(ctx, l.db, func(tx *sql.Tx) error {
+	err := store.Tx(ctx, l.db, func(tx *sql.Tx) error {
 		// A write first, so that the transaction holds the write lock
 		// before it reads: no other connection can count an attempt
 		// between the read and the update below.

@@ -37,18 +37,3 @@ func randomID(n int) (string, error) {
 func ms(t time.Time) int64 { return t.UnixMilli() }
 
 func fromMS(v int64) time.Time { return time.UnixMilli(v).UTC() }
-
-// inTx runs f in a transaction on db, committing if f succeeds. It is
-// store.Tx, repeated so that this package does not import the state
-// store and everything that comes with it.
-func inTx(ctx context.Context, db *sql.DB, f func(*sql.Tx) error) error {
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := f(tx); err != nil {
-		_ = tx.Rollback() // the error that matters is f's
-		return err
-	}
-	return tx.Commit()
-}

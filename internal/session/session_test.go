@@ -33,8 +33,8 @@ func (c *clock) Advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// openDB opens path with the settings of store.OpenDB (which this package
-// does not import). conns > 1 lets transactions of different goroutines
+// openDB opens path with the settings of store.OpenDB but a chosen number
+// of connections: conns > 1 lets transactions of different goroutines
 // race inside SQLite rather than queue in database/sql.
 func openDB(t testing.TB, path string, conns int) *sql.DB {
 	t.Helper()
