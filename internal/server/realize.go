@@ -149,7 +149,7 @@ func (r *realizer) reconcile(ctx context.Context) error {
 	var mu sync.Mutex             // progress events come from the apply's workers
 	progress := func(e reconcile.Event) {
 		switch e.Status {
-		case "failed":
+		case "failed", "skipped":
 			mu.Lock()
 			failed[objectOf(e.Change.ID)] = errText(e.Err)
 			mu.Unlock()
@@ -173,9 +173,13 @@ func (r *realizer) reconcile(ctx context.Context) error {
 	if len(plan.Changes) > 0 {
 		s.log.Info("reconciling", "create", plan.Summary.Create, "update", plan.Summary.Update, "delete", plan.Summary.Delete)
 	}
-	if _, err := c.Apply(ctx, plan); err != nil {
-		r.finish(ctx, sn, c, nil, failed, err)
-		return err
+	// Steps that failed are in failed, each charged to its own object: an
+	// operator resource that will not converge does not fail the tenants'
+	// operations whose objects did.
+	_, applyErr := c.Apply(ctx, plan)
+	if applyErr != nil && ctx.Err() != nil {
+		r.finish(ctx, sn, c, nil, failed, applyErr)
+		return applyErr
 	}
 	st, err := c.Status(ctx)
 	if err != nil {
@@ -183,7 +187,7 @@ func (r *realizer) reconcile(ctx context.Context) error {
 		return err
 	}
 	r.finish(ctx, sn, c, st, failed, nil)
-	return nil
+	return applyErr
 }
 
 // objectOf maps a resource id to the spec object an operation names:

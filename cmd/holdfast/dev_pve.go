@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/holdfast/holdfast/internal/engine/proxmox/pveemu"
+)
+
+func newDevPVE() *cobra.Command {
+	var (
+		listen, token string
+		nodes         []string
+		faults        pveemu.Faults
+		seed          uint64
+		template      int
+	)
+	cmd := &cobra.Command{
+		Use:   "pve-emulator",
+		Short: "Serve an emulated Proxmox VE API (in memory, with optional faults) until interrupted",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if token == "" {
+				token = "root@pam!holdfast=" + rand.Text()
+			}
+			id, secret, ok := strings.Cut(token, "=")
+			if !ok || !strings.Contains(id, "!") || secret == "" {
+				return fmt.Errorf("--token %q: want USER@REALM!TOKENID=SECRET", token)
+			}
+			emu := pveemu.New(pveemu.Config{Tokens: map[string]string{id: secret}, Seed: seed, Faults: faults})
+			for _, n := range nodes {
+				if err := emu.AddNode(pveemu.Node{Name: n}); err != nil {
+					return fmt.Errorf("--nodes: %w", err)
+				}
+			}
+			if template > 0 && len(nodes) > 0 {
+				err := emu.AddTemplate(pveemu.Template{Node: nodes[0], VMID: template, Name: "debian-12-cloudinit", DiskGiB: 4})
+				if err != nil {
+					return fmt.Errorf("--template: %w", err)
+				}
+			}
+			ln, err := net.Listen("tcp", listen)
+			if err != nil {
+				return err
+			}
+			url := "http://" + ln.Addr().String() + pveemu.APIPrefix
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "Proxmox VE API emulator on %s (nodes %s", url, strings.Join(nodes, ", "))
+			if template > 0 && len(nodes) > 0 {
+				fmt.Fprintf(out, "; template %d on %s", template, nodes[0])
+			}
+			fmt.Fprintf(out, ")\ntoken: %s\n  curl -H 'Authorization: PVEAPIToken=%s' %s/version\n", token, token, url)
+
+			ctx, stop := interruptible()
+			defer stop()
+			srv := &http.Server{Handler: emu, ReadHeaderTimeout: 10 * time.Second}
+			go func() {
+				<-ctx.Done()
+				shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				_ = srv.Shutdown(shutdown)
+			}()
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&listen, "listen", "127.0.0.1:8006", "address to serve the API on (plain HTTP)")
+	f.StringSliceVar(&nodes, "nodes", []string{"pve1"}, "cluster node names")
+	f.StringVar(&token, "token", "", "API token USER@REALM!TOKENID=SECRET to accept (default: root@pam!holdfast with a random secret)")
+	f.IntVar(&template, "template", 9000, "VMID of a cloud-init template created on the first node (0: none)")
+	f.Float64Var(&faults.ErrorRate, "error-rate", 0, "share of requests answered with a 5xx (0-1)")
+	f.Float64Var(&faults.DropRate, "drop-rate", 0, "share of requests whose connection is dropped (0-1)")
+	f.Float64Var(&faults.StuckRate, "stuck-rate", 0, "share of tasks that never finish (0-1)")
+	f.DurationVar(&faults.Latency, "latency", 0, "latency added to every request")
+	f.Uint64Var(&seed, "seed", 1, "seed of the fault injection")
+	return cmd
+}

@@ -1,0 +1,462 @@
+// Package pveemu is an in-memory emulator of the Proxmox VE REST API
+// (api2/json), for proving the proxmox engine where no PVE cluster exists.
+//
+// It serves the subset of the API the engine uses with PVE's real paths,
+// parameter names, types and formats (taken from PVE's published API
+// schema, see schema.go), the {"data": ...} envelope, PVE's error shapes,
+// API-token authentication, UPID tasks that take real time, VM locks, and
+// injected faults: an error rate, added latency, stuck tasks and dropped
+// connections, all drawn from one seeded source so that a run is
+// repeatable.
+//
+// State is in memory and the Emulator is safe for concurrent use. Tasks
+// advance in real time: a task's effects (a clone's lock released, a VM
+// running) apply when its duration has passed, as seen by the next
+// request.
+package pveemu
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// APIPrefix is where PVE serves its JSON API.
+const APIPrefix = "/api2/json"
+
+// Task types, as they appear in UPIDs; the keys of Config.Durations.
+const (
+	TaskClone    = "qmclone"
+	TaskStart    = "qmstart"
+	TaskStop     = "qmstop"
+	TaskShutdown = "qmshutdown"
+	TaskReboot   = "qmreboot"
+	TaskDestroy  = "qmdestroy"
+	TaskResize   = "resize"
+	TaskConfig   = "qmconfig"
+)
+
+// DefaultDurations are how long tasks take unless Config.Durations says
+// otherwise: roughly what a small VM takes on a real cluster.
+var DefaultDurations = map[string]time.Duration{
+	TaskClone:    2 * time.Second,
+	TaskStart:    1 * time.Second,
+	TaskStop:     500 * time.Millisecond,
+	TaskShutdown: 2 * time.Second,
+	TaskReboot:   3 * time.Second,
+	TaskDestroy:  1 * time.Second,
+	TaskResize:   500 * time.Millisecond,
+	TaskConfig:   100 * time.Millisecond,
+}
+
+// Config configures an Emulator.
+type Config struct {
+	// Tokens maps API token IDs ("user@realm!tokenid") to their secrets.
+	Tokens map[string]string
+	// Seed makes fault injection and generated values (MACs, PIDs)
+	// repeatable.
+	Seed uint64
+	// Durations overrides DefaultDurations per task type.
+	Durations map[string]time.Duration
+	// Faults to inject from the start; SetFaults changes them later.
+	Faults Faults
+}
+
+// Faults are the failures the emulator injects. Rates are probabilities
+// from 0 to 1. Injected errors and drops happen before a request is
+// handled, so a failed request has had no effect.
+type Faults struct {
+	ErrorRate float64       // requests answered with a 5xx instead ("got timeout", proxy errors)
+	DropRate  float64       // requests whose connection is closed without an answer
+	Latency   time.Duration // added to every request
+	StuckRate float64       // new tasks that never finish (their VM stays locked)
+}
+
+// Stats counts what the emulator did, so tests can show that faults were
+// really injected.
+type Stats struct {
+	Requests       int // authenticated or not
+	InjectedErrors int
+	Dropped        int
+	StuckTasks     int
+	Tasks          int
+}
+
+// Emulator is an emulated PVE cluster; it is an http.Handler serving the
+// API under APIPrefix.
+type Emulator struct {
+	mux       *http.ServeMux
+	tokens    map[string]string
+	durations map[string]time.Duration
+
+	mu     sync.Mutex
+	rng    *rand.Rand
+	faults Faults
+	stats  Stats
+	nodes  map[string]*node
+	vms    map[int]*vm
+	tasks  map[string]*task
+	// running holds unfinished tasks; advance finishes those whose time
+	// has come, in order of their end.
+	running []*task
+	pid     uint32
+}
+
+var _ http.Handler = (*Emulator)(nil)
+
+type node struct {
+	name   string
+	maxCPU int
+	maxMem int64 // bytes
+	born   time.Time
+}
+
+// Node describes a cluster node to add.
+type Node struct {
+	Name   string
+	MaxCPU int   // default 16
+	MaxMem int64 // bytes, default 64 GiB
+}
+
+// New returns an emulator with no nodes or VMs; add them with AddNode and
+// AddTemplate.
+func New(cfg Config) *Emulator {
+	e := &Emulator{
+		tokens:    map[string]string{},
+		durations: map[string]time.Duration{},
+		rng:       rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
+		faults:    cfg.Faults,
+		nodes:     map[string]*node{},
+		vms:       map[int]*vm{},
+		tasks:     map[string]*task{},
+	}
+	for k, v := range cfg.Tokens {
+		e.tokens[k] = v
+	}
+	for k, v := range DefaultDurations {
+		e.durations[k] = v
+	}
+	for k, v := range cfg.Durations {
+		e.durations[k] = v
+	}
+	e.pid = 0x1000 + uint32(e.rng.IntN(0x10000))
+	e.mux = http.NewServeMux()
+	for _, r := range routes {
+		e.mux.HandleFunc(r.method+" "+APIPrefix+r.path, e.serve(r))
+	}
+	e.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, &apiError{status: http.StatusNotImplemented,
+			msg: fmt.Sprintf("Method '%s %s' not implemented", r.Method, r.URL.Path)})
+	})
+	return e
+}
+
+// AddNode adds a cluster node.
+func (e *Emulator) AddNode(n Node) error {
+	if !nodeRe.MatchString(n.Name) {
+		return fmt.Errorf("node name %q is not a valid PVE node name", n.Name)
+	}
+	if n.MaxCPU == 0 {
+		n.MaxCPU = 16
+	}
+	if n.MaxMem == 0 {
+		n.MaxMem = 64 << 30
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, dup := e.nodes[n.Name]; dup {
+		return fmt.Errorf("node %q exists", n.Name)
+	}
+	e.nodes[n.Name] = &node{name: n.Name, maxCPU: n.MaxCPU, maxMem: n.MaxMem, born: time.Now()}
+	return nil
+}
+
+// SetFaults replaces the faults injected from now on.
+func (e *Emulator) SetFaults(f Faults) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.faults = f
+}
+
+// Stats reports the counts so far.
+func (e *Emulator) Stats() Stats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.stats
+}
+
+// route is one endpoint: its method, path under APIPrefix, the parameters
+// the schema allows, and the handler, which runs with e.mu held.
+type route struct {
+	method, path string
+	params       []param
+	handle       func(e *Emulator, c *call) (any, error)
+}
+
+// routes is the API surface the emulator serves.
+var routes = []route{
+	{"GET", "/version", nil, (*Emulator).getVersion},
+	{"GET", "/nodes", nil, (*Emulator).getNodes},
+	{"GET", "/cluster/resources", paramsResources, (*Emulator).getResources},
+	{"GET", "/cluster/nextid", paramsNextID, (*Emulator).getNextID},
+	{"GET", "/nodes/{node}/tasks/{upid}/status", paramsTask, (*Emulator).getTaskStatus},
+	{"POST", "/nodes/{node}/qemu/{vmid}/clone", paramsClone, (*Emulator).postClone},
+	{"GET", "/nodes/{node}/qemu/{vmid}/config", paramsConfigGet, (*Emulator).getConfig},
+	{"POST", "/nodes/{node}/qemu/{vmid}/config", paramsConfigPost, (*Emulator).postConfig},
+	{"PUT", "/nodes/{node}/qemu/{vmid}/config", paramsConfigSet, (*Emulator).putConfig},
+	{"PUT", "/nodes/{node}/qemu/{vmid}/resize", paramsResize, (*Emulator).putResize},
+	{"GET", "/nodes/{node}/qemu/{vmid}/status/current", paramsVM, (*Emulator).getStatus},
+	{"POST", "/nodes/{node}/qemu/{vmid}/status/start", paramsStart, powerHandler(TaskStart)},
+	{"POST", "/nodes/{node}/qemu/{vmid}/status/stop", paramsStop, powerHandler(TaskStop)},
+	{"POST", "/nodes/{node}/qemu/{vmid}/status/shutdown", paramsShutdown, powerHandler(TaskShutdown)},
+	{"POST", "/nodes/{node}/qemu/{vmid}/status/reboot", paramsReboot, powerHandler(TaskReboot)},
+	{"DELETE", "/nodes/{node}/qemu/{vmid}", paramsDestroy, (*Emulator).deleteVM},
+}
+
+// call is one request as a handler sees it.
+type call struct {
+	user   string            // the token ID the request authenticated as
+	values map[string]string // path, query and form parameters
+	now    time.Time
+}
+
+// apiError is an answer other than 200: PVE puts the message in the status
+// line and, for the json format, in "message"; parameter errors go in
+// "errors".
+type apiError struct {
+	status int
+	msg    string
+	errors map[string]string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+// fail is PVE's die: an HTTP 500 whose message ends in a newline.
+func fail(format string, args ...any) error {
+	return &apiError{status: http.StatusInternalServerError, msg: fmt.Sprintf(format, args...) + "\n"}
+}
+
+// paramError is PVE's raise_param_exc.
+func paramError(errs map[string]string) error {
+	return &apiError{status: http.StatusBadRequest, msg: "Parameter verification failed.\n", errors: errs}
+}
+
+func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	e.mux.ServeHTTP(w, r)
+}
+
+func (e *Emulator) serve(rt route) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		e.mu.Lock()
+		e.stats.Requests++
+		f := e.faults
+		drop := f.DropRate > 0 && e.rng.Float64() < f.DropRate
+		injected := !drop && f.ErrorRate > 0 && e.rng.Float64() < f.ErrorRate
+		kind := e.rng.IntN(2)
+		if drop {
+			e.stats.Dropped++
+		}
+		if injected {
+			e.stats.InjectedErrors++
+		}
+		e.mu.Unlock()
+
+		if f.Latency > 0 {
+			t := time.NewTimer(f.Latency)
+			select {
+			case <-t.C:
+			case <-r.Context().Done():
+				t.Stop()
+				return
+			}
+		}
+		if drop {
+			dropConnection(w)
+			return
+		}
+		if injected {
+			// The two ways a busy PVE answers: a cluster filesystem lock
+			// that timed out, and pveproxy failing to reach the node.
+			if kind == 0 {
+				writeError(w, &apiError{status: http.StatusInternalServerError, msg: "got timeout\n"})
+			} else {
+				writeError(w, &apiError{status: 595, msg: "Connection timed out"})
+			}
+			return
+		}
+		user, err := e.authenticate(r)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		if err := r.ParseForm(); err != nil {
+			writeError(w, &apiError{status: http.StatusBadRequest, msg: "unable to parse request: " + err.Error()})
+			return
+		}
+		values := map[string]string{}
+		for k, v := range r.Form {
+			values[k] = v[len(v)-1]
+		}
+		for _, name := range []string{"node", "vmid", "upid"} {
+			if v := r.PathValue(name); v != "" {
+				values[name] = v
+			}
+		}
+		if errs := validate(rt.params, values); errs != nil {
+			writeError(w, paramError(errs))
+			return
+		}
+		c := &call{user: user, values: values, now: time.Now()}
+		e.mu.Lock()
+		e.advance(c.now)
+		data, err := rt.handle(e, c)
+		e.mu.Unlock()
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"data": data})
+	}
+}
+
+// authenticate checks "Authorization: PVEAPIToken=USER@REALM!TOKENID=SECRET"
+// and returns the token ID.
+func (e *Emulator) authenticate(r *http.Request) (string, error) {
+	h := r.Header.Get("Authorization")
+	rest, ok := strings.CutPrefix(h, "PVEAPIToken=")
+	if !ok {
+		return "", &apiError{status: http.StatusUnauthorized, msg: "No ticket\n"}
+	}
+	id, secret, ok := strings.Cut(rest, "=")
+	if !ok {
+		return "", &apiError{status: http.StatusUnauthorized, msg: "invalid token value!\n"}
+	}
+	want, known := e.tokens[id]
+	if !known {
+		return "", &apiError{status: http.StatusUnauthorized, msg: fmt.Sprintf("no such token '%s'\n", id)}
+	}
+	if secret != want {
+		return "", &apiError{status: http.StatusUnauthorized, msg: "invalid token value!\n"}
+	}
+	return id, nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	var ae *apiError
+	if !errors.As(err, &ae) {
+		ae = &apiError{status: http.StatusInternalServerError, msg: err.Error() + "\n"}
+	}
+	body := map[string]any{"data": nil, "message": ae.msg}
+	if len(ae.errors) > 0 {
+		body["errors"] = ae.errors
+	}
+	writeJSON(w, ae.status, body)
+}
+
+// dropConnection closes the client's connection without an answer, as a
+// proxy or node going away mid-request does.
+func dropConnection(w http.ResponseWriter) {
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		// HTTP/2 cannot be hijacked; abort the stream instead.
+		panic(http.ErrAbortHandler)
+	}
+	_ = conn.Close()
+}
+
+func (e *Emulator) getVersion(*call) (any, error) {
+	return map[string]any{"version": "9.1.3", "release": "9.1", "repoid": "e5010dc1a3c4b2f0"}, nil
+}
+
+func (e *Emulator) getNodes(c *call) (any, error) {
+	out := []map[string]any{}
+	for _, name := range e.nodeNames() {
+		n := e.nodes[name]
+		var used int64
+		for _, v := range e.vms {
+			if v.node == name && v.running {
+				used += int64(v.memoryMiB()) << 20
+			}
+		}
+		out = append(out, map[string]any{
+			"node": name, "status": "online", "type": "node", "id": "node/" + name,
+			"cpu": 0.02, "maxcpu": n.maxCPU, "mem": used + 2<<30, "maxmem": n.maxMem,
+			"uptime": int64(c.now.Sub(n.born).Seconds()) + 86400, "level": "",
+		})
+	}
+	return out, nil
+}
+
+func (e *Emulator) nodeNames() []string {
+	names := make([]string, 0, len(e.nodes))
+	for n := range e.nodes {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+func (e *Emulator) checkNode(name string) error {
+	if _, ok := e.nodes[name]; !ok {
+		return fail("no such cluster node '%s'", name)
+	}
+	return nil
+}
+
+func (e *Emulator) getResources(c *call) (any, error) {
+	typ := c.values["type"]
+	out := []map[string]any{}
+	if typ == "" || typ == "node" {
+		for _, name := range e.nodeNames() {
+			n := e.nodes[name]
+			out = append(out, map[string]any{"id": "node/" + name, "type": "node", "node": name,
+				"status": "online", "maxcpu": n.maxCPU, "maxmem": n.maxMem})
+		}
+	}
+	if typ == "" || typ == "vm" {
+		for _, id := range e.vmids() {
+			out = append(out, e.vms[id].resource(c.now))
+		}
+	}
+	return out, nil
+}
+
+func (e *Emulator) vmids() []int {
+	ids := make([]int, 0, len(e.vms))
+	for id := range e.vms {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// getNextID answers the lowest free VMID from 100 up. Like PVE it reserves
+// nothing: two callers asking at once get the same answer.
+func (e *Emulator) getNextID(c *call) (any, error) {
+	if s, ok := c.values["vmid"]; ok {
+		id, _ := strconv.Atoi(s)
+		if _, taken := e.vms[id]; taken {
+			return nil, paramError(map[string]string{"vmid": fmt.Sprintf("VM %d already exists", id)})
+		}
+		return strconv.Itoa(id), nil
+	}
+	for id := 100; ; id++ {
+		if _, taken := e.vms[id]; !taken {
+			// PVE answers the number as a JSON string.
+			return strconv.Itoa(id), nil
+		}
+	}
+}

@@ -1,0 +1,597 @@
+package pveemu
+
+import (
+	"crypto/sha1"
+	"encoding/hex"
+	"fmt"
+	"maps"
+	"math"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// vm is a QEMU guest. conf holds its configuration file's keys as PVE
+// writes them (lock and template included), which is what the digest is
+// taken over.
+type vm struct {
+	vmid    int
+	node    string
+	pool    string
+	conf    map[string]string
+	running bool
+	started time.Time
+	busy    *task // the task holding the config lock file, if any
+}
+
+// Template describes a template VM to add, like one made with
+// `qm template` from a cloud image.
+type Template struct {
+	Node      string
+	VMID      int
+	Name      string
+	Cores     int    // default 1
+	MemoryMiB int    // default 512
+	DiskGiB   int    // default 4
+	Storage   string // default local-lvm
+}
+
+// AddTemplate adds a template VM with a cloud-init drive, a SCSI disk and
+// one virtio NIC on vmbr0.
+func (e *Emulator) AddTemplate(t Template) error {
+	if t.Cores == 0 {
+		t.Cores = 1
+	}
+	if t.MemoryMiB == 0 {
+		t.MemoryMiB = 512
+	}
+	if t.DiskGiB == 0 {
+		t.DiskGiB = 4
+	}
+	if t.Storage == "" {
+		t.Storage = "local-lvm"
+	}
+	if t.VMID < 100 || t.VMID > 999999999 {
+		return fmt.Errorf("template VMID %d is outside 100-999999999", t.VMID)
+	}
+	if !dnsNameRe.MatchString(t.Name) {
+		return fmt.Errorf("template name %q is not a DNS name", t.Name)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.nodes[t.Node]; !ok {
+		return fmt.Errorf("no node %q", t.Node)
+	}
+	if _, dup := e.vms[t.VMID]; dup {
+		return fmt.Errorf("VMID %d exists", t.VMID)
+	}
+	e.vms[t.VMID] = &vm{vmid: t.VMID, node: t.Node, conf: map[string]string{
+		"name":     t.Name,
+		"template": "1",
+		"cores":    strconv.Itoa(t.Cores),
+		"memory":   strconv.Itoa(t.MemoryMiB),
+		"scsihw":   "virtio-scsi-single",
+		"scsi0":    fmt.Sprintf("%s:base-%d-disk-0,size=%dG", t.Storage, t.VMID, t.DiskGiB),
+		"ide2":     fmt.Sprintf("%s:vm-%d-cloudinit,media=cdrom", t.Storage, t.VMID),
+		"net0":     "virtio=" + e.newMAC() + ",bridge=vmbr0",
+		"boot":     "order=scsi0",
+		"ostype":   "l26",
+		"agent":    "1",
+		"serial0":  "socket",
+		"vga":      "serial0",
+	}}
+	return nil
+}
+
+// newMAC makes a MAC in Proxmox's own OUI (BC:24:11), as PVE does for new
+// NICs.
+func (e *Emulator) newMAC() string {
+	return fmt.Sprintf("BC:24:11:%02X:%02X:%02X", e.rng.IntN(256), e.rng.IntN(256), e.rng.IntN(256))
+}
+
+func (v *vm) memoryMiB() int {
+	if n, err := parseMemory(v.conf["memory"]); err == nil {
+		return n
+	}
+	return 512 // the schema's default
+}
+
+func (v *vm) cpus() int {
+	cores, sockets := 1, 1 // the schema's defaults
+	if n, err := strconv.Atoi(v.conf["cores"]); err == nil {
+		cores = n
+	}
+	if n, err := strconv.Atoi(v.conf["sockets"]); err == nil {
+		sockets = n
+	}
+	return cores * sockets
+}
+
+var diskKeyRe = regexp.MustCompile(`^(ide|sata|scsi|virtio)\d+$`)
+
+// rootDiskSize is the size of the boot disk (the first non-CD drive).
+func (v *vm) rootDiskSize() int64 {
+	keys := slices.Sorted(maps.Keys(v.conf))
+	for _, k := range keys {
+		if diskKeyRe.MatchString(k) && !strings.Contains(v.conf[k], "media=cdrom") {
+			return diskSize(v.conf[k])
+		}
+	}
+	return 0
+}
+
+func diskSize(drive string) int64 {
+	for _, opt := range strings.Split(drive, ",")[1:] {
+		if s, ok := strings.CutPrefix(opt, "size="); ok {
+			n, _ := parseSize(s)
+			return n
+		}
+	}
+	return 0
+}
+
+// digest is the SHA1 of the config file, as PVE reports it.
+func (v *vm) digest() string {
+	var b strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(v.conf)) {
+		fmt.Fprintf(&b, "%s: %s\n", k, v.conf[k])
+	}
+	sum := sha1.Sum([]byte(b.String()))
+	return hex.EncodeToString(sum[:])
+}
+
+func (v *vm) status() string {
+	if v.running {
+		return "running"
+	}
+	return "stopped"
+}
+
+func (v *vm) uptime(now time.Time) int64 {
+	if !v.running {
+		return 0
+	}
+	return int64(now.Sub(v.started).Seconds())
+}
+
+func (v *vm) resource(now time.Time) map[string]any {
+	r := map[string]any{
+		"id": fmt.Sprintf("qemu/%d", v.vmid), "type": "qemu", "vmid": v.vmid, "node": v.node,
+		"status": v.status(), "template": boolInt(v.conf["template"] == "1"),
+		"maxcpu": v.cpus(), "maxmem": int64(v.memoryMiB()) << 20, "maxdisk": v.rootDiskSize(),
+		"mem": 0, "cpu": 0, "disk": 0, "uptime": v.uptime(now),
+	}
+	if v.running {
+		r["mem"] = int64(v.memoryMiB()) << 19 // half in use
+	}
+	if n := v.conf["name"]; n != "" {
+		r["name"] = n
+	}
+	if l := v.conf["lock"]; l != "" {
+		r["lock"] = l
+	}
+	if v.pool != "" {
+		r["pool"] = v.pool
+	}
+	if t := v.conf["tags"]; t != "" {
+		r["tags"] = t
+	}
+	return r
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// lookupVM finds the VM the path names, failing as PVE does when its
+// config file is not on that node.
+func (e *Emulator) lookupVM(c *call) (*vm, error) {
+	node := c.values["node"]
+	if err := e.checkNode(node); err != nil {
+		return nil, err
+	}
+	id, _ := strconv.Atoi(c.values["vmid"])
+	v, ok := e.vms[id]
+	if !ok || v.node != node {
+		return nil, fail("Configuration file 'nodes/%s/qemu-server/%d.conf' does not exist", node, id)
+	}
+	return v, nil
+}
+
+// lockFile fails when a task holds the VM's config lock file: PVE waits
+// ten seconds for it, then gives up with this message.
+func (v *vm) lockFile() error {
+	if v.busy != nil {
+		return fail("can't lock file '/var/lock/qemu-server/lock-%d.conf' - got timeout", v.vmid)
+	}
+	return nil
+}
+
+// checkLock is PVE's check_lock.
+func (v *vm) checkLock() error {
+	if l := v.conf["lock"]; l != "" {
+		return fail("VM is locked (%s)", l)
+	}
+	return nil
+}
+
+// refuseSkiplock: only root@pam may skip locks, and API tokens are never
+// root@pam.
+func refuseSkiplock(c *call) error {
+	if on, _ := parseBool(c.values["skiplock"]); on {
+		return paramError(map[string]string{"skiplock": "Only root may use this option."})
+	}
+	return nil
+}
+
+func (e *Emulator) checkDigest(v *vm, c *call) error {
+	if d := c.values["digest"]; d != "" && d != v.digest() {
+		return fail("checksum missmatch (file change by other user?)")
+	}
+	return nil
+}
+
+func (e *Emulator) postClone(c *call) (any, error) {
+	src, err := e.lookupVM(c)
+	if err != nil {
+		return nil, err
+	}
+	newid, _ := strconv.Atoi(c.values["newid"])
+	if _, exists := e.vms[newid]; exists {
+		return nil, fail("unable to create VM %d: config file already exists", newid)
+	}
+	target := src.node
+	if t := c.values["target"]; t != "" {
+		if err := e.checkNode(t); err != nil {
+			return nil, err
+		}
+		target = t
+	}
+	if err := src.lockFile(); err != nil {
+		return nil, err
+	}
+	if err := src.checkLock(); err != nil {
+		return nil, err
+	}
+	isTemplate := src.conf["template"] == "1"
+	full := !isTemplate // a normal VM is always copied in full
+	if s, ok := c.values["full"]; ok && isTemplate {
+		full, _ = parseBool(s)
+	}
+	name := c.values["name"]
+	if name == "" {
+		name = "Copy-of-VM-" + src.conf["name"]
+	}
+	// PVE reserves the VMID with a config holding only the lock, and
+	// writes the copy when the disks are done.
+	dst := &vm{vmid: newid, node: target, pool: c.values["pool"], conf: map[string]string{"lock": "clone"}}
+	e.vms[newid] = dst
+	conf := maps.Clone(src.conf)
+	delete(conf, "template")
+	delete(conf, "lock")
+	conf["name"] = name
+	if d, ok := c.values["description"]; ok {
+		conf["description"] = d
+	}
+	storage := c.values["storage"]
+	for k, val := range conf {
+		switch {
+		case strings.HasPrefix(k, "net"):
+			if d, err := parseNet(val); err == nil {
+				d.mac = e.newMAC()
+				conf[k] = d.String()
+			}
+		case diskKeyRe.MatchString(k) || k == "efidisk0" || k == "tpmstate0":
+			conf[k] = cloneDrive(val, newid, full, storage)
+		}
+	}
+	upid := e.startTask(c, src.node, TaskClone, strconv.Itoa(src.vmid), nil, func(time.Time) error {
+		dst.conf = conf
+		return nil
+	})
+	return upid, nil
+}
+
+// cloneDrive names a clone's copy of a drive: a full copy gets its own
+// volume, a linked clone a volume on top of the template's base.
+func cloneDrive(drive string, newid int, full bool, storage string) string {
+	vol, opts, _ := strings.Cut(drive, ",")
+	store, volname, ok := strings.Cut(vol, ":")
+	if !ok {
+		return drive
+	}
+	if storage != "" && full {
+		store = storage
+	}
+	var nv string
+	switch {
+	case strings.Contains(volname, "cloudinit"):
+		nv = fmt.Sprintf("vm-%d-cloudinit", newid)
+	default:
+		idx := volname[strings.LastIndex(volname, "-")+1:]
+		nv = fmt.Sprintf("vm-%d-disk-%s", newid, idx)
+		if !full {
+			nv = volname + "/" + nv
+		}
+	}
+	if opts == "" {
+		return store + ":" + nv
+	}
+	return store + ":" + nv + "," + opts
+}
+
+func (e *Emulator) getConfig(c *call) (any, error) {
+	v, err := e.lookupVM(c)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]any{"digest": v.digest()}
+	for k, val := range v.conf {
+		switch k {
+		case "cores", "sockets", "template", "onboot":
+			n, _ := strconv.Atoi(val)
+			out[k] = n
+		case "cipassword":
+			out[k] = "**********"
+		default:
+			out[k] = val
+		}
+	}
+	return out, nil
+}
+
+// configMeta are the config endpoints' parameters that are not options.
+var configMeta = map[string]bool{"node": true, "vmid": true, "digest": true, "delete": true,
+	"revert": true, "skiplock": true, "background_delay": true}
+
+// updateConfig is PVE's update_vm_api, without pending changes: options
+// are applied at once.
+func (e *Emulator) updateConfig(c *call) (*vm, error) {
+	v, err := e.lookupVM(c)
+	if err != nil {
+		return nil, err
+	}
+	if err := refuseSkiplock(c); err != nil {
+		return nil, err
+	}
+	set := map[string]string{}
+	for k, val := range c.values {
+		if !configMeta[k] {
+			set[k] = val
+		}
+	}
+	del := splitList(c.values["delete"])
+	if len(set) == 0 && len(del) == 0 && c.values["revert"] == "" {
+		return nil, fail("no options specified")
+	}
+	for _, k := range del {
+		if _, ok := set[k]; ok {
+			return nil, fail("you can't use '-%s' and '-delete %s' at the same time", k, k)
+		}
+	}
+	if err := v.lockFile(); err != nil {
+		return nil, err
+	}
+	if err := e.checkDigest(v, c); err != nil {
+		return nil, err
+	}
+	if err := v.checkLock(); err != nil {
+		return nil, err
+	}
+	for _, k := range del {
+		delete(v.conf, k)
+	}
+	for k, val := range set {
+		switch {
+		case strings.HasPrefix(k, "net"):
+			d, _ := parseNet(val) // validated already
+			if d.mac == "" {
+				d.mac = e.newMAC()
+			}
+			val = d.String()
+		case k == "memory":
+			n, _ := parseMemory(val)
+			val = strconv.Itoa(n)
+		}
+		v.conf[k] = val
+	}
+	return v, nil
+}
+
+func (e *Emulator) putConfig(c *call) (any, error) {
+	if _, err := e.updateConfig(c); err != nil {
+		return nil, err
+	}
+	return nil, nil
+}
+
+// postConfig is the asynchronous variant: it answers a qmconfig task.
+func (e *Emulator) postConfig(c *call) (any, error) {
+	v, err := e.updateConfig(c)
+	if err != nil {
+		return nil, err
+	}
+	return e.startTask(c, v.node, TaskConfig, strconv.Itoa(v.vmid), v, func(time.Time) error { return nil }), nil
+}
+
+func (e *Emulator) putResize(c *call) (any, error) {
+	v, err := e.lookupVM(c)
+	if err != nil {
+		return nil, err
+	}
+	if err := refuseSkiplock(c); err != nil {
+		return nil, err
+	}
+	if err := v.lockFile(); err != nil {
+		return nil, err
+	}
+	if err := e.checkDigest(v, c); err != nil {
+		return nil, err
+	}
+	if err := v.checkLock(); err != nil {
+		return nil, err
+	}
+	disk := c.values["disk"]
+	drive, ok := v.conf[disk]
+	if !ok || strings.Contains(drive, "media=cdrom") {
+		return nil, fail("disk '%s' does not exist", disk)
+	}
+	size := c.values["size"]
+	cur := diskSize(drive)
+	add, rel := strings.CutPrefix(size, "+")
+	n, err := parseSize(add)
+	if err != nil {
+		return nil, paramError(map[string]string{"size": err.Error()})
+	}
+	want := n
+	if rel {
+		want = cur + n
+	}
+	if want < cur {
+		return nil, fail("shrinking disks is not supported")
+	}
+	return e.startTask(c, v.node, TaskResize, strconv.Itoa(v.vmid), v, func(time.Time) error {
+		v.conf[disk] = setDriveSize(v.conf[disk], want)
+		return nil
+	}), nil
+}
+
+func setDriveSize(drive string, size int64) string {
+	parts := strings.Split(drive, ",")
+	for i, p := range parts {
+		if strings.HasPrefix(p, "size=") {
+			parts[i] = "size=" + formatSize(size)
+			return strings.Join(parts, ",")
+		}
+	}
+	return drive + ",size=" + formatSize(size)
+}
+
+var sizeUnits = []struct {
+	suffix string
+	shift  uint
+}{{"T", 40}, {"G", 30}, {"M", 20}, {"K", 10}}
+
+// parseSize parses the schema's size pattern \d+(\.\d+)?[KMGT]? (bytes
+// without a unit).
+func parseSize(s string) (int64, error) {
+	var shift uint
+	for _, u := range sizeUnits {
+		if rest, ok := strings.CutSuffix(s, u.suffix); ok {
+			s, shift = rest, u.shift
+			break
+		}
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f < 0 {
+		return 0, fmt.Errorf("invalid size '%s'", s)
+	}
+	return int64(math.Round(f * float64(int64(1)<<shift))), nil
+}
+
+// formatSize writes a size in the largest unit that divides it, as PVE
+// does in drive strings.
+func formatSize(n int64) string {
+	for _, u := range sizeUnits {
+		if n%(int64(1)<<u.shift) == 0 && n != 0 {
+			return strconv.FormatInt(n>>u.shift, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+func (e *Emulator) getStatus(c *call) (any, error) {
+	v, err := e.lookupVM(c)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]any{
+		"vmid": v.vmid, "status": v.status(), "qmpstatus": v.status(),
+		"cpus": v.cpus(), "maxmem": int64(v.memoryMiB()) << 20, "maxdisk": v.rootDiskSize(),
+		"uptime": v.uptime(c.now), "ha": map[string]any{"managed": 0},
+	}
+	if n := v.conf["name"]; n != "" {
+		out["name"] = n
+	}
+	if l := v.conf["lock"]; l != "" {
+		out["lock"] = l
+	}
+	if v.conf["template"] == "1" {
+		out["template"] = 1
+	}
+	if v.running {
+		out["pid"] = 10000 + v.vmid%50000
+	}
+	return out, nil
+}
+
+// powerHandler returns the handler of one of status/start, stop, shutdown
+// and reboot.
+func powerHandler(typ string) func(e *Emulator, c *call) (any, error) {
+	return func(e *Emulator, c *call) (any, error) {
+		v, err := e.lookupVM(c)
+		if err != nil {
+			return nil, err
+		}
+		if err := refuseSkiplock(c); err != nil {
+			return nil, err
+		}
+		if typ == TaskStart && v.conf["template"] == "1" {
+			return nil, fail("you can't start a vm if it's a template")
+		}
+		if typ == TaskReboot && !v.running {
+			return nil, fail("VM %d not running", v.vmid)
+		}
+		if err := v.lockFile(); err != nil {
+			return nil, err
+		}
+		if err := v.checkLock(); err != nil {
+			return nil, err
+		}
+		finish := func(now time.Time) error {
+			switch typ {
+			case TaskStart:
+				if v.running {
+					return fmt.Errorf("VM %d already running", v.vmid)
+				}
+				v.running, v.started = true, now
+			case TaskStop, TaskShutdown:
+				v.running = false
+			case TaskReboot:
+				v.started = now
+			}
+			return nil
+		}
+		return e.startTask(c, v.node, typ, strconv.Itoa(v.vmid), v, finish), nil
+	}
+}
+
+func (e *Emulator) deleteVM(c *call) (any, error) {
+	v, err := e.lookupVM(c)
+	if err != nil {
+		return nil, err
+	}
+	if err := refuseSkiplock(c); err != nil {
+		return nil, err
+	}
+	if err := v.lockFile(); err != nil {
+		return nil, err
+	}
+	if err := v.checkLock(); err != nil {
+		return nil, err
+	}
+	if v.running {
+		return nil, fail("VM %d is running - destroy failed", v.vmid)
+	}
+	return e.startTask(c, v.node, TaskDestroy, strconv.Itoa(v.vmid), v, func(time.Time) error {
+		if e.vms[v.vmid] == v {
+			delete(e.vms, v.vmid)
+		}
+		return nil
+	}), nil
+}
