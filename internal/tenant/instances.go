@@ -32,7 +32,7 @@ func SpecName(tenant, instance string) string { return tenant + "--" + instance 
 const instanceCols = `i.tenant_id, te.name, i.name, i.project, i.flavor, i.template, i.image, i.network, i.ssh_keys, i.power, i.status,
 	i.cpus, i.memory_mib, i.disk_gib, i.reboot, i.rebuild, i.vmid, i.ip, i.fqdn, i.node, i.spec_name, i.error, i.created_at, i.updated_at, i.version`
 
-func scanInstance(sc interface{ Scan(...any) error }) (InstanceRecord, error) {
+func scanInstance(sc scanner) (InstanceRecord, error) {
 	var r InstanceRecord
 	var keys, created, updated string
 	err := sc.Scan(&r.TenantID, &r.Tenant, &r.Name, &r.Project, &r.Flavor, &r.Template, &r.Image, &r.Network, &keys, &r.Power, &r.Status,
@@ -102,19 +102,7 @@ func (t *Tx) AllInstances() ([]InstanceRecord, error) {
 
 func (t *Tx) instances(where string, args ...any) ([]InstanceRecord, error) {
 	rows, err := t.query(`SELECT `+instanceCols+` FROM instances i JOIN tenants te ON te.id = i.tenant_id WHERE `+where, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []InstanceRecord
-	for rows.Next() {
-		r, err := scanInstance(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	return collect(rows, err, scanInstance)
 }
 
 // UpdateInstance changes an instance through f if its version is still

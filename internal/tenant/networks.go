@@ -47,7 +47,7 @@ type NetworkRecord struct {
 
 const networkCols = `n.tenant_id, te.name, n.name, n.slot, n.zone, n.cidr, n.gateway, n.vlan, n.status, n.created_at, n.version`
 
-func scanNetwork(sc interface{ Scan(...any) error }) (NetworkRecord, error) {
+func scanNetwork(sc scanner) (NetworkRecord, error) {
 	var r NetworkRecord
 	var created string
 	err := sc.Scan(&r.TenantID, &r.Tenant, &r.Name, &r.Slot, &r.Zone, &r.CIDR, &r.Gateway, &r.VLAN, &r.Status, &created, &r.Version)
@@ -103,19 +103,7 @@ func (t *Tx) AllNetworks() ([]NetworkRecord, error) {
 
 func (t *Tx) networks(where string, args ...any) ([]NetworkRecord, error) {
 	rows, err := t.query(`SELECT `+networkCols+` FROM networks n JOIN tenants te ON te.id = n.tenant_id WHERE `+where, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []NetworkRecord
-	for rows.Next() {
-		r, err := scanNetwork(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	return collect(rows, err, scanNetwork)
 }
 
 // SetNetworkStatus records what the reconciler made of a network.

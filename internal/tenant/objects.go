@@ -18,31 +18,22 @@ func (t *Tx) CreateProject(tenantID int64, p api.ProjectCreate) (api.Project, er
 
 // Project reads one of a tenant's projects.
 func (t *Tx) Project(tenantID int64, name string) (api.Project, error) {
-	var p api.Project
-	var created string
-	err := t.row(`SELECT name, description, created_at FROM projects WHERE tenant_id = ? AND name = ?`, tenantID, name).Scan(&p.Name, &p.Description, &created)
-	p.CreatedAt = parseTime(created)
+	p, err := scanProject(t.row(`SELECT name, description, created_at FROM projects WHERE tenant_id = ? AND name = ?`, tenantID, name))
 	return p, notFound(err)
 }
 
 // Projects lists a tenant's projects.
 func (t *Tx) Projects(tenantID int64, after string, limit int) ([]api.Project, error) {
 	rows, err := t.query(`SELECT name, description, created_at FROM projects WHERE tenant_id = ? AND name > ? ORDER BY name LIMIT ?`, tenantID, after, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []api.Project
-	for rows.Next() {
-		var p api.Project
-		var created string
-		if err := rows.Scan(&p.Name, &p.Description, &created); err != nil {
-			return nil, err
-		}
-		p.CreatedAt = parseTime(created)
-		out = append(out, p)
-	}
-	return out, rows.Err()
+	return collect(rows, err, scanProject)
+}
+
+func scanProject(sc scanner) (api.Project, error) {
+	var p api.Project
+	var created string
+	err := sc.Scan(&p.Name, &p.Description, &created)
+	p.CreatedAt = parseTime(created)
+	return p, err
 }
 
 // DeleteProject deletes a project without instances.
@@ -69,31 +60,22 @@ func (t *Tx) CreateSSHKey(tenantID int64, k api.SSHKey) (api.SSHKey, error) {
 
 // SSHKey reads one of a tenant's keys.
 func (t *Tx) SSHKey(tenantID int64, name string) (api.SSHKey, error) {
-	var k api.SSHKey
-	var created string
-	err := t.row(`SELECT name, public_key, fingerprint, created_at FROM sshkeys WHERE tenant_id = ? AND name = ?`, tenantID, name).Scan(&k.Name, &k.PublicKey, &k.Fingerprint, &created)
-	k.CreatedAt = parseTime(created)
+	k, err := scanSSHKey(t.row(`SELECT name, public_key, fingerprint, created_at FROM sshkeys WHERE tenant_id = ? AND name = ?`, tenantID, name))
 	return k, notFound(err)
 }
 
 // SSHKeys lists a tenant's keys.
 func (t *Tx) SSHKeys(tenantID int64, after string, limit int) ([]api.SSHKey, error) {
 	rows, err := t.query(`SELECT name, public_key, fingerprint, created_at FROM sshkeys WHERE tenant_id = ? AND name > ? ORDER BY name LIMIT ?`, tenantID, after, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []api.SSHKey
-	for rows.Next() {
-		var k api.SSHKey
-		var created string
-		if err := rows.Scan(&k.Name, &k.PublicKey, &k.Fingerprint, &created); err != nil {
-			return nil, err
-		}
-		k.CreatedAt = parseTime(created)
-		out = append(out, k)
-	}
-	return out, rows.Err()
+	return collect(rows, err, scanSSHKey)
+}
+
+func scanSSHKey(sc scanner) (api.SSHKey, error) {
+	var k api.SSHKey
+	var created string
+	err := sc.Scan(&k.Name, &k.PublicKey, &k.Fingerprint, &created)
+	k.CreatedAt = parseTime(created)
+	return k, err
 }
 
 // DeleteSSHKey removes a key; instances keep the copy they were given.
@@ -110,27 +92,20 @@ func (t *Tx) PutFlavor(f api.Flavor) error {
 
 // Flavor reads a flavor.
 func (t *Tx) Flavor(name string) (api.Flavor, error) {
-	var f api.Flavor
-	err := t.row(`SELECT name, cpus, memory_mib, disk_gib FROM flavors WHERE name = ?`, name).Scan(&f.Name, &f.CPUs, &f.MemoryMiB, &f.DiskGiB)
+	f, err := scanFlavor(t.row(`SELECT name, cpus, memory_mib, disk_gib FROM flavors WHERE name = ?`, name))
 	return f, notFound(err)
 }
 
 // Flavors lists flavors.
 func (t *Tx) Flavors(after string, limit int) ([]api.Flavor, error) {
 	rows, err := t.query(`SELECT name, cpus, memory_mib, disk_gib FROM flavors WHERE name > ? ORDER BY name LIMIT ?`, after, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []api.Flavor
-	for rows.Next() {
-		var f api.Flavor
-		if err := rows.Scan(&f.Name, &f.CPUs, &f.MemoryMiB, &f.DiskGiB); err != nil {
-			return nil, err
-		}
-		out = append(out, f)
-	}
-	return out, rows.Err()
+	return collect(rows, err, scanFlavor)
+}
+
+func scanFlavor(sc scanner) (api.Flavor, error) {
+	var f api.Flavor
+	err := sc.Scan(&f.Name, &f.CPUs, &f.MemoryMiB, &f.DiskGiB)
+	return f, err
 }
 
 // DeleteFlavor withdraws a flavor; instances keep their size.
@@ -147,27 +122,20 @@ func (t *Tx) PutTemplate(tp api.Template) error {
 
 // Template reads a template.
 func (t *Tx) Template(name string) (api.Template, error) {
-	var tp api.Template
-	err := t.row(`SELECT name, image, os, description FROM templates WHERE name = ?`, name).Scan(&tp.Name, &tp.Image, &tp.OS, &tp.Description)
+	tp, err := scanTemplate(t.row(`SELECT name, image, os, description FROM templates WHERE name = ?`, name))
 	return tp, notFound(err)
 }
 
 // Templates lists templates.
 func (t *Tx) Templates(after string, limit int) ([]api.Template, error) {
 	rows, err := t.query(`SELECT name, image, os, description FROM templates WHERE name > ? ORDER BY name LIMIT ?`, after, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []api.Template
-	for rows.Next() {
-		var tp api.Template
-		if err := rows.Scan(&tp.Name, &tp.Image, &tp.OS, &tp.Description); err != nil {
-			return nil, err
-		}
-		out = append(out, tp)
-	}
-	return out, rows.Err()
+	return collect(rows, err, scanTemplate)
+}
+
+func scanTemplate(sc scanner) (api.Template, error) {
+	var tp api.Template
+	err := sc.Scan(&tp.Name, &tp.Image, &tp.OS, &tp.Description)
+	return tp, err
 }
 
 // DeleteTemplate withdraws a template.

@@ -8,23 +8,23 @@ import (
 
 const opCols = `seq, id, kind, tenant, target, object, status, progress, message, error, created_at, updated_at`
 
-func scanOp(sc interface{ Scan(...any) error }) (Op, int64, error) {
+func scanOp(sc scanner) (Op, error) {
 	var o Op
 	var seq int64
 	var problem, created, updated string
 	err := sc.Scan(&seq, &o.ID, &o.Kind, &o.Tenant, &o.Target, &o.Object, &o.Status, &o.Progress, &o.Message, &problem, &created, &updated)
 	if err != nil {
-		return o, 0, err
+		return o, err
 	}
 	o.Seq = seq
 	o.CreatedAt, o.UpdatedAt = parseTime(created), parseTime(updated)
 	if problem != "" {
 		o.Error = &api.Problem{}
 		if err := json.Unmarshal([]byte(problem), o.Error); err != nil {
-			return o, 0, err
+			return o, err
 		}
 	}
-	return o, seq, nil
+	return o, nil
 }
 
 // Op is an operation with the spec object it changes.
@@ -50,26 +50,14 @@ func (t *Tx) CreateOperation(kind, tenant, target, object string) (api.Operation
 
 // Operation reads an operation.
 func (t *Tx) Operation(id string) (Op, error) {
-	o, _, err := scanOp(t.row(`SELECT `+opCols+` FROM operations WHERE id = ?`, id))
+	o, err := scanOp(t.row(`SELECT `+opCols+` FROM operations WHERE id = ?`, id))
 	return o, notFound(err)
 }
 
 // OpenOperations lists operations not finished, oldest first.
 func (t *Tx) OpenOperations() ([]Op, error) {
 	rows, err := t.query(`SELECT ` + opCols + ` FROM operations WHERE status IN ('pending', 'running') ORDER BY seq`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Op
-	for rows.Next() {
-		o, _, err := scanOp(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, o)
-	}
-	return out, rows.Err()
+	return collect(rows, err, scanOp)
 }
 
 // Operations lists operations newest first, before the given sequence
@@ -85,19 +73,7 @@ func (t *Tx) Operations(tenant string, before int64, limit int) ([]Op, error) {
 		args = []any{before, tenant, limit}
 	}
 	rows, err := t.query(q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Op
-	for rows.Next() {
-		o, _, err := scanOp(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, o)
-	}
-	return out, rows.Err()
+	return collect(rows, err, scanOp)
 }
 
 // UpdateOperation records progress or the outcome of an operation.

@@ -112,6 +112,26 @@ func (t *Tx) row(q string, args ...any) *sql.Row {
 	return t.tx.QueryRowContext(t.ctx, q, args...)
 }
 
+// scanner is a row being read: *sql.Row or *sql.Rows.
+type scanner interface{ Scan(...any) error }
+
+// collect reads every row of a query with scan.
+func collect[T any](rows *sql.Rows, err error, scan func(scanner) (T, error)) ([]T, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
 // affected turns "no row matched" into ErrNotFound.
 func affected(res sql.Result, err error) error {
 	if err != nil {

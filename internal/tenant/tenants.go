@@ -14,7 +14,7 @@ type TenantRecord struct {
 
 const tenantCols = `id, name, display_name, q_instances, q_vcpus, q_memory_mib, q_disk_gib, q_networks, created_at, version`
 
-func scanTenant(sc interface{ Scan(...any) error }) (TenantRecord, error) {
+func scanTenant(sc scanner) (TenantRecord, error) {
 	var r TenantRecord
 	var created string
 	q := &r.Quota
@@ -70,20 +70,8 @@ func (t *Tx) Tenants(after string, limit int, member int64) ([]TenantRecord, err
 	} else {
 		rows, err = t.query(`SELECT `+tenantCols+` FROM tenants WHERE name > ? ORDER BY name LIMIT ?`, after, limit)
 	}
+	out, err := collect(rows, err, scanTenant)
 	if err != nil {
-		return nil, err
-	}
-	var out []TenantRecord
-	for rows.Next() {
-		r, err := scanTenant(rows)
-		if err != nil {
-			rows.Close()
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return nil, err
 	}
 	for i := range out {

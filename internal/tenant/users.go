@@ -20,7 +20,7 @@ type UserRecord struct {
 
 const userCols = `id, name, email, password_hash, operator, totp_sealed, totp_pending, coalesce(oidc_issuer, ''), coalesce(oidc_subject, ''), created_at, version`
 
-func scanUser(sc interface{ Scan(...any) error }) (UserRecord, error) {
+func scanUser(sc scanner) (UserRecord, error) {
 	var r UserRecord
 	var created string
 	err := sc.Scan(&r.ID, &r.Name, &r.Email, &r.PasswordHash, &r.Operator, &r.TOTPSealed, &r.TOTPPending, &r.OIDCIssuer, &r.OIDCSubject, &created, &r.Version)
@@ -77,20 +77,8 @@ func (t *Tx) Users(after string, limit int, tenantID int64) ([]UserRecord, error
 	} else {
 		rows, err = t.query(`SELECT `+userCols+` FROM users WHERE name > ? ORDER BY name LIMIT ?`, after, limit)
 	}
+	out, err := collect(rows, err, scanUser)
 	if err != nil {
-		return nil, err
-	}
-	var out []UserRecord
-	for rows.Next() {
-		r, err := scanUser(rows)
-		if err != nil {
-			rows.Close()
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return nil, err
 	}
 	for i := range out {
@@ -194,7 +182,7 @@ func (t *Tx) CreateAPIKey(id string, userID int64, name string, sealed []byte, e
 
 const keyCols = `k.id, k.user_id, u.name, k.name, k.secret_sealed, k.created_at, k.expires_at, k.last_used_at, k.revoked_at IS NOT NULL`
 
-func scanKey(sc interface{ Scan(...any) error }) (APIKeyRecord, error) {
+func scanKey(sc scanner) (APIKeyRecord, error) {
 	var r APIKeyRecord
 	var created string
 	var expires, used sql.NullString
@@ -214,19 +202,7 @@ func (t *Tx) APIKey(id string) (APIKeyRecord, error) {
 // APIKeys lists a user's keys that are not revoked.
 func (t *Tx) APIKeys(userID int64) ([]APIKeyRecord, error) {
 	rows, err := t.query(`SELECT `+keyCols+` FROM apikeys k JOIN users u ON u.id = k.user_id WHERE k.user_id = ? AND k.revoked_at IS NULL ORDER BY k.created_at, k.id`, userID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []APIKeyRecord
-	for rows.Next() {
-		r, err := scanKey(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	return collect(rows, err, scanKey)
 }
 
 // RevokeAPIKey revokes one of the user's keys.
