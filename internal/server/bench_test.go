@@ -1,15 +1,12 @@
 package server
 
 import (
-	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
-	"net/http/httptest"
 	"runtime"
 	"slices"
 	"sync/atomic"
@@ -32,43 +29,20 @@ import (
 //	go test -run '^$' -bench ListInstancesPage -benchtime 2000x -cpuprofile cpu.out ./internal/server/
 //	go test -run '^$' -bench GetInstance/instances=10000/parallel -benchtime 10000x -blockprofile block.out ./internal/server/
 
-// benchEnv is newEnv for benchmarks (newEnv takes a *testing.T): a real
-// server on a loopback TLS listener, its operator's API key, and a tenant
+// benchEnv is a test env with the operator's API key and a tenant
 // "bench" with a network "net".
 type benchEnv struct {
-	s   *Server
-	ts  *httptest.Server
+	*env
 	key cred
 }
 
 func newBenchEnv(b *testing.B) *benchEnv {
 	b.Helper()
-	s, err := New(Config{SpecPath: "../../examples/tasmanian", StateDir: b.TempDir(), Rename: fmt.Sprintf("srv%d", testClouds.Add(1))})
-	if err != nil {
-		b.Fatal(err)
-	}
-	s.Start()
-	ts := httptest.NewTLSServer(s.Handler())
-	b.Cleanup(func() {
-		ts.Close()
-		if err := s.Shutdown(context.Background()); err != nil {
-			b.Error(err)
-		}
-	})
-	e := &benchEnv{s: s, ts: ts}
-	var tok api.Tokens
-	e.must(b, cred{}, http.StatusOK, "POST", "/v1/auth/login", api.LoginRequest{User: s.Bootstrap.User, Password: string(s.Bootstrap.Password.Expose())}, &tok)
-	admin := cred{bearer: tok.AccessToken}
-	var k api.APIKeySecret
-	e.must(b, admin, http.StatusCreated, "POST", "/v1/me/apikeys", api.APIKeyCreate{Name: "bench"}, &k)
-	secret, err := base64.RawURLEncoding.DecodeString(k.Secret)
-	if err != nil {
-		b.Fatal(err)
-	}
-	e.key = cred{keyID: k.ID, keySecret: secret}
+	e := &benchEnv{env: newEnv(b, Config{})}
+	e.key = e.apiKey(e.admin)
 	q := api.Quota{Instances: 100000, VCPUs: 100000, MemoryMiB: 1 << 40, DiskGiB: 1 << 30, Networks: 1}
-	e.must(b, e.key, http.StatusCreated, "POST", "/v1/tenants", api.TenantCreate{Name: "bench", Quota: &q}, nil)
-	e.must(b, e.key, http.StatusAccepted, "POST", "/v1/tenants/bench/networks", api.NetworkCreate{Name: "net"}, nil)
+	e.must(e.key, http.StatusCreated, "POST", "/v1/tenants", api.TenantCreate{Name: "bench", Quota: &q}, nil)
+	e.must(e.key, http.StatusAccepted, "POST", "/v1/tenants/bench/networks", api.NetworkCreate{Name: "net"}, nil)
 	return e
 }
 
@@ -96,13 +70,14 @@ func (e *benchEnv) instances(b *testing.B, n int) {
 	}
 }
 
-// get sends a GET signed with c's API key and returns the body.
+// get sends a GET signed with c's API key and returns the body. Unlike
+// env.do it reports to tb, so that parallel benchmarks can use it.
 func (e *benchEnv) get(tb testing.TB, c cred, path string) []byte {
 	req, err := http.NewRequest(http.MethodGet, e.ts.URL+path, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if err := auth.SignRequest(req, nil, c.keyID, c.keySecret, time.Now()); err != nil {
+	if err := auth.SignRequest(req, nil, c.keyID, c.keySecret, e.clock.now()); err != nil {
 		tb.Fatal(err)
 	}
 	resp, err := e.ts.Client().Do(req)
@@ -118,48 +93,6 @@ func (e *benchEnv) get(tb testing.TB, c cred, path string) []byte {
 		tb.Fatalf("GET %s: status %d: %s", path, resp.StatusCode, b)
 	}
 	return b
-}
-
-// must sends a JSON request with c's credentials that must answer want.
-func (e *benchEnv) must(tb testing.TB, c cred, want int, method, path string, in, out any) {
-	tb.Helper()
-	var body []byte
-	if in != nil {
-		var err error
-		if body, err = json.Marshal(in); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	req, err := http.NewRequest(method, e.ts.URL+path, bytes.NewReader(body))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	switch {
-	case c.bearer != "":
-		req.Header.Set("Authorization", "Bearer "+c.bearer)
-	case c.keyID != "":
-		if err := auth.SignRequest(req, body, c.keyID, c.keySecret, time.Now()); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	resp, err := e.ts.Client().Do(req)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if resp.StatusCode != want {
-		tb.Fatalf("%s %s: status %d, want %d: %s", method, path, resp.StatusCode, want, b)
-	}
-	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			tb.Fatal(err)
-		}
-	}
 }
 
 // reportLatency adds percentiles of the per-request latencies to the

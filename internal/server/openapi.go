@@ -21,7 +21,7 @@ func (s *Server) extraRoutes() []*route {
 }
 
 func (s *Server) openapiDoc(q *request) error {
-	doc, err := OpenAPI()
+	doc, err := s.openapi()
 	if err != nil {
 		return err
 	}

@@ -78,8 +78,11 @@ type Server struct {
 	real      *realizer
 	met       *metrics
 	table     []*route
-	mux       *http.ServeMux
-	ready     chan struct{}
+	// openapi is the document, generated once: the route table does not
+	// change while the process runs.
+	openapi func() ([]byte, error)
+	mux     *http.ServeMux
+	ready   chan struct{}
 
 	// Bootstrap is the one-time password of the operator account the
 	// first start created; empty on later starts.
@@ -156,6 +159,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.table = append(s.routes(), s.extraRoutes()...)
+	s.openapi = sync.OnceValues(OpenAPI)
 	if s.mux, err = s.buildMux(); err != nil {
 		return nil, err
 	}
