@@ -82,6 +82,7 @@ func newDevPVE() *cobra.Command {
 	f.Float64Var(&faults.ErrorRate, "error-rate", 0, "share of requests answered with a 5xx (0-1)")
 	f.Float64Var(&faults.DropRate, "drop-rate", 0, "share of requests whose connection is dropped (0-1)")
 	f.Float64Var(&faults.StuckRate, "stuck-rate", 0, "share of tasks that never finish (0-1)")
+	f.Float64Var(&faults.LostRate, "lost-rate", 0, "share of requests carried out whose answer is dropped (0-1)")
 	f.DurationVar(&faults.Latency, "latency", 0, "latency added to every request")
 	f.Uint64Var(&seed, "seed", 1, "seed of the fault injection")
 	return cmd

@@ -3,6 +3,7 @@ package compile
 import (
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,7 +23,13 @@ const (
 // to store (prev plus what this compile handed out), and diagnostics for
 // what only compiling can find: address collisions, exhausted pools.
 func Compile(s *spec.Spec, prev Allocations) (*State, Allocations, spec.Diagnostics) {
-	c := &compiler{s: s, prev: prev}
+	return CompileWith(s, prev, Options{})
+}
+
+// CompileWith is Compile with what engines know about the infrastructure:
+// VMIDs taken by others and the nodes' free memory.
+func CompileWith(s *spec.Spec, prev Allocations, opts Options) (*State, Allocations, spec.Diagnostics) {
+	c := &compiler{s: s, prev: prev, opts: opts}
 	c.state = &State{Cloud: s.Cloud.Name, Domain: s.Cloud.Domain}
 	c.sites()
 	c.zones()
@@ -37,6 +44,7 @@ func Compile(s *spec.Spec, prev Allocations) (*State, Allocations, spec.Diagnost
 type compiler struct {
 	s     *spec.Spec
 	prev  Allocations
+	opts  Options
 	next  Allocations
 	state *State
 	diags spec.Diagnostics
@@ -48,8 +56,52 @@ type compiler struct {
 func (c *compiler) sites() {
 	for _, name := range spec.SortedNames(c.s.Sites) {
 		st := c.s.Sites[name]
-		c.state.Sites = append(c.state.Sites, Site{Name: name, Engine: st.Engine, Nodes: slices.Clone(st.Nodes), Peer: st.Peer})
+		c.state.Sites = append(c.state.Sites, Site{Name: name, Engine: st.Engine, Nodes: slices.Clone(st.Nodes), Peer: st.Peer, Proxmox: c.proxmox(st)})
 	}
+}
+
+// proxmox applies the defaults of a site's proxmox block.
+func (c *compiler) proxmox(st *spec.Site) *Proxmox {
+	p := st.Proxmox
+	if p == nil || st.Engine != "proxmox" {
+		return nil
+	}
+	out := &Proxmox{
+		Endpoint: strings.TrimSuffix(p.Endpoint, "/"), TokenID: p.TokenID, SecretEnv: p.SecretEnv, Fingerprint: strings.ToUpper(p.Fingerprint),
+		Network: cmpOr(p.Network, "vlan"), Bridge: cmpOr(p.Bridge, "vmbr0"), Peers: slices.Clone(p.Peers),
+		SDNZone: p.SDNZone, Clone: cmpOr(p.Clone, "full"), Storage: p.Storage, Pool: p.Pool, Parallel: 4,
+	}
+	if p.SecretFile != "" {
+		out.SecretFile = p.SecretFile
+		if !filepath.IsAbs(out.SecretFile) && p.Pos.File != "" {
+			out.SecretFile = filepath.Join(filepath.Dir(p.Pos.File), out.SecretFile)
+		}
+		if abs, err := filepath.Abs(out.SecretFile); err == nil {
+			out.SecretFile = abs
+		}
+	}
+	if p.Parallel != nil {
+		out.Parallel = *p.Parallel
+	}
+	if out.SDNZone == "" {
+		out.SDNZone = DefaultSDNZone(c.s.Cloud.Name)
+	}
+	return out
+}
+
+// DefaultSDNZone names a cloud's SDN zone: "hf" and the cloud's name,
+// lowercase letters and digits only, cut to PVE's 8 characters.
+func DefaultSDNZone(cloud string) string {
+	id := []byte("hf")
+	for _, r := range strings.ToLower(cloud) {
+		if len(id) == 8 {
+			break
+		}
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			id = append(id, byte(r))
+		}
+	}
+	return string(id)
 }
 
 func (c *compiler) zones() {
@@ -111,6 +163,7 @@ func (c *compiler) instances() {
 		out := &c.state.Instances[i]
 		out.Name, out.Site, out.Role = name, c.s.SiteOf(in), in.Role
 		out.Template, out.HA, out.Replicate = in.Template, in.HA, in.Replicate
+		out.Pinned, out.Spread = in.Node != "", in.Spread
 		if t := c.s.Templates[in.Template]; t != nil {
 			out.Image = t.Image
 		}
@@ -191,11 +244,30 @@ func (c *compiler) size(in *spec.Instance) (cpus int, mem, disk int64) {
 }
 
 // place assigns nodes: explicit, else the node allocated before (if still a
-// node of the site), else the site's least-loaded node by instance count.
+// node of the site), else the best node of the site for a new instance:
+// never one holding a member of the instance's spread group, then the one
+// with the most free memory when an engine reported it (less what this
+// compile has already placed there), else the one with the fewest instances.
 func (c *compiler) place(names []string) {
-	load := map[string]map[string]int{} // site -> node -> instances
+	load := map[string]map[string]int{}      // site -> node -> instances
+	placed := map[string]map[string]int64{}  // site -> node -> MiB placed by this compile
+	spread := map[string]map[string]string{} // spread group -> node -> member
 	for _, st := range c.state.Sites {
 		load[st.Name] = make(map[string]int, len(st.Nodes))
+		placed[st.Name] = make(map[string]int64, len(st.Nodes))
+	}
+	mark := func(out *Instance) {
+		load[out.Site][out.Node]++
+		if out.Spread == "" {
+			return
+		}
+		if spread[out.Spread] == nil {
+			spread[out.Spread] = map[string]string{}
+		}
+		if other, ok := spread[out.Spread][out.Node]; ok {
+			c.diags.Warnf(c.s.Instances[out.Name].FieldPos("spread"), "instance %q: shares node %q with %q of spread %q (both were placed before); pin one elsewhere with node:", out.Name, out.Node, other, out.Spread)
+		}
+		spread[out.Spread][out.Node] = out.Name
 	}
 	var unplaced []string
 	for _, name := range names {
@@ -210,18 +282,41 @@ func (c *compiler) place(names []string) {
 			unplaced = append(unplaced, name)
 			continue
 		}
-		load[out.Site][out.Node]++
+		mark(out)
 	}
 	for _, name := range unplaced {
 		out := c.instIndex[name]
+		free, site := c.opts.Free[out.Site], out.Site
+		better := func(a, b string) bool {
+			if free != nil {
+				fa, fb := free[a]-placed[site][a], free[b]-placed[site][b]
+				if fa != fb {
+					return fa > fb
+				}
+			}
+			return load[site][a] < load[site][b]
+		}
 		best := ""
-		for _, n := range c.s.Sites[out.Site].Nodes {
-			if best == "" || load[out.Site][n] < load[out.Site][best] {
+		for _, n := range c.s.Sites[site].Nodes {
+			if _, held := spread[out.Spread][n]; held && out.Spread != "" {
+				continue
+			}
+			if best == "" || better(n, best) {
 				best = n
 			}
 		}
+		if best == "" {
+			// Every node holds a member already: validation rules out
+			// more members than nodes, so earlier placements share one.
+			for _, n := range c.s.Sites[site].Nodes {
+				if best == "" || better(n, best) {
+					best = n
+				}
+			}
+		}
 		out.Node = best
-		load[out.Site][best]++
+		placed[site][best] += out.MemoryMiB
+		mark(out)
 	}
 }
 
@@ -229,9 +324,15 @@ func (c *compiler) place(names []string) {
 // (including to instances since removed) are reserved, so a VMID is never
 // handed out twice while it is allocated.
 func (c *compiler) number(names []string) {
-	used := make(map[int]string, len(names)+len(c.prev.Instances))
+	used := make(map[int]string, len(names)+len(c.prev.Instances)+len(c.opts.Taken))
+	for id := range c.opts.Taken {
+		used[id] = "\x00taken"
+	}
 	for _, name := range names {
 		if v := c.s.Instances[name].VMID; v != nil {
+			if holder, taken := c.opts.Taken[*v]; taken {
+				c.diags.Errorf(c.s.Instances[name].FieldPos("vmid"), "instance %q: VMID %d is taken on the cluster by %s, which Holdfast does not manage for this cloud", name, *v, holder)
+			}
 			used[*v] = name
 			c.instIndex[name].VMID = *v
 		}

@@ -176,9 +176,11 @@ func (c *compiler) resources() {
 	managed := func(z *Zone) bool { return z.Present && z.VLAN != nil }
 	siteID := func(site string) string { return ResSite + "/" + site }
 	for _, st := range c.state.Sites {
-		rs = append(rs, Resource{ID: siteID(st.Name), Kind: ResSite, Site: st.Name, Deps: []string{}, Attrs: map[string]string{
-			"engine": st.Engine, "nodes": strings.Join(st.Nodes, ","), "peer": st.Peer,
-		}})
+		attrs := map[string]string{"engine": st.Engine, "nodes": strings.Join(st.Nodes, ","), "peer": st.Peer}
+		if p := st.Proxmox; p != nil {
+			attrs["endpoint"], attrs["network"], attrs["bridge"], attrs["sdn_zone"] = p.Endpoint, p.Network, p.Bridge, p.SDNZone
+		}
+		rs = append(rs, Resource{ID: siteID(st.Name), Kind: ResSite, Site: st.Name, Deps: []string{}, Attrs: attrs})
 	}
 	for _, z := range c.state.Zones {
 		if !managed(&z) {

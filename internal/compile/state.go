@@ -26,6 +26,28 @@ type Site struct {
 	Engine string   `json:"engine"`
 	Nodes  []string `json:"nodes"`
 	Peer   string   `json:"peer,omitempty"`
+	// Proxmox is how the proxmox engine reaches the site's cluster, with
+	// defaults applied; nil for other engines.
+	Proxmox *Proxmox `json:"proxmox,omitempty"`
+}
+
+// Proxmox is a proxmox site's cluster access and conventions. The token's
+// secret is not here: SecretFile (absolute) or SecretEnv says where the
+// engine reads it.
+type Proxmox struct {
+	Endpoint    string   `json:"endpoint"`
+	TokenID     string   `json:"token_id"`
+	SecretFile  string   `json:"secret_file,omitempty"`
+	SecretEnv   string   `json:"secret_env,omitempty"`
+	Fingerprint string   `json:"fingerprint,omitempty"`
+	Network     string   `json:"network"` // vlan, vxlan or bridge
+	Bridge      string   `json:"bridge"`
+	Peers       []string `json:"peers,omitempty"`
+	SDNZone     string   `json:"sdn_zone"`
+	Clone       string   `json:"clone"` // full or linked
+	Storage     string   `json:"storage,omitempty"`
+	Pool        string   `json:"pool,omitempty"`
+	Parallel    int      `json:"parallel"` // tasks at once per node
 }
 
 // Zone is a compiled zone with every default applied.
@@ -71,6 +93,8 @@ type Instance struct {
 	Ports     []Port   `json:"ports"`
 	DependsOn []string `json:"depends_on"`
 	HA        bool     `json:"ha"`
+	Pinned    bool     `json:"pinned,omitempty"` // the spec names the node (HA keeps it there)
+	Spread    string   `json:"spread,omitempty"` // anti-affinity group
 	Replicate bool     `json:"replicate"`
 	Tenant    string   `json:"tenant,omitempty"` // the owning tenant of a tenant instance
 	Power     string   `json:"power"`            // running or stopped
@@ -154,6 +178,19 @@ const (
 	ResInstance = "instance"
 	ResRoute    = "route"
 )
+
+// Options are what an engine knows about the infrastructure that
+// allocation must respect. The zero value knows nothing.
+type Options struct {
+	// Taken are VMIDs in use by guests Holdfast does not manage for this
+	// cloud (value: what holds it, for messages). Neither new instances nor
+	// instances whose guest was never made take them.
+	Taken map[int]string
+	// Free is memory free for new instances per site and node, in MiB.
+	// When a site has it, new instances go to the allowed node with the
+	// most free memory instead of the one with the fewest instances.
+	Free map[string]map[string]int64
+}
 
 // Allocations are the identities already handed out: they keep an
 // instance's VMID, node and addresses stable across compiles, and keep a

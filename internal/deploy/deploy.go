@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,7 +21,8 @@ import (
 
 	"github.com/holdfast/holdfast/internal/compile"
 	"github.com/holdfast/holdfast/internal/engine"
-	_ "github.com/holdfast/holdfast/internal/engine/local" // registers the local engine
+	_ "github.com/holdfast/holdfast/internal/engine/local"   // registers the local engine
+	_ "github.com/holdfast/holdfast/internal/engine/proxmox" // registers the proxmox engine
 	"github.com/holdfast/holdfast/internal/reconcile"
 	"github.com/holdfast/holdfast/internal/spec"
 	"github.com/holdfast/holdfast/internal/store"
@@ -50,6 +52,8 @@ type Cloud struct {
 	Dir     string // the cloud's state directory
 
 	next   compile.Allocations
+	prev   compile.Allocations
+	opts   Options
 	store  *store.Store
 	engine *multi
 	runner *reconcile.Runner
@@ -160,13 +164,59 @@ func Open(path string, opts Options) (*Cloud, spec.Diagnostics, error) {
 	if diags.HasErrors() {
 		return nil, diags, ErrSpec
 	}
-	c.Desired, c.next = st, next
+	c.Desired, c.next, c.prev, c.opts = st, next, prev, opts
 	if c.engine, err = newMulti(st, dir); err != nil {
 		return nil, diags, err
 	}
 	c.runner = &reconcile.Runner{Engine: c.engine, Store: c.store, Parallel: opts.Parallel, Progress: opts.Progress}
+	ctx, cancel := context.WithTimeout(context.Background(), inventoryTimeout)
+	defer cancel()
+	if err := c.recompile(ctx); err != nil {
+		return nil, diags, err
+	}
 	ok = true
 	return c, diags, nil
+}
+
+// inventoryTimeout bounds asking engines what their infrastructure holds.
+const inventoryTimeout = 2 * time.Minute
+
+// recompile compiles again with what the engines know of their
+// infrastructure (VMIDs others hold, free memory per node), when any
+// engine knows something, and replaces the engines with ones for the new
+// state. Engines that share nothing (local) make this a no-op.
+func (c *Cloud) recompile(ctx context.Context) error {
+	var inv compile.Options
+	for _, e := range c.engine.engines {
+		ie, ok := e.(engine.Inventorier)
+		if !ok {
+			continue
+		}
+		got, err := ie.Inventory(ctx)
+		if err != nil {
+			return fmt.Errorf("inventory: %w", err)
+		}
+		if inv.Taken == nil {
+			inv.Taken, inv.Free = map[int]string{}, map[string]map[string]int64{}
+		}
+		maps.Copy(inv.Taken, got.Taken)
+		maps.Copy(inv.Free, got.Free)
+	}
+	if inv.Taken == nil {
+		return nil
+	}
+	st, next, diags := compile.CompileWith(c.Spec, c.prev, inv)
+	if diags.HasErrors() {
+		return fmt.Errorf("%w: %w", ErrSpec, diags.Err())
+	}
+	m, err := newMulti(st, c.Dir)
+	if err != nil {
+		return err
+	}
+	c.engine.Close()
+	c.Desired, c.next, c.engine = st, next, m
+	c.runner = &reconcile.Runner{Engine: m, Store: c.store, Parallel: c.opts.Parallel, Progress: c.opts.Progress}
+	return nil
 }
 
 // waitLock takes the cloud's lock, waiting up to wait for its holder. A
@@ -223,11 +273,41 @@ func (c *Cloud) DestroyPlan(ctx context.Context) (reconcile.Plan, error) {
 
 // Apply carries out a plan. The allocations this compile made are stored
 // first, so that a crash during the apply cannot hand them out again.
+//
+// When an engine finds that a VMID allocated to a new instance was taken
+// meanwhile (another cloud's apply on the same cluster), the cloud is
+// compiled again with a fresh inventory, which gives the instance another
+// VMID, and the new plan is applied; up to maxReallocations times.
 func (c *Cloud) Apply(ctx context.Context, p reconcile.Plan) (reconcile.Result, error) {
-	if err := c.store.SaveAllocations(ctx, c.next); err != nil {
-		return reconcile.Result{}, fmt.Errorf("state: %w", err)
+	var done int
+	for attempt := 0; ; attempt++ {
+		if err := c.store.SaveAllocations(ctx, c.next); err != nil {
+			return reconcile.Result{}, fmt.Errorf("state: %w", err)
+		}
+		res, err := c.runner.Apply(ctx, p)
+		res.Done += done
+		if attempt == maxReallocations || !slices.ContainsFunc(res.Errors, isTaken) {
+			return res, err
+		}
+		// What this attempt allocated is saved and partly made: keep it,
+		// so that only the instances whose VMID was taken move.
+		done, c.prev = res.Done, c.next
+		if err := c.recompile(ctx); err != nil {
+			return res, err
+		}
+		if p, err = c.Plan(ctx); err != nil {
+			return res, err
+		}
 	}
-	return c.runner.Apply(ctx, p)
+}
+
+// maxReallocations bounds how often Apply re-allocates VMIDs that were
+// taken under it.
+const maxReallocations = 5
+
+func isTaken(err error) bool {
+	var t *engine.TakenError
+	return errors.As(err, &t)
 }
 
 // Status is one resource as desired and as found.

@@ -107,3 +107,30 @@ func IsRetryable(err error) bool {
 	var r retryable
 	return errors.As(err, &r)
 }
+
+// Inventory is what an engine knows about its infrastructure that
+// allocation must respect: VMIDs in use by guests it does not manage for
+// this cloud, and each node's free memory. Engines that share their
+// infrastructure with others (a Proxmox cluster) implement Inventorier;
+// deploy compiles with the inventory before planning.
+type Inventory struct {
+	Taken map[int]string              // VMID -> what holds it
+	Free  map[string]map[string]int64 // site -> node -> free MiB
+}
+
+// Inventorier is implemented by engines with an Inventory.
+type Inventorier interface {
+	Inventory(ctx context.Context) (Inventory, error)
+}
+
+// TakenError reports that a VMID the compiler allocated was taken by
+// someone else between the inventory and the creation (a concurrent apply
+// of another cloud, an operator): deploy re-allocates and tries again.
+type TakenError struct {
+	VMID   int
+	Holder string
+}
+
+func (e *TakenError) Error() string {
+	return fmt.Sprintf("VMID %d was taken meanwhile by %s", e.VMID, e.Holder)
+}

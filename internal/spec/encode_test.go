@@ -26,6 +26,18 @@ sites:
     engine: proxmox
     nodes: [pve1, pve2]
     peer: south
+    proxmox:
+      endpoint: https://pve1.demo.example.org:8006
+      token-id: holdfast@pve!apply
+      secret-file: pve.secret
+      fingerprint: "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89"
+      network: vlan
+      bridge: vmbr1
+      sdn-zone: hfdemo
+      clone: full
+      storage: local-zfs
+      pool: holdfast
+      parallel: 8
     description: "true"
   south:
     engine: local
@@ -120,6 +132,7 @@ instances:
     provides: [firewall, proxy]
     command: [/usr/sbin/nginx, -g, "daemon off;"]
     ha: true
+    spread: web
     replicate: true
     description: The firewall.
   dns:

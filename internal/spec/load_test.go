@@ -411,7 +411,7 @@ func TestLoadPathErrors(t *testing.T) {
 // case and are stored in their canonical spelling.
 func TestEnumCase(t *testing.T) {
 	s, _ := mustLoad(t, `cloud: {name: demo, domain: demo.net}
-sites: {s1: {engine: PROXMOX, nodes: [n1]}}
+sites: {s1: {engine: PROXMOX, nodes: [n1], proxmox: {endpoint: 'https://pve.example.net:8006', token-id: 'holdfast@pve!apply', secret-env: PVE_SECRET}}}
 zones:
   mgmt: {type: Management, state: Mandatory}
   srv: {type: SERVICE, sub-id: 1, pinhole-allowed-from: [mgmt]}

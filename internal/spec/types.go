@@ -37,7 +37,28 @@ type Site struct {
 	Engine      string   `yaml:"engine" required:"true" enum:"local,proxmox" doc:"Engine that realizes this site."`
 	Nodes       []string `yaml:"nodes" required:"true" doc:"Hypervisor nodes (namespaces on the local engine)."`
 	Peer        string   `yaml:"peer" doc:"Peer site for failover and replication."`
+	Proxmox     *Proxmox `yaml:"proxmox" doc:"How to reach the site's Proxmox VE cluster (engine: proxmox)."`
 	Description string   `yaml:"description" doc:"Free text."`
+}
+
+// Proxmox is how the proxmox engine reaches and uses a site's cluster. The
+// token's secret is never written in the spec: it is read from a file or
+// an environment variable when the engine starts.
+type Proxmox struct {
+	Meta        `yaml:"-"`
+	Endpoint    string   `yaml:"endpoint" required:"true" doc:"The PVE API, e.g. https://pve1.example.net:8006."`
+	TokenID     string   `yaml:"token-id" required:"true" doc:"API token ID, user@realm!name (docs/proxmox-cluster.md lists the privileges it needs)."`
+	SecretFile  string   `yaml:"secret-file" doc:"File holding the token's secret, relative to this spec file's directory."`
+	SecretEnv   string   `yaml:"secret-env" doc:"Environment variable holding the token's secret (used when secret-file is not given)."`
+	Fingerprint string   `yaml:"fingerprint" doc:"SHA-256 fingerprint of the API's TLS certificate (AB:CD:...), pinned instead of verifying it against CAs."`
+	Network     string   `yaml:"network" enum:"vlan,vxlan,bridge" doc:"How zones reach VMs: an SDN vlan zone on the bridge (default), an SDN vxlan zone between the peers, or VLAN tags straight on the node bridges (no SDN; their bridge-vids are kept in step)."`
+	Bridge      string   `yaml:"bridge" doc:"Node bridge VLANs ride on (default vmbr0)."`
+	Peers       []string `yaml:"peers" doc:"Node addresses a vxlan zone tunnels between (network: vxlan)."`
+	SDNZone     string   `yaml:"sdn-zone" doc:"ID of the SDN zone Holdfast creates, at most 8 lowercase letters and digits (default hf + the cloud's name, cut to 8)."`
+	Clone       string   `yaml:"clone" enum:"full,linked" doc:"full (default) or linked clones of templates."`
+	Storage     string   `yaml:"storage" doc:"Storage full clones are written to (default: the template's)."`
+	Pool        string   `yaml:"pool" doc:"Resource pool new VMs join."`
+	Parallel    *int     `yaml:"parallel" min:"1" max:"64" doc:"Tasks at once per node (default 4)."`
 }
 
 // Zone is a network segment. Fields left unset are derived from the zone's
@@ -139,6 +160,7 @@ type Instance struct {
 	Rebuild     int      `yaml:"rebuild" min:"0" doc:"Rebuild generation: changing it recreates the instance from its template, discarding its writable state."`
 	SSHKeys     []string `yaml:"ssh-keys" doc:"OpenSSH public keys (authorized_keys lines: type, base64 key, optional comment) put into root's authorized_keys."`
 	HA          bool     `yaml:"ha" doc:"Restart on another node when its node fails."`
+	Spread      string   `yaml:"spread" pattern:"name" doc:"Anti-affinity: instances with the same spread name never share a node (the members of one cluster, e.g. three Patroni nodes)."`
 	Replicate   bool     `yaml:"replicate" doc:"Replicate to the peer site."`
 	Description string   `yaml:"description" doc:"Free text."`
 }

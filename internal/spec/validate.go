@@ -45,6 +45,7 @@ func Validate(s *Spec) Diagnostics {
 	v.tenantZones()
 	v.groups()
 	v.instances()
+	v.spread()
 	v.routes()
 	v.diags.Sort()
 	return v.diags
@@ -78,6 +79,7 @@ func (v *validator) sites() {
 			}
 			seen[n] = true
 		}
+		v.proxmox(name, site)
 		if site.Peer != "" {
 			peer, ok := v.s.Sites[site.Peer]
 			switch {

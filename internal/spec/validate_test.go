@@ -271,17 +271,17 @@ func TestSiteErrors(t *testing.T) {
 			name: "peers name each other",
 			yaml: `cloud: {name: demo, domain: demo.net}
 sites:
-  a: {engine: proxmox, nodes: [n1], peer: b}
-  b: {engine: proxmox, nodes: [n1], peer: a}
+  a: {engine: local  , nodes: [n1], peer: b}
+  b: {engine: local  , nodes: [n1], peer: a}
 `,
 		},
 		{
 			name: "peer problems",
 			yaml: `cloud: {name: demo, domain: demo.net}
 sites:
-  a: {engine: proxmox, nodes: [n1], peer: b}
-  b: {engine: proxmox, nodes: [n1]}
-  c: {engine: proxmox, nodes: [n1], peer: a}
+  a: {engine: local  , nodes: [n1], peer: b}
+  b: {engine: local  , nodes: [n1]}
+  c: {engine: local  , nodes: [n1], peer: a}
   d: {engine: local, nodes: [n1], peer: d}
   e: {engine: local, nodes: [n1], peer: hobrat}
   hobart: {engine: local, nodes: [n1, n2, n1, "x_y"], peer: launceston}

@@ -246,8 +246,24 @@ func (im *importer) site(zonesFile string, mods []*module) {
 	} else {
 		im.report.note(zonesFile, "", "site %q (engine %s) has the nodes the modules name: %s", SiteName, im.spec.Sites[SiteName].Engine, strings.Join(nodes, ", "))
 	}
-	im.spec.Sites[SiteName].Nodes = nodes
+	site := im.spec.Sites[SiteName]
+	site.Nodes = nodes
+	if site.Engine == "proxmox" {
+		// TAPPaaS reaches the cluster through its first node's API; the
+		// token is Holdfast's own (docs/proxmox-cluster.md says how to make
+		// it), its secret read from the environment, never the spec.
+		p := &spec.Proxmox{Endpoint: "https://" + nodes[0] + ":8006", TokenID: ProxmoxToken, SecretEnv: ProxmoxSecretEnv}
+		p.SetPos(site.Pos)
+		site.Proxmox = p
+		im.report.note(zonesFile, "", "site %q reaches the cluster at %s with API token %s, its secret in $%s; adjust to your cluster", SiteName, p.Endpoint, p.TokenID, p.SecretEnv)
+	}
 }
+
+// The API token an imported proxmox site uses, and where its secret is.
+const (
+	ProxmoxToken     = "holdfast@pve!apply"
+	ProxmoxSecretEnv = "HOLDFAST_PVE_SECRET"
+)
 
 func validName(s string) bool { return spec.ValidName(s) }
 

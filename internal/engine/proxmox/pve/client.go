@@ -121,11 +121,11 @@ func New(cfg Config) (*Client, error) {
 		if err != nil {
 			return nil, err
 		}
-		t := http.DefaultTransport.(*http.Transport).Clone()
+		t := transport()
 		t.TLSClientConfig = pinned(want)
 		rt = t
 	case rt == nil:
-		rt = http.DefaultTransport.(*http.Transport).Clone()
+		rt = transport()
 	}
 	return &Client{
 		cfg:  cfg,
@@ -133,6 +133,17 @@ func New(cfg Config) (*Client, error) {
 		auth: "PVEAPIToken=" + cfg.TokenID + "=" + cfg.Secret,
 		http: &http.Client{Transport: rt},
 	}, nil
+}
+
+// idleConns is how many connections to the API stay open between
+// requests: enough for the engine's parallel reads, which would otherwise
+// each pay a new TLS handshake (Go keeps 2 by default).
+const idleConns = 64
+
+func transport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = idleConns
+	return t
 }
 
 // Fingerprint is the SHA-256 fingerprint of a certificate in the form

@@ -69,6 +69,30 @@ var permanent = []string{
 	"no options specified",             //
 	"no such task",                     //
 	"is running - destroy failed",      //
+	// The firewall's (pve-firewall's texts).
+	"no such security group", // no such security group 'web'
+	"no such IPSet",          // no such IPSet 'admins'
+	"no rule at position",    // no rule at position 3
+	"is not empty",           // Security group 'web' is not empty; IPSet 'x' is not empty
+	"no such alias",          // an IPSet entry naming an alias that does not exist
+	// SDN and HA (pve-network's and pve-ha-manager's texts). Their
+	// refusals inside the cluster config lock come back as a 500 that
+	// carries the parameter errors.
+	"already defined",               // sdn zone object ID 'z' already defined; HA rule 'r' already defined
+	"Parameter verification failed", // delete sdn vnet object failed: 400 Parameter verification failed.
+	"is invalid.",                   // create ha rule failed: 400 Rule 'r' is invalid.
+	"unexpected property",           // an option the zone or rule type does not take
+	"missing value for required option",
+	"cannot lookup undefined type",     // a vnet in a zone that does not exist
+	"is used by vnet",                  // zone z is used by vnet v
+	"no such resource",                 // no such resource 'vm:100'
+	"not HA managed",                   // cannot delete service 'vm:100', not HA managed!
+	"no such ha rule",                  //
+	"cannot use unmanaged resource",    // a rule naming a VM that is no HA resource
+	"cannot use non-existent node",     //
+	"unable to parse service id",       //
+	"no such option",                   // delete of an option the type does not have
+	"unable to delete required option", //
 }
 
 // IsLocked reports whether err is PVE refusing because the VM is busy: its
@@ -90,16 +114,41 @@ func lockedText(s string) bool {
 }
 
 // IsNotFound reports whether err says the VM (its config file) does not
-// exist.
+// exist, or the firewall's security group, IPSet or rule, or the SDN
+// object, HA resource or HA rule.
 func IsNotFound(err error) bool {
 	var e *Error
-	return errors.As(err, &e) && strings.Contains(e.Message, "does not exist")
+	if !errors.As(err, &e) {
+		return false
+	}
+	for _, m := range notFound {
+		if strings.Contains(e.Message, m) {
+			return true
+		}
+	}
+	return false
 }
 
-// IsExists reports whether err says the VMID is already taken.
+var notFound = []string{"does not exist", "no such security group", "no such IPSet", "no rule at position",
+	"no such resource", "not HA managed", "no such ha rule"}
+
+// IsExists reports whether err says the VMID is already taken, or the
+// SDN or HA object's ID ("already defined"), or (a parameter error) the
+// firewall's security group, IPSet or IPSet entry.
 func IsExists(err error) bool {
 	var e *Error
-	return errors.As(err, &e) && strings.Contains(e.Message, "already exists")
+	if !errors.As(err, &e) {
+		return false
+	}
+	if strings.Contains(e.Message, "already exists") || strings.Contains(e.Message, "already defined") {
+		return true
+	}
+	for _, m := range e.Params {
+		if strings.Contains(m, "already exists") {
+			return true
+		}
+	}
+	return false
 }
 
 // IsDigestMismatch reports whether an update was refused because the

@@ -58,6 +58,7 @@ func (c *Client) Nodes(ctx context.Context) ([]Node, error) {
 
 // VM is a guest as the cluster's resource list shows it.
 type VM struct {
+	Type     string // qemu, or lxc for a container (they share the VMID space)
 	VMID     int
 	Node     string
 	Name     string
@@ -71,8 +72,8 @@ type VM struct {
 	MaxDisk  int64 // bytes
 }
 
-// VMs lists every QEMU guest in the cluster (GET /cluster/resources,
-// type=vm), templates included.
+// VMs lists every guest in the cluster (GET /cluster/resources, type=vm):
+// QEMU VMs, templates included, and containers, which take VMIDs too.
 func (c *Client) VMs(ctx context.Context) ([]VM, error) {
 	var w []struct {
 		Type     string `json:"type"`
@@ -93,10 +94,10 @@ func (c *Client) VMs(ctx context.Context) ([]VM, error) {
 	}
 	var out []VM
 	for _, r := range w {
-		if r.Type != "qemu" {
-			continue // containers share the VMID space but are not ours
+		if r.Type != "qemu" && r.Type != "lxc" {
+			continue
 		}
-		out = append(out, VM{VMID: int(r.VMID), Node: r.Node, Name: r.Name, Status: r.Status,
+		out = append(out, VM{Type: r.Type, VMID: int(r.VMID), Node: r.Node, Name: r.Name, Status: r.Status,
 			Template: r.Template != 0, Lock: r.Lock, Pool: r.Pool, Tags: r.Tags,
 			MaxCPU: int(r.MaxCPU), MaxMem: int64(r.MaxMem), MaxDisk: int64(r.MaxDisk)})
 	}
@@ -275,6 +276,9 @@ type VMConfig struct {
 	CIUser       string
 	Nameserver   string
 	Searchdomain string
+	Tags         string
+	Description  string
+	OnBoot       bool
 	// Raw is every option as PVE answered it (numbers as decimal text).
 	Raw map[string]string
 }
@@ -297,6 +301,7 @@ func (c *Client) Config(ctx context.Context, node string, vmid int) (VMConfig, e
 	cfg.Digest, cfg.Name, cfg.Lock = cfg.Raw["digest"], cfg.Raw["name"], cfg.Raw["lock"]
 	cfg.Cores, cfg.Sockets, cfg.Template = atoi("cores"), atoi("sockets"), atoi("template") == 1
 	cfg.CIUser, cfg.Nameserver, cfg.Searchdomain = cfg.Raw["ciuser"], cfg.Raw["nameserver"], cfg.Raw["searchdomain"]
+	cfg.Tags, cfg.Description, cfg.OnBoot = cfg.Raw["tags"], cfg.Raw["description"], cfg.Raw["onboot"] == "1"
 	if m, ok := cfg.Raw["memory"]; ok {
 		_, cur, found := strings.Cut(m, "current=")
 		if !found {
@@ -349,6 +354,9 @@ type ConfigUpdate struct {
 	CIUser       string
 	Nameserver   string
 	Searchdomain string
+	Tags         string // semicolon-separated
+	Description  string
+	OnBoot       *bool
 	Delete       []string
 }
 
@@ -381,6 +389,11 @@ func (u ConfigUpdate) params() url.Values {
 	set("ciuser", u.CIUser)
 	set("nameserver", u.Nameserver)
 	set("searchdomain", u.Searchdomain)
+	set("tags", u.Tags)
+	set("description", u.Description)
+	if u.OnBoot != nil {
+		p.Set("onboot", boolParam(*u.OnBoot))
+	}
 	if len(u.Delete) > 0 {
 		p.Set("delete", strings.Join(u.Delete, ","))
 	}
@@ -469,4 +482,43 @@ func sortedKeys(m map[string]string) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// CreateOptions are the parameters of a VM made from nothing (no
+// template): a boot disk and a cloud-init drive on one storage.
+type CreateOptions struct {
+	VMID        int
+	Name        string
+	Cores       int
+	MemoryMiB   int
+	DiskGiB     int    // the boot disk, scsi0
+	Storage     string // where scsi0 and the cloud-init drive (ide2) go
+	Pool        string
+	Description string
+	Tags        string
+}
+
+// Create makes a VM (POST /nodes/{node}/qemu) and waits for it. Like a
+// clone, it fails when the VMID exists.
+func (c *Client) Create(ctx context.Context, node string, o CreateOptions) error {
+	p := url.Values{
+		"vmid": {strconv.Itoa(o.VMID)}, "ostype": {"l26"}, "scsihw": {"virtio-scsi-single"},
+		"scsi0": {o.Storage + ":" + strconv.Itoa(o.DiskGiB)}, "ide2": {o.Storage + ":cloudinit"},
+	}
+	set := func(k, v string) {
+		if v != "" {
+			p.Set(k, v)
+		}
+	}
+	set("name", o.Name)
+	set("pool", o.Pool)
+	set("description", o.Description)
+	set("tags", o.Tags)
+	if o.Cores > 0 {
+		p.Set("cores", strconv.Itoa(o.Cores))
+	}
+	if o.MemoryMiB > 0 {
+		p.Set("memory", strconv.Itoa(o.MemoryMiB))
+	}
+	return c.task(ctx, http.MethodPost, "/nodes/"+url.PathEscape(node)+"/qemu", p)
 }

@@ -77,6 +77,10 @@ type Faults struct {
 	DropRate  float64       // requests whose connection is closed without an answer
 	Latency   time.Duration // added to every request
 	StuckRate float64       // new tasks that never finish (their VM stays locked)
+	// LostRate is the probability that a request is carried out but its
+	// answer never arrives (the connection drops after the handler ran):
+	// the caller cannot know whether its write happened.
+	LostRate float64
 }
 
 // Stats counts what the emulator did, so tests can show that faults were
@@ -86,6 +90,7 @@ type Stats struct {
 	InjectedErrors int
 	Dropped        int
 	StuckTasks     int
+	Lost           int // answers dropped after the request took effect
 	Tasks          int
 }
 
@@ -107,6 +112,11 @@ type Emulator struct {
 	// has come, in order of their end.
 	running []*task
 	pid     uint32
+
+	sdn sdnState      // SDN zones, vnets and subnets (sdn.go)
+	fw  firewallState // cluster and VM firewalls (firewall.go)
+	ha  haState       // HA resources and rules (ha.go)
+	net netState      // node network interfaces (network.go)
 }
 
 var _ http.Handler = (*Emulator)(nil)
@@ -148,7 +158,7 @@ func New(cfg Config) *Emulator {
 	}
 	e.pid = 0x1000 + uint32(e.rng.IntN(0x10000))
 	e.mux = http.NewServeMux()
-	for _, r := range routes {
+	for _, r := range slices.Concat(routes, sdnRoutes, firewallRoutes, haRoutes, networkRoutes) {
 		e.mux.HandleFunc(r.method+" "+APIPrefix+r.path, e.serve(r))
 	}
 	e.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -207,6 +217,7 @@ var routes = []route{
 	{"GET", "/cluster/resources", paramsResources, (*Emulator).getResources},
 	{"GET", "/cluster/nextid", paramsNextID, (*Emulator).getNextID},
 	{"GET", "/nodes/{node}/tasks/{upid}/status", paramsTask, (*Emulator).getTaskStatus},
+	{"POST", "/nodes/{node}/qemu", paramsCreate, (*Emulator).postCreate},
 	{"POST", "/nodes/{node}/qemu/{vmid}/clone", paramsClone, (*Emulator).postClone},
 	{"GET", "/nodes/{node}/qemu/{vmid}/config", paramsConfigGet, (*Emulator).getConfig},
 	{"POST", "/nodes/{node}/qemu/{vmid}/config", paramsConfigPost, (*Emulator).postConfig},
@@ -220,11 +231,25 @@ var routes = []route{
 	{"DELETE", "/nodes/{node}/qemu/{vmid}", paramsDestroy, (*Emulator).deleteVM},
 }
 
+// pathNames lists the wildcards of a route's path ("{node}" -> "node").
+func pathNames(path string) []string {
+	var names []string
+	for _, seg := range strings.Split(path, "/") {
+		if name, ok := strings.CutPrefix(seg, "{"); ok {
+			names = append(names, strings.TrimSuffix(name, "}"))
+		}
+	}
+	return names
+}
+
 // call is one request as a handler sees it.
 type call struct {
 	user   string            // the token ID the request authenticated as
 	values map[string]string // path, query and form parameters
 	now    time.Time
+	// attrs are keys the answer carries beside "data" (PVE's "changes"
+	// of a node's network index).
+	attrs map[string]any
 }
 
 // apiError is an answer other than 200: PVE puts the message in the status
@@ -259,6 +284,7 @@ func (e *Emulator) serve(rt route) http.HandlerFunc {
 		f := e.faults
 		drop := f.DropRate > 0 && e.rng.Float64() < f.DropRate
 		injected := !drop && f.ErrorRate > 0 && e.rng.Float64() < f.ErrorRate
+		lost := !drop && !injected && f.LostRate > 0 && e.rng.Float64() < f.LostRate
 		kind := e.rng.IntN(2)
 		if drop {
 			e.stats.Dropped++
@@ -304,7 +330,7 @@ func (e *Emulator) serve(rt route) http.HandlerFunc {
 		for k, v := range r.Form {
 			values[k] = v[len(v)-1]
 		}
-		for _, name := range []string{"node", "vmid", "upid"} {
+		for _, name := range pathNames(rt.path) {
 			if v := r.PathValue(name); v != "" {
 				values[name] = v
 			}
@@ -317,12 +343,23 @@ func (e *Emulator) serve(rt route) http.HandlerFunc {
 		e.mu.Lock()
 		e.advance(c.now)
 		data, err := rt.handle(e, c)
+		if lost {
+			e.stats.Lost++
+		}
 		e.mu.Unlock()
+		if lost {
+			dropConnection(w)
+			return
+		}
 		if err != nil {
 			writeError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"data": data})
+		body := map[string]any{"data": data}
+		for k, v := range c.attrs {
+			body[k] = v
+		}
+		writeJSON(w, http.StatusOK, body)
 	}
 }
 

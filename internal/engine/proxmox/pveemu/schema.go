@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -118,6 +119,19 @@ var (
 	paramsReboot  = append(append([]param(nil), paramsVM...), integer("timeout", 0, 0))
 	paramsDestroy = append(append([]param(nil), paramsVM...),
 		boolean("destroy-unreferenced-disks"), boolean("purge"), boolean("skiplock"))
+	// paramsCreate is POST /nodes/{node}/qemu, the options Holdfast
+	// uses of its ~150: the config options, the drives (checked by the
+	// handler: new volumes as STORAGE:SIZE, STORAGE:cloudinit), ostype,
+	// scsihw, pool and start.
+	paramsCreate = append(slices.DeleteFunc(append([]param(nil), paramsConfigSet...), func(p param) bool {
+		return p.name == "vmid" || p.name == "digest" || p.name == "delete" || p.name == "revert" || p.name == "skiplock"
+	}),
+		vmidParam("vmid").req(),
+		param{name: "scsi", kind: kString, indexed: 31}, param{name: "virtio", kind: kString, indexed: 16},
+		param{name: "sata", kind: kString, indexed: 6}, param{name: "ide", kind: kString, indexed: 4},
+		param{name: "ostype", kind: kString, enum: []string{"other", "wxp", "w2k", "w2k3", "w2k8", "wvista", "win7", "win8", "win10", "win11", "l24", "l26", "solaris"}},
+		param{name: "scsihw", kind: kString, enum: []string{"lsi", "lsi53c810", "virtio-scsi-pci", "virtio-scsi-single", "megasas", "pvscsi"}},
+		str("pool").withFormat("pve-poolid"), boolean("start"))
 	paramsTask = []param{str("node").req().withFormat("pve-node"), str("upid").req()}
 )
 

@@ -595,3 +595,74 @@ func (e *Emulator) deleteVM(c *call) (any, error) {
 		return nil
 	}), nil
 }
+
+// TaskCreate is the task of POST /nodes/{node}/qemu.
+const TaskCreate = "qmcreate"
+
+func init() { DefaultDurations[TaskCreate] = time.Second }
+
+// newDiskRe is a drive allocating a new volume, "STORAGE:SIZE_IN_GiB"
+// with options; cloudInitRe the cloud-init drive, "STORAGE:cloudinit".
+var (
+	newDiskRe   = regexp.MustCompile(`^([a-zA-Z][a-zA-Z0-9._-]*):(\d+(\.\d+)?)(,.*)?$`)
+	cloudInitRe = regexp.MustCompile(`^([a-zA-Z][a-zA-Z0-9._-]*):cloudinit(,.*)?$`)
+)
+
+// postCreate creates a VM from parameters (no template), allocating the
+// new volumes its drives ask for. As in PVE the VMID is taken at once,
+// the disks are allocated by the task.
+func (e *Emulator) postCreate(c *call) (any, error) {
+	node := c.values["node"]
+	if err := e.checkNode(node); err != nil {
+		return nil, err
+	}
+	vmid, _ := strconv.Atoi(c.values["vmid"])
+	if _, exists := e.vms[vmid]; exists {
+		return nil, fail("unable to create VM %d: config file already exists", vmid)
+	}
+	conf := map[string]string{}
+	errs := map[string]string{}
+	for k, val := range c.values {
+		switch {
+		case k == "node" || k == "vmid" || k == "start" || k == "pool":
+		case k == "sshkeys":
+			conf[k] = val
+		case diskKeyRe.MatchString(k):
+			switch m := newDiskRe.FindStringSubmatch(val); {
+			case m != nil:
+				gib, _ := strconv.ParseFloat(m[2], 64)
+				conf[k] = fmt.Sprintf("%s:vm-%d-disk-%s,size=%s%s", m[1], vmid, strings.TrimLeft(k, "abcdefghijklmnopqrstuvwxyz"), formatSize(int64(gib*(1<<30))), m[4])
+			case cloudInitRe.MatchString(val):
+				sm := cloudInitRe.FindStringSubmatch(val)
+				conf[k] = fmt.Sprintf("%s:vm-%d-cloudinit,media=cdrom", sm[1], vmid)
+			default:
+				errs[k] = "unable to parse drive options - expected STORAGE:SIZE or STORAGE:cloudinit"
+			}
+		case strings.HasPrefix(k, "net"):
+			d, err := parseNet(val)
+			if err != nil {
+				errs[k] = err.Error()
+				continue
+			}
+			if d.mac == "" {
+				d.mac = e.newMAC()
+			}
+			conf[k] = d.String()
+		default:
+			conf[k] = val
+		}
+	}
+	if len(errs) > 0 {
+		return nil, paramError(errs)
+	}
+	v := &vm{vmid: vmid, node: node, pool: c.values["pool"], conf: map[string]string{"lock": "create"}}
+	e.vms[vmid] = v
+	start, _ := parseBool(c.values["start"])
+	return e.startTask(c, node, TaskCreate, strconv.Itoa(vmid), nil, func(now time.Time) error {
+		v.conf = conf
+		if start {
+			v.running, v.started = true, now
+		}
+		return nil
+	}), nil
+}

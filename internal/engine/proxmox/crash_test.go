@@ -1,0 +1,326 @@
+package proxmox_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/holdfast/holdfast/internal/compile"
+	"github.com/holdfast/holdfast/internal/deploy"
+	"github.com/holdfast/holdfast/internal/engine/proxmox/pve"
+	"github.com/holdfast/holdfast/internal/engine/proxmox/pveemu"
+	"github.com/holdfast/holdfast/internal/engine/proxmox/pvetest"
+	"github.com/holdfast/holdfast/internal/reconcile"
+)
+
+// TestMain lets the test binary act as `holdfast apply` in a child
+// process, so that the crash test can kill a real apply with SIGKILL
+// while the emulated cluster, in this process, carries on.
+func TestMain(m *testing.M) {
+	if path := os.Getenv("HOLDFAST_TEST_APPLY"); path != "" {
+		os.Exit(childApply(path))
+	}
+	os.Exit(m.Run())
+}
+
+func childApply(path string) int {
+	killAt := -1
+	if v := os.Getenv("HOLDFAST_TEST_KILL_AT"); v != "" {
+		if _, err := fmt.Sscan(v, &killAt); err != nil {
+			fmt.Fprintln(os.Stderr, "HOLDFAST_TEST_KILL_AT:", err)
+			return 1
+		}
+	}
+	var mu sync.Mutex
+	started := 0
+	c, _, err := deploy.Open(path, deploy.Options{StateDir: os.Getenv("HOLDFAST_TEST_STATE"), Parallel: 8,
+		Progress: func(e reconcile.Event) {
+			if e.Status != "start" {
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if started == killAt {
+				_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			}
+			started++
+		}})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer c.Close()
+	p, err := c.Plan(context.Background())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if _, err := c.Apply(context.Background(), p); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// TestKillDuringApplyResumes kills applies of the Tasmanian cloud with
+// SIGKILL — right after a step's intent is recorded, and at random
+// moments of engine work (mid-clone, mid-config, mid-SDN-apply) — then
+// applies once more: the cloud converges with exactly one guest per
+// instance, each at its allocated VMID, and nothing orphaned.
+func TestKillDuringApplyResumes(t *testing.T) {
+	path0 := examplePath("tasmanian")
+	clusters := clustersFor(t, path0, pveemu.Config{Seed: 7, Durations: fast(30 * time.Millisecond)})
+	path := pvetest.Spec(t, path0, clusters, nil)
+	state := t.TempDir()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	child := func(killAt int) *exec.Cmd {
+		cmd := exec.Command(self, "-test.run=^$")
+		cmd.Env = append(os.Environ(), "HOLDFAST_TEST_APPLY="+path, "HOLDFAST_TEST_STATE="+state, fmt.Sprintf("HOLDFAST_TEST_KILL_AT=%d", killAt))
+		return cmd
+	}
+	killed := func(cmd *exec.Cmd) bool {
+		ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
+		return ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL
+	}
+	start := time.Now()
+	if out, err := child(-1).CombinedOutput(); err != nil {
+		t.Fatalf("first apply: %v\n%s", err, out)
+	}
+	full := time.Since(start)
+	converge(t, path, state, true, 3)
+
+	rng := rand.New(rand.NewPCG(uint64(os.Getpid()), 5))
+	kills := 0
+	for attempt := 0; kills < 12; attempt++ {
+		if attempt > 60 {
+			t.Fatalf("only %d of 12 kills landed in 60 attempts", kills)
+		}
+		c := open(t, path, state)
+		remaining := len(plan(t, c).Changes)
+		c.Close()
+		if remaining == 0 {
+			converge(t, path, state, true, 3) // start over so that kills land in every phase
+			continue
+		}
+		var cmd *exec.Cmd
+		if attempt%2 == 0 {
+			cmd = child(rng.IntN(remaining))
+			_, _ = cmd.CombinedOutput()
+		} else {
+			cmd = child(-1)
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(time.Duration(rng.Int64N(int64(full)))) // the fault's timing, not synchronisation
+			_ = cmd.Process.Signal(syscall.SIGKILL)
+			_ = cmd.Wait()
+		}
+		if killed(cmd) {
+			kills++
+		} else if !cmd.ProcessState.Success() {
+			t.Fatalf("attempt %d: apply failed on its own", attempt)
+		}
+	}
+	rounds := converge(t, path, state, false, 4)
+	t.Logf("%d applies killed; the last apply converged in %d round(s)", kills, rounds)
+
+	c := open(t, path, state)
+	defer c.Close()
+	checkOneGuestEach(t, c.Desired, clusters["launceston"])
+	verifyCluster(t, c.Desired, clusters)
+}
+
+// checkOneGuestEach: every guest on the cluster is one instance's, at its
+// VMID, and every instance has exactly one.
+func checkOneGuestEach(t *testing.T, st *compile.State, c *pvetest.Cluster) {
+	t.Helper()
+	want := map[string]int{}
+	for _, in := range st.Instances {
+		want[in.Name] = in.VMID
+	}
+	seen := map[string]int{}
+	for _, vm := range c.Guests(t) {
+		vmid, ok := want[vm.Name]
+		switch {
+		case !ok:
+			t.Errorf("orphan guest %d %q (lock %q)", vm.VMID, vm.Name, vm.Lock)
+		case vmid != vm.VMID:
+			t.Errorf("guest %q at VMID %d, allocated %d", vm.Name, vm.VMID, vmid)
+		}
+		seen[vm.Name]++
+	}
+	for name := range want {
+		if seen[name] != 1 {
+			t.Errorf("instance %s has %d guests", name, seen[name])
+		}
+	}
+}
+
+// TestConcurrentAppliesNeverCollide: two clouds whose roles share a VMID
+// range are applied at once to one cluster, both compiled before either
+// creates anything, so that both allocate the same VMIDs. PVE's clone is
+// the arbiter: the loser of each VMID re-allocates, and both clouds end
+// with all their guests, at distinct VMIDs, each cloud's allocation
+// matching the cluster.
+func TestConcurrentAppliesNeverCollide(t *testing.T) {
+	c := pvetest.Start(t, []string{"pve1", "pve2"}, pveemu.Config{Seed: 9, Durations: fast(20 * time.Millisecond), Faults: pveemu.Faults{ErrorRate: 0.02}})
+	if err := c.Emu.AddTemplate(pveemu.Template{Node: "pve1", VMID: pvetest.TemplateBase, Name: "debian-12"}); err != nil {
+		t.Fatal(err)
+	}
+	specs := []pvetest.Synthetic{
+		{Cloud: "alpha", Nodes: []string{"pve1", "pve2"}, VLAN: 10, CIDR: "10.10.0.0/24", VMIDs: "100-199", Instances: 12},
+		{Cloud: "beta", Nodes: []string{"pve1", "pve2"}, VLAN: 20, CIDR: "10.20.0.0/24", VMIDs: "100-199", Instances: 12},
+	}
+	var clouds []*deploy.Cloud
+	var paths, states []string
+	for _, s := range specs {
+		path, state := s.Write(t, c), t.TempDir()
+		cl := open(t, path, state)
+		paths, states, clouds = append(paths, path), append(states, state), append(clouds, cl)
+	}
+	if a, b := clouds[0].Desired.Instances[0].VMID, clouds[1].Desired.Instances[0].VMID; a != b {
+		t.Fatalf("the clouds were meant to allocate the same VMIDs first (%d, %d)", a, b)
+	}
+	var wg sync.WaitGroup
+	for i, cl := range clouds {
+		wg.Go(func() {
+			p, err := cl.Plan(context.Background())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if _, err := cl.Apply(context.Background(), p); err != nil {
+				t.Errorf("%s: %v", specs[i].Cloud, err)
+			}
+			cl.Close()
+		})
+	}
+	wg.Wait()
+	for i := range specs {
+		converge(t, paths[i], states[i], false, 4)
+	}
+	c.Emu.SetFaults(pveemu.Faults{})
+	owner := map[int]string{}
+	for i, s := range specs {
+		cl := open(t, paths[i], states[i])
+		for _, in := range cl.Desired.Instances {
+			if other, dup := owner[in.VMID]; dup {
+				t.Errorf("VMID %d allocated to %s and %s", in.VMID, other, s.Cloud+"/"+in.Name)
+			}
+			owner[in.VMID] = s.Cloud + "/" + in.Name
+		}
+		cl.Close()
+	}
+	guests := c.Guests(t)
+	if len(guests) != 24 {
+		t.Errorf("%d guests, want 24", len(guests))
+	}
+	moved := 0
+	for _, vm := range guests {
+		o := owner[vm.VMID]
+		cloud, name, _ := strings.Cut(o, "/")
+		if name != vm.Name || !strings.Contains(vm.Tags, "holdfast-"+cloud) {
+			t.Errorf("guest %d is %q tagged %q, allocated to %q", vm.VMID, vm.Name, vm.Tags, o)
+		}
+		if vm.VMID > 111 {
+			moved++
+		}
+	}
+	if moved == 0 {
+		t.Error("no VMID was re-allocated: the clouds never raced")
+	}
+	t.Logf("%d guests re-allocated after losing their VMID to the other cloud", moved)
+}
+
+// TestDriftRepaired changes a converged cloud behind Holdfast's back,
+// through the PVE API, and checks that status names each change and one
+// apply repairs them all.
+func TestDriftRepaired(t *testing.T) {
+	path0 := examplePath("tasmanian")
+	clusters := clustersFor(t, path0, pveemu.Config{Seed: 11, Durations: fast(10 * time.Millisecond)})
+	path := pvetest.Spec(t, path0, clusters, nil)
+	state := t.TempDir()
+	converge(t, path, state, false, 3)
+	cl := clusters["launceston"]
+	api := cl.API
+	ctx := context.Background()
+
+	c := open(t, path, state)
+	inst := map[string]compile.Instance{}
+	for _, in := range c.Desired.Instances {
+		inst[in.Name] = in
+	}
+	c.Close()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	panel, admin, edge, grafana := inst["panel"], inst["admin"], inst["edge-1"], inst["grafana"]
+	must(api.SetConfig(ctx, panel.Node, panel.VMID, pve.ConfigUpdate{MemoryMiB: int(panel.MemoryMiB) * 2}))
+	must(api.Stop(ctx, admin.Node, admin.VMID))
+	off := false
+	must(api.SetFirewallOptions(ctx, pve.VMScope(edge.Node, edge.VMID), pve.FirewallOptions{Enable: &off}))
+	must(api.Stop(ctx, grafana.Node, grafana.VMID))
+	must(api.Delete(ctx, grafana.Node, grafana.VMID))
+	groups, err := api.Groups(ctx)
+	must(err)
+	group := groups[0].Group
+	rules, digest, err := api.Rules(ctx, pve.ClusterScope(), group)
+	must(err)
+	must(api.DeleteRule(ctx, pve.ClusterScope(), group, len(rules)-1, digest))
+
+	c = open(t, path, state)
+	st, err := c.Status(ctx)
+	must(err)
+	byID := map[string]deploy.Status{}
+	for _, s := range st {
+		byID[s.ID] = s
+	}
+	expect := map[string]string{
+		"instance/panel":      "memory is",
+		"instance/admin":      "want running",
+		"instance/edge-1":     "firewall is off",
+		"instance/grafana":    "",
+		"firewall/launceston": "security group " + group,
+	}
+	for id, text := range expect {
+		s := byID[id]
+		switch {
+		case text == "" && s.State != "missing":
+			t.Errorf("%s is %s, want missing", id, s.State)
+		case text != "" && (s.State != "drifted" || !strings.Contains(strings.Join(s.Drift, "; "), text)):
+			t.Errorf("%s is %s %v, want drift naming %q", id, s.State, s.Drift, text)
+		}
+	}
+	for _, s := range st {
+		if _, ok := expect[s.ID]; !ok && s.State != "ok" {
+			t.Errorf("%s is %s %v, but was not touched", s.ID, s.State, s.Drift)
+		}
+	}
+	p := plan(t, c)
+	if p.Summary.Update+p.Summary.Create != len(expect) {
+		t.Errorf("plan %+v, want %d changes", p.Summary, len(expect))
+	}
+	if _, err := c.Apply(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	c = open(t, path, state)
+	defer c.Close()
+	if p := plan(t, c); len(p.Changes) != 0 {
+		t.Errorf("after repair, %d changes remain: %+v", len(p.Changes), p.Changes[0])
+	}
+	verifyCluster(t, c.Desired, clusters)
+}

@@ -1,0 +1,115 @@
+package spec_test
+
+import "testing"
+
+func TestProxmoxSiteErrors(t *testing.T) {
+	runDiagCases(t, []diagCase{
+		{
+			name: "a complete block",
+			yaml: `cloud: {name: demo, domain: demo.net}
+sites:
+  a:
+    engine: proxmox
+    nodes: [pve1]
+    proxmox: {endpoint: 'https://pve1.demo.net:8006', token-id: 'holdfast@pve!apply', secret-file: pve.secret}
+  b:
+    engine: proxmox
+    nodes: [pve1]
+    proxmox: {endpoint: 'http://127.0.0.1:8006', token-id: 'root@pam!x', secret-env: PVE_SECRET, network: vxlan, peers: [10.0.0.1, 10.0.0.2]}
+`,
+		},
+		{
+			name: "missing and misplaced",
+			yaml: `cloud: {name: demo, domain: demo.net}
+sites:
+  a: {engine: proxmox, nodes: [pve1]}
+  b:
+    engine: local
+    nodes: [n1]
+    proxmox: {endpoint: 'https://pve1.demo.net:8006', token-id: 'holdfast@pve!apply', secret-env: S}
+`,
+			want: []string{
+				`spec.yaml:3:15: site "a": engine proxmox needs a proxmox block (endpoint, token-id, secret-file or secret-env)`,
+				`spec.yaml:7:14: site "b": proxmox is for sites with engine: proxmox (this one has engine: local)`,
+			},
+		},
+		{
+			name: "every field wrong",
+			yaml: `cloud: {name: demo, domain: demo.net}
+sites:
+  a:
+    engine: proxmox
+    nodes: [pve1]
+    proxmox:
+      endpoint: http://pve1.demo.net:8006
+      token-id: holdfast
+      secret-file: f
+      secret-env: S
+      fingerprint: AB:CD
+      sdn-zone: HoldfastZone
+      bridge: "vmbr 0"
+      pool: "a pool"
+      network: vxlan
+`,
+			want: []string{
+				`spec.yaml:7:17: site "a": proxmox endpoint "http://pve1.demo.net:8006" is plain http: the API token would cross the network in clear (use https; http is allowed only on this host)`,
+				`spec.yaml:8:17: site "a": proxmox token-id "holdfast" is not an API token ID (user@realm!name)`,
+				`spec.yaml:10:19: site "a": proxmox has both secret-file and secret-env; give one`,
+				`spec.yaml:11:20: site "a": proxmox fingerprint must be 32 hex pairs separated by colons (as ` + "`pvenode cert info`" + ` prints it)`,
+				`spec.yaml:12:17: site "a": proxmox sdn-zone "HoldfastZone" must be 2-8 lowercase letters and digits, starting with a letter`,
+				`spec.yaml:13:15: site "a": proxmox bridge "vmbr 0" is not an interface name`,
+				`spec.yaml:14:13: site "a": proxmox pool "a pool" is not a pool ID`,
+				`spec.yaml:15:16: site "a": proxmox network vxlan needs peers (the nodes' addresses)`,
+			},
+		},
+		{
+			name: "parallel out of range",
+			yaml: `cloud: {name: demo, domain: demo.net}
+sites:
+  a:
+    engine: proxmox
+    nodes: [pve1]
+    proxmox: {endpoint: 'https://pve1.demo.net:8006', token-id: 'holdfast@pve!apply', secret-env: S, parallel: 0}
+`,
+			want: []string{`spec.yaml:6:112: site "a".proxmox.parallel: 0 is out of range 1-64`},
+		},
+	})
+}
+
+func TestSpreadErrors(t *testing.T) {
+	const head = `cloud: {name: demo, domain: demo.net}
+sites:
+  a: {engine: local, nodes: [n1, n2, n3]}
+  b: {engine: local, nodes: [m1]}
+zones:
+  srv: {type: service}
+roles:
+  r: {vmids: 100-199}
+`
+	runDiagCases(t, []diagCase{
+		{
+			name: "three members on three nodes",
+			yaml: head + `instances:
+  db1: {site: a, role: r, zone: srv, spread: db}
+  db2: {site: a, role: r, zone: srv, spread: db, node: n2}
+  db3: {site: a, role: r, zone: srv, spread: db}
+`,
+		},
+		{
+			name: "pinned together, too many, two sites",
+			yaml: head + `instances:
+  db1: {site: a, role: r, zone: srv, spread: db, node: n1}
+  db2: {site: a, role: r, zone: srv, spread: db, node: n1}
+  db3: {site: a, role: r, zone: srv, spread: db}
+  db4: {site: a, role: r, zone: srv, spread: db}
+  w1: {site: a, role: r, zone: srv, spread: web}
+  w2: {site: b, role: r, zone: srv, spread: web}
+`,
+			want: []string{
+				`spec.yaml:10:46: spread "db" has 4 members (db1, db2, db3, db4) but site "a" has 3 nodes; each member needs its own node`,
+				`spec.yaml:11:56: instance "db2": spread "db": node "n1" already holds member "db1"`,
+				`spec.yaml:15:45: instance "w2": spread "web" has members at sites "a" and "b"; a spread group lives at one site`,
+			},
+		},
+	})
+}
