@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -19,7 +20,9 @@ func newPlan() *cobra.Command {
 		Long: `Compiles the spec and compares it with what exists, printing the changes
 in the order apply would make them. Once the cloud has been applied (it has
 state under --state-dir), what exists is observed through its engines, drift
-included; before that, every resource is a create.`,
+included; before that, every resource is a create. A cloud with proxmox
+sites is always planned against its clusters (read only): VMIDs other
+guests hold and the nodes' free memory decide allocation and placement.`,
 		Args: cobra.ExactArgs(1),
 	}
 	out := outputFlag(cmd, "table", "json")
@@ -34,8 +37,9 @@ included; before that, every resource is a create.`,
 			return err
 		}
 		p := reconcile.Diff(st.Resources, nil)
-		if deploy.HasState(f.stateDir, st.Cloud) {
-			// Applied before: compare with what really exists.
+		if deploy.HasState(f.stateDir, st.Cloud) || sharesInfrastructure(st) {
+			// Applied before, or on a cluster others use too: compare with
+			// what really exists (and allocate around what others hold).
 			c, err := openCloud(cmd, args[0], &f, nil)
 			if err != nil {
 				return err
@@ -98,4 +102,11 @@ func summarize(c reconcile.Change) string {
 		}
 	}
 	return strings.Join(parts, " ")
+}
+
+// sharesInfrastructure reports whether a cloud has sites on infrastructure
+// that others use too (Proxmox clusters), whose inventory decides VMIDs
+// and placement even before the first apply.
+func sharesInfrastructure(st *compile.State) bool {
+	return slices.ContainsFunc(st.Sites, func(s compile.Site) bool { return s.Engine == "proxmox" })
 }

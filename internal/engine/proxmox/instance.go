@@ -263,6 +263,11 @@ func (e *Engine) desiredConfig(s *site, in *compile.Instance) pve.ConfigUpdate {
 		z := e.zones[nic.Zone]
 		bridge, tag := s.bridgeOf(z)
 		d := pve.NetDevice{Model: "virtio", MAC: strings.ToUpper(nic.MAC), Bridge: bridge, Tag: tag, Firewall: true}
+		if s.cfg.Network == "vxlan" && z != nil && s.sdnManaged(z) {
+			// mtu=1: the guest takes the vnet's MTU, 50 bytes below the
+			// underlay's for the VXLAN header, instead of 1500.
+			d.Other = map[string]string{"mtu": "1"}
+		}
 		if len(nic.Trunks) > 0 {
 			var vids []string
 			for _, t := range nic.Trunks {
@@ -270,7 +275,10 @@ func (e *Engine) desiredConfig(s *site, in *compile.Instance) pve.ConfigUpdate {
 					vids = append(vids, strconv.Itoa(*tz.VLAN))
 				}
 			}
-			d.Other = map[string]string{"trunks": strings.Join(vids, ";")}
+			if d.Other == nil {
+				d.Other = map[string]string{}
+			}
+			d.Other["trunks"] = strings.Join(vids, ";")
 		}
 		u.Nets[nic.Index] = d
 		ic := pve.IPConfig{IP: nic.IP + "/" + strconv.Itoa(nic.Prefix)}
@@ -316,6 +324,9 @@ func configDrift(cfg pve.VMConfig, want pve.ConfigUpdate) []string {
 	diff("ciuser", cfg.CIUser, want.CIUser)
 	diff("nameserver", cfg.Nameserver, want.Nameserver)
 	diff("searchdomain", cfg.Searchdomain, want.Searchdomain)
+	if !cfg.OnBoot {
+		drift = append(drift, "onboot is off")
+	}
 	return drift
 }
 
@@ -341,7 +352,7 @@ func mapsKeys[V any](m map[int]V) func(func(int) bool) {
 
 func sameNet(a, b pve.NetDevice) bool {
 	return a.Model == b.Model && strings.EqualFold(a.MAC, b.MAC) && a.Bridge == b.Bridge && a.Tag == b.Tag &&
-		a.Firewall == b.Firewall && a.Other["trunks"] == b.Other["trunks"]
+		a.Firewall == b.Firewall && a.Other["trunks"] == b.Other["trunks"] && a.Other["mtu"] == b.Other["mtu"]
 }
 
 // configure sends the options that differ from what is wanted, with the

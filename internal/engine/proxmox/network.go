@@ -251,12 +251,15 @@ func (e *Engine) ensureBridgeVLAN(ctx context.Context, s *site, vlan int) error 
 			return fmt.Errorf("node %s has no bridge %s", node, s.cfg.Bridge)
 		}
 		br := ifaces[i]
-		if br.VLANAware && vidsContain(br.BridgeVIDs, vlan) && !br.Pending {
+		if br.VLANAware && vidsContain(cmpOrVIDs(br.BridgeVIDs), vlan) && !br.Pending {
 			continue
 		}
-		vids := br.BridgeVIDs
-		if !br.VLANAware || strings.TrimSpace(vids) == "" {
-			vids = ""
+		vids := strings.TrimSpace(br.BridgeVIDs)
+		switch {
+		case !br.VLANAware:
+			vids = "" // a plain bridge carried no tags: only ours now
+		case vids == "":
+			vids = "2-4094" // ifupdown2's default for a VLAN-aware bridge
 		}
 		if !vidsContain(vids, vlan) {
 			vids = strings.TrimSpace(vids + " " + strconv.Itoa(vlan))
@@ -269,6 +272,15 @@ func (e *Engine) ensureBridgeVLAN(ctx context.Context, s *site, vlan int) error 
 		}
 	}
 	return nil
+}
+
+// cmpOrVIDs is a VLAN-aware bridge's VLANs: its bridge-vids, or
+// ifupdown2's default 2-4094 when it has none.
+func cmpOrVIDs(vids string) string {
+	if strings.TrimSpace(vids) == "" {
+		return "2-4094"
+	}
+	return vids
 }
 
 // vidsContain reports whether a bridge-vids list ("2-4094", "10 20 30-40")
@@ -309,7 +321,7 @@ func (e *Engine) networkDrift(ctx context.Context, s *site, z *compile.Zone, vne
 			switch {
 			case i < 0:
 				drift = append(drift, fmt.Sprintf("node %s has no bridge %s", node, s.cfg.Bridge))
-			case *z.VLAN != 0 && (!ifaces[i].VLANAware || !vidsContain(ifaces[i].BridgeVIDs, *z.VLAN)):
+			case *z.VLAN != 0 && (!ifaces[i].VLANAware || !vidsContain(cmpOrVIDs(ifaces[i].BridgeVIDs), *z.VLAN)):
 				drift = append(drift, fmt.Sprintf("node %s: bridge %s does not carry VLAN %d", node, s.cfg.Bridge, *z.VLAN))
 			}
 		}
