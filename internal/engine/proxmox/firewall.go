@@ -157,20 +157,34 @@ func (e *Engine) syncIPSets(ctx context.Context, s *site, p fwPlan) error {
 	if err != nil {
 		return err
 	}
-	have := map[string]pve.IPSet{}
+	have := map[string]string{}
 	for _, set := range sets {
-		have[set.Name] = set
+		have[set.Name] = set.Comment
 	}
 	for _, name := range slices.Sorted(keys(p.ipsets)) {
-		if set, ok := have[name]; ok && !e.ownedComment(set.Comment) {
-			return fmt.Errorf("IPset %s exists and is not this cloud's (comment %q)", name, set.Comment)
-		} else if !ok {
-			if err := s.api.CreateIPSet(ctx, pve.ClusterScope(), name, e.owner()+" "+label(p.zoneOf[name])); err != nil && !pve.IsExists(err) {
-				return fmt.Errorf("IPset %s: %w", name, err)
-			}
+		if err := e.claim("IPset", name, have, p.zoneOf[name], func(comment string) error {
+			return s.api.CreateIPSet(ctx, pve.ClusterScope(), name, comment)
+		}); err != nil {
+			return err
 		}
 		if err := syncEntries(ctx, s.api, pve.ClusterScope(), name, p.ipsets[name]); err != nil {
 			return fmt.Errorf("IPset %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// claim makes an object the plan needs exist as the cloud's: created,
+// with the cloud's mark, when missing (have: name -> comment), refused
+// when it is someone else's.
+func (e *Engine) claim(what, name string, have map[string]string, zone string, create func(comment string) error) error {
+	comment, ok := have[name]
+	switch {
+	case ok && !e.ownedComment(comment):
+		return fmt.Errorf("%s %s exists and is not this cloud's (comment %q)", what, name, comment)
+	case !ok:
+		if err := create(e.owner() + " " + label(zone)); err != nil && !pve.IsExists(err) {
+			return fmt.Errorf("%s %s: %w", what, name, err)
 		}
 	}
 	return nil
@@ -248,17 +262,15 @@ func (e *Engine) syncGroups(ctx context.Context, s *site, p fwPlan) error {
 	if err != nil {
 		return err
 	}
-	have := map[string]pve.Group{}
+	have := map[string]string{}
 	for _, g := range groups {
-		have[g.Group] = g
+		have[g.Group] = g.Comment
 	}
 	for _, name := range slices.Sorted(keys(p.groups)) {
-		if g, ok := have[name]; ok && !e.ownedComment(g.Comment) {
-			return fmt.Errorf("security group %s exists and is not this cloud's (comment %q)", name, g.Comment)
-		} else if !ok {
-			if err := s.api.CreateGroup(ctx, name, e.owner()+" "+label(p.zoneOf[name])); err != nil && !pve.IsExists(err) {
-				return fmt.Errorf("security group %s: %w", name, err)
-			}
+		if err := e.claim("security group", name, have, p.zoneOf[name], func(comment string) error {
+			return s.api.CreateGroup(ctx, name, comment)
+		}); err != nil {
+			return err
 		}
 		if err := syncRules(ctx, s.api, pve.ClusterScope(), name, p.groups[name]); err != nil {
 			return fmt.Errorf("security group %s: %w", name, err)

@@ -78,14 +78,19 @@ func (c *Client) CreateHAResource(ctx context.Context, r HAResource) error {
 // one removes it). With r.Digest set, PVE refuses the update if any
 // resource changed since.
 func (c *Client) UpdateHAResource(ctx context.Context, r HAResource) error {
-	p := r.params()
-	setNonEmpty(p, "digest", r.Digest)
-	if r.Comment != "" {
-		p.Set("comment", r.Comment)
+	return c.do(ctx, http.MethodPut, "/cluster/ha/resources/"+Escape(r.SID), forUpdate(r.params(), r.Comment, r.Digest), nil)
+}
+
+// forUpdate completes an update's parameters: the digest it is guarded by,
+// and the comment, which an update sets or (when empty) removes.
+func forUpdate(p url.Values, comment, digest string) url.Values {
+	setNonEmpty(p, "digest", digest)
+	if comment != "" {
+		p.Set("comment", comment)
 	} else {
 		p.Set("delete", "comment")
 	}
-	return c.do(ctx, http.MethodPut, "/cluster/ha/resources/"+Escape(r.SID), p, nil)
+	return p
 }
 
 // DeleteHAResource takes a guest out of HA and out of the rules naming it
@@ -158,14 +163,7 @@ func (c *Client) CreateHARule(ctx context.Context, r HARule) error {
 // comment (an empty one removes it); its type cannot change. With
 // r.Digest set, PVE refuses the update if any rule changed since.
 func (c *Client) UpdateHARule(ctx context.Context, r HARule) error {
-	p := r.params()
-	setNonEmpty(p, "digest", r.Digest)
-	if r.Comment != "" {
-		p.Set("comment", r.Comment)
-	} else {
-		p.Set("delete", "comment")
-	}
-	return c.do(ctx, http.MethodPut, "/cluster/ha/rules/"+Escape(r.Rule), p, nil)
+	return c.do(ctx, http.MethodPut, "/cluster/ha/rules/"+Escape(r.Rule), forUpdate(r.params(), r.Comment, r.Digest), nil)
 }
 
 // DeleteHARule removes a rule. Like PVE, it succeeds when there is none.
