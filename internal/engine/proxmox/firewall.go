@@ -3,6 +3,7 @@ package proxmox
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -161,7 +162,7 @@ func (e *Engine) syncIPSets(ctx context.Context, s *site, p fwPlan) error {
 	for _, set := range sets {
 		have[set.Name] = set.Comment
 	}
-	for _, name := range slices.Sorted(keys(p.ipsets)) {
+	for _, name := range slices.Sorted(maps.Keys(p.ipsets)) {
 		if err := e.claim("IPset", name, have, p.zoneOf[name], func(comment string) error {
 			return s.api.CreateIPSet(ctx, pve.ClusterScope(), name, comment)
 		}); err != nil {
@@ -195,16 +196,6 @@ func label(zone string) string {
 		return "internet"
 	}
 	return "zone " + zone
-}
-
-func keys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // syncEntries makes an IPset hold exactly want.
@@ -266,7 +257,7 @@ func (e *Engine) syncGroups(ctx context.Context, s *site, p fwPlan) error {
 	for _, g := range groups {
 		have[g.Group] = g.Comment
 	}
-	for _, name := range slices.Sorted(keys(p.groups)) {
+	for _, name := range slices.Sorted(maps.Keys(p.groups)) {
 		if err := e.claim("security group", name, have, p.zoneOf[name], func(comment string) error {
 			return s.api.CreateGroup(ctx, name, comment)
 		}); err != nil {
@@ -409,7 +400,7 @@ func (e *Engine) firewallDrift(ctx context.Context, s *site) (exists bool, drift
 	if opts.Enable == nil || !*opts.Enable {
 		drift = append(drift, "the datacenter firewall is off")
 	}
-	for _, name := range slices.Sorted(keys(p.groups)) {
+	for _, name := range slices.Sorted(maps.Keys(p.groups)) {
 		if !have[name] {
 			drift = append(drift, "security group "+name+" is missing")
 			continue
@@ -420,7 +411,7 @@ func (e *Engine) firewallDrift(ctx context.Context, s *site) (exists bool, drift
 		}
 		drift = append(drift, rulesDrift("security group "+name, rules, p.groups[name])...)
 	}
-	for _, name := range slices.Sorted(keys(p.ipsets)) {
+	for _, name := range slices.Sorted(maps.Keys(p.ipsets)) {
 		if !haveSet[name] {
 			drift = append(drift, "IPset "+name+" is missing")
 			continue
@@ -516,7 +507,7 @@ func (e *Engine) guestFirewall(ctx context.Context, s *site, in *compile.Instanc
 	if err != nil {
 		return err
 	}
-	for _, name := range slices.Sorted(keys(sets)) {
+	for _, name := range slices.Sorted(maps.Keys(sets)) {
 		if !slices.ContainsFunc(existing, func(set pve.IPSet) bool { return set.Name == name }) {
 			if err := s.api.CreateIPSet(ctx, scope, name, e.owner()); err != nil && !pve.IsExists(err) {
 				return err
@@ -561,7 +552,7 @@ func (e *Engine) guestFirewallDrift(ctx context.Context, s *site, in *compile.In
 		return nil, err
 	}
 	drift = append(drift, rulesDrift("the guest's firewall", got, rules)...)
-	for _, name := range slices.Sorted(keys(sets)) {
+	for _, name := range slices.Sorted(maps.Keys(sets)) {
 		entries, _, err := s.api.IPSetEntries(ctx, scope, name)
 		if pve.IsNotFound(err) {
 			drift = append(drift, "IPset "+name+" is missing")

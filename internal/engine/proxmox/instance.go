@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -302,7 +303,7 @@ func configDrift(cfg pve.VMConfig, want pve.ConfigUpdate) []string {
 	diff("name", cfg.Name, want.Name)
 	diff("cores", cfg.Cores, want.Cores)
 	diff("memory", cfg.MemoryMiB, want.MemoryMiB)
-	for _, i := range slices.Sorted(mapsKeys(want.Nets)) {
+	for _, i := range slices.Sorted(maps.Keys(want.Nets)) {
 		have, ok := cfg.Nets[i]
 		if !ok {
 			drift = append(drift, fmt.Sprintf("net%d is missing", i))
@@ -338,16 +339,6 @@ func lines(s string) []string {
 		}
 	}
 	return out
-}
-
-func mapsKeys[V any](m map[int]V) func(func(int) bool) {
-	return func(yield func(int) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 func sameNet(a, b pve.NetDevice) bool {

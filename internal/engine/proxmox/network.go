@@ -49,22 +49,20 @@ func (e *Engine) ensureNetwork(ctx context.Context, r compile.Resource) error {
 		}
 		return e.mark(r.ID, true)
 	}
-	changed, err := e.ensureVNet(ctx, s, z)
+	owed, err := e.ensureVNet(ctx, s, z)
 	if err != nil {
 		return err
 	}
-	pending, err := e.sdnPending(ctx, s)
-	if err != nil {
-		return err
-	}
-	if changed || pending {
+	if owed {
 		return s.sdn.do(ctx)
 	}
 	return nil
 }
 
-// ensureSDNZone makes the cloud's SDN zone exist as configured.
-func (s *site) ensureSDNZone(ctx context.Context) (changed bool, err error) {
+// ensureSDNZone makes the cloud's SDN zone exist as configured. It
+// reports whether an SDN apply is owed: the zone changed now, or earlier
+// without being applied (an apply stopped between the two).
+func (s *site) ensureSDNZone(ctx context.Context) (owed bool, err error) {
 	want := pve.SDNZone{Zone: s.cfg.SDNZone, Type: s.cfg.Network}
 	if want.Type == "vxlan" {
 		want.Peers = s.cfg.Peers
@@ -94,10 +92,12 @@ func (s *site) ensureSDNZone(ctx context.Context) (changed bool, err error) {
 		want.Digest = have.Digest
 		return true, s.api.UpdateSDNZone(ctx, want)
 	}
-	return false, nil
+	return have.State != "", nil
 }
 
-// ensureVNet makes the zone's vnet and subnet exist as desired.
+// ensureVNet makes the zone's vnet and subnet exist as desired. It
+// reports whether an SDN apply is owed: something of the cloud's SDN
+// changed now, or earlier without being applied.
 func (e *Engine) ensureVNet(ctx context.Context, s *site, z *compile.Zone) (changed bool, err error) {
 	if changed, err = s.ensureSDNZone(ctx); err != nil {
 		return changed, fmt.Errorf("SDN zone %s: %w", s.cfg.SDNZone, err)
@@ -108,6 +108,7 @@ func (e *Engine) ensureVNet(ctx context.Context, s *site, z *compile.Zone) (chan
 	if err != nil {
 		return changed, err
 	}
+	changed = changed || slices.ContainsFunc(vnets, func(v pve.VNet) bool { return v.Zone == s.cfg.SDNZone && v.State != "" })
 	switch i := slices.IndexFunc(vnets, func(v pve.VNet) bool { return v.VNet == id }); {
 	case i < 0:
 		if err := s.api.CreateVNet(ctx, want); err != nil && !pve.IsExists(err) {
@@ -165,30 +166,6 @@ func (s *site) tagOf(z *compile.Zone) int {
 		return *z.VNI
 	}
 	return *z.VLAN
-}
-
-// sdnPending reports whether the cloud's SDN objects have changes not
-// yet applied (a crash between a change and the apply leaves them so).
-func (e *Engine) sdnPending(ctx context.Context, s *site) (bool, error) {
-	vnets, err := s.api.VNets(ctx)
-	if err != nil {
-		return false, err
-	}
-	for _, v := range vnets {
-		if v.Zone == s.cfg.SDNZone && v.State != "" {
-			return true, nil
-		}
-	}
-	zones, err := s.api.SDNZones(ctx)
-	if err != nil {
-		return false, err
-	}
-	for _, z := range zones {
-		if z.Zone == s.cfg.SDNZone && z.State != "" {
-			return true, nil
-		}
-	}
-	return false, nil
 }
 
 func (e *Engine) deleteNetwork(ctx context.Context, r compile.Resource) error {

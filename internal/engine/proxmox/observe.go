@@ -3,6 +3,7 @@ package proxmox
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,7 +26,7 @@ const observeParallel = 16
 // firewall in parallel; it changes nothing.
 func (e *Engine) Observe(ctx context.Context) ([]engine.Observed, error) {
 	var out []engine.Observed
-	for _, name := range slices.Sorted(keys(e.sites)) {
+	for _, name := range slices.Sorted(maps.Keys(e.sites)) {
 		obs, err := e.observeSite(ctx, e.sites[name])
 		if err != nil {
 			return nil, fmt.Errorf("site %s: %w", name, err)

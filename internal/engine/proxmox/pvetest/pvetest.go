@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"maps"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -155,16 +156,8 @@ func rewriteSites(data []byte, clusters map[string]*Cluster, extra map[string]an
 		set(site, "engine", scalar("proxmox"))
 		block := &yaml.Node{Kind: yaml.MappingNode}
 		fields := map[string]any{"endpoint": c.URL, "token-id": TokenID, "secret-file": c.SecretFile, "fingerprint": c.Fingerprint}
-		for k, v := range extra {
-			fields[k] = v
-		}
-		for _, k := range slices.Sorted(func(yield func(string) bool) {
-			for k := range fields {
-				if !yield(k) {
-					return
-				}
-			}
-		}) {
+		maps.Copy(fields, extra)
+		for _, k := range slices.Sorted(maps.Keys(fields)) {
 			var v yaml.Node
 			if err := v.Encode(fields[k]); err != nil {
 				return nil, false, err
