@@ -16,7 +16,7 @@ import (
 )
 
 // examplesDir holds one example cloud per directory, each reproducing a
-// reference architecture of /work/shared/reference.
+// reference architecture its README names (examples/README.md).
 const examplesDir = "../../examples"
 
 // exampleDirs lists every directory under examples/ that holds a spec
@@ -154,7 +154,7 @@ func checkExampleBasics(t *testing.T, s *spec.Spec, st *compile.State) {
 	}
 }
 
-// ---- Arvandor (reference 002) -------------------------------------------
+// ---- Arvandor (its docs/architecture.md) ---------------------------------
 
 func checkArvandor(t *testing.T, s *spec.Spec, st *compile.State) {
 	// The VMID table.
@@ -241,7 +241,7 @@ func checkArvandor(t *testing.T, s *spec.Spec, st *compile.State) {
 	}
 }
 
-// ---- Tasmanian Cloud (references 000, 001) -------------------------------
+// ---- Tasmanian Cloud (its architecture and security pages) --------------
 
 func checkTasmanian(t *testing.T, s *spec.Spec, st *compile.State) {
 	// The "Network Segmentation" table.
@@ -380,7 +380,7 @@ func checkTasmanian(t *testing.T, s *spec.Spec, st *compile.State) {
 	}
 }
 
-// ---- zCloud, the two-provider VM map (reference 004) ---------------------
+// ---- zCloud, the two-provider VM map --------------------------------------
 
 func checkZCloud(t *testing.T, s *spec.Spec, st *compile.State) {
 	if len(st.Sites) != 2 {

@@ -13,10 +13,10 @@ import (
 
 // examples/tappaas is generated from the fixture; this keeps it so.
 func TestExampleIsTheImportOfTheFixture(t *testing.T) {
-	fixtures := filepath.Join("..", "..", "..", "shared", "fixtures", "tappaas")
+	fixtures := filepath.Join("testdata", "tappaas")
 	modules, err := filepath.Glob(filepath.Join(fixtures, "modules", "*.json"))
 	if err != nil || len(modules) == 0 {
-		t.Fatalf("no TAPPaaS module fixtures under %s (the shared/ directory must sit beside the repository): %v", fixtures, err)
+		t.Fatalf("no TAPPaaS module fixtures under %s: %v", fixtures, err)
 	}
 	s, _, err := tappaas.Import(filepath.Join(fixtures, "zones.json"), modules, tappaas.Options{Engine: "local"})
 	if err != nil {

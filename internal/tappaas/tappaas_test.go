@@ -16,15 +16,14 @@ import (
 	"github.com/holdfast/holdfast/internal/spec"
 )
 
-// fixtures holds TAPPaaS's real files, beside the repository; tests must
-// fail, not skip, without them, or a missing checkout would pass silently.
-const fixtures = "../../../shared/fixtures/tappaas"
+// fixtures holds TAPPaaS's real files, unchanged (testdata/tappaas/NOTICE.md
+// says where from); tests fail, not skip, without them.
+const fixtures = "testdata/tappaas"
 
 func fixtureDir(t testing.TB) string {
 	t.Helper()
 	if fi, err := os.Stat(fixtures); err != nil || !fi.IsDir() {
-		abs, _ := filepath.Abs(fixtures)
-		t.Fatalf("TAPPaaS fixtures not found at %s (%s; the repository expects ../shared/fixtures/tappaas beside it): %v", fixtures, abs, err)
+		t.Fatalf("TAPPaaS fixtures not found at %s: %v", fixtures, err)
 	}
 	return fixtures
 }
