@@ -164,11 +164,14 @@ func (s *Server) login(q *request) error {
 		if err != nil {
 			return err
 		}
-		if err := s.totp.Verify(u.Name, secret, in.TOTP, s.now()); err != nil {
-			if errors.Is(err, auth.ErrReplayed) {
+		if err := s.sess.verifyTOTP(r.Context(), u.ID, secret, in.TOTP); err != nil {
+			switch {
+			case errors.Is(err, auth.ErrReplayed):
 				return fail("totp replayed")
+			case errors.Is(err, auth.ErrInvalidCode):
+				return fail("totp")
 			}
-			return fail("totp")
+			return err
 		}
 		methods = append(methods, "otp")
 	}
@@ -251,21 +254,18 @@ func (s *Server) enrollTOTP(q *request) error {
 	if q.caller.user.TOTP {
 		return problem(http.StatusConflict, "totp-enrolled", "a TOTP factor is already enrolled")
 	}
-	secret, err := auth.NewTOTPSecret()
+	key, err := auth.NewTOTPKey("Holdfast "+s.cloud, q.caller.user.Name)
 	if err != nil {
 		return err
 	}
-	sealed, err := s.box.Seal(secret, totpAD(q.caller.user.ID))
+	sealed, err := s.box.Seal(key.Secret, totpAD(q.caller.user.ID))
 	if err != nil {
 		return err
 	}
 	if err := q.do(s, func(tx *tenant.Tx) error { return tx.SetTOTPPending(q.caller.user.ID, sealed) }); err != nil {
 		return err
 	}
-	return q.reply(http.StatusCreated, api.TOTPEnrollment{
-		Secret: auth.EncodeTOTPSecret(secret),
-		URI:    auth.TOTPURI("Holdfast "+s.cloud, q.caller.user.Name, secret),
-	})
+	return q.reply(http.StatusCreated, api.TOTPEnrollment{Secret: key.Encoded, URI: key.URI})
 }
 
 func (s *Server) confirmTOTP(q *request) error {
@@ -281,8 +281,13 @@ func (s *Server) confirmTOTP(q *request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.totp.Verify(u.Name, secret, in.Code, s.now()); err != nil {
-		return badField("code", "is not the current code")
+	// The same guard as logins: the code that confirms is spent, and
+	// cannot log in too.
+	if err := s.sess.verifyTOTP(q.r.Context(), u.ID, secret, in.Code); err != nil {
+		if errors.Is(err, auth.ErrInvalidCode) || errors.Is(err, auth.ErrReplayed) {
+			return badField("code", "is not the current code")
+		}
+		return err
 	}
 	if err := q.do(s, func(tx *tenant.Tx) error { return tx.ConfirmTOTP(u.ID, u.TOTPPending) }); err != nil {
 		return err

@@ -20,6 +20,7 @@ var errReuse = session.ErrReuse
 type sessions struct {
 	m   *session.Manager
 	l   *session.Limiter
+	otp *session.TOTP // the replay guard of TOTP codes, for login and enrolment alike
 	now func() time.Time
 }
 
@@ -33,7 +34,16 @@ func newSessions(s *Server) (sessions, error) {
 	if err != nil {
 		return sessions{}, err
 	}
-	return sessions{m: m, l: l, now: s.now}, nil
+	otp, err := session.NewTOTP(ctx, s.db.DB(), s.now)
+	if err != nil {
+		return sessions{}, err
+	}
+	return sessions{m: m, l: l, otp: otp, now: s.now}, nil
+}
+
+// verifyTOTP checks a TOTP code of the user and spends it.
+func (x sessions) verifyTOTP(ctx context.Context, userID int64, secret []byte, code string) error {
+	return x.otp.Verify(ctx, strconv.FormatInt(userID, 10), secret, code)
 }
 
 type claims struct {

@@ -35,12 +35,19 @@
 // failures lock it for a doubling period, kept in the database) and by
 // source address (a token bucket in memory).
 //
+// # Second factors
+//
+// TOTP checks TOTP codes (auth.MatchTOTP) and refuses a code once
+// accepted: the last step accepted per user is kept in session_totp, so
+// that a restart does not reopen a code's window.
+//
 // # Wiring
 //
 // At start: db from store.OpenDB; box from auth.NewBox(master key);
 // m, err := session.New(ctx, db, box, session.Config{Issuer: url}) and
-// lim, err := session.NewLimiter(ctx, db, session.LimiterConfig{}). Run
-// m.Maintain and lim.Maintain every few minutes.
+// lim, err := session.NewLimiter(ctx, db, session.LimiterConfig{}) and
+// otp, err := session.NewTOTP(ctx, db, nil). Run m.Maintain, lim.Maintain
+// and otp.Maintain every few minutes.
 //
 // Login (password, TOTP, or an OIDC callback):
 //

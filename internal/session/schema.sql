@@ -51,3 +51,12 @@ CREATE TABLE IF NOT EXISTS session_lockouts (
 	last_attempt INTEGER NOT NULL,
 	locked_until INTEGER NOT NULL   -- 0 when not locked
 );
+
+-- The last TOTP time step accepted per user, so that a code once accepted
+-- is refused for the rest of its window (RFC 6238 section 5.2), also after
+-- a restart. Not secret: a step is the time divided by 30 s. Rows whose
+-- step is out of every window are forgotten.
+CREATE TABLE IF NOT EXISTS session_totp (
+	user_id TEXT PRIMARY KEY,
+	step    INTEGER NOT NULL
+);
