@@ -31,7 +31,7 @@ func TestHMACRepeatedQueryParameter(t *testing.T) {
 			strconv.FormatInt(now.Unix(), 10), nonce}, "\n")
 		mac := hmac.New(sha256.New, key.keySecret)
 		mac.Write([]byte(sts))
-		req, _ := http.NewRequest("GET", e.ts.URL+"/v1/tenants?"+query, nil)
+		req, _ := http.NewRequest(http.MethodGet, e.ts.URL+"/v1/tenants?"+query, nil)
 		req.Header.Set("Authorization", auth.AuthorizationHeader(key.keyID, now, nonce, hex.EncodeToString(mac.Sum(nil))))
 		resp, err := e.ts.Client().Do(req)
 		if err != nil {
@@ -41,7 +41,7 @@ func TestHMACRepeatedQueryParameter(t *testing.T) {
 		if resp.StatusCode != http.StatusUnauthorized {
 			t.Errorf("signed %q sent as %q: %d, want 401", "limit=1&limit=2", query, resp.StatusCode)
 		}
-		r := httptest.NewRequest("GET", "/v1/tenants?"+query, nil)
+		r := httptest.NewRequest(http.MethodGet, "/v1/tenants?"+query, nil)
 		if err := auth.SignRequest(r, nil, key.keyID, key.keySecret, now); err == nil {
 			t.Errorf("SignRequest signed %q", query)
 		}
