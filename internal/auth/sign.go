@@ -68,7 +68,7 @@ func NewAPIKey() (id string, secret []byte, err error) {
 //	HF-HMAC-SHA256
 //	<method, upper-cased>                e.g. POST
 //	<path, percent-encoding as sent>     e.g. /v1/zones/a%2Fb ("/" if empty)
-//	<canonical query>                    e.g. a=1&a=2&b=x%20y (empty if none)
+//	<canonical query>                    e.g. a=1&b=x%20y (empty if none)
 //	<lower-case hex SHA-256 of the body> (of the empty string if no body)
 //	<timestamp, decimal Unix seconds>    e.g. 1700000000
 //	<nonce>                              as in the Authorization header
@@ -78,14 +78,27 @@ func NewAPIKey() (id string, secret []byte, err error) {
 // key and value as application/x-www-form-urlencoded ("+" is a space, %XX a
 // byte; a part that does not decode is taken literally), re-encode each
 // byte outside A-Z a-z 0-9 - . _ ~ as %XX with upper-case hex, sort the
-// pairs by encoded key, then encoded value (byte order), and join them as
-// key=value with "&".
+// pairs by encoded key, and join them as key=value with "&".
+//
+// A parameter may appear once: a query that names one twice (after
+// decoding, so "a=1&%61=2" does too) is refused with ErrMalformed. Sorted
+// duplicates would sign "a=1&a=2" and "a=2&a=1" alike while the server
+// reads the first, so a signed request could be replayed meaning
+// something else.
 //
 // The signature is the lower-case hex HMAC-SHA256 of these bytes under the
 // key's secret, sent as
 //
 //	Authorization: HF-HMAC-SHA256 KeyId=<id>, Timestamp=<unix>, Nonce=<nonce>, Signature=<hex>
-func StringToSign(method, path, rawQuery string, bodySHA256 []byte, timestamp time.Time, nonce string) []byte {
+func StringToSign(method, path, rawQuery string, bodySHA256 []byte, timestamp time.Time, nonce string) ([]byte, error) {
+	cq, err := canonicalQuery(rawQuery)
+	if err != nil {
+		return nil, err
+	}
+	return stringToSign(method, path, cq, bodySHA256, timestamp, nonce), nil
+}
+
+func stringToSign(method, path, canonQuery string, bodySHA256 []byte, timestamp time.Time, nonce string) []byte {
 	if path == "" {
 		path = "/"
 	}
@@ -96,7 +109,7 @@ func StringToSign(method, path, rawQuery string, bodySHA256 []byte, timestamp ti
 	b.WriteByte('\n')
 	b.WriteString(path)
 	b.WriteByte('\n')
-	b.WriteString(canonicalQuery(rawQuery))
+	b.WriteString(canonQuery)
 	b.WriteByte('\n')
 	b.WriteString(hex.EncodeToString(bodySHA256))
 	b.WriteByte('\n')
@@ -106,11 +119,20 @@ func StringToSign(method, path, rawQuery string, bodySHA256 []byte, timestamp ti
 	return []byte(b.String())
 }
 
-// Sign returns the lower-case hex HMAC-SHA256 of StringToSign(...) under secret.
-func Sign(secret []byte, method, path, rawQuery string, bodySHA256 []byte, timestamp time.Time, nonce string) string {
-	mac := hmac.New(sha256.New, secret)
-	mac.Write(StringToSign(method, path, rawQuery, bodySHA256, timestamp, nonce))
-	return hex.EncodeToString(mac.Sum(nil))
+// Sign returns the lower-case hex HMAC-SHA256 of StringToSign(...) under
+// secret, or StringToSign's error.
+func Sign(secret []byte, method, path, rawQuery string, bodySHA256 []byte, timestamp time.Time, nonce string) (string, error) {
+	sts, err := StringToSign(method, path, rawQuery, bodySHA256, timestamp, nonce)
+	if err != nil {
+		return "", err
+	}
+	return mac(secret, sts), nil
+}
+
+func mac(secret, msg []byte) string {
+	m := hmac.New(sha256.New, secret)
+	m.Write(msg)
+	return hex.EncodeToString(m.Sum(nil))
 }
 
 // AuthorizationHeader formats the Authorization header value for a signed request.
@@ -120,7 +142,8 @@ func AuthorizationHeader(keyID string, timestamp time.Time, nonce, signature str
 }
 
 // SignRequest signs r (whose body is body) with the key and sets its
-// Authorization header; a Go client's half of Verifier.Verify.
+// Authorization header; a Go client's half of Verifier.Verify. It refuses
+// a query that names a parameter twice.
 func SignRequest(r *http.Request, body []byte, keyID string, secret []byte, now time.Time) error {
 	var nb [16]byte
 	if _, err := rand.Read(nb[:]); err != nil {
@@ -128,12 +151,17 @@ func SignRequest(r *http.Request, body []byte, keyID string, secret []byte, now 
 	}
 	nonce := hex.EncodeToString(nb[:])
 	sum := sha256.Sum256(body)
-	sig := Sign(secret, r.Method, r.URL.EscapedPath(), r.URL.RawQuery, sum[:], now, nonce)
+	sig, err := Sign(secret, r.Method, r.URL.EscapedPath(), r.URL.RawQuery, sum[:], now, nonce)
+	if err != nil {
+		return fmt.Errorf("sign %s %s: %w", r.Method, r.URL.Path, err)
+	}
 	r.Header.Set("Authorization", AuthorizationHeader(keyID, now, nonce, sig))
 	return nil
 }
 
-func canonicalQuery(raw string) string {
+// canonicalQuery is the query line of StringToSign, or ErrMalformed for a
+// query that names a parameter twice.
+func canonicalQuery(raw string) (string, error) {
 	type pair struct{ k, v string }
 	var pairs []pair
 	for part := range strings.SplitSeq(raw, "&") {
@@ -143,22 +171,22 @@ func canonicalQuery(raw string) string {
 		k, v, _ := strings.Cut(part, "=")
 		pairs = append(pairs, pair{escape3986(formUnescape(k)), escape3986(formUnescape(v))})
 	}
-	sort.Slice(pairs, func(i, j int) bool {
-		if pairs[i].k != pairs[j].k {
-			return pairs[i].k < pairs[j].k
-		}
-		return pairs[i].v < pairs[j].v
-	})
+	// Keys are unique, so the order of values never matters.
+	sort.Slice(pairs, func(i, j int) bool { return pairs[i].k < pairs[j].k })
 	var b strings.Builder
 	for i, p := range pairs {
 		if i > 0 {
+			if pairs[i-1].k == p.k {
+				// Encoded keys are equal exactly when decoded ones are.
+				return "", fmt.Errorf("%w: query parameter %.64q appears more than once; name each parameter once", ErrMalformed, formUnescape(p.k))
+			}
 			b.WriteByte('&')
 		}
 		b.WriteString(p.k)
 		b.WriteByte('=')
 		b.WriteString(p.v)
 	}
-	return b.String()
+	return b.String(), nil
 }
 
 func formUnescape(s string) string {
@@ -222,6 +250,10 @@ func (v *Verifier) Verify(r *http.Request, body []byte, now time.Time) (keyID st
 	if _, err := url.ParseQuery(r.URL.RawQuery); err != nil {
 		return "", fmt.Errorf("%w: query does not parse", ErrMalformed)
 	}
+	cq, err := canonicalQuery(r.URL.RawQuery)
+	if err != nil {
+		return "", err
+	}
 	window := v.Window
 	if window <= 0 {
 		window = DefaultWindow
@@ -235,7 +267,7 @@ func (v *Verifier) Verify(r *http.Request, body []byte, now time.Time) (keyID st
 		return "", ErrUnknownKey
 	}
 	sum := sha256.Sum256(body)
-	want := Sign(secret, r.Method, r.URL.EscapedPath(), r.URL.RawQuery, sum[:], ts, p.nonce)
+	want := mac(secret, stringToSign(r.Method, r.URL.EscapedPath(), cq, sum[:], ts, p.nonce))
 	if !hmac.Equal([]byte(want), []byte(p.sig)) {
 		return "", ErrBadSignature
 	}

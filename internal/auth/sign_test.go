@@ -2,10 +2,14 @@ package auth
 
 import (
 	"bytes"
+	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -41,13 +45,26 @@ type signed struct {
 func (s signed) request() *http.Request {
 	r := httptest.NewRequest(s.method, s.target, bytes.NewReader(s.body))
 	sum := sha256.Sum256(s.body)
-	sig := Sign(testSecret, s.method, r.URL.EscapedPath(), r.URL.RawQuery, sum[:], s.ts, s.nonce)
+	sig, err := Sign(testSecret, s.method, r.URL.EscapedPath(), r.URL.RawQuery, sum[:], s.ts, s.nonce)
+	if err != nil {
+		panic(err) // the tests sign only queries Sign takes
+	}
 	r.Header.Set("Authorization", AuthorizationHeader(testKeyID, s.ts, s.nonce, sig))
 	return r
 }
 
+// handSign signs like a client of another language would, without
+// StringToSign's checks: what an attacker can send.
+func handSign(secret []byte, method, path, canonQuery string, body []byte, ts time.Time, nonce string) string {
+	sum := sha256.Sum256(body)
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(strings.Join([]string{SignatureScheme, strings.ToUpper(method), path, canonQuery,
+		hex.EncodeToString(sum[:]), strconv.FormatInt(ts.Unix(), 10), nonce}, "\n")))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
 func validSigned() signed {
-	return signed{"POST", "/v1/zones/a%2Fb?z=1&a=x+y&a=%21", []byte(`{"name":"web"}`), testNow, testNonce}
+	return signed{"POST", "/v1/zones/a%2Fb?z=1&a=x+y&b=%21", []byte(`{"name":"web"}`), testNow, testNonce}
 }
 
 func TestVerifyValid(t *testing.T) {
@@ -78,7 +95,7 @@ func TestVerifyTampered(t *testing.T) {
 	for name, tamper := range map[string]func(r *http.Request) []byte{
 		"method": func(r *http.Request) []byte { r.Method = "PUT"; return s.body },
 		"path":   func(r *http.Request) []byte { r.URL.Path, r.URL.RawPath = "/v1/zones/a/c", ""; return s.body },
-		"query":  func(r *http.Request) []byte { r.URL.RawQuery = "z=2&a=x+y&a=%21"; return s.body },
+		"query":  func(r *http.Request) []byte { r.URL.RawQuery = "z=2&a=x+y&b=%21"; return s.body },
 		"extra query": func(r *http.Request) []byte {
 			r.URL.RawQuery += "&admin=1"
 			return s.body
@@ -183,7 +200,10 @@ func TestVerifyReplay(t *testing.T) {
 	other.Lookup = func(string) ([]byte, bool) { return testSecret, true }
 	r := s.request()
 	sum := sha256.Sum256(s.body)
-	sig := Sign(testSecret, s.method, r.URL.EscapedPath(), r.URL.RawQuery, sum[:], after, s.nonce)
+	sig, err := Sign(testSecret, s.method, r.URL.EscapedPath(), r.URL.RawQuery, sum[:], after, s.nonce)
+	if err != nil {
+		t.Fatal(err)
+	}
 	r.Header.Set("Authorization", AuthorizationHeader("hk_otherkey0000000", after, s.nonce, sig))
 	if _, err := other.Verify(r, s.body, after); err != nil {
 		t.Fatalf("same nonce, other key: %v", err)
@@ -193,8 +213,11 @@ func TestVerifyReplay(t *testing.T) {
 func TestVerifyQueryOrder(t *testing.T) {
 	body := []byte{}
 	sum := sha256.Sum256(body)
-	sig := Sign(testSecret, "get", "/v1/x", "b=2&a=1&a=0&c=x+y", sum[:], testNow, testNonce)
-	for _, q := range []string{"a=0&a=1&b=2&c=x%20y", "c=x+y&b=2&a=0&a=1", "a=1&&b=2&a=0&c=x%20y"} {
+	sig, err := Sign(testSecret, "get", "/v1/x", "b=2&a=1&d=0&c=x+y", sum[:], testNow, testNonce)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"a=1&b=2&c=x%20y&d=0", "c=x+y&b=2&d=0&a=1", "a=1&&b=2&d=0&c=x%20y"} {
 		r := httptest.NewRequest(http.MethodGet, "/v1/x?"+q, nil)
 		r.Header.Set("Authorization", AuthorizationHeader(testKeyID, testNow, testNonce, sig))
 		if _, err := testVerifier().Verify(r, body, testNow); err != nil {
@@ -205,17 +228,60 @@ func TestVerifyQueryOrder(t *testing.T) {
 
 func TestCanonicalForm(t *testing.T) {
 	sum := sha256.Sum256(nil)
-	got := string(StringToSign("post", "", "b=%7e&a=%2F+&a", sum[:], testNow, "n"))
-	want := "HF-HMAC-SHA256\nPOST\n/\na=&a=%2F%20&b=~\n" +
+	got, err := StringToSign("post", "", "b=%7e&a=%2F+&c", sum[:], testNow, "n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "HF-HMAC-SHA256\nPOST\n/\na=%2F%20&b=~&c=\n" +
 		"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\n1700000000\nn"
-	if got != want {
+	if string(got) != want {
 		t.Fatalf("StringToSign:\n%q\nwant\n%q", got, want)
 	}
 	// A fixed vector other-language clients can check against; computed
 	// independently with: printf '<want>' | openssl dgst -sha256 -hmac secret
-	const knownSignature = "2aee203e623722c699bbcd9b6768af939f5bb48547789a641e0271384d75c58e"
-	if sig := Sign([]byte("secret"), "post", "", "b=%7e&a=%2F+&a", sum[:], testNow, "n"); sig != knownSignature {
-		t.Fatalf("Sign = %s", sig)
+	const knownSignature = "a99d074442f1459131ca3c4e714aacc7929d3dc1b4333d2bf802005955eacec6"
+	if sig, err := Sign([]byte("secret"), "post", "", "b=%7e&a=%2F+&c", sum[:], testNow, "n"); err != nil || sig != knownSignature {
+		t.Fatalf("Sign = %s, %v", sig, err)
+	}
+}
+
+// TestRepeatedParameterRefused: a query naming a parameter twice is
+// neither signed nor accepted, in either order. Sorted, "limit=1&limit=2"
+// and "limit=2&limit=1" would sign alike while the server reads the first
+// value, so a captured request could be replayed reordered to mean
+// something else.
+func TestRepeatedParameterRefused(t *testing.T) {
+	for _, q := range []string{"limit=1&limit=2", "limit=2&limit=1", "limit=1&lim%69t=2", "a&a=", "x=1&limit=1&y=2&limit=1"} {
+		if _, err := StringToSign("GET", "/v1/tenants", q, nil, testNow, testNonce); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "appears more than once") {
+			t.Errorf("StringToSign(%q): %v, want ErrMalformed naming the repetition", q, err)
+		}
+		if _, err := Sign(testSecret, "GET", "/v1/tenants", q, nil, testNow, testNonce); !errors.Is(err, ErrMalformed) {
+			t.Errorf("Sign(%q): %v", q, err)
+		}
+		r := httptest.NewRequest(http.MethodGet, "/v1/tenants?"+q, nil)
+		if err := SignRequest(r, nil, testKeyID, testSecret, testNow); !errors.Is(err, ErrMalformed) {
+			t.Errorf("SignRequest(%q): %v", q, err)
+		}
+	}
+	// Signed by hand over the sorted duplicates, as the old rule had it:
+	// refused whichever order arrives.
+	sig := handSign(testSecret, "GET", "/v1/tenants", "limit=1&limit=2", nil, testNow, testNonce)
+	for _, q := range []string{"limit=1&limit=2", "limit=2&limit=1"} {
+		r := httptest.NewRequest(http.MethodGet, "/v1/tenants?"+q, nil)
+		r.Header.Set("Authorization", AuthorizationHeader(testKeyID, testNow, testNonce, sig))
+		v := testVerifier()
+		if _, err := v.Verify(r, nil, testNow); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), `"limit"`) {
+			t.Errorf("Verify(%q): %v, want ErrMalformed naming limit", q, err)
+		}
+		if v.Nonces.Len() != 0 {
+			t.Errorf("Verify(%q) spent the nonce of a refused request", q)
+		}
+	}
+	// The hand signature is right for a query without repetition.
+	r := httptest.NewRequest(http.MethodGet, "/v1/tenants?limit=2", nil)
+	r.Header.Set("Authorization", AuthorizationHeader(testKeyID, testNow, testNonce, handSign(testSecret, "GET", "/v1/tenants", "limit=2", nil, testNow, testNonce)))
+	if _, err := testVerifier().Verify(r, nil, testNow); err != nil {
+		t.Fatalf("hand-signed request: %v", err)
 	}
 }
 
@@ -356,8 +422,19 @@ func FuzzVerify(f *testing.F) {
 			t.Fatalf("accepted unparseable header %q (id %q)", header, id)
 		}
 		sum := sha256.Sum256(body)
-		want := Sign(testSecret, "POST", "/v1/zones/a%2Fb", rawQuery, sum[:], time.Unix(p.ts, 0), p.nonce)
-		if want != p.sig {
+		// No parameter is named twice: reordering could change what the
+		// server reads.
+		vals, err := url.ParseQuery(rawQuery)
+		if err != nil {
+			t.Fatalf("accepted a query that does not parse: %q", rawQuery)
+		}
+		for k, v := range vals {
+			if len(v) > 1 {
+				t.Fatalf("accepted query %q naming %q %d times", rawQuery, k, len(v))
+			}
+		}
+		want, err := Sign(testSecret, "POST", "/v1/zones/a%2Fb", rawQuery, sum[:], time.Unix(p.ts, 0), p.nonce)
+		if err != nil || want != p.sig {
 			t.Fatalf("accepted a request not signed with the key: header %q", header)
 		}
 	})

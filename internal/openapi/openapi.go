@@ -117,8 +117,8 @@ var securitySchemes = map[string]any{
 			"    Authorization: HF-HMAC-SHA256 KeyId=<id>, Timestamp=<unix>, Nonce=<nonce>, Signature=<hex>\n\n" +
 			"Signature is the lower-case hex HMAC-SHA256, under the key's secret, of seven lines joined by LF " +
 			"(no trailing newline): `HF-HMAC-SHA256`; the method, upper-cased; the path as sent (`/` if empty); " +
-			"the canonical query (pairs form-decoded, re-encoded per RFC 3986 with upper-case hex, sorted by key then value, " +
-			"joined as `k=v` with `&`); the lower-case hex SHA-256 of the body; the timestamp in decimal Unix seconds; " +
+			"the canonical query (pairs form-decoded, re-encoded per RFC 3986 with upper-case hex, sorted by key, " +
+			"joined as `k=v` with `&`; a parameter named twice is refused); the lower-case hex SHA-256 of the body; the timestamp in decimal Unix seconds; " +
 			"the nonce (16 to 64 characters, never reused). The timestamp must be within five minutes (by default) of the server's clock.",
 	},
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -73,10 +72,16 @@ func (s *Server) authenticate(r *http.Request, body []byte) (*caller, error) {
 	return &c, nil
 }
 
-// auditLogin records a login attempt, successful or not, with why.
+// auditLogin records a login attempt, successful or not, with why. user
+// is the account's name, or for a name that is no account what
+// sessions.unknownUser makes of it, which names no object.
 func (s *Server) auditLogin(r *http.Request, action, user, result string, detail map[string]string) {
 	s.met.logins.WithLabelValues(strings.TrimSuffix(strings.Fields(result)[0], ":")).Inc()
-	s.appendAudit(audit.Entry{Actor: user, Action: action, Object: "/v1/users/" + user, Source: source(r), Result: result, Detail: detail})
+	object := "/v1/users/" + user
+	if strings.HasPrefix(user, unknownUserPrefix) {
+		object = ""
+	}
+	s.appendAudit(audit.Entry{Actor: user, Action: action, Object: object, Source: source(r), Result: result, Detail: detail})
 }
 
 // dummyHash is verified against when the user does not exist, so that the
@@ -121,19 +126,9 @@ func (s *Server) login(q *request) error {
 	}
 	r := q.r
 	ip := source(r)
-	fail := func(reason string) error {
-		s.auditLogin(r, "login", in.User, "denied: "+reason, nil)
-		return problem(http.StatusUnauthorized, "login-failed", "wrong user, password or code")
-	}
-	if err := s.sess.admit(r.Context(), in.User, ip); err != nil {
-		var ra *retryAfter
-		if errors.As(err, &ra) {
-			s.auditLogin(r, "login", in.User, "denied: "+ra.Type[strings.LastIndexByte(ra.Type, '/')+1:], nil)
-			q.w.Header().Set("Retry-After", strconv.Itoa(int(ra.after.Seconds())+1))
-			return ra.Problem
-		}
-		return err
-	}
+	// The user is read first, so that the audit log names only accounts
+	// that exist (people type passwords into the name field). Every
+	// answer below is the same for a name that is no account.
 	var u tenant.UserRecord
 	err := q.do(s, func(tx *tenant.Tx) error {
 		var err error
@@ -141,6 +136,22 @@ func (s *Server) login(q *request) error {
 		return err
 	})
 	if err != nil && !errors.Is(err, tenant.ErrNotFound) {
+		return err
+	}
+	actor := in.User
+	if err != nil {
+		actor = s.sess.unknownUser(in.User)
+	}
+	fail := func(reason string) error {
+		s.auditLogin(r, "login", actor, "denied: "+reason, nil)
+		return problem(http.StatusUnauthorized, "login-failed", "wrong user, password or code")
+	}
+	if err := s.sess.admit(r.Context(), in.User, ip); err != nil {
+		var ra *retryAfter
+		if errors.As(err, &ra) {
+			s.auditLogin(r, "login", actor, "denied: "+ra.reason, nil)
+			return ra.answer(q.w)
+		}
 		return err
 	}
 	hash := u.PasswordHash
@@ -155,20 +166,28 @@ func (s *Server) login(q *request) error {
 	if u.TOTP {
 		if in.TOTP == "" {
 			// The password was right; say what is missing. The attempt
-			// still counts as failed, so passwords cannot be tested
-			// against a TOTP account without limit.
-			s.auditLogin(r, "login", in.User, "denied: totp required", nil)
+			// was no guess: uncounted, it leaves the source clean for
+			// the second step of a two-step login, even while the
+			// account is under attack. (A wrong password was counted
+			// above, so passwords cannot be tested without limit.)
+			if err := s.sess.forgive(r.Context(), in.User, ip); err != nil {
+				return err
+			}
+			s.auditLogin(r, "login", actor, "denied: totp required", nil)
 			return problem(http.StatusUnauthorized, "totp-required", "this account needs a TOTP code (field totp)")
 		}
 		secret, err := s.box.Open(u.TOTPSealed, totpAD(u.ID))
 		if err != nil {
 			return err
 		}
-		if err := s.totp.Verify(u.Name, secret, in.TOTP, s.now()); err != nil {
-			if errors.Is(err, auth.ErrReplayed) {
+		if err := s.sess.verifyTOTP(r.Context(), u.ID, secret, in.TOTP); err != nil {
+			switch {
+			case errors.Is(err, auth.ErrReplayed):
 				return fail("totp replayed")
+			case errors.Is(err, auth.ErrInvalidCode):
+				return fail("totp")
 			}
-			return fail("totp")
+			return err
 		}
 		methods = append(methods, "otp")
 	}
@@ -176,10 +195,10 @@ func (s *Server) login(q *request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.sess.succeeded(r.Context(), in.User); err != nil {
+	if err := s.sess.succeeded(r.Context(), in.User, ip); err != nil {
 		return err
 	}
-	s.auditLogin(r, "login", in.User, "ok", map[string]string{"methods": strings.Join(methods, ",")})
+	s.auditLogin(r, "login", actor, "ok", map[string]string{"methods": strings.Join(methods, ",")})
 	return q.ok(tok)
 }
 
@@ -226,9 +245,23 @@ func (s *Server) changePassword(q *request) error {
 	if err := q.decode(&in); err != nil {
 		return err
 	}
-	good, err := s.checkPassword(q.r.Context(), q.caller.user.PasswordHash, in.Current)
-	if q.caller.user.PasswordHash == "" || err != nil || !good {
+	// A wrong current password is a failed login for the account from
+	// this source, under the same limits: a stolen access token or API
+	// key must not be a way to guess the password.
+	u, ip := q.caller.user, source(q.r)
+	if err := s.sess.admit(q.r.Context(), u.Name, ip); err != nil {
+		var ra *retryAfter
+		if errors.As(err, &ra) {
+			return ra.answer(q.w)
+		}
+		return err
+	}
+	good, err := s.checkPassword(q.r.Context(), u.PasswordHash, in.Current)
+	if u.PasswordHash == "" || err != nil || !good {
 		return badField("current", "is not the current password")
+	}
+	if err := s.sess.succeeded(q.r.Context(), u.Name, ip); err != nil {
+		return err
 	}
 	hash, err := s.hashPassword(q.r.Context(), in.New)
 	if err != nil {
@@ -251,21 +284,18 @@ func (s *Server) enrollTOTP(q *request) error {
 	if q.caller.user.TOTP {
 		return problem(http.StatusConflict, "totp-enrolled", "a TOTP factor is already enrolled")
 	}
-	secret, err := auth.NewTOTPSecret()
+	key, err := auth.NewTOTPKey("Holdfast "+s.cloud, q.caller.user.Name)
 	if err != nil {
 		return err
 	}
-	sealed, err := s.box.Seal(secret, totpAD(q.caller.user.ID))
+	sealed, err := s.box.Seal(key.Secret, totpAD(q.caller.user.ID))
 	if err != nil {
 		return err
 	}
 	if err := q.do(s, func(tx *tenant.Tx) error { return tx.SetTOTPPending(q.caller.user.ID, sealed) }); err != nil {
 		return err
 	}
-	return q.reply(http.StatusCreated, api.TOTPEnrollment{
-		Secret: auth.EncodeTOTPSecret(secret),
-		URI:    auth.TOTPURI("Holdfast "+s.cloud, q.caller.user.Name, secret),
-	})
+	return q.reply(http.StatusCreated, api.TOTPEnrollment{Secret: key.Encoded, URI: key.URI})
 }
 
 func (s *Server) confirmTOTP(q *request) error {
@@ -281,8 +311,13 @@ func (s *Server) confirmTOTP(q *request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.totp.Verify(u.Name, secret, in.Code, s.now()); err != nil {
-		return badField("code", "is not the current code")
+	// The same guard as logins: the code that confirms is spent, and
+	// cannot log in too.
+	if err := s.sess.verifyTOTP(q.r.Context(), u.ID, secret, in.Code); err != nil {
+		if errors.Is(err, auth.ErrInvalidCode) || errors.Is(err, auth.ErrReplayed) {
+			return badField("code", "is not the current code")
+		}
+		return err
 	}
 	if err := q.do(s, func(tx *tenant.Tx) error { return tx.ConfirmTOTP(u.ID, u.TOTPPending) }); err != nil {
 		return err

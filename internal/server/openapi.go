@@ -78,6 +78,9 @@ func OpenAPI() ([]byte, error) {
 		if rt.id == "login" || rt.id == "refresh" {
 			op.Errors = append(op.Errors, http.StatusUnauthorized, http.StatusTooManyRequests)
 		}
+		if rt.id == "changePassword" { // a wrong current password counts as a failed login
+			op.Errors = append(op.Errors, http.StatusTooManyRequests)
+		}
 		if len(rt.query) > 0 {
 			op.Errors = append(op.Errors, http.StatusBadRequest)
 		}

@@ -47,7 +47,7 @@ func (s *Server) Start() {
 
 // maintain runs housekeeping every few minutes until shutdown: sessions
 // (ended ones forgotten, the signing key rotated when old), login
-// throttling state, and an audit checkpoint so that recent entries are
+// throttling state, TOTP steps past every window, and an audit checkpoint so that recent entries are
 // anchored by a signature, not only by the chain.
 func (s *Server) maintain() {
 	t := time.NewTicker(5 * time.Minute)
@@ -62,6 +62,7 @@ func (s *Server) maintain() {
 		for what, err := range map[string]error{
 			"sessions":   s.sess.m.Maintain(ctx),
 			"throttling": s.sess.l.Maintain(ctx),
+			"totp":       s.sess.otp.Maintain(ctx),
 			"audit":      s.checkpoint(ctx),
 		} {
 			if err != nil {

@@ -70,7 +70,6 @@ type Server struct {
 	audit     *audit.Log
 	auditK    ed25519.PublicKey
 	sess      sessions
-	totp      auth.TOTPVerifier
 	hashing   chan struct{} // bounds concurrent argon2id work
 	hmac      *auth.Verifier
 	keys      *keyCache

@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"crypto/hkdf"
+	"crypto/sha256"
 	"errors"
 	"net/http"
 	"net/netip"
@@ -20,6 +22,7 @@ var errReuse = session.ErrReuse
 type sessions struct {
 	m   *session.Manager
 	l   *session.Limiter
+	otp *session.TOTP // the replay guard of TOTP codes, for login and enrolment alike
 	now func() time.Time
 }
 
@@ -29,11 +32,26 @@ func newSessions(s *Server) (sessions, error) {
 	if err != nil {
 		return sessions{}, err
 	}
-	l, err := session.NewLimiter(ctx, s.db.DB(), session.LimiterConfig{Now: s.now})
+	// Login names are kept only as an HMAC under this key: people type
+	// passwords into the name field.
+	nameKey, err := hkdf.Key(sha256.New, s.masterKey, nil, "holdfast login names v1", 32)
 	if err != nil {
 		return sessions{}, err
 	}
-	return sessions{m: m, l: l, now: s.now}, nil
+	l, err := session.NewLimiter(ctx, s.db.DB(), session.LimiterConfig{NameKey: nameKey, Now: s.now})
+	if err != nil {
+		return sessions{}, err
+	}
+	otp, err := session.NewTOTP(ctx, s.db.DB(), s.now)
+	if err != nil {
+		return sessions{}, err
+	}
+	return sessions{m: m, l: l, otp: otp, now: s.now}, nil
+}
+
+// verifyTOTP checks a TOTP code of the user and spends it.
+func (x sessions) verifyTOTP(ctx context.Context, userID int64, secret []byte, code string) error {
+	return x.otp.Verify(ctx, strconv.FormatInt(userID, 10), secret, code)
 }
 
 type claims struct {
@@ -90,31 +108,68 @@ func (x sessions) revokeUser(ctx context.Context, userID int64) {
 	_, _ = x.m.RevokeUser(ctx, strconv.FormatInt(userID, 10)) // best effort: the user row is what authenticate reads
 }
 
-// admit counts a login attempt before its credentials are checked; it
-// counts as failed until succeeded is called.
+// admit counts an attempt to prove the account's password — a login, or
+// a password change, under the same limits — from the source ip before
+// the credentials are checked; it counts as failed until succeeded is
+// called. A refusal is a *retryAfter.
 func (x sessions) admit(ctx context.Context, account, ip string) error {
+	err := x.l.Admit(ctx, account, addrOf(ip))
+	var le *session.LimitError
+	if !errors.As(err, &le) {
+		return err
+	}
+	ra := &retryAfter{after: le.RetryAfter}
+	switch {
+	case errors.Is(err, session.ErrLocked):
+		ra.reason, ra.Problem = "locked", problem(http.StatusTooManyRequests, "locked", "too many failed logins for this account from your address; try again later")
+	case errors.Is(err, session.ErrSlowed):
+		ra.reason, ra.Problem = "slowed", problem(http.StatusTooManyRequests, "slowed", "this account has seen many failed logins; try again later")
+	default:
+		ra.reason, ra.Problem = "throttled", problem(http.StatusTooManyRequests, "throttled", "too many login attempts from your address; try again later")
+	}
+	return ra
+}
+
+// succeeded records that the credentials of the last attempt admitted for
+// account from ip were right.
+func (x sessions) succeeded(ctx context.Context, account, ip string) error {
+	return x.l.Succeeded(ctx, account, addrOf(ip))
+}
+
+// forgive uncounts the last attempt admitted for account from ip: it
+// proved the password and lacked only the second factor.
+func (x sessions) forgive(ctx context.Context, account, ip string) error {
+	return x.l.Forgive(ctx, account, addrOf(ip))
+}
+
+// unknownUser is how the audit log names a login as a name that is no
+// account: people type passwords there, so it shows only a keyed hash —
+// the same for the same name, so that attempts can be told apart.
+func (x sessions) unknownUser(name string) string { return unknownUserPrefix + x.l.Tag(name) }
+
+// unknownUserPrefix begins what unknownUser returns; no user name can
+// (names have no spaces).
+const unknownUserPrefix = "unknown user "
+
+func addrOf(ip string) netip.Addr {
 	addr, err := netip.ParseAddr(ip)
 	if err != nil {
-		addr = netip.IPv4Unspecified()
+		return netip.IPv4Unspecified()
 	}
-	err = x.l.Admit(ctx, account, addr)
-	var le *session.LimitError
-	if errors.As(err, &le) {
-		p := problem(http.StatusTooManyRequests, "throttled", "too many failed logins; try again later")
-		if errors.Is(err, session.ErrLocked) {
-			p = problem(http.StatusTooManyRequests, "locked", "the account is locked after failed logins; try again later")
-		}
-		return &retryAfter{Problem: p, after: le.RetryAfter}
-	}
-	return err
+	return addr
 }
 
-func (x sessions) succeeded(ctx context.Context, account string) error {
-	return x.l.Succeeded(ctx, account)
-}
-
-// retryAfter is a problem answered with a Retry-After header.
+// retryAfter is a throttled attempt's problem, answered with a
+// Retry-After header.
 type retryAfter struct {
 	*api.Problem
-	after time.Duration
+	reason string // for the audit entry: locked, slowed or throttled
+	after  time.Duration
+}
+
+// answer sets Retry-After (whole seconds, rounded up) and returns the
+// problem to answer.
+func (ra *retryAfter) answer(w http.ResponseWriter) *api.Problem {
+	w.Header().Set("Retry-After", strconv.Itoa(int(max(time.Second, ra.after+time.Second-1)/time.Second)))
+	return ra.Problem
 }

@@ -31,23 +31,40 @@
 //
 // # Throttling
 //
-// A Limiter admits or refuses login attempts by account (consecutive
-// failures lock it for a doubling period, kept in the database) and by
-// source address (a token bucket in memory).
+// A Limiter admits or refuses login attempts by source address (a token
+// bucket in memory), by account and source (consecutive failures lock
+// that source out of that account for a doubling period) and by account
+// (sources that have failed share a slowly refilled budget; a source
+// without failures is never refused by it, so the owner is not locked
+// out by an attack from elsewhere). The account limits are kept in the
+// database, which knows accounts only by an HMAC of the name.
+//
+// # Second factors
+//
+// TOTP checks TOTP codes (auth.MatchTOTP) and refuses a code once
+// accepted: the last step accepted per user is kept in session_totp, so
+// that a restart does not reopen a code's window.
 //
 // # Wiring
 //
 // At start: db from store.OpenDB; box from auth.NewBox(master key);
 // m, err := session.New(ctx, db, box, session.Config{Issuer: url}) and
-// lim, err := session.NewLimiter(ctx, db, session.LimiterConfig{}). Run
-// m.Maintain and lim.Maintain every few minutes.
+// lim, err := session.NewLimiter(ctx, db, session.LimiterConfig{NameKey:
+// a key derived from the master key}) and
+// otp, err := session.NewTOTP(ctx, db, nil). Run m.Maintain, lim.Maintain
+// and otp.Maintain every few minutes.
 //
 // Login (password, TOTP, or an OIDC callback):
 //
-//	if err := lim.Admit(ctx, account, clientIP); err != nil { 429, Retry-After from *LimitError }
-//	check the credentials; on failure answer 401 (the attempt is already counted)
-//	lim.Succeeded(ctx, account)
+//	if err := lim.Admit(ctx, name, clientIP); err != nil { 429, Retry-After from *LimitError }
+//	check the password; on failure answer 401 (the attempt is already counted)
+//	if the second factor is missing: lim.Forgive(ctx, name, clientIP); ask for it
+//	check the code with otp.Verify; on failure answer 401
+//	lim.Succeeded(ctx, name, clientIP)
 //	tok, err := m.Login(ctx, userID, []string{"pwd", "otp"})
+//
+// A password change checks the current password between the same Admit
+// and Succeeded, so that a stolen token is no way to guess it.
 //
 // Every request: claims, err := m.Verify(bearer token); ErrExpired asks
 // the client to refresh, the other errors to log in again. Authorize by

@@ -40,14 +40,38 @@ CREATE TABLE IF NOT EXISTS session_refresh (
 );
 CREATE INDEX IF NOT EXISTS session_refresh_family ON session_refresh (family);
 
--- Failed-login state per account, kept across restarts so that a restart
--- does not hand an attacker a fresh set of guesses. failures counts
--- attempts since the last success (an attempt counts as failed until it is
--- reported successful); rows idle for longer than the reset window are
--- forgotten.
+-- Failed logins per account and source, kept across restarts so that a
+-- restart does not hand an attacker a fresh set of guesses. account is the
+-- hex HMAC-SHA256 of the name as typed, under a key derived from the master
+-- key: names are never stored, since people type passwords into the name
+-- field. source is the client's address as a prefix (a.b.c.d/32, or the
+-- /64 of an IPv6 address). failures counts attempts from that source since
+-- its last success (an attempt counts as failed until it is reported
+-- successful); rows idle for longer than the reset window are forgotten.
+-- (The first version keyed this table by the name alone; Migrate renames
+-- such a table session_lockouts_v1 and NewLimiter carries it over.)
 CREATE TABLE IF NOT EXISTS session_lockouts (
-	account      TEXT PRIMARY KEY,
+	account      TEXT NOT NULL,
+	source       TEXT NOT NULL,
 	failures     INTEGER NOT NULL,
 	last_attempt INTEGER NOT NULL,
-	locked_until INTEGER NOT NULL   -- 0 when not locked
+	locked_until INTEGER NOT NULL,   -- 0 when not locked
+	PRIMARY KEY (account, source)
+);
+
+-- Each account's budget of attempts from sources that have failed for it,
+-- shared by all of them, as the time it will be full again (empty when
+-- that is burst * interval ahead). Rows of full budgets are forgotten.
+CREATE TABLE IF NOT EXISTS session_login_accounts (
+	account TEXT PRIMARY KEY,        -- as in session_lockouts
+	full_at INTEGER NOT NULL
+);
+
+-- The last TOTP time step accepted per user, so that a code once accepted
+-- is refused for the rest of its window (RFC 6238 section 5.2), also after
+-- a restart. Not secret: a step is the time divided by 30 s. Rows whose
+-- step is out of every window are forgotten.
+CREATE TABLE IF NOT EXISTS session_totp (
+	user_id TEXT PRIMARY KEY,
+	step    INTEGER NOT NULL
 );
