@@ -112,6 +112,7 @@ func FuzzAcceptedNamesAreSpecValid(f *testing.F) {
 		f.Fatal(err)
 	}
 	s := &Server{spec: sp, pool: pl, cloud: sp.Cloud.Name}
+	s.real = newRealizer(s)
 	for _, seed := range [][4]string{
 		{"acme", "net", "web", "debian-12"},
 		{strings.Repeat("t", 32), strings.Repeat("n", 29), strings.Repeat("i", 6), strings.Repeat("x", 52)},
@@ -144,7 +145,9 @@ func FuzzAcceptedNamesAreSpecValid(f *testing.F) {
 			}
 			sn.insts = append(sn.insts, in)
 		}
-		data, err := spec.EncodeFile(s.tenantSpec(sn, map[string]string{}))
+		p := newPass(s.real, sn)
+		p.accepted, p.made = &spec.Spec{}, map[object]bool{}
+		data, err := spec.EncodeFile(p.tenantSpec())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -153,9 +156,9 @@ func FuzzAcceptedNamesAreSpecValid(f *testing.F) {
 			_, _, cd := compile.Compile(whole, compile.Allocations{})
 			diags = append(diags, cd...)
 		}
-		if diags.HasErrors() {
-			t.Fatalf("the API accepts tenant %q, network %q, instance %q, template %q; the cloud refuses them:\n%v\n%s",
-				tenantName, network, instance, template, diags.Err(), data)
+		if diags.HasErrors() || len(p.refused) > 0 {
+			t.Fatalf("the API accepts tenant %q, network %q, instance %q, template %q; the cloud refuses them:\n%v\n%v\n%s",
+				tenantName, network, instance, template, diags.Err(), p.refused, data)
 		}
 	})
 }
