@@ -77,7 +77,7 @@ type Tenant struct {
 
 // TenantCreate creates a tenant (operators).
 type TenantCreate struct {
-	Name        string `json:"name" pattern:"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$" doc:"1-32 lower-case letters, digits and dashes, not ending in a dash."`
+	Name        string `json:"name" pattern:"^[a-z](-?[a-z0-9])*$" maxlen:"32" doc:"1-32 lower-case letters, digits and single dashes, starting with a letter and not ending in a dash. It prefixes the spec names of the tenant's networks and instances."`
 	DisplayName string `json:"display_name,omitempty" maxlen:"200"`
 	Quota       *Quota `json:"quota,omitempty" doc:"Limits; the server's default quota when omitted."`
 }
@@ -208,7 +208,7 @@ type Flavor struct {
 
 // Template is an image the operator publishes.
 type Template struct {
-	Name        string `json:"name" pattern:"^[a-z][a-z0-9.-]{0,62}$"`
+	Name        string `json:"name" pattern:"^[a-z](-?[a-z0-9])*$" maxlen:"52" doc:"1-52 lower-case letters, digits and single dashes, starting with a letter and not ending in a dash: the template is catalogue--<name> in the cloud's spec."`
 	Image       string `json:"image" maxlen:"4096" doc:"Engine image reference (a rootfs directory on the local engine, a template VMID on Proxmox); empty runs the host's file system on the local engine."`
 	OS          string `json:"os,omitempty" maxlen:"100"`
 	Description string `json:"description,omitempty" maxlen:"1000"`
@@ -230,7 +230,7 @@ type Network struct {
 
 // NetworkCreate creates a tenant network.
 type NetworkCreate struct {
-	Name string `json:"name" pattern:"^[a-z][a-z0-9-]{0,30}$"`
+	Name string `json:"name" pattern:"^[a-z](-?[a-z0-9])*$" maxlen:"31" doc:"1-31 lower-case letters, digits and single dashes, starting with a letter and not ending in a dash. The network is the zone <tenant>--<name> of the cloud's spec, and that name has at most 63 characters."`
 }
 
 // Instance states.
@@ -269,7 +269,7 @@ type Instance struct {
 
 // InstanceCreate creates an instance.
 type InstanceCreate struct {
-	Name     string   `json:"name" pattern:"^[a-z][a-z0-9-]{0,30}$"`
+	Name     string   `json:"name" pattern:"^[a-z](-?[a-z0-9])*$" maxlen:"31" doc:"1-31 lower-case letters, digits and single dashes, starting with a letter and not ending in a dash. The instance is <tenant>--<name> in the cloud's spec, and that name has at most 40 characters (the path of its control socket is bounded)."`
 	Project  string   `json:"project,omitempty" doc:"Project (default: default)."`
 	Flavor   string   `json:"flavor"`
 	Template string   `json:"template"`

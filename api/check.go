@@ -1,6 +1,7 @@
 package api
 
 import (
+	"fmt"
 	"reflect"
 	"regexp"
 	"slices"
@@ -19,6 +20,39 @@ func Check(v any) []FieldError {
 	var errs []FieldError
 	check(reflect.ValueOf(v), "", &errs)
 	return errs
+}
+
+// NamePattern is the shape of every name the control plane writes into the
+// cloud's spec: a tenant's, and its networks', instances' and catalogue
+// templates'. It is narrower than the spec's own rule (lower case; single
+// dashes, since "--" joins a tenant's name to its object's there); the
+// server also checks each spec name it derives — with the tenant's name —
+// against the spec's rule before it records a request, so that what the
+// API accepts the cloud accepts.
+const NamePattern = `^[a-z](-?[a-z0-9])*$`
+
+// nameProblem says why s, not empty, does not match NamePattern.
+func nameProblem(s string) string {
+	why := func() string {
+		switch {
+		case s[0] < 'a' || s[0] > 'z':
+			return "it must start with a lower-case letter"
+		case strings.HasSuffix(s, "-"):
+			return "it must not end in '-'"
+		case strings.Contains(s, "--"):
+			return `it must not hold "--", which joins a tenant's name to its object's in the cloud's spec`
+		}
+		for _, r := range s {
+			if (r < 'a' || r > 'z') && (r < '0' || r > '9') && r != '-' {
+				return fmt.Sprintf("it may hold only lower-case letters, digits and '-', not %q", r)
+			}
+		}
+		return ""
+	}()
+	if why == "" {
+		return "must match " + NamePattern
+	}
+	return "must match " + NamePattern + " (" + why + ")"
 }
 
 var patterns sync.Map // pattern -> *regexp.Regexp
@@ -103,7 +137,11 @@ func check(v reflect.Value, path string, errs *[]FieldError) {
 				bad("must be one of " + strings.ReplaceAll(e, ",", ", "))
 			}
 			if pat := f.Tag.Get("pattern"); pat != "" && !compiled(pat).MatchString(s) {
-				bad("must match " + pat)
+				if pat == NamePattern {
+					bad(nameProblem(s))
+				} else {
+					bad("must match " + pat)
+				}
 			}
 		case reflect.Int, reflect.Int32, reflect.Int64:
 			n := fv.Int()

@@ -50,9 +50,6 @@ func (s *Server) createTenant(q *request) error {
 	if err := q.decode(&in); err != nil {
 		return err
 	}
-	if strings.Contains(in.Name, "--") {
-		return badField("name", `must not contain "--" (it separates tenant and object names in the spec)`)
-	}
 	quota := s.defaultQuota()
 	if in.Quota != nil {
 		quota = *in.Quota

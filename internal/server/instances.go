@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/holdfast/holdfast/api"
+	"github.com/holdfast/holdfast/internal/spec"
 	"github.com/holdfast/holdfast/internal/tenant"
 )
 
@@ -13,6 +14,43 @@ import (
 // path, <state>/<cloud>/local/i/<name>/control.sock, must fit the 107 bytes
 // of a Unix socket address under a state directory of usual length.
 const maxSpecName = 40
+
+// The names a tenant's request puts into the cloud's spec are checked
+// here, when the request arrives, with the spec's own rule: a network is the
+// zone <tenant>--<network>, an instance is <tenant>--<instance>. The wire
+// types' patterns (api.NamePattern) bound each name alone; these checks add
+// what only the tenant's name decides — the length of the whole — and that
+// the operator's spec does not already use it. What the API accepts, the
+// realizer can write (FuzzAcceptedNamesAreSpecValid).
+
+// networkName checks the zone a tenant's network named name would be.
+func (s *Server) networkName(tenantName, name string) error {
+	return specName(s, "zone", tenant.ZoneName(tenantName, name), s.spec.Zones)
+}
+
+// instanceName checks the spec name of a tenant's instance named name.
+func (s *Server) instanceName(tenantName, name string) error {
+	// The spec name names the instance's namespace and its control socket,
+	// whose path the kernel bounds.
+	if len(tenant.SpecName(tenantName, name)) > maxSpecName {
+		return badField("name", fmt.Sprintf("is too long for this tenant: tenant and instance names together may have at most %d characters", maxSpecName-2))
+	}
+	return specName(s, "instance", tenant.SpecName(tenantName, name), s.spec.Instances)
+}
+
+// specName refuses a spec name the spec would refuse, or that the
+// operator's spec already gives one of its own objects.
+func specName[T any](s *Server, kind, name string, operators map[string]T) error {
+	if err := spec.CheckName(name); err != nil {
+		return badField("name", fmt.Sprintf("gives the %s %q in the cloud's spec, which %v", kind, name, err))
+	}
+	if _, taken := operators[name]; taken {
+		p := problem(http.StatusConflict, "exists", fmt.Sprintf("the cloud's spec already has a %s %q", kind, name))
+		p.Errors = []api.FieldError{{Field: "name", Message: fmt.Sprintf("gives the %s %q in the cloud's spec, which the operator's spec already names", kind, name)}}
+		return p
+	}
+	return nil
+}
 
 // Networks.
 
@@ -58,6 +96,9 @@ func (s *Server) getNetwork(q *request) error {
 func (s *Server) createNetwork(q *request) error {
 	var in api.NetworkCreate
 	if err := q.decode(&in); err != nil {
+		return err
+	}
+	if err := s.networkName(q.tenant.Name, in.Name); err != nil {
 		return err
 	}
 	if s.pool.Slots() == 0 {
@@ -199,10 +240,8 @@ func (s *Server) createInstance(q *request) error {
 	if err := q.decode(&in); err != nil {
 		return err
 	}
-	// The spec name, tenant--instance, names the instance's namespace and
-	// its control socket, whose path the kernel bounds.
-	if len(tenant.SpecName(q.tenant.Name, in.Name)) > maxSpecName {
-		return badField("name", fmt.Sprintf("is too long for this tenant: tenant and instance names together may have at most %d characters", maxSpecName-2))
+	if err := s.instanceName(q.tenant.Name, in.Name); err != nil {
+		return err
 	}
 	if in.Project == "" {
 		in.Project = "default"

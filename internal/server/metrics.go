@@ -21,6 +21,9 @@ type metrics struct {
 	reconciles    *prometheus.CounterVec
 	reconcileTime prometheus.Histogram
 	openOps       prometheus.Gauge
+	lastSuccess   prometheus.Gauge
+	failures      prometheus.Gauge
+	refused       prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -39,7 +42,8 @@ func newMetrics() *metrics {
 		Name: "holdfast_audit_append_failures_total", Help: "Audit entries that could not be written.",
 	})
 	m.reconciles = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "holdfast_reconciles_total", Help: "Reconciler passes by outcome.",
+		Name: "holdfast_reconciles_total",
+		Help: "Reconciler passes by outcome: ok; partial (ran through, but objects failed or were refused); error (failed as a whole).",
 	}, []string{"result"})
 	m.reconcileTime = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "holdfast_reconcile_duration_seconds", Help: "Duration of reconciler passes.",
@@ -48,7 +52,20 @@ func newMetrics() *metrics {
 	m.openOps = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "holdfast_operations_open", Help: "Operations pending or running.",
 	})
+	m.lastSuccess = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "holdfast_realizer_last_success_timestamp_seconds",
+		Help: "When the last reconciler pass that ran through ended (Unix time); 0 until one has. Alert when it is old.",
+	})
+	m.failures = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "holdfast_realizer_consecutive_failures",
+		Help: "Reconciler passes in a row that failed as a whole; /readyz reports not ready from 3.",
+	})
+	m.refused = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "holdfast_realizer_refused_objects",
+		Help: "Tenants' networks and instances the cloud's spec refused in the last pass: left out, or kept as they were.",
+	})
 	m.reg.MustRegister(m.requests, m.latency, m.logins, m.auditFailures, m.reconciles, m.reconcileTime, m.openOps,
+		m.lastSuccess, m.failures, m.refused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

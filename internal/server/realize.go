@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -14,6 +18,7 @@ import (
 	"github.com/holdfast/holdfast/internal/deploy"
 	"github.com/holdfast/holdfast/internal/reconcile"
 	"github.com/holdfast/holdfast/internal/spec"
+	"github.com/holdfast/holdfast/internal/store"
 	"github.com/holdfast/holdfast/internal/tenant"
 )
 
@@ -23,12 +28,42 @@ import (
 // finishes the operations that asked for it. One pass runs at a time; a
 // pass takes every operation pending when it starts, so a burst of
 // requests costs one reconcile, not one each.
+//
+// One tenant's object cannot stop the others: an object the cloud's spec
+// refuses fails its own operation and is left out of the pass (or, if the
+// cloud already has it, kept as it was), and the rest is converged.
 type realizer struct {
-	s    *Server
-	wake chan struct{}
-	stop chan struct{}
-	done chan struct{}
-	once sync.Once
+	s      *Server
+	wake   chan struct{}
+	stop   chan struct{}
+	done   chan struct{}
+	once   sync.Once
+	health health
+}
+
+// health is what /readyz and the metrics say about the realizer.
+type health struct {
+	mu          sync.Mutex
+	failures    int       // passes in a row that failed as a whole
+	lastErr     string    // why the last of them failed
+	lastSuccess time.Time // when the last pass that ran through ended
+}
+
+// unreadyAfter is how many passes in a row must fail as a whole before
+// /readyz says the realizer cannot converge: one failure may be passing
+// (the cloud's lock held by an operator's apply), and failed passes are
+// retried within seconds (passAgainAfter), so three take a few seconds.
+const unreadyAfter = 3
+
+// passAgainAfter is how long the realizer waits to pass again after failures
+// passes in a row failed as a whole: 1s, doubling, at most the resync
+// interval (or 5 minutes).
+func passAgainAfter(failures int, every time.Duration) time.Duration {
+	most := 5 * time.Minute
+	if every > 0 {
+		most = min(most, every)
+	}
+	return min(time.Second<<min(failures-1, 16), most)
 }
 
 func newRealizer(s *Server) *realizer {
@@ -47,7 +82,8 @@ func (r *realizer) kick() {
 func (r *realizer) stopping() <-chan struct{} { return r.stop }
 
 // run passes until Shutdown: at start (to pick up operations a previous
-// run left), when kicked, and every resync interval to repair drift.
+// run left), when kicked, every resync interval to repair drift, and soon
+// again after a pass that failed as a whole.
 func (r *realizer) run() {
 	defer close(r.done)
 	every := r.s.cfg.Resync
@@ -63,11 +99,21 @@ func (r *realizer) run() {
 	r.kick()
 	first := true
 	for {
+		var retry *time.Timer
+		var again <-chan time.Time
+		if n := r.failures(); n > 0 {
+			retry = time.NewTimer(passAgainAfter(n, every))
+			again = retry.C
+		}
 		select {
 		case <-r.stop:
 			return
 		case <-r.wake:
 		case <-tick:
+		case <-again:
+		}
+		if retry != nil {
+			retry.Stop()
 		}
 		r.pass()
 		if first {
@@ -93,18 +139,58 @@ func (r *realizer) shutdown(ctx context.Context) error {
 	}
 }
 
+func (r *realizer) failures() int {
+	r.health.mu.Lock()
+	defer r.health.mu.Unlock()
+	return r.health.failures
+}
+
+// unready says why the realizer cannot converge, or "" while it can.
+func (r *realizer) unready() string {
+	h := &r.health
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.failures < unreadyAfter {
+		return ""
+	}
+	since := "it has never converged"
+	if !h.lastSuccess.IsZero() {
+		since = "the last pass that converged ended " + h.lastSuccess.UTC().Format(time.RFC3339)
+	}
+	return fmt.Sprintf("cannot converge: the last %d passes failed (%s): %s", h.failures, since, h.lastErr)
+}
+
 func (r *realizer) pass() {
-	s := r.s
-	ctx := context.Background() // a pass finishes even during shutdown
 	start := time.Now()
-	err := r.reconcile(ctx)
-	s.met.reconcileTime.Observe(time.Since(start).Seconds())
-	if err != nil {
+	if err := r.reconcile(context.Background()); err != nil { // a pass finishes even during shutdown
+		r.s.log.Error("reconcile failed", "err", err, "failures in a row", r.failures())
+	}
+	r.s.met.reconcileTime.Observe(time.Since(start).Seconds())
+}
+
+// record keeps the outcome of a pass for /readyz and the metrics. It runs
+// before the pass's operations end, so that a client who saw its
+// operation end sees the pass's outcome too.
+func (r *realizer) record(p *pass, passErr error) {
+	s, h := r.s, &r.health
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s.met.refused.Set(float64(len(p.refused)))
+	if passErr != nil {
+		h.failures++
+		h.lastErr = firstLine(passErr.Error())
 		s.met.reconciles.WithLabelValues("error").Inc()
-		s.log.Error("reconcile failed", "err", err)
+		s.met.failures.Set(float64(h.failures))
 		return
 	}
-	s.met.reconciles.WithLabelValues("ok").Inc()
+	h.failures, h.lastErr, h.lastSuccess = 0, "", s.now()
+	s.met.failures.Set(0)
+	s.met.lastSuccess.Set(float64(h.lastSuccess.UnixNano()) / 1e9)
+	result := "ok"
+	if len(p.refused) > 0 || p.applyErr != nil {
+		result = "partial"
+	}
+	s.met.reconciles.WithLabelValues(result).Inc()
 }
 
 // snapshot is the records one pass works from.
@@ -136,64 +222,134 @@ func (r *realizer) snapshot(ctx context.Context) (snapshot, error) {
 	return sn, err
 }
 
+// object is a tenant's object as the spec names it: a zone (a tenant
+// network) or an instance. A network and an instance may share a name.
+type object struct{ kind, name string }
+
+const (
+	kindZone     = "zone"
+	kindInstance = "instance"
+)
+
+func (o object) String() string { return o.kind + " " + o.name }
+
+func zoneObject(n tenant.NetworkRecord) object       { return object{kindZone, n.Zone} }
+func instanceObject(in tenant.InstanceRecord) object { return object{kindInstance, in.Spec} }
+
+// opObject is the object an operation changes.
+func opObject(op tenant.Op) object {
+	if strings.HasPrefix(op.Kind, "network.") {
+		return object{kindZone, op.Object}
+	}
+	return object{kindInstance, op.Object}
+}
+
+// resourceObject is the object a resource belongs to: network/<site>/<zone>
+// to its zone, instance/<name> to its instance; other resources to none.
+func resourceObject(kind, id string) (object, bool) {
+	name := id[strings.LastIndexByte(id, '/')+1:]
+	switch kind {
+	case compile.ResNetwork:
+		return object{kindZone, name}, true
+	case compile.ResInstance:
+		return object{kindInstance, name}, true
+	}
+	return object{}, false
+}
+
+// pass is one run of the realizer: the records it works from and what the
+// cloud made of them.
+type pass struct {
+	r  *realizer
+	s  *Server
+	sn snapshot
+	// accepted is the tenants file as the cloud last accepted it, and
+	// made what the cloud's state says it has made: a refused object the
+	// cloud has is kept as accepted, never deleted for the refusal. Either
+	// is nil when it cannot be read; then the pass sets nothing aside and
+	// fails rather than guess.
+	accepted *spec.Spec
+	made     map[object]bool
+	// written are the objects the last attempt wrote into the tenants file.
+	written map[object]bool
+	// refused holds why the cloud's spec refuses an object; kept, which of
+	// those the pass writes as they were accepted. The others are left out.
+	refused map[object]string
+	kept    map[object]bool
+	// failed holds why the step of an object failed; progress events of
+	// the apply's workers fill it. applyErr is every failed step's error.
+	mu       sync.Mutex
+	failed   map[object]string
+	applyErr error
+}
+
+func newPass(r *realizer, sn snapshot) *pass {
+	return &pass{r: r, s: r.s, sn: sn, refused: map[object]string{}, kept: map[object]bool{}, failed: map[object]string{}}
+}
+
 func (r *realizer) reconcile(ctx context.Context) error {
 	s := r.s
-	sn, err := r.snapshot(ctx)
-	if err != nil {
+	p := newPass(r, snapshot{})
+	var err error
+	if p.sn, err = r.snapshot(ctx); err != nil {
+		p.finish(ctx, nil, nil, err)
 		return err
 	}
-	for _, o := range sn.ops {
+	for _, o := range p.sn.ops {
 		s.emit(api.Event{Type: "operation.running", Tenant: o.Tenant, Object: "/v1/operations/" + o.ID})
 	}
-	failed := map[string]string{} // spec object -> why
-	var mu sync.Mutex             // progress events come from the apply's workers
+	if p.accepted, err = s.acceptedTenants(); err != nil {
+		s.log.Error("the tenants file the cloud accepted last cannot be read; refused objects will fail the pass", "err", err)
+	}
+	if p.made, err = s.madeObjects(ctx); err != nil {
+		s.log.Error("the cloud's state cannot be read; refused objects will fail the pass", "err", err)
+	}
 	progress := func(e reconcile.Event) {
 		switch e.Status {
 		case "failed", "skipped":
-			mu.Lock()
-			failed[objectOf(e.Change.ID)] = errText(e.Err)
-			mu.Unlock()
+			if o, ok := resourceObject(e.Change.Kind, e.Change.ID); ok {
+				p.mu.Lock()
+				p.failed[o] = errText(e.Err)
+				p.mu.Unlock()
+			}
 		case "done":
 			if e.Total > 0 {
-				r.progress(ctx, sn.ops, 10+85*e.Done/e.Total, fmt.Sprintf("%d of %d steps", e.Done, e.Total))
+				r.progress(ctx, p.sn.ops, 10+85*e.Done/e.Total, fmt.Sprintf("%d of %d steps", e.Done, e.Total))
 			}
 		}
 	}
-	c, err := r.open(sn, failed, progress)
+	c, err := p.open(progress)
 	if err != nil {
-		r.finish(ctx, sn, nil, nil, failed, err)
+		p.finish(ctx, nil, nil, err)
 		return err
 	}
 	defer c.Close()
 	plan, err := c.Plan(ctx)
 	if err != nil {
-		r.finish(ctx, sn, c, nil, failed, err)
+		p.finish(ctx, c, nil, err)
 		return err
 	}
 	if len(plan.Changes) > 0 {
 		s.log.Info("reconciling", "create", plan.Summary.Create, "update", plan.Summary.Update, "delete", plan.Summary.Delete)
 	}
-	// Steps that failed are in failed, each charged to its own object: an
-	// operator resource that will not converge does not fail the tenants'
-	// operations whose objects did.
-	_, applyErr := c.Apply(ctx, plan)
-	if applyErr != nil && ctx.Err() != nil {
-		r.finish(ctx, sn, c, nil, failed, applyErr)
-		return applyErr
+	// Steps that failed are in p.failed, each charged to its own object:
+	// a resource that will not converge fails the operations of its
+	// object, not the others'.
+	_, p.applyErr = c.Apply(ctx, plan)
+	if p.applyErr != nil && ctx.Err() != nil {
+		p.finish(ctx, c, nil, p.applyErr)
+		return p.applyErr
+	}
+	if p.applyErr != nil {
+		s.log.Warn("some steps failed; their objects' operations fail", "err", p.applyErr)
 	}
 	st, err := c.Status(ctx)
 	if err != nil {
-		r.finish(ctx, sn, c, nil, failed, err)
+		p.finish(ctx, c, nil, err)
 		return err
 	}
-	r.finish(ctx, sn, c, st, failed, nil)
-	return applyErr
-}
-
-// objectOf maps a resource id to the spec object an operation names:
-// instance/<name> -> <name>, network/<site>/<zone> -> <zone>.
-func objectOf(id string) string {
-	return id[strings.LastIndexByte(id, '/')+1:]
+	p.finish(ctx, c, st, nil)
+	return nil
 }
 
 func errText(err error) string {
@@ -203,30 +359,203 @@ func errText(err error) string {
 	return err.Error()
 }
 
-// open writes the tenants spec and opens the cloud with it. A spec the
-// validator refuses (it should not: the API checks what it records) fails
-// the objects of the pending operations and is written again without the
-// ones never realized, so that one bad request cannot block the others.
-func (r *realizer) open(sn snapshot, failed map[string]string, progress func(reconcile.Event)) (*deploy.Cloud, error) {
-	s := r.s
-	for attempt := 0; ; attempt++ {
-		if err := s.writeTenants(sn, failed); err != nil {
+// acceptedTenants reads the tenants file the cloud accepted last: open
+// keeps the file it writes only once the cloud has accepted it. No file is
+// an empty spec (the cloud has no tenants' objects).
+func (s *Server) acceptedTenants() (*spec.Spec, error) {
+	file := deploy.TenantsFile(s.cfg.StateDir, s.cloud)
+	data, err := os.ReadFile(file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return &spec.Spec{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("tenants file: %w", err)
+	}
+	ts, diags := spec.ParseTenants(file, data)
+	if ts == nil {
+		return nil, fmt.Errorf("tenants file: %w", diags.Err())
+	}
+	return ts, nil
+}
+
+// madeObjects names the zones and instances the cloud's state says were
+// made and not removed since.
+func (s *Server) madeObjects(ctx context.Context) (map[object]bool, error) {
+	made := map[object]bool{}
+	if !deploy.HasState(s.cfg.StateDir, s.cloud) {
+		return made, nil // never applied: nothing made
+	}
+	st, err := store.Open(filepath.Join(s.cfg.StateDir, s.cloud, "state.db"))
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	rs, err := st.Resources(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	for _, r := range rs {
+		if o, ok := resourceObject(r.Kind, r.ID); ok {
+			made[o] = true
+		}
+	}
+	return made, nil
+}
+
+// open writes the tenants spec and opens the cloud with it. When the
+// cloud's spec refuses tenants' objects, each is set aside — left out, or
+// written as the cloud accepted it last — and the spec written again
+// without them, until the cloud accepts it: the objects' operations fail,
+// the others go on. What cannot be set aside fails the pass as a whole,
+// and the tenants file the cloud accepted last is put back: an error in
+// the operator's spec, or an object the cloud refuses even as it was made
+// (deleting it is no realizer's call).
+func (p *pass) open(progress func(reconcile.Event)) (*deploy.Cloud, error) {
+	s := p.s
+	for {
+		if err := deploy.WriteTenants(s.cfg.StateDir, s.cloud, p.tenantSpec()); err != nil {
 			return nil, err
 		}
 		c, diags, err := deploy.Open(s.cfg.SpecPath, deploy.Options{StateDir: s.cfg.StateDir, Rename: s.cfg.Rename, LockWait: 5 * time.Minute, Progress: progress})
 		if err == nil {
+			for _, o := range p.refusedObjects() {
+				s.log.Warn("the cloud refused a tenant's object; it is set aside", "object", o.String(), "kept as it was", p.kept[o], "why", p.refused[o])
+			}
 			return c, nil
 		}
-		if !errors.Is(err, deploy.ErrSpec) || attempt > 0 {
-			if errors.Is(err, deploy.ErrSpec) {
-				err = fmt.Errorf("%w:\n%s", err, diags.Err().Error())
+		if errors.Is(err, deploy.ErrSpec) {
+			var more spec.ErrorList // a recompile's findings come in the error
+			if errors.As(err, &more) {
+				diags = append(diags, more...)
 			}
-			return nil, err
+			errs := diags.Errors()
+			if p.setAside(errs) {
+				continue
+			}
+			if len(errs) > 0 {
+				// The first line is what /readyz and the operations say.
+				more := ""
+				if len(errs) > 1 {
+					more = fmt.Sprintf(" (and %d more)", len(errs)-1)
+				}
+				err = fmt.Errorf("%w: %s%s\n%w", err, errs[0], more, diags.Err())
+			}
 		}
-		s.log.Error("the tenants spec was refused; failing pending operations", "diagnostics", diags.Err().Error())
-		for _, o := range sn.ops {
-			failed[o.Object] = "the cloud refused the change: " + firstLine(diags.Err().Error())
+		p.restore()
+		return nil, err
+	}
+}
+
+// setAside charges every finding to the tenant objects it is about and
+// reports whether any was newly set aside (so the next attempt differs).
+// A finding about no tenant object, or about one that cannot be set aside
+// (refuse), changes nothing.
+func (p *pass) setAside(errs spec.Diagnostics) bool {
+	if p.accepted == nil || p.made == nil {
+		return false
+	}
+	var objs []object
+	why := map[object][]string{}
+	for _, d := range errs {
+		for _, o := range p.objectsOf(d) {
+			if why[o] == nil {
+				objs = append(objs, o)
+			}
+			if !slices.Contains(why[o], d.Message) {
+				why[o] = append(why[o], d.Message)
+			}
 		}
+	}
+	// An instance in a refused network is refused for that, whatever else
+	// its findings say (that its zone does not exist).
+	for _, in := range p.sn.insts {
+		o, zone := instanceObject(in), object{kindZone, tenant.ZoneName(in.Tenant, in.Network)}
+		if why[o] == nil {
+			continue
+		}
+		if r := cmpStr(p.refused[zone], strings.Join(why[zone], "; ")); r != "" {
+			why[o] = []string{fmt.Sprintf("its network %q was refused: %s", in.Network, r)}
+		}
+	}
+	moved := false
+	for _, o := range objs {
+		moved = p.refuse(o, strings.Join(why[o], "; ")) || moved
+	}
+	return moved
+}
+
+// objectsOf names the objects of the tenants file a finding is about: the
+// zone or instance it names, or the instances made from the catalogue
+// template it names.
+func (p *pass) objectsOf(d spec.Diagnostic) []object {
+	kind, name := d.Object()
+	switch kind {
+	case kindZone, kindInstance:
+		if o := (object{kind, name}); p.written[o] {
+			return []object{o}
+		}
+	case "template":
+		var objs []object
+		for _, in := range p.sn.insts {
+			if o := instanceObject(in); p.written[o] && !p.kept[o] && in.Image != "" && catalogueTemplate(in.Template) == name {
+				objs = append(objs, o)
+			}
+		}
+		return objs
+	}
+	return nil
+}
+
+// refuse sets o aside because of why, and reports whether that changes
+// the next attempt: an object the cloud never made is left out; one it
+// made is kept as the cloud accepted it. One already set aside, or made
+// but without an accepted definition to keep, cannot be: leaving it out
+// would delete it.
+func (p *pass) refuse(o object, why string) bool {
+	if _, ok := p.refused[o]; ok {
+		return false
+	}
+	keep := p.made[o]
+	if keep && p.acceptedZone(o) == nil && p.acceptedInstance(o) == nil {
+		return false
+	}
+	p.refused[o], p.kept[o] = why, keep
+	return true
+}
+
+func (p *pass) acceptedZone(o object) *spec.Zone {
+	if p.accepted == nil || o.kind != kindZone {
+		return nil
+	}
+	return p.accepted.Zones[o.name]
+}
+
+func (p *pass) acceptedInstance(o object) *spec.Instance {
+	if p.accepted == nil || o.kind != kindInstance {
+		return nil
+	}
+	return p.accepted.Instances[o.name]
+}
+
+// refusedObjects lists the objects set aside, in order, for logs.
+func (p *pass) refusedObjects() []object {
+	out := make([]object, 0, len(p.refused))
+	for o := range p.refused {
+		out = append(out, o)
+	}
+	slices.SortFunc(out, func(a, b object) int { return strings.Compare(a.String(), b.String()) })
+	return out
+}
+
+// restore puts back the tenants file the cloud accepted last, so that the
+// file on disk is always one the cloud accepted (an operator's plan and
+// apply read it too).
+func (p *pass) restore() {
+	if p.accepted == nil {
+		return
+	}
+	if err := deploy.WriteTenants(p.s.cfg.StateDir, p.s.cloud, p.accepted); err != nil {
+		p.s.log.Error("putting back the tenants file the cloud accepted", "err", err)
 	}
 }
 
@@ -235,24 +564,30 @@ func firstLine(s string) string {
 	return s
 }
 
-// writeTenants writes the tenants spec; WriteTenants replaces it atomically,
-// so a crash leaves the old file or the new one, never half of one.
-func (s *Server) writeTenants(sn snapshot, failed map[string]string) error {
-	return deploy.WriteTenants(s.cfg.StateDir, s.cloud, s.tenantSpec(sn, failed))
-}
+// catalogueTemplate is the name in the spec of a template of the
+// operator's catalogue; api.Template's name pattern and length keep it a
+// valid spec name.
+func catalogueTemplate(name string) string { return "catalogue--" + name }
 
 // tenantSpec is the spec of every tenant network and instance that should
-// exist: those being deleted are left out, so the reconciler removes them,
-// and so are instances that failed before they ever existed.
-func (s *Server) tenantSpec(sn snapshot, failed map[string]string) *spec.Spec {
-	t := s.pool
+// exist: those being deleted are left out, so the reconciler removes them;
+// so are those the cloud refused and never made; those it refused but
+// made are written as it accepted them.
+func (p *pass) tenantSpec() *spec.Spec {
+	t := p.s.pool
 	ts := &spec.Spec{Zones: map[string]*spec.Zone{}, Instances: map[string]*spec.Instance{}, Templates: map[string]*spec.Template{}}
-	for _, n := range sn.nets {
-		if n.Status == "deleting" {
+	p.written = map[object]bool{}
+	for _, n := range p.sn.nets {
+		o := zoneObject(n)
+		switch {
+		case n.Status == "deleting", p.refused[o] != "" && !p.kept[o]:
 			continue
-		}
-		if _, bad := failed[n.Zone]; bad && n.Status == "creating" {
+		case p.kept[o]:
+			ts.Zones[n.Zone] = p.acceptedZone(o)
+			p.written[o] = true
 			continue
+		case n.Status == "failed" && p.accepted != nil && p.accepted.Zones[n.Zone] == nil:
+			continue // refused by an earlier pass: never accepted
 		}
 		vlan, dhcp := n.VLAN, false // addresses are assigned, not leased: the whole subnet is the pool
 		ts.Zones[n.Zone] = &spec.Zone{
@@ -260,20 +595,42 @@ func (s *Server) tenantSpec(sn snapshot, failed map[string]string) *spec.Spec {
 			AccessTo: t.access, Sites: []string{t.site},
 			Description: fmt.Sprintf("Network %s of tenant %s.", n.Name, n.Tenant),
 		}
+		p.written[o] = true
 	}
-	for _, in := range sn.insts {
-		if in.Status == api.StatusDeleting {
-			continue
+	keep := func(o object) {
+		in := p.acceptedInstance(o)
+		ts.Instances[o.name] = in
+		p.written[o] = true
+		// made from the template it was made from
+		if tp := in.Template; tp != "" && ts.Templates[tp] == nil && p.accepted.Templates[tp] != nil {
+			ts.Templates[tp] = p.accepted.Templates[tp]
 		}
-		if _, bad := failed[in.Spec]; bad && in.VMID == 0 {
+	}
+	for _, in := range p.sn.insts {
+		o := instanceObject(in)
+		switch {
+		case in.Status == api.StatusDeleting, p.refused[o] != "" && !p.kept[o]:
 			continue
+		case p.kept[o]:
+			keep(o)
+			continue
+		case in.Status == api.StatusFailed && in.VMID == 0:
+			continue // failed before it ever existed
 		}
-		if in.Status == api.StatusFailed && in.VMID == 0 {
+		zone := tenant.ZoneName(in.Tenant, in.Network)
+		if ts.Zones[zone] == nil {
+			why := fmt.Sprintf("its network %q is not in the cloud", in.Network)
+			if r := p.refused[object{kindZone, zone}]; r != "" {
+				why = fmt.Sprintf("its network %q was refused: %s", in.Network, r)
+			}
+			if p.refuse(o, why) && p.kept[o] {
+				keep(o)
+			}
 			continue
 		}
 		cpus, mem := in.CPUs, spec.Size{MiB: in.MemoryMiB}
 		si := &spec.Instance{
-			Site: t.site, Role: t.role, Zone: tenant.ZoneName(in.Tenant, in.Network), Tenant: in.Tenant,
+			Site: t.site, Role: t.role, Zone: zone, Tenant: in.Tenant,
 			CPUs: &cpus, Memory: &mem, Power: in.Power, Reboot: in.Reboot, Rebuild: in.Rebuild,
 			Description: fmt.Sprintf("Instance %s of tenant %s.", in.Name, in.Tenant),
 		}
@@ -284,11 +641,12 @@ func (s *Server) tenantSpec(sn snapshot, failed map[string]string) *spec.Spec {
 			si.SSHKeys = append(si.SSHKeys, k.Key)
 		}
 		if in.Image != "" {
-			name := "catalogue--" + in.Template
+			name := catalogueTemplate(in.Template)
 			ts.Templates[name] = &spec.Template{Image: in.Image, Description: "Published in the catalogue as " + in.Template + "."}
 			si.Template = name
 		}
 		ts.Instances[in.Spec] = si
+		p.written[o] = true
 	}
 	return ts
 }
@@ -309,9 +667,11 @@ func (r *realizer) progress(ctx context.Context, ops []tenant.Op, pct int, msg s
 }
 
 // finish records what exists after a pass and ends its operations. st is
-// nil when the pass failed as a whole (passErr).
-func (r *realizer) finish(ctx context.Context, sn snapshot, c *deploy.Cloud, st []deploy.Status, failed map[string]string, passErr error) {
-	s := r.s
+// nil when the pass failed as a whole (passErr); then no record changes,
+// since nothing was decided about any object.
+func (p *pass) finish(ctx context.Context, c *deploy.Cloud, st []deploy.Status, passErr error) {
+	s := p.s
+	p.r.record(p, passErr)
 	state := map[string]string{} // resource id -> ok, missing, drifted, unexpected
 	for _, x := range st {
 		state[x.ID] = x.State
@@ -325,11 +685,17 @@ func (r *realizer) finish(ctx context.Context, sn snapshot, c *deploy.Cloud, st 
 			desired[in.Name] = in
 		}
 	}
+	// Refusals are recorded only when the pass went on without the
+	// refused objects; a pass that failed as a whole decided nothing.
+	refused, kept := p.refused, p.kept
+	if passErr != nil {
+		refused, kept = map[object]string{}, map[object]bool{}
+	}
 	netID := func(zone string) string { return compile.ResNetwork + "/" + s.pool.site + "/" + zone }
 	var events []api.Event
 	err := s.db.Do(ctx, func(tx *tenant.Tx) error {
-		for _, n := range sn.nets {
-			id := netID(n.Zone)
+		for _, n := range p.sn.nets {
+			id, o := netID(n.Zone), zoneObject(n)
 			switch {
 			case n.Status == "deleting" && st != nil && !exists(id):
 				if err := tx.RemoveNetwork(n.Zone); err != nil {
@@ -344,14 +710,17 @@ func (r *realizer) finish(ctx context.Context, sn snapshot, c *deploy.Cloud, st 
 				if err := tx.SetNetworkStatus(n.Zone, "ready"); err != nil {
 					return err
 				}
-			case failed[n.Zone] != "" || (st != nil && n.Status == "creating"):
+			case refused[o] != "" && !kept[o], p.failed[o] != "", st != nil && n.Status == "creating":
+				if n.Status != "failed" {
+					events = append(events, api.Event{Type: "network.failed", Tenant: n.Tenant, Object: networkPath(n.Tenant, n.Name)})
+				}
 				if err := tx.SetNetworkStatus(n.Zone, "failed"); err != nil {
 					return err
 				}
 			}
 		}
-		for _, in := range sn.insts {
-			id := compile.ResInstance + "/" + in.Spec
+		for _, in := range p.sn.insts {
+			id, o := compile.ResInstance+"/"+in.Spec, instanceObject(in)
 			if in.Status == api.StatusDeleting {
 				if st != nil && !exists(id) {
 					if err := tx.RemoveInstance(in.Spec); err != nil {
@@ -361,40 +730,54 @@ func (r *realizer) finish(ctx context.Context, sn snapshot, c *deploy.Cloud, st 
 				}
 				continue
 			}
-			o := tenant.Observed{VMID: in.VMID, IP: in.IP, FQDN: in.FQDN, Node: in.Node, Status: in.Status, Error: in.Error}
+			ob := tenant.Observed{VMID: in.VMID, IP: in.IP, FQDN: in.FQDN, Node: in.Node, Status: in.Status, Error: in.Error}
 			if d, ok := desired[in.Spec]; ok {
-				o.VMID, o.IP, o.FQDN, o.Node = d.VMID, d.IP, d.FQDN, d.Node
+				ob.VMID, ob.IP, ob.FQDN, ob.Node = d.VMID, d.IP, d.FQDN, d.Node
+			}
+			power := in.Power
+			if kept[o] {
+				power = cmpStr(p.acceptedInstance(o).Power, "running") // what it runs as
 			}
 			switch {
-			case failed[in.Spec] != "":
-				o.Status, o.Error = api.StatusFailed, failed[in.Spec]
+			case refused[o] != "" && !kept[o]:
+				ob.Status, ob.Error = api.StatusFailed, "the cloud refused it: "+refused[o]
+			case p.failed[o] != "":
+				ob.Status, ob.Error = api.StatusFailed, p.failed[o]
 			case healthy(id):
-				o.Status, o.Error = api.StatusRunning, ""
-				if in.Power == "stopped" {
-					o.Status = api.StatusStopped
+				ob.Status, ob.Error = api.StatusRunning, ""
+				if power == "stopped" {
+					ob.Status = api.StatusStopped
 				}
 			case st != nil:
-				o.Status, o.Error = api.StatusFailed, "the instance is "+cmpStr(state[id], "missing")+" after reconciling"
+				ob.Status, ob.Error = api.StatusFailed, "the instance is "+cmpStr(state[id], "missing")+" after reconciling"
 			}
-			changed, err := tx.SetInstanceObserved(in.Spec, o)
+			if kept[o] {
+				ob.Error = "the cloud refused the last change, and the instance stays as it was: " + refused[o]
+			}
+			changed, err := tx.SetInstanceObserved(in.Spec, ob)
 			if err != nil {
 				return err
 			}
-			if changed && o.Status != in.Status {
-				events = append(events, api.Event{Type: "instance." + o.Status, Tenant: in.Tenant, Object: instancePath(in.Tenant, in.Name),
-					Data: map[string]string{"ip": o.IP, "vmid": fmt.Sprint(o.VMID)}})
+			if changed && ob.Status != in.Status {
+				events = append(events, api.Event{Type: "instance." + ob.Status, Tenant: in.Tenant, Object: instancePath(in.Tenant, in.Name),
+					Data: map[string]string{"ip": ob.IP, "vmid": fmt.Sprint(ob.VMID)}})
 			}
 		}
-		for _, op := range sn.ops {
+		for _, op := range p.sn.ops {
+			o := opObject(op)
 			status, prob := api.OpSucceeded, (*api.Problem)(nil)
 			switch {
 			case passErr != nil:
 				status, prob = api.OpFailed, problem(http.StatusInternalServerError, "reconcile-failed", "the reconciler could not run: "+firstLine(passErr.Error()))
-			case failed[op.Object] != "":
-				status, prob = api.OpFailed, problem(http.StatusConflict, "realize-failed", failed[op.Object])
+			case kept[o]:
+				status, prob = api.OpFailed, problem(http.StatusUnprocessableEntity, "refused", "the cloud refused the change, and nothing was changed: "+refused[o])
+			case refused[o] != "":
+				status, prob = api.OpFailed, problem(http.StatusUnprocessableEntity, "refused", "the cloud refused it: "+refused[o])
+			case p.failed[o] != "":
+				status, prob = api.OpFailed, problem(http.StatusConflict, "realize-failed", p.failed[o])
 			default:
 				id := compile.ResInstance + "/" + op.Object
-				if strings.HasPrefix(op.Kind, "network.") {
+				if o.kind == kindZone {
 					id = netID(op.Object)
 				}
 				wantGone := strings.HasSuffix(op.Kind, ".delete")

@@ -17,8 +17,18 @@ import (
 	"github.com/holdfast/holdfast/internal/testenv"
 )
 
-// wait follows an operation to its end through the wait endpoint.
+// wait follows an operation to its end, which must be success.
 func (e *env) wait(c cred, op api.Operation) api.Operation {
+	e.t.Helper()
+	op = e.end(c, op)
+	if op.Status != api.OpSucceeded {
+		e.t.Fatalf("operation %s (%s) failed: %+v", op.ID, op.Kind, op.Error)
+	}
+	return op
+}
+
+// end follows an operation to its end through the wait endpoint.
+func (e *env) end(c cred, op api.Operation) api.Operation {
 	e.t.Helper()
 	deadline := time.Now().Add(3 * time.Minute)
 	for !op.Done() {
@@ -26,9 +36,6 @@ func (e *env) wait(c cred, op api.Operation) api.Operation {
 			e.t.Fatalf("operation %s (%s) did not finish: %+v", op.ID, op.Kind, op)
 		}
 		e.must(c, http.StatusOK, "GET", "/v1/operations/"+op.ID+"/wait?timeout=30s", nil, &op)
-	}
-	if op.Status != api.OpSucceeded {
-		e.t.Fatalf("operation %s (%s) failed: %+v", op.ID, op.Kind, op.Error)
 	}
 	return op
 }

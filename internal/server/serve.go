@@ -267,7 +267,9 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 }
 
 // readyz is ready once the realizer has finished its first pass (the
-// state it serves matches what exists) and the database answers.
+// state it serves matches what exists), while it converges — not after
+// unreadyAfter passes in a row failed as a whole — and while the database
+// answers. Each check says why it fails.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	h := api.Health{Status: "ok", Checks: map[string]string{"database": "ok", "reconciler": "ok"}}
 	if err := s.db.DB().PingContext(r.Context()); err != nil {
@@ -275,6 +277,9 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	}
 	select {
 	case <-s.ready:
+		if why := s.real.unready(); why != "" {
+			h.Status, h.Checks["reconciler"] = "unavailable", why
+		}
 	default:
 		if s.cfg.Realize {
 			h.Status, h.Checks["reconciler"] = "unavailable", "first pass not finished"

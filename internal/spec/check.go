@@ -1,7 +1,5 @@
 package spec
 
-import "regexp"
-
 // Check loads and validates the spec at path and returns every finding in
 // one list, sorted by position. Validation runs even when loading found
 // errors, as long as every file parsed, so that a wrong type and a dangling
@@ -42,31 +40,20 @@ func CheckWith(path string, tenants TenantsSource) (*Spec, Diagnostics) {
 		diags.Sort()
 		return s, diags
 	}
-	broken := map[string]bool{}
+	type object struct{ kind, name string }
+	broken := map[object]bool{}
 	for _, d := range diags {
-		if obj := objectOf(d.Message); obj != "" {
-			broken[obj] = true
+		if kind, name := d.Object(); kind != "" {
+			broken[object{kind, name}] = true
 		}
 	}
 	for _, d := range Validate(s) {
-		if obj := objectOf(d.Message); obj == "" || !broken[obj] {
+		if kind, name := d.Object(); kind == "" || !broken[object{kind, name}] {
 			diags = append(diags, d)
 		}
 	}
 	diags.Sort()
 	return s, diags
-}
-
-// objectRef matches the subject of a diagnostic: `zone "mgmt": ...` or
-// `instance "web".ports[0]: ...`.
-var objectRef = regexp.MustCompile(`^(cloud|site|zone|role|flavor|template|group|instance|route) "([^"]+)"[:.\[]`)
-
-func objectOf(msg string) string {
-	m := objectRef.FindStringSubmatch(msg)
-	if m == nil {
-		return ""
-	}
-	return m[1] + " " + m[2]
 }
 
 // ParseTenants parses a tenants file: the zones and instances holdfast

@@ -364,8 +364,8 @@ func bounds(fi fieldInfo) string {
 func checkPattern(pattern, s string) error {
 	switch pattern {
 	case "name":
-		if !namePattern.MatchString(s) {
-			return fmt.Errorf("%q is not a valid name (a letter, then letters, digits or '-', at most 63)", s)
+		if err := CheckName(s); err != nil {
+			return fmt.Errorf("%q is not a valid name: %w", s, err)
 		}
 	case "domain":
 		if len(s) > 253 || !domainPattern.MatchString(s) {
@@ -396,8 +396,10 @@ func (d *decoder) decodeMap(n *yaml.Node, v reflect.Value, what string) {
 			continue
 		}
 		seen[k.Value] = k.Line
-		if !namePattern.MatchString(k.Value) {
-			d.errorf(k, "%s: %q is not a valid name (a letter, then letters, digits or '-', at most 63)", what, k.Value)
+		if err := CheckName(k.Value); err != nil {
+			// Named as the object it would have been, so that the finding is
+			// charged to it (Diagnostic.Object).
+			d.errorf(k, "%s %q: not a valid name: %v", singular(what), k.Value, err)
 			continue
 		}
 		ev := reflect.New(elem).Elem()
@@ -459,10 +461,6 @@ func editDistance(a, b string) int {
 	}
 	return prev[len(b)]
 }
-
-// ValidName reports whether s may name a site, zone, instance or other
-// spec object (it becomes a DNS label).
-func ValidName(s string) bool { return namePattern.MatchString(s) }
 
 // ValidDomain reports whether s is a valid DNS name.
 func ValidDomain(s string) bool { return len(s) <= 253 && domainPattern.MatchString(s) }

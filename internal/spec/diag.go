@@ -3,6 +3,7 @@ package spec
 import (
 	"cmp"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 )
@@ -74,6 +75,24 @@ type Diagnostic struct {
 	Pos      Pos
 	Severity Severity
 	Message  string
+}
+
+// objectRef matches the subject of a finding about one object:
+// `zone "mgmt": ...` or `instance "web".ports[0]: ...`.
+var objectRef = regexp.MustCompile(`^(cloud|site|zone|role|flavor|template|group|instance|route) "([^"]+)"[:.\[]`)
+
+// Object names the spec object a finding is about — its kind (zone,
+// instance, template, ...) and name — or returns empty strings when the
+// finding is about no one object (a file, a section, the tenancy block).
+// Every finding about an object begins with `<kind> "<name>"`, so a caller
+// can set aside the objects a spec refuses: holdfast serve fails those of
+// a tenant and converges the rest.
+func (d Diagnostic) Object() (kind, name string) {
+	m := objectRef.FindStringSubmatch(d.Message)
+	if m == nil {
+		return "", ""
+	}
+	return m[1], m[2]
 }
 
 func (d Diagnostic) String() string {

@@ -149,8 +149,8 @@ func TestLoadStrict(t *testing.T) {
   bad_: {type: guest}
 `,
 			want: []string{
-				`spec.yaml:4:3: zones: "2nd" is not a valid name`,
-				`spec.yaml:6:3: zones: "bad_" is not a valid name`,
+				`spec.yaml:4:3: zone "2nd": not a valid name: must start with a letter`,
+				`spec.yaml:6:3: zone "bad_": not a valid name: may hold only letters, digits and '-', not '_'`,
 			},
 		},
 		{
@@ -213,7 +213,7 @@ templates:
 sites: {s1: {engine: local, nodes: [n1]}}
 `,
 			want: []string{
-				`spec.yaml:1:15: cloud.name: "9lives" is not a valid name`,
+				`spec.yaml:1:15: cloud.name: "9lives" is not a valid name: must start with a letter`,
 				`spec.yaml:1:31: cloud.domain: "exa mple.net" is not a valid DNS name`,
 			},
 		},

@@ -71,8 +71,8 @@ func (v *validator) sites() {
 		}
 		seen := map[string]bool{}
 		for _, n := range site.Nodes {
-			if !namePattern.MatchString(n) {
-				v.diags.Errorf(site.FieldPos("nodes"), "site %q: node %q is not a valid name", name, n)
+			if err := CheckName(n); err != nil {
+				v.diags.Errorf(site.FieldPos("nodes"), "site %q: node %q is not a valid name: %v", name, n, err)
 			}
 			if seen[n] {
 				v.diags.Errorf(site.FieldPos("nodes"), "site %q: node %q listed twice", name, n)
