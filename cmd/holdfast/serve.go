@@ -36,6 +36,8 @@ type serveFlags struct {
 	oidcClient  string
 	oidcSecret  string
 	oidcRedir   string
+	witness     string
+	cpInterval  time.Duration
 }
 
 func (f *serveFlags) add(cmd *cobra.Command) {
@@ -53,6 +55,8 @@ func (f *serveFlags) add(cmd *cobra.Command) {
 	fl.StringVar(&f.oidcClient, "oidc-client-id", "", "OpenID Connect client id")
 	fl.StringVar(&f.oidcSecret, "oidc-client-secret-file", "", "file holding the OpenID Connect client secret")
 	fl.StringVar(&f.oidcRedir, "oidc-redirect-url", "", "this server's callback URL registered at the provider (…/v1/auth/oidc/callback)")
+	fl.StringVar(&f.witness, "audit-witness", "", "http(s) URL to POST every audit checkpoint to, besides "+server.AuditCheckpointsFile)
+	fl.DurationVar(&f.cpInterval, "audit-checkpoint-interval", audit.DefaultCheckpointInterval, "the longest an audit entry waits for a signed checkpoint (give audit verify the same)")
 }
 
 func (f *serveFlags) logger(w io.Writer) (*slog.Logger, error) {
@@ -111,7 +115,8 @@ func runServe(ctx context.Context, cmd *cobra.Command, path string, st *stateFla
 	if resync == 0 {
 		resync = -1
 	}
-	s, err := server.New(server.Config{SpecPath: path, StateDir: st.stateDir, Logger: log, Realize: !f.noReconcile, Resync: resync})
+	s, err := server.New(server.Config{SpecPath: path, StateDir: st.stateDir, Logger: log, Realize: !f.noReconcile, Resync: resync,
+		AuditWitness: f.witness, AuditCheckpointInterval: f.cpInterval})
 	if err != nil {
 		return err
 	}
@@ -151,7 +156,7 @@ Log in and change it:
 func newAudit() *cobra.Command {
 	cmd := &cobra.Command{Use: "audit", Short: "Inspect the control plane's audit log"}
 	var st stateFlags
-	var key, out, cloud string
+	var v auditVerifyFlags
 	verify := &cobra.Command{
 		Use:   "verify [PATH]",
 		Short: "Check the audit log's hash chain and signed checkpoints",
@@ -161,29 +166,47 @@ each entry to the one before, and the Ed25519-signed checkpoints. Names the
 entry that was edited, inserted, reordered or deleted. Exit status 1 when
 the log does not verify.
 
+The server publishes every checkpoint as it makes it to
+` + server.AuditCheckpointsFile + ` beside the log; ship that file off the host
+and give a copy with --checkpoints: each published checkpoint must be
+signed by the key and match the log, and the log may not end before the
+newest. That is what shows a log that was emptied, cut back, or rewritten
+with its checkpoints deleted. Without --checkpoints, an empty log and
+entries older than the checkpoint interval that no checkpoint covers do
+not verify, and the report says what could not be checked.
+
 The checkpoint key is read from audit.pub beside the log unless --key gives
 it: keep a copy of audit.pub somewhere the server cannot write.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkFormat(out, "text", "json"); err != nil {
+			if err := checkFormat(v.out, "text", "json"); err != nil {
 				return err
 			}
 			path := defaultExample
 			if len(args) == 1 {
 				path = args[0]
 			}
-			return runAuditVerify(cmd, path, st.stateDir, cloud, key, out)
+			return runAuditVerify(cmd, path, st.stateDir, &v)
 		},
 	}
 	st.add(verify, false)
-	verify.Flags().StringVar(&key, "key", "", "file with the checkpoint public key (hex); default audit.pub beside the log")
-	verify.Flags().StringVarP(&out, "output", "o", "text", "output format: text, json")
-	verify.Flags().StringVar(&cloud, "cloud", "", "the cloud's name, when it is served under another name than its spec's")
+	fl := verify.Flags()
+	fl.StringVar(&v.key, "key", "", "file with the checkpoint public key (hex); default audit.pub beside the log")
+	fl.StringVar(&v.checkpoints, "checkpoints", "", "a copy of the published checkpoints ("+server.AuditCheckpointsFile+") to check the log against")
+	fl.DurationVar(&v.interval, "checkpoint-interval", audit.DefaultCheckpointInterval, "the server's --audit-checkpoint-interval")
+	fl.StringVarP(&v.out, "output", "o", "text", "output format: text, json")
+	fl.StringVar(&v.cloud, "cloud", "", "the cloud's name, when it is served under another name than its spec's")
 	cmd.AddCommand(verify)
 	return cmd
 }
 
-func runAuditVerify(cmd *cobra.Command, path, stateDir, cloud, keyFile, format string) error {
+type auditVerifyFlags struct {
+	key, checkpoints, out, cloud string
+	interval                     time.Duration
+}
+
+func runAuditVerify(cmd *cobra.Command, path, stateDir string, v *auditVerifyFlags) error {
+	cloud := v.cloud
 	if cloud == "" {
 		s, diags := spec.Check(path)
 		if diags.HasErrors() {
@@ -197,6 +220,7 @@ func runAuditVerify(cmd *cobra.Command, path, stateDir, cloud, keyFile, format s
 	if _, err := os.Stat(db); err != nil {
 		return fmt.Errorf("no audit log for cloud %q: %w (has holdfast serve run?)", cloud, err)
 	}
+	keyFile := v.key
 	if keyFile == "" {
 		keyFile = filepath.Join(dir, "audit.pub")
 	}
@@ -208,16 +232,29 @@ func runAuditVerify(cmd *cobra.Command, path, stateDir, cloud, keyFile, format s
 	if err != nil || len(pub) != ed25519.PublicKeySize {
 		return fmt.Errorf("%s: not a hex Ed25519 public key", keyFile)
 	}
-	l, err := audit.Open(db, nil)
+	var opts []audit.VerifyOption
+	if v.checkpoints != "" {
+		f, err := os.Open(v.checkpoints)
+		if err != nil {
+			return err
+		}
+		published, err := audit.ReadPublished(f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", v.checkpoints, err)
+		}
+		opts = append(opts, audit.AgainstPublished(published))
+	}
+	l, err := audit.Open(db, nil, audit.CheckpointInterval(v.interval))
 	if err != nil {
 		return err
 	}
 	defer l.Close()
-	rep, err := l.Verify(cmd.Context(), ed25519.PublicKey(pub))
+	rep, err := l.Verify(cmd.Context(), ed25519.PublicKey(pub), opts...)
 	if err != nil {
 		return err
 	}
-	if format == "json" {
+	if v.out == "json" {
 		if err := writeJSON(cmd.OutOrStdout(), rep); err != nil {
 			return err
 		}

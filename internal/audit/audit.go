@@ -1,26 +1,38 @@
 // Package audit is the control plane's tamper-evident audit log: every
 // mutating request and every login attempt appends an Entry to an
 // append-only log in SQLite. Each entry carries the SHA-256 of its
-// predecessor, and every N entries (and on demand) the log writes an
-// Ed25519-signed checkpoint of the latest entry's hash. Verify walks the
-// chain and the checkpoints and names each entry that was edited, inserted,
-// reordered or deleted.
+// predecessor, and the log signs Ed25519 checkpoints of its newest entry's
+// hash: every N entries, and at most an interval after any entry no
+// checkpoint covers yet. Every checkpoint is published outside the
+// database as it is made — one JSON line appended to a file that
+// operators ship elsewhere, and optionally POSTed to a witness. Verify
+// walks the chain and the checkpoints, stored and published, and names
+// each entry that was edited, inserted, reordered or deleted.
 //
 // What the log can and cannot prove:
 //
 //   - Anyone with write access to the database can recompute SHA-256, so
-//     an attacker can rewrite the chain after an edit; the signed
-//     checkpoints are what catch that, because forging one needs the
-//     private key.
-//   - Deleting the newest entries after the last checkpoint cannot be
-//     detected from the log alone: the truncated log is a valid chain.
-//     Checkpoints bound the loss to fewer than the checkpoint interval
-//     (plus the entries since an on-demand Checkpoint); publishing each
-//     checkpoint outside the database (a remote log, an operator's inbox)
-//     removes it. The same holds for deleting the newest checkpoints
-//     together with the entries they cover.
+//     an attacker can rewrite the chain after an edit, and delete any
+//     checkpoint or entry. Forging a checkpoint needs the private key, and
+//     the published copy is out of the attacker's reach: against it, a
+//     rewritten chain, a log cut back or emptied, and deleted checkpoints
+//     all show (Verify with AgainstPublished).
+//   - From the database alone, a log cut back to exactly one of its
+//     checkpoints, the newer checkpoints deleted, is a valid log; so is
+//     an empty one. Verify says so in Report.Limits, refuses an empty
+//     log, and refuses entries older than the checkpoint interval that no
+//     checkpoint covers (the writer would have signed them).
+//   - Entries younger than the interval may not be signed yet: deleting
+//     them leaves no trace until the next checkpoint.
 //   - Entries are not encrypted. Callers must not put secrets in any field;
 //     Append refuses Detail keys that look like they hold one.
+//
+// A crash between committing a checkpoint and writing its line leaves the
+// file without it; the next Open with the key writes every stored
+// checkpoint the file lacks (matched by seq and signature, so never twice)
+// and drops a line a crash left half-written. The file therefore holds
+// every checkpoint ever made, in the order made, and may be shipped with
+// tail -F, rsync --append or the like.
 package audit
 
 import (
@@ -33,6 +45,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -48,7 +63,11 @@ var schema string
 
 // DefaultCheckpointEvery is how many entries lie between automatic
 // checkpoints unless CheckpointEvery says otherwise.
-const DefaultCheckpointEvery = 1000
+const DefaultCheckpointEvery = 100
+
+// DefaultCheckpointInterval is the longest an entry waits for a
+// checkpoint unless CheckpointInterval says otherwise.
+const DefaultCheckpointInterval = 5 * time.Minute
 
 // Entry is one audited event.
 type Entry struct {
@@ -120,24 +139,97 @@ func signedBytes(seq int64, hash [32]byte, t string) []byte {
 
 // Log is an audit log in a SQLite database.
 type Log struct {
-	db    *sql.DB
-	owned bool // Open made db, Close closes it
-	key   ed25519.PrivateKey
-	every int64
-	mu    sync.Mutex // serializes appends even if db has several connections
-	now   func() time.Time
+	db       *sql.DB
+	owned    bool // Open made db, Close closes it
+	key      ed25519.PrivateKey
+	every    int64
+	interval time.Duration
+	now      func() time.Time
+	log      *slog.Logger
+
+	name       string // labels published checkpoints
+	pubPath    string // the published checkpoints file; "" when not publishing
+	witnessURL string
+	witTimeout time.Duration // per POST
+	witRetry   time.Duration // the first wait after a failed POST
+
+	// schedule runs f after d; time.AfterFunc except in tests, which fire
+	// it themselves.
+	schedule func(d time.Duration, f func()) stopper
+
+	mu      sync.Mutex  // serializes appends, checkpoints and writes to pub
+	pub     *os.File    // the published checkpoints file, opened for appending
+	pubSize int64       // its length: a failed write is cut back to it
+	unfiled []Published // checkpoints made whose line is not written yet
+	timer   stopper     // armed while an entry waits for its checkpoint
+	closed  bool
+	wit     *witness // nil without a witness
 }
+
+// stopper is what Log needs of a *time.Timer.
+type stopper interface{ Stop() bool }
 
 // Option configures a Log.
 type Option func(*Log)
 
 // CheckpointEvery makes Append write a checkpoint after every n-th entry
 // (n > 0). Verify expects a checkpoint at every multiple of n, so keep n
-// fixed for the life of a log.
+// fixed for the life of a log and give the verifier the writer's n.
 func CheckpointEvery(n int64) Option {
 	return func(l *Log) {
 		if n > 0 {
 			l.every = n
+		}
+	}
+}
+
+// CheckpointInterval bounds how long an entry stays unsigned (d > 0): a
+// log with a key checkpoints its newest entry at most d after an entry
+// that no checkpoint covers was appended, and when opened. Verify refuses
+// entries older than d that no checkpoint covers, so give the verifier
+// the writer's d.
+func CheckpointInterval(d time.Duration) Option {
+	return func(l *Log) {
+		if d > 0 {
+			l.interval = d
+		}
+	}
+}
+
+// PublishTo appends every checkpoint the log makes, as it makes it, as one
+// JSON line (see Published) to the file at path, synced before the
+// checkpoint's maker returns. The file is the copy of the checkpoints kept
+// outside the database: ship it elsewhere and verify against that copy.
+func PublishTo(path string) Option { return func(l *Log) { l.pubPath = path } }
+
+// Name labels published checkpoints with the log's name (the cloud's),
+// for whoever collects several logs' checkpoints; the public key, not the
+// name, is what identifies the log.
+func Name(name string) Option { return func(l *Log) { l.name = name } }
+
+// Witness POSTs every line of the published checkpoints file to rawURL
+// (http or https), in order, in the background: a witness that is slow or
+// down never holds up an append, and what it missed is sent again, from
+// where it stopped, until it answers 2xx — across restarts too. Needs
+// PublishTo.
+func Witness(rawURL string) Option { return func(l *Log) { l.witnessURL = rawURL } }
+
+// Logger receives what the log's background work could not do (a
+// checkpoint on the timer, publishing, the witness).
+func Logger(log *slog.Logger) Option {
+	return func(l *Log) {
+		if log != nil {
+			l.log = log
+		}
+	}
+}
+
+// Clock is the time entries and checkpoints are stamped with, and the
+// "now" Verify judges unsigned entries' age by.
+func Clock(now func() time.Time) Option {
+	return func(l *Log) {
+		if now != nil {
+			l.now = now
 		}
 	}
 }
@@ -163,6 +255,10 @@ func Open(path string, key ed25519.PrivateKey, opts ...Option) (*Log, error) {
 
 // New uses db (which may also hold other tables) for the audit log,
 // creating its tables if missing. The caller keeps ownership of db.
+//
+// With a key, New also brings the log up to date after a crash: it writes
+// to the published file every stored checkpoint the file lacks, signs the
+// newest entry if no checkpoint covers it, and starts the witness.
 func New(db *sql.DB, key ed25519.PrivateKey, opts ...Option) (*Log, error) {
 	if key != nil && len(key) != ed25519.PrivateKeySize {
 		return nil, fmt.Errorf("checkpoint key: %d bytes, want %d", len(key), ed25519.PrivateKeySize)
@@ -170,20 +266,86 @@ func New(db *sql.DB, key ed25519.PrivateKey, opts ...Option) (*Log, error) {
 	if _, err := db.Exec(schema); err != nil {
 		return nil, fmt.Errorf("create audit tables: %w", err)
 	}
-	l := &Log{db: db, key: key, every: DefaultCheckpointEvery, now: time.Now}
+	l := &Log{db: db, key: key, every: DefaultCheckpointEvery, interval: DefaultCheckpointInterval, now: time.Now,
+		log: slog.New(slog.DiscardHandler), schedule: afterFunc, witTimeout: 10 * time.Second, witRetry: time.Second}
 	for _, o := range opts {
 		o(l)
 	}
+	var wit *url.URL
+	if l.witnessURL != "" {
+		var err error
+		if wit, err = witnessURL(l.witnessURL); err != nil {
+			return nil, err
+		}
+	}
+	if key == nil {
+		if l.pubPath != "" || wit != nil {
+			return nil, errors.New("publishing checkpoints needs the signing key")
+		}
+		return l, nil
+	}
+	if wit != nil && l.pubPath == "" {
+		return nil, errors.New("a witness needs the published checkpoints file (PublishTo)")
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			l.Close()
+		}
+	}()
+	ctx := context.Background()
+	if l.pubPath != "" {
+		if err := l.openPublished(ctx); err != nil {
+			return nil, err
+		}
+	}
+	// Entries a crash (or a Close without a checkpoint) left unsigned are
+	// signed now rather than an interval from now. A log that cannot be
+	// signed (its newest entry damaged) still opens: verify says why.
+	l.mu.Lock()
+	if _, _, err := l.checkpointNewest(ctx); err != nil {
+		l.log.Error("audit: could not sign the newest entry on open; run audit verify", "err", err)
+	}
+	l.mu.Unlock()
+	if wit != nil {
+		l.wit = startWitness(l, wit)
+	}
+	ok = true
 	return l, nil
 }
 
-// Close closes the database if Open opened it.
+func afterFunc(d time.Duration, f func()) stopper { return time.AfterFunc(d, f) }
+
+// Close stops the log's background work and closes the published file,
+// and the database if Open opened it. A witness that has not received
+// every checkpoint gets the rest after the next Open.
 func (l *Log) Close() error {
-	if l.owned {
-		return l.db.Close()
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
 	}
-	return nil
+	l.closed = true
+	if l.timer != nil {
+		l.timer.Stop()
+		l.timer = nil
+	}
+	l.mu.Unlock()
+	if l.wit != nil {
+		l.wit.stop()
+	}
+	var errs []error
+	if l.pub != nil {
+		errs = append(errs, l.pub.Close())
+	}
+	if l.owned {
+		errs = append(errs, l.db.Close())
+	}
+	return errors.Join(errs...)
 }
+
+// ErrClosed is returned by a Log's methods after Close.
+var ErrClosed = errors.New("audit log is closed")
 
 // ErrSecretInDetail is returned by Append for a Detail key that looks like
 // it names a secret.
@@ -206,8 +368,9 @@ func checkDetail(d map[string]string) error {
 // Append adds e to the log and returns it with Seq, Time, Prev and Hash
 // filled in. Seq and Prev are assigned in the same transaction as the
 // insert, so concurrent appends form one unbroken chain. When the new
-// entry's Seq is a multiple of the checkpoint interval, a checkpoint is
-// written in that transaction too.
+// entry's Seq is a multiple of CheckpointEvery, a checkpoint is written in
+// that transaction too and published once it commits; otherwise the
+// entry is signed by a checkpoint within CheckpointInterval.
 func (l *Log) Append(ctx context.Context, e Entry) (Entry, error) {
 	if err := checkDetail(e.Detail); err != nil {
 		return Entry{}, err
@@ -226,6 +389,11 @@ func (l *Log) Append(ctx context.Context, e Entry) (Entry, error) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.closed {
+		return Entry{}, ErrClosed
+	}
+	var cp Checkpoint
+	made := false
 	err := l.tx(ctx, func(tx *sql.Tx) error {
 		var last sql.NullInt64
 		var prev []byte
@@ -249,13 +417,19 @@ func (l *Log) Append(ctx context.Context, e Entry) (Entry, error) {
 			return err
 		}
 		if e.Seq%l.every == 0 && l.key != nil {
-			_, err := l.checkpoint(ctx, tx, e.Seq, e.Hash)
+			cp, made, err = l.checkpoint(ctx, tx, e.Seq, e.Hash)
 			return err
 		}
 		return nil
 	})
 	if err != nil {
 		return Entry{}, fmt.Errorf("audit append %s %s: %w", e.Action, e.Object, err)
+	}
+	switch {
+	case made:
+		l.publish(cp)
+	case l.key != nil:
+		l.arm()
 	}
 	return e, nil
 }
@@ -269,43 +443,94 @@ func (l *Log) Checkpoint(ctx context.Context) (Checkpoint, error) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var cp Checkpoint
-	err := l.tx(ctx, func(tx *sql.Tx) error {
-		var seq int64
-		var hash []byte
-		err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1`).Scan(&seq, &hash)
-		if errors.Is(err, sql.ErrNoRows) {
-			return errors.New("log is empty")
-		}
-		if err != nil {
-			return err
-		}
-		var h [32]byte
-		copy(h[:], hash)
-		cp, err = l.checkpoint(ctx, tx, seq, h)
-		return err
-	})
-	if err != nil {
+	if l.closed {
+		return Checkpoint{}, ErrClosed
+	}
+	cp, ok, err := l.checkpointNewest(ctx)
+	switch {
+	case err != nil:
 		return Checkpoint{}, fmt.Errorf("audit checkpoint: %w", err)
+	case !ok:
+		return Checkpoint{}, errors.New("audit checkpoint: log is empty")
 	}
 	return cp, nil
 }
 
-func (l *Log) checkpoint(ctx context.Context, tx *sql.Tx, seq int64, hash [32]byte) (Checkpoint, error) {
+// checkpointNewest signs the newest entry unless a checkpoint covers it
+// and publishes what it signed; ok is false for an empty log. The caller
+// holds l.mu.
+func (l *Log) checkpointNewest(ctx context.Context) (cp Checkpoint, ok bool, err error) {
+	made := false
+	err = l.tx(ctx, func(tx *sql.Tx) error {
+		var seq int64
+		var hash []byte
+		err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1`).Scan(&seq, &hash)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if len(hash) != 32 {
+			return fmt.Errorf("entry %d: stored hash is %d bytes; run audit verify", seq, len(hash))
+		}
+		ok = true
+		cp, made, err = l.checkpoint(ctx, tx, seq, [32]byte(hash))
+		return err
+	})
+	if err != nil {
+		return Checkpoint{}, false, err
+	}
+	if made {
+		l.publish(cp)
+	}
+	return cp, ok, nil
+}
+
+// checkpoint signs entry seq's hash in tx, unless it has a checkpoint
+// already, which it returns with made false. The caller publishes what it
+// made once tx has committed: a line for a checkpoint rolled back would
+// vouch for an entry that never was.
+func (l *Log) checkpoint(ctx context.Context, tx *sql.Tx, seq int64, hash [32]byte) (cp Checkpoint, made bool, err error) {
 	cps, err := scanCheckpoints(tx.QueryContext(ctx, `SELECT seq, hash, time, sig FROM audit_checkpoints WHERE seq = ?`, seq))
 	if err != nil {
-		return Checkpoint{}, err
+		return Checkpoint{}, false, err
 	}
 	if len(cps) == 1 {
-		return cps[0].Checkpoint, nil
+		return cps[0].Checkpoint, false, nil
 	}
 	t := l.now().UTC().Truncate(time.Microsecond).Format(timeFormat)
 	sig := ed25519.Sign(l.key, signedBytes(seq, hash, t))
 	if _, err := tx.ExecContext(ctx, `INSERT INTO audit_checkpoints (seq, hash, time, sig) VALUES (?, ?, ?, ?)`, seq, hash[:], t, sig); err != nil {
-		return Checkpoint{}, err
+		return Checkpoint{}, false, err
 	}
 	parsed, _ := time.Parse(timeFormat, t)
-	return Checkpoint{Seq: seq, Hash: hash, Time: parsed, Sig: sig}, nil
+	return Checkpoint{Seq: seq, Hash: hash, Time: parsed, Sig: sig}, true, nil
+}
+
+// arm makes sure a checkpoint follows within the interval: the newest
+// entry has none. The caller holds l.mu.
+func (l *Log) arm() {
+	if l.timer == nil && !l.closed {
+		l.timer = l.schedule(l.interval, l.tick)
+	}
+}
+
+// tick is the timer's checkpoint: it signs the newest entry, which covers
+// every entry appended since the timer was armed.
+func (l *Log) tick() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.timer = nil
+	if l.closed {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, _, err := l.checkpointNewest(ctx); err != nil {
+		l.log.Error("audit checkpoint failed; trying again", "err", err)
+		l.timer = l.schedule(min(l.interval, time.Minute), l.tick)
+	}
 }
 
 func (l *Log) tx(ctx context.Context, f func(*sql.Tx) error) error { return store.Tx(ctx, l.db, f) }

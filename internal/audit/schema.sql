@@ -21,10 +21,22 @@ CREATE TABLE IF NOT EXISTS audit_entries (
 CREATE INDEX IF NOT EXISTS audit_entries_tenant ON audit_entries (tenant, seq);
 
 -- Ed25519-signed statements "entry seq had this hash at this time".
--- sig signs the canonical encoding of (seq, hash, time).
+-- sig signs the canonical encoding of (seq, hash, time). Each is also
+-- published outside the database as it is made (a line of
+-- audit-checkpoints.jsonl, see publish.go): these rows are only the log's
+-- own copy, which an attacker with write access can delete.
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
 	seq  INTEGER PRIMARY KEY,
 	hash BLOB NOT NULL,
 	time TEXT NOT NULL,
 	sig  BLOB NOT NULL
+);
+
+-- How much of the published checkpoints file each witness has answered 2xx
+-- for, so that a witness that was down, or a restart, resumes where it
+-- stopped rather than losing or resending everything. The file is
+-- append-only: a byte count is a position in it.
+CREATE TABLE IF NOT EXISTS audit_witness (
+	url  TEXT PRIMARY KEY, -- the witness, without a password
+	sent INTEGER NOT NULL  -- bytes of the file the witness has kept
 );

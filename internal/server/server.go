@@ -50,6 +50,13 @@ type Config struct {
 	Resync time.Duration
 	// OperatorName is the account the first start creates (default admin).
 	OperatorName string
+	// AuditWitness, if set, is an http(s) URL every audit checkpoint is
+	// POSTed to besides the published file (see audit.Witness).
+	AuditWitness string
+	// AuditCheckpointInterval is the longest an audit entry waits for a
+	// signed checkpoint (0: audit.DefaultCheckpointInterval). `holdfast
+	// audit verify` must be given the same.
+	AuditCheckpointInterval time.Duration
 	// Now is the clock (tests); time.Now when nil.
 	Now func() time.Time
 }
@@ -169,7 +176,9 @@ func New(cfg Config) (*Server, error) {
 
 // openAudit opens the audit log with its checkpoint key, sealed in the
 // control database, and publishes the public key beside the log so that
-// `holdfast audit verify` (and anyone given a copy) can check it.
+// `holdfast audit verify` (and anyone given a copy) can check it. Every
+// checkpoint is published to AuditCheckpointsFile beside it, and to the
+// witness if one is configured.
 func (s *Server) openAudit() error {
 	var priv ed25519.PrivateKey
 	err := s.db.Do(context.Background(), func(tx *tenant.Tx) error {
@@ -202,9 +211,17 @@ func (s *Server) openAudit() error {
 	if err := os.WriteFile(filepath.Join(s.dir, "audit.pub"), []byte(fmt.Sprintf("%x\n", []byte(s.auditK))), 0o644); err != nil {
 		return err
 	}
-	s.audit, err = audit.Open(filepath.Join(s.dir, "audit.db"), priv, audit.CheckpointEvery(100))
+	s.audit, err = audit.Open(filepath.Join(s.dir, "audit.db"), priv,
+		audit.CheckpointInterval(s.cfg.AuditCheckpointInterval),
+		audit.PublishTo(filepath.Join(s.dir, AuditCheckpointsFile)), audit.Name(s.cloud), audit.Witness(s.cfg.AuditWitness),
+		audit.Logger(s.log), audit.Clock(s.now))
 	return err
 }
+
+// AuditCheckpointsFile is where, in Dir, every audit checkpoint is
+// published as it is made: operators ship it off the host and verify the
+// log against their copy.
+const AuditCheckpointsFile = "audit-checkpoints.jsonl"
 
 // bootstrap, on first start, creates the first operator with a one-time
 // password and publishes the spec's flavors and templates.
