@@ -117,6 +117,8 @@ type Emulator struct {
 	fw  firewallState // cluster and VM firewalls (firewall.go)
 	ha  haState       // HA resources and rules (ha.go)
 	net netState      // node network interfaces (network.go)
+
+	storages map[string]*storage // storage.cfg (storage.go)
 }
 
 var _ http.Handler = (*Emulator)(nil)
@@ -135,8 +137,9 @@ type Node struct {
 	MaxMem int64 // bytes, default 64 GiB
 }
 
-// New returns an emulator with no nodes or VMs; add them with AddNode and
-// AddTemplate.
+// New returns an emulator with no nodes or VMs (add them with AddNode and
+// AddTemplate) and the storage of a fresh install: local and local-lvm,
+// neither shared (AddStorage adds more).
 func New(cfg Config) *Emulator {
 	e := &Emulator{
 		tokens:    map[string]string{},
@@ -157,8 +160,13 @@ func New(cfg Config) *Emulator {
 		e.durations[k] = v
 	}
 	e.pid = 0x1000 + uint32(e.rng.IntN(0x10000))
+	for _, s := range defaultStorages {
+		if err := e.addStorage(s); err != nil {
+			panic(err) // the defaults are valid
+		}
+	}
 	e.mux = http.NewServeMux()
-	for _, r := range slices.Concat(routes, sdnRoutes, firewallRoutes, haRoutes, networkRoutes) {
+	for _, r := range slices.Concat(routes, sdnRoutes, firewallRoutes, haRoutes, networkRoutes, storageRoutes) {
 		e.mux.HandleFunc(r.method+" "+APIPrefix+r.path, e.serve(r))
 	}
 	e.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

@@ -35,11 +35,11 @@ type Template struct {
 	Cores     int    // default 1
 	MemoryMiB int    // default 512
 	DiskGiB   int    // default 4
-	Storage   string // default local-lvm
+	Storage   string // where its disks are; default local-lvm
 }
 
 // AddTemplate adds a template VM with a cloud-init drive, a SCSI disk and
-// one virtio NIC on vmbr0.
+// one virtio NIC on vmbr0. Its storage must take VM images on its node.
 func (e *Emulator) AddTemplate(t Template) error {
 	if t.Cores == 0 {
 		t.Cores = 1
@@ -67,14 +67,24 @@ func (e *Emulator) AddTemplate(t Template) error {
 	if _, dup := e.vms[t.VMID]; dup {
 		return fmt.Errorf("VMID %d exists", t.VMID)
 	}
+	st, err := e.checkStorageEnabled(t.Storage, t.Node)
+	if err != nil {
+		return fmt.Errorf("template %d: %s", t.VMID, strings.TrimSpace(err.Error()))
+	}
+	if !st.has("images") {
+		return fmt.Errorf("template %d: storage '%s' does not support vm images", t.VMID, t.Storage)
+	}
+	disk := newVolume(st, t.VMID, false, "", map[string]bool{})
+	disk.name = "base-" + strings.TrimPrefix(disk.name, "vm-") // qm template renames the disks
+	cloudinit := newVolume(st, t.VMID, true, "qcow2", nil)
 	e.vms[t.VMID] = &vm{vmid: t.VMID, node: t.Node, conf: map[string]string{
 		"name":     t.Name,
 		"template": "1",
 		"cores":    strconv.Itoa(t.Cores),
 		"memory":   strconv.Itoa(t.MemoryMiB),
 		"scsihw":   "virtio-scsi-single",
-		"scsi0":    fmt.Sprintf("%s:base-%d-disk-0,size=%dG", t.Storage, t.VMID, t.DiskGiB),
-		"ide2":     fmt.Sprintf("%s:vm-%d-cloudinit,media=cdrom", t.Storage, t.VMID),
+		"scsi0":    fmt.Sprintf("%s,size=%dG", disk, t.DiskGiB),
+		"ide2":     cloudinit.String() + ",media=cdrom",
 		"net0":     "virtio=" + e.newMAC() + ",bridge=vmbr0",
 		"boot":     "order=scsi0",
 		"ostype":   "l26",
