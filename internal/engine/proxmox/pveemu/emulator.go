@@ -41,6 +41,7 @@ const (
 	TaskDestroy  = "qmdestroy"
 	TaskResize   = "resize"
 	TaskConfig   = "qmconfig"
+	TaskMigrate  = "qmigrate"
 )
 
 // DefaultDurations are how long tasks take unless Config.Durations says
@@ -54,6 +55,9 @@ var DefaultDurations = map[string]time.Duration{
 	TaskDestroy:  1 * time.Second,
 	TaskResize:   500 * time.Millisecond,
 	TaskConfig:   100 * time.Millisecond,
+	// An offline migration copying a small VM's local disks to another
+	// node; with only shared disks it is quicker.
+	TaskMigrate: 5 * time.Second,
 }
 
 // Config configures an Emulator.
@@ -166,7 +170,7 @@ func New(cfg Config) *Emulator {
 		}
 	}
 	e.mux = http.NewServeMux()
-	for _, r := range slices.Concat(routes, sdnRoutes, firewallRoutes, haRoutes, networkRoutes, storageRoutes) {
+	for _, r := range slices.Concat(routes, sdnRoutes, firewallRoutes, haRoutes, networkRoutes, storageRoutes, migrateRoutes) {
 		e.mux.HandleFunc(r.method+" "+APIPrefix+r.path, e.serve(r))
 	}
 	e.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"maps"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -394,6 +395,53 @@ type volume struct {
 	vmid   int
 	base   string // a linked clone's base volume name, as it appears in the volname
 }
+
+var volNameRe = regexp.MustCompile(`^(vm|base)-(\d+)-[A-Za-z0-9._-]+$`)
+
+// parseVolume is parse_volume_id and the plugin's parse_volname. CD-ROM
+// drives that name no volume ("none", "cdrom", a path) have none.
+func (e *Emulator) parseVolume(volid string) (volume, bool, error) {
+	sid, volname, ok := strings.Cut(volid, ":")
+	if !ok {
+		return volume{}, false, nil
+	}
+	st, err := e.storageConfig(sid)
+	if err != nil {
+		return volume{}, false, err
+	}
+	v := volume{st: st}
+	parts := strings.Split(volname, "/")
+	bad := fmt.Errorf("unable to parse volume name '%s'", volname)
+	if st.kind().file {
+		if len(parts) == 4 {
+			v.base, parts = parts[0]+"/"+parts[1], parts[2:]
+		}
+		if len(parts) != 2 {
+			return v, false, bad
+		}
+		name, format, ok := strings.Cut(parts[1], ".")
+		if !ok {
+			return v, false, bad
+		}
+		v.name, v.format = name, format
+	} else {
+		if len(parts) == 2 {
+			v.base, parts = parts[0], parts[1:]
+		}
+		if len(parts) != 1 {
+			return v, false, bad
+		}
+		v.name = parts[0]
+	}
+	m := volNameRe.FindStringSubmatch(v.name)
+	if m == nil {
+		return v, false, bad
+	}
+	v.vmid, _ = strconv.Atoi(m[2])
+	return v, true, nil
+}
+
+func (v volume) isBase() bool { return strings.HasPrefix(v.name, "base-") }
 
 // String is the volume ID.
 func (v volume) String() string {
