@@ -1,0 +1,149 @@
+package proxmox_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/holdfast/holdfast/internal/deploy"
+	"github.com/holdfast/holdfast/internal/engine/proxmox/pveemu"
+	"github.com/holdfast/holdfast/internal/engine/proxmox/pvetest"
+)
+
+// requests counts the cluster's requests by method and the last element
+// of their path (POST clone, POST migrate).
+type requests struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func count(c *pvetest.Cluster) *requests {
+	r := &requests{n: map[string]int{}}
+	c.SetHook(func(req *http.Request) bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.n[req.Method+" "+req.URL.Path[strings.LastIndex(req.URL.Path, "/")+1:]]++
+		return true
+	})
+	return r
+}
+
+func (r *requests) get(key string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.n[key]
+}
+
+func threeNodes(t *testing.T) *pvetest.Cluster {
+	t.Helper()
+	return pvetest.Start(t, []string{"pve1", "pve2", "pve3"}, pveemu.Config{Seed: 21, Durations: fast(10 * time.Millisecond)})
+}
+
+// applied applies the cloud at path until it converges and returns it
+// opened.
+func applied(t *testing.T, path string) *deploy.Cloud {
+	t.Helper()
+	state := t.TempDir()
+	converge(t, path, state, false, 3)
+	c := open(t, path, state)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// TestSharedStorageClonesToTheNode: with the template on Ceph, shared by
+// every node, guests are cloned straight for their nodes (PVE's target)
+// and nothing is migrated.
+func TestSharedStorageClonesToTheNode(t *testing.T) {
+	cl := threeNodes(t)
+	if err := cl.Emu.AddStorage(pveemu.Storage{ID: "ceph-vm", Type: "rbd", Options: map[string]string{"pool": "vm"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Emu.AddTemplate(pveemu.Template{Node: "pve1", VMID: pvetest.TemplateBase, Name: "debian-12", Storage: "ceph-vm"}); err != nil {
+		t.Fatal(err)
+	}
+	reqs := count(cl)
+	c := applied(t, pvetest.Synthetic{Cloud: "shared", Nodes: []string{"pve1", "pve2", "pve3"}, VLAN: 10, CIDR: "10.10.0.0/24", VMIDs: "100-199", Instances: 6}.Write(t, cl))
+	checkOneGuestEach(t, c.Desired, cl)
+	for _, vm := range cl.Guests(t) {
+		cfg, err := cl.API.Config(context.Background(), vm.Node, vm.VMID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf("ceph-vm:vm-%d-disk-0,", vm.VMID); !strings.HasPrefix(cfg.Raw["scsi0"], want) {
+			t.Errorf("%s on %s: scsi0 %q, want a full copy on ceph-vm", vm.Name, vm.Node, cfg.Raw["scsi0"])
+		}
+	}
+	if n := reqs.get("POST migrate"); n != 0 {
+		t.Errorf("%d migrations; with the template on shared storage, clones go straight to their node", n)
+	}
+	if n := reqs.get("POST clone"); n != 6 {
+		t.Errorf("%d clones, want 6", n)
+	}
+}
+
+// TestPerNodeTemplates: linked clones on local storage, with a copy of the
+// template on every node named in the site's proxmox templates: each guest
+// is a linked clone of its own node's copy, and nothing is migrated.
+func TestPerNodeTemplates(t *testing.T) {
+	cl := threeNodes(t)
+	for i, n := range []string{"pve1", "pve2", "pve3"} {
+		if err := cl.Emu.AddTemplate(pveemu.Template{Node: n, VMID: pvetest.TemplateBase + i, Name: "debian-12-" + n}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reqs := count(cl)
+	c := applied(t, pvetest.Synthetic{Cloud: "pernode", Nodes: []string{"pve1", "pve2", "pve3"}, VLAN: 10, CIDR: "10.10.0.0/24", VMIDs: "100-199", Instances: 6,
+		Proxmox: `clone: linked, templates: {debian-12: {pve1: "9000", pve2: debian-12-pve2, pve3: "9002"}}`}.Write(t, cl))
+	checkOneGuestEach(t, c.Desired, cl)
+	base := map[string]int{"pve1": 9000, "pve2": 9001, "pve3": 9002}
+	for _, vm := range cl.Guests(t) {
+		cfg, err := cl.API.Config(context.Background(), vm.Node, vm.VMID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf("local-lvm:base-%d-disk-0/vm-%d-disk-0,", base[vm.Node], vm.VMID); !strings.HasPrefix(cfg.Raw["scsi0"], want) {
+			t.Errorf("%s on %s: scsi0 %q, want a linked clone of %s's copy (%s)", vm.Name, vm.Node, cfg.Raw["scsi0"], vm.Node, want)
+		}
+	}
+	if n := reqs.get("POST migrate"); n != 0 {
+		t.Errorf("%d migrations; every node has its own template", n)
+	}
+}
+
+// TestLinkedCloneNeedsTheTemplatesNode: a linked clone of a template on
+// local storage can be made on the template's node only. The apply says so
+// for the guests of the other nodes, makes nothing for them, and makes the
+// others.
+func TestLinkedCloneNeedsTheTemplatesNode(t *testing.T) {
+	cl := threeNodes(t)
+	if err := cl.Emu.AddTemplate(pveemu.Template{Node: "pve1", VMID: pvetest.TemplateBase, Name: "debian-12"}); err != nil {
+		t.Fatal(err)
+	}
+	path := pvetest.Synthetic{Cloud: "linked", Nodes: []string{"pve1", "pve2", "pve3"}, VLAN: 10, CIDR: "10.10.0.0/24", VMIDs: "100-199", Instances: 3,
+		Proxmox: "clone: linked"}.Write(t, cl)
+	c := open(t, path, t.TempDir())
+	defer c.Close()
+	res, _ := c.Apply(context.Background(), plan(t, c))
+	for _, in := range c.Desired.Instances {
+		msg, ok := "", false
+		for _, e := range res.Errors {
+			if strings.Contains(e.Error(), " instance/"+in.Name+":") {
+				msg, ok = e.Error(), true
+			}
+		}
+		switch {
+		case in.Node == "pve1" && ok:
+			t.Errorf("%s on the template's node: %s", in.Name, msg)
+		case in.Node != "pve1" && (!ok || !strings.Contains(msg, "a linked clone of template \"debian-12\" (VMID 9000 on pve1, disks on local-lvm) cannot be put on node "+in.Node) ||
+			!strings.Contains(msg, "proxmox templates")):
+			t.Errorf("%s on %s: error %q, want the linked clone refused, naming the way out", in.Name, in.Node, msg)
+		}
+	}
+	if guests := cl.Guests(t); len(guests) != 1 || guests[0].Node != "pve1" {
+		t.Errorf("guests %+v, want only the one on pve1", guests)
+	}
+}
