@@ -2,6 +2,7 @@ package proxmox_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -145,5 +146,58 @@ func TestLinkedCloneNeedsTheTemplatesNode(t *testing.T) {
 	}
 	if guests := cl.Guests(t); len(guests) != 1 || guests[0].Node != "pve1" {
 		t.Errorf("guests %+v, want only the one on pve1", guests)
+	}
+}
+
+// TestClonesAndMigrationsBoundedPerNode: clones and migrations run on the
+// template's node, and never more than the site's parallel of them at once
+// there.
+func TestClonesAndMigrationsBoundedPerNode(t *testing.T) {
+	cl := pvetest.Start(t, []string{"pve1", "pve2", "pve3"}, pveemu.Config{Seed: 22, Durations: fast(30 * time.Millisecond)})
+	if err := cl.Emu.AddTemplate(pveemu.Template{Node: "pve1", VMID: pvetest.TemplateBase, Name: "debian-12"}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	running := map[string]string{} // UPID -> node, clones and migrations not yet seen stopped
+	most := map[string]int{}
+	cl.SetTap(func(r *http.Request, status int, body []byte) {
+		var answer struct {
+			Data json.RawMessage `json:"data"`
+		}
+		if status != http.StatusOK || json.Unmarshal(body, &answer) != nil {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		switch p := r.URL.Path; {
+		case r.Method == http.MethodPost && (strings.HasSuffix(p, "/clone") || strings.HasSuffix(p, "/migrate")):
+			var upid string
+			_ = json.Unmarshal(answer.Data, &upid)
+			node := strings.Split(upid, ":")[1]
+			running[upid] = node
+			n := 0
+			for _, other := range running {
+				if other == node {
+					n++
+				}
+			}
+			most[node] = max(most[node], n)
+		case r.Method == http.MethodGet && strings.HasSuffix(p, "/status") && strings.Contains(p, "/tasks/"):
+			var st struct {
+				UPID   string `json:"upid"`
+				Status string `json:"status"`
+			}
+			if json.Unmarshal(answer.Data, &st) == nil && st.Status == "stopped" {
+				delete(running, st.UPID)
+			}
+		}
+	})
+	c := applied(t, pvetest.Synthetic{Cloud: "bounded", Nodes: []string{"pve1", "pve2", "pve3"}, VLAN: 10, CIDR: "10.10.0.0/24", VMIDs: "100-199", Instances: 12,
+		Proxmox: "parallel: 2"}.Write(t, cl))
+	checkOneGuestEach(t, c.Desired, cl)
+	mu.Lock()
+	defer mu.Unlock()
+	if most["pve1"] != 2 || most["pve2"]+most["pve3"] != 0 {
+		t.Errorf("clones and migrations at once per node: %v; want them all on pve1, the template's node, 2 at a time (parallel: 2)", most)
 	}
 }

@@ -4,6 +4,7 @@
 package pvetest
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -43,7 +44,35 @@ type Cluster struct {
 	API *pve.Client
 
 	hook atomic.Pointer[Hook]
+	tap  atomic.Pointer[Tap]
 }
+
+// Tap sees every answer the emulator gave, after it was given.
+type Tap func(r *http.Request, status int, body []byte)
+
+// SetTap installs t (nil removes it).
+func (c *Cluster) SetTap(t Tap) {
+	if t == nil {
+		c.tap.Store(nil)
+		return
+	}
+	c.tap.Store(&t)
+}
+
+// recorder passes an answer on and keeps a copy; Unwrap lets the
+// emulator still hijack the connection to drop it.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	body   bytes.Buffer
+}
+
+func (r *recorder) WriteHeader(status int) { r.status = status; r.ResponseWriter.WriteHeader(status) }
+func (r *recorder) Write(b []byte) (int, error) {
+	r.body.Write(b)
+	return r.ResponseWriter.Write(b)
+}
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 // Hook sees every request before the emulator does. It returns false to
 // drop the request unanswered and unhandled, as a connection that breaks
@@ -63,7 +92,14 @@ func (c *Cluster) serve(w http.ResponseWriter, r *http.Request) {
 	if h := c.hook.Load(); h != nil && !(*h)(r) {
 		panic(http.ErrAbortHandler) // the connection closes without an answer
 	}
-	c.Emu.ServeHTTP(w, r)
+	t := c.tap.Load()
+	if t == nil {
+		c.Emu.ServeHTTP(w, r)
+		return
+	}
+	rec := &recorder{ResponseWriter: w, status: http.StatusOK}
+	c.Emu.ServeHTTP(rec, r)
+	(*t)(r, rec.status, rec.body.Bytes())
 }
 
 // Start serves an emulated cluster with the given nodes (16 cores and
