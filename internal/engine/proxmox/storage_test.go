@@ -1,10 +1,14 @@
 package proxmox_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -112,6 +116,51 @@ func TestPerNodeTemplates(t *testing.T) {
 	}
 	if n := reqs.get("POST migrate"); n != 0 {
 		t.Errorf("%d migrations; every node has its own template", n)
+	}
+}
+
+// TestSameNamedTemplatesPerNode: a template of the same name on every node
+// is a per-node copy too: each guest is cloned from its own node's, and
+// nothing is migrated.
+func TestSameNamedTemplatesPerNode(t *testing.T) {
+	cl := threeNodes(t)
+	for i, n := range []string{"pve3", "pve2", "pve1"} { // the lowest VMID on pve3
+		if err := cl.Emu.AddTemplate(pveemu.Template{Node: n, VMID: pvetest.TemplateBase + i, Name: "debian-12"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	from := map[string]string{} // new VMID -> the clone's path
+	migrations := 0
+	cl.SetHook(func(r *http.Request) bool {
+		if r.Method != http.MethodPost {
+			return true
+		}
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		form, _ := url.ParseQuery(string(body))
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/clone"):
+			from[form.Get("newid")] = strings.TrimPrefix(r.URL.Path, "/api2/json")
+		case strings.HasSuffix(r.URL.Path, "/migrate"):
+			migrations++
+		}
+		return true
+	})
+	c := applied(t, pvetest.Synthetic{Cloud: "samename", Nodes: []string{"pve1", "pve2", "pve3"}, VLAN: 10, CIDR: "10.10.0.0/24", VMIDs: "100-199", Instances: 6}.Write(t, cl))
+	checkOneGuestEach(t, c.Desired, cl)
+	mu.Lock()
+	defer mu.Unlock()
+	if migrations != 0 {
+		t.Errorf("%d migrations; every node has a template named debian-12", migrations)
+	}
+	copyOn := map[string]int{"pve3": 9000, "pve2": 9001, "pve1": 9002}
+	for _, vm := range cl.Guests(t) {
+		if want := fmt.Sprintf("/nodes/%s/qemu/%d/clone", vm.Node, copyOn[vm.Node]); from[strconv.Itoa(vm.VMID)] != want {
+			t.Errorf("%s on %s was cloned by %s, want %s (its node's debian-12)", vm.Name, vm.Node, from[strconv.Itoa(vm.VMID)], want)
+		}
 	}
 }
 
