@@ -113,11 +113,17 @@ func (e *Engine) observeGuests(ctx context.Context, s *site) ([]engine.Observed,
 	}
 	var mine []pve.VM
 	for _, vm := range vms {
-		if !e.owns(vm) {
-			continue
-		}
-		if in, ok := e.instances[vm.Name]; ok && in.Site != s.name {
+		in, desired := e.instances[vm.Name]
+		switch {
+		case desired && in.Site != s.name:
 			continue // another site's, on a cluster the sites share
+		case e.owns(vm):
+		case desired && vm.VMID == in.VMID && vm.Type == "qemu" && !vm.Template && e.describedAsOurs(ctx, s, vm):
+			// Cloned but not yet configured (tagged): an apply stopped
+			// between the two, maybe before the clone was moved to its
+			// node. The next apply adopts it by its description.
+		default:
+			continue
 		}
 		mine = append(mine, vm)
 	}
@@ -162,7 +168,12 @@ func (e *Engine) guestDrift(ctx context.Context, s *site, vm pve.VM, res []pve.H
 		drift = append(drift, fmt.Sprintf("runs as VMID %d, want %d", vm.VMID, in.VMID))
 		return drift, nil
 	}
-	if vm.Node != in.Node && !in.HA {
+	if !hasTag(vm.Tags, e.tag()) {
+		drift = append(drift, "is not tagged "+e.tag()+" (cloned, not yet configured)")
+	}
+	// HA places its resources; a guest not yet one is where Holdfast put
+	// it (a clone left on its template's node).
+	if vm.Node != in.Node && !haManaged(res, vm.VMID) {
 		drift = append(drift, fmt.Sprintf("is on node %s, want %s", vm.Node, in.Node))
 	}
 	if vm.Lock != "" {
@@ -189,6 +200,9 @@ func (e *Engine) guestDrift(ctx context.Context, s *site, vm pve.VM, res []pve.H
 		drift = append(drift, fmt.Sprintf("disk %s is %d MiB, want %d", key, size, in.DiskMiB))
 	}
 	fw, err := e.guestFirewallDrift(ctx, s, in, vm.Node)
+	if pve.IsNotFound(err) {
+		return []string{"vanished while observed"}, nil // destroyed or migrated since it was listed
+	}
 	if err != nil {
 		return nil, err
 	}
