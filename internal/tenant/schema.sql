@@ -2,9 +2,15 @@
 -- they own, and the operations that change it. Infrastructure itself is
 -- never described here: tenant networks and instances are turned into a
 -- spec file (tenants.yaml) that the reconciler converges like any other.
+--
+-- This is the newest schema, which a fresh database is made with; a
+-- database written by an earlier one is brought to it by the migrations in
+-- migrate.go first. Ids are never reused: every id the control plane hands
+-- out is AUTOINCREMENT (or random), so that a token, key or cache naming a
+-- deleted user or tenant can never come to name a new one.
 
 CREATE TABLE IF NOT EXISTS tenants (
-	id            INTEGER PRIMARY KEY,
+	id            INTEGER PRIMARY KEY AUTOINCREMENT,
 	name          TEXT NOT NULL UNIQUE,
 	display_name  TEXT NOT NULL DEFAULT '',
 	q_instances   INTEGER NOT NULL,
@@ -17,7 +23,7 @@ CREATE TABLE IF NOT EXISTS tenants (
 );
 
 CREATE TABLE IF NOT EXISTS users (
-	id            INTEGER PRIMARY KEY,
+	id            INTEGER PRIMARY KEY AUTOINCREMENT,
 	name          TEXT NOT NULL UNIQUE,
 	email         TEXT NOT NULL DEFAULT '',
 	password_hash TEXT NOT NULL DEFAULT '',    -- argon2id; empty: no password login (OIDC only)

@@ -67,10 +67,11 @@ func Open(path string) (*Store, error) {
 	return s, nil
 }
 
-// New uses db, creating the tables if missing.
+// New uses db, creating the tables if missing and upgrading a database
+// an earlier release wrote (migrate.go).
 func New(db *sql.DB) (*Store, error) {
-	if _, err := db.Exec(schema); err != nil {
-		return nil, fmt.Errorf("create control plane tables: %w", err)
+	if err := migrate(context.Background(), db); err != nil {
+		return nil, err
 	}
 	return &Store{db: db, now: time.Now}, nil
 }

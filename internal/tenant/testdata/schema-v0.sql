@@ -1,0 +1,153 @@
+-- The control plane's schema as the first release wrote it: version 0, before
+-- migrations. Kept verbatim so that the upgrade is tested against a database
+-- this schema made (migrate_test.go). Do not edit.
+
+-- The control plane's records: who may log in, which tenants exist, what
+-- they own, and the operations that change it. Infrastructure itself is
+-- never described here: tenant networks and instances are turned into a
+-- spec file (tenants.yaml) that the reconciler converges like any other.
+
+CREATE TABLE IF NOT EXISTS tenants (
+	id            INTEGER PRIMARY KEY,
+	name          TEXT NOT NULL UNIQUE,
+	display_name  TEXT NOT NULL DEFAULT '',
+	q_instances   INTEGER NOT NULL,
+	q_vcpus       INTEGER NOT NULL,
+	q_memory_mib  INTEGER NOT NULL,
+	q_disk_gib    INTEGER NOT NULL,
+	q_networks    INTEGER NOT NULL,
+	created_at    TEXT NOT NULL,
+	version       INTEGER NOT NULL DEFAULT 1
+);
+
+CREATE TABLE IF NOT EXISTS users (
+	id            INTEGER PRIMARY KEY,
+	name          TEXT NOT NULL UNIQUE,
+	email         TEXT NOT NULL DEFAULT '',
+	password_hash TEXT NOT NULL DEFAULT '',    -- argon2id; empty: no password login (OIDC only)
+	operator      INTEGER NOT NULL DEFAULT 0,
+	totp_sealed   BLOB,                        -- AES-GCM sealed TOTP secret once confirmed
+	totp_pending  BLOB,                        -- sealed secret of an enrollment not yet confirmed
+	oidc_issuer   TEXT,
+	oidc_subject  TEXT,
+	created_at    TEXT NOT NULL,
+	version       INTEGER NOT NULL DEFAULT 1,
+	UNIQUE (oidc_issuer, oidc_subject)
+);
+
+CREATE TABLE IF NOT EXISTS memberships (
+	tenant_id INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+	user_id   INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+	role      TEXT NOT NULL CHECK (role IN ('tenant-admin', 'member', 'viewer')),
+	PRIMARY KEY (tenant_id, user_id)
+);
+CREATE INDEX IF NOT EXISTS memberships_user ON memberships(user_id);
+
+CREATE TABLE IF NOT EXISTS projects (
+	tenant_id   INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+	name        TEXT NOT NULL,
+	description TEXT NOT NULL DEFAULT '',
+	created_at  TEXT NOT NULL,
+	PRIMARY KEY (tenant_id, name)
+);
+
+CREATE TABLE IF NOT EXISTS sshkeys (
+	tenant_id   INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+	name        TEXT NOT NULL,
+	public_key  TEXT NOT NULL,
+	fingerprint TEXT NOT NULL,
+	created_at  TEXT NOT NULL,
+	PRIMARY KEY (tenant_id, name)
+);
+
+CREATE TABLE IF NOT EXISTS flavors (
+	name       TEXT PRIMARY KEY,
+	cpus       INTEGER NOT NULL,
+	memory_mib INTEGER NOT NULL,
+	disk_gib   INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS templates (
+	name        TEXT PRIMARY KEY,
+	image       TEXT NOT NULL,
+	os          TEXT NOT NULL DEFAULT '',
+	description TEXT NOT NULL DEFAULT ''
+);
+
+-- slot is the network's index in the operator's pool: its VLAN is the
+-- pool's first VLAN + slot and its subnet the slot-th subnet of the pool,
+-- so a unique slot is a unique VLAN, VNI and CIDR.
+CREATE TABLE IF NOT EXISTS networks (
+	tenant_id  INTEGER NOT NULL REFERENCES tenants(id),
+	name       TEXT NOT NULL,
+	slot       INTEGER NOT NULL UNIQUE,
+	zone       TEXT NOT NULL UNIQUE,
+	cidr       TEXT NOT NULL UNIQUE,
+	gateway    TEXT NOT NULL,
+	vlan       INTEGER NOT NULL UNIQUE,
+	status     TEXT NOT NULL,
+	created_at TEXT NOT NULL,
+	version    INTEGER NOT NULL DEFAULT 1,
+	PRIMARY KEY (tenant_id, name)
+);
+
+CREATE TABLE IF NOT EXISTS instances (
+	tenant_id  INTEGER NOT NULL REFERENCES tenants(id),
+	name       TEXT NOT NULL,
+	project    TEXT NOT NULL,
+	flavor     TEXT NOT NULL,
+	template   TEXT NOT NULL,
+	image      TEXT NOT NULL,
+	network    TEXT NOT NULL,
+	ssh_keys   TEXT NOT NULL,      -- JSON: [{"name":..,"key":..}] as put into the instance
+	power      TEXT NOT NULL,
+	status     TEXT NOT NULL,
+	cpus       INTEGER NOT NULL,
+	memory_mib INTEGER NOT NULL,
+	disk_gib   INTEGER NOT NULL,
+	reboot     INTEGER NOT NULL DEFAULT 0,
+	rebuild    INTEGER NOT NULL DEFAULT 0,
+	vmid       INTEGER NOT NULL DEFAULT 0,
+	ip         TEXT NOT NULL DEFAULT '',
+	fqdn       TEXT NOT NULL DEFAULT '',
+	node       TEXT NOT NULL DEFAULT '',
+	spec_name  TEXT NOT NULL UNIQUE,
+	error      TEXT NOT NULL DEFAULT '',
+	created_at TEXT NOT NULL,
+	updated_at TEXT NOT NULL,
+	version    INTEGER NOT NULL DEFAULT 1,
+	PRIMARY KEY (tenant_id, name)
+);
+
+CREATE TABLE IF NOT EXISTS apikeys (
+	id            TEXT PRIMARY KEY,
+	user_id       INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+	name          TEXT NOT NULL,
+	secret_sealed BLOB NOT NULL,
+	created_at    TEXT NOT NULL,
+	expires_at    TEXT,
+	last_used_at  TEXT,
+	revoked_at    TEXT
+);
+CREATE INDEX IF NOT EXISTS apikeys_user ON apikeys(user_id);
+
+CREATE TABLE IF NOT EXISTS operations (
+	seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+	id         TEXT NOT NULL UNIQUE,
+	kind       TEXT NOT NULL,
+	tenant     TEXT NOT NULL DEFAULT '',
+	target     TEXT NOT NULL,              -- API path of the object
+	object     TEXT NOT NULL DEFAULT '',   -- its spec name
+	status     TEXT NOT NULL,
+	progress   INTEGER NOT NULL DEFAULT 0,
+	message    TEXT NOT NULL DEFAULT '',
+	error      TEXT NOT NULL DEFAULT '',   -- JSON problem when failed
+	created_at TEXT NOT NULL,
+	updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS operations_open ON operations(status) WHERE status IN ('pending', 'running');
+
+CREATE TABLE IF NOT EXISTS settings (
+	key   TEXT PRIMARY KEY,
+	value BLOB NOT NULL
+);
