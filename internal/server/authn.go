@@ -23,6 +23,9 @@ type caller struct {
 	keyID   string
 	family  string // the session, for logout
 	methods []string
+	// until is when the credential stops working: the access token's
+	// expiry, or the API key's (zero: never). A stream ends then.
+	until time.Time
 }
 
 var errUnauthenticated = problem(http.StatusUnauthorized, "unauthenticated", "log in: send a bearer access token or sign the request with an API key")
@@ -31,45 +34,69 @@ var errUnauthenticated = problem(http.StatusUnauthorized, "unauthenticated", "lo
 // Every failure answers the same 401, so a caller learns nothing about
 // which part was wrong; the log says.
 func (s *Server) authenticate(r *http.Request, body []byte) (*caller, error) {
-	h := r.Header.Get("Authorization")
-	scheme, _, _ := strings.Cut(h, " ")
 	var c caller
 	var userID int64
-	switch {
+	switch scheme, token := credentials(r); {
 	case strings.EqualFold(scheme, "Bearer"):
-		cl, err := s.sess.verify(strings.TrimSpace(h[len(scheme):]))
+		cl, err := s.sess.verify(token)
 		if err != nil {
 			s.log.Info("bearer token refused", "reason", err.Error(), "source", source(r))
 			return nil, errUnauthenticated
 		}
-		userID, c.via, c.family, c.methods = cl.userID, "session", cl.family, cl.methods
+		userID = cl.userID
+		c = caller{via: "session", family: cl.family, methods: cl.methods, until: cl.expires}
 	case scheme == auth.SignatureScheme:
 		keyID, err := s.hmac.Verify(r, body, s.now())
 		if err != nil {
 			s.log.Info("signed request refused", "reason", err.Error(), "source", source(r))
 			return nil, errUnauthenticated
 		}
-		k, ok := s.keys.get(keyID)
-		if !ok {
-			return nil, errUnauthenticated
-		}
-		userID, c.via, c.keyID = k.userID, "apikey", keyID
-		s.keys.used(keyID)
+		c = caller{via: "apikey", keyID: keyID}
 	default:
 		return nil, errUnauthenticated
 	}
-	err := s.db.Do(r.Context(), func(tx *tenant.Tx) error {
+	if err := s.load(r.Context(), &c, userID); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// credentials splits the Authorization header into its scheme and the
+// rest.
+func credentials(r *http.Request) (scheme, rest string) {
+	h := r.Header.Get("Authorization")
+	scheme, rest, _ = strings.Cut(h, " ")
+	return scheme, strings.TrimSpace(rest)
+}
+
+// load reads who the caller is now, in one transaction: for an API key,
+// whether it is still live and whose it is, then the user (userID for a
+// session) with their memberships. None of it is cached, so that any
+// change — a key revoked or rotated, a user deleted, a membership removed
+// or a role changed, by this process, another, or in the database itself
+// — holds from the next request on. A key or user gone since answers the
+// same 401 as a bad credential.
+func (s *Server) load(ctx context.Context, c *caller, userID int64) error {
+	err := s.db.Do(ctx, func(tx *tenant.Tx) error {
+		if c.via == "apikey" {
+			k, err := s.liveKey(tx, c.keyID)
+			if err != nil {
+				return err
+			}
+			userID = k.UserID
+			if k.ExpiresAt != nil {
+				c.until = *k.ExpiresAt
+			}
+		}
 		var err error
 		c.user, err = tx.UserByID(userID)
 		return err
 	})
 	if errors.Is(err, tenant.ErrNotFound) {
-		return nil, errUnauthenticated // deleted since
+		s.log.Info("credential refused", "reason", "the key or its user is gone, revoked or expired", "via", c.via, "key", c.keyID)
+		return errUnauthenticated
 	}
-	if err != nil {
-		return nil, err
-	}
-	return &c, nil
+	return err
 }
 
 // auditLogin records a login attempt, successful or not, with why. user

@@ -9,95 +9,88 @@ import (
 	"github.com/holdfast/holdfast/internal/tenant"
 )
 
-// keyCache holds opened API-key secrets so that a signed request costs a
-// map lookup, not a database read and a decryption. Revocation and
-// rotation go through this server, which forgets the key at once.
+// keyCache holds opened API-key secrets, so that checking a signature
+// costs a map lookup, not a database read and a decryption. It holds
+// nothing else, because nothing else about a key is fixed: the secret of a
+// key id never changes (rotation makes a new id), but whether the key is
+// still live and whose it is are read from the database on every request
+// (authenticate), so that revoking or rotating a key, or deleting its
+// user — through this process, another one, or the database itself —
+// takes effect on the very next request.
 type keyCache struct {
 	s  *Server
 	mu sync.Mutex
 	m  map[string]*cachedKey
 }
 
+// cachedKey is what may be kept of a key: what it cannot change.
 type cachedKey struct {
-	secret   []byte
-	userID   int64
-	expires  time.Time // zero: never
-	lastSeen time.Time // last time last_used_at was written
+	secret []byte
 }
 
-func (c *keyCache) load(id string) (*cachedKey, bool) {
-	c.mu.Lock()
-	k, ok := c.m[id]
-	c.mu.Unlock()
-	if !ok {
-		var rec tenant.APIKeyRecord
-		err := c.s.db.Do(context.Background(), func(tx *tenant.Tx) error {
-			var err error
-			rec, err = tx.APIKey(id)
-			return err
-		})
-		if err != nil || rec.Revoked {
-			return nil, false
-		}
-		secret, err := c.s.box.Open(rec.Sealed, keyAD(id))
-		if err != nil {
-			c.s.log.Error("API key does not open under the master key", "key", id)
-			return nil, false
-		}
-		k = &cachedKey{secret: secret, userID: rec.UserID}
-		if rec.ExpiresAt != nil {
-			k.expires = *rec.ExpiresAt
-		}
-		if rec.LastUsedAt != nil {
-			k.lastSeen = *rec.LastUsedAt
-		}
-		c.mu.Lock()
-		if len(c.m) > 100000 {
-			clear(c.m) // bounded: reloading is cheap
-		}
-		c.m[id] = k
-		c.mu.Unlock()
-	}
-	if !k.expires.IsZero() && !c.s.now().Before(k.expires) {
-		return nil, false
-	}
-	return k, true
-}
+// maxCachedKeys bounds the cache; reloading a key is cheap.
+const maxCachedKeys = 100000
 
-// secret is the HMAC verifier's lookup.
+// secret is the HMAC verifier's lookup: the key's secret, if the key
+// exists and was live when it was opened.
 func (c *keyCache) secret(id string) ([]byte, bool) {
-	k, ok := c.load(id)
-	if !ok {
-		return nil, false
-	}
-	return k.secret, true
-}
-
-func (c *keyCache) get(id string) (*cachedKey, bool) { return c.load(id) }
-
-// used records a key's use, at most once a minute per key: a write per
-// request would cost more than the request.
-func (c *keyCache) used(id string) {
-	now := c.s.now()
 	c.mu.Lock()
 	k, ok := c.m[id]
-	due := ok && now.Sub(k.lastSeen) > time.Minute
-	if due {
-		k.lastSeen = now
-	}
 	c.mu.Unlock()
-	if due {
-		err := c.s.db.Do(context.Background(), func(tx *tenant.Tx) error { return tx.TouchAPIKey(id) })
-		if err != nil {
-			c.s.log.Error("recording API key use", "key", id, "err", err)
-		}
+	if ok {
+		return k.secret, true
 	}
+	var rec tenant.APIKeyRecord
+	err := c.s.db.Do(context.Background(), func(tx *tenant.Tx) error {
+		var err error
+		rec, err = tx.APIKey(id)
+		return err
+	})
+	if err != nil || rec.Revoked {
+		return nil, false
+	}
+	secret, err := c.s.box.Open(rec.Sealed, keyAD(id))
+	if err != nil {
+		c.s.log.Error("API key does not open under the master key", "key", id)
+		return nil, false
+	}
+	c.mu.Lock()
+	if len(c.m) >= maxCachedKeys {
+		clear(c.m)
+	}
+	c.m[id] = &cachedKey{secret: secret}
+	c.mu.Unlock()
+	return secret, true
 }
 
+// forget is told of a key this process revoked (or rotated out). Its
+// requests are refused anyway; its secret has no reason to stay in
+// memory.
 func (c *keyCache) forget(id string) {
 	c.mu.Lock()
 	delete(c.m, id)
 	c.mu.Unlock()
+}
+
+// liveKey reads a key that may act now: not revoked, not expired, and of
+// a user who exists (a user's keys go with them). It records the key's use
+// at most once a minute: a write per request would cost more than the
+// request.
+func (s *Server) liveKey(tx *tenant.Tx, id string) (tenant.APIKeyRecord, error) {
+	k, err := tx.APIKey(id)
+	if err != nil {
+		return k, err
+	}
+	now := s.now()
+	if k.Revoked || (k.ExpiresAt != nil && !now.Before(*k.ExpiresAt)) {
+		return k, tenant.ErrNotFound
+	}
+	if k.LastUsedAt == nil || now.Sub(*k.LastUsedAt) > time.Minute {
+		if err := tx.TouchAPIKey(id, now); err != nil {
+			return k, err
+		}
+	}
+	return k, nil
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }

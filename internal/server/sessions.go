@@ -58,6 +58,7 @@ type claims struct {
 	userID  int64
 	family  string
 	methods []string
+	expires time.Time
 }
 
 func (x sessions) verify(token string) (claims, error) {
@@ -69,7 +70,7 @@ func (x sessions) verify(token string) (claims, error) {
 	if err != nil {
 		return claims{}, errors.New("token subject is not a user id")
 	}
-	return claims{userID: id, family: c.Family, methods: c.Methods}, nil
+	return claims{userID: id, family: c.Family, methods: c.Methods, expires: c.Expires}, nil
 }
 
 func wireTokens(t session.Tokens, now time.Time) api.Tokens {

@@ -2,6 +2,7 @@ package tenant
 
 import (
 	"database/sql"
+	"time"
 
 	"github.com/holdfast/holdfast/api"
 )
@@ -210,8 +211,8 @@ func (t *Tx) RevokeAPIKey(userID int64, id string) error {
 	return affected(t.exec(`UPDATE apikeys SET revoked_at = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL`, fmtTime(t.now), id, userID))
 }
 
-// TouchAPIKey records a key's use.
-func (t *Tx) TouchAPIKey(id string) error {
-	_, err := t.exec(`UPDATE apikeys SET last_used_at = ? WHERE id = ?`, fmtTime(t.now), id)
+// TouchAPIKey records a key's use at a time of the caller's clock.
+func (t *Tx) TouchAPIKey(id string, at time.Time) error {
+	_, err := t.exec(`UPDATE apikeys SET last_used_at = ? WHERE id = ?`, fmtTime(at), id)
 	return err
 }
