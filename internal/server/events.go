@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -14,17 +15,28 @@ import (
 )
 
 // hub fans lifecycle events out to subscribers and keeps the last ones so
-// that a client reconnecting with Last-Event-ID misses nothing recent.
+// that a client reconnecting with Last-Event-ID misses nothing recent. It
+// also carries the server's own notices that what a user may see may have
+// changed, to the event streams of that user, which never reach a client.
 type hub struct {
 	mu   sync.Mutex
 	next int64
 	ring []api.Event
 	max  int
 	subs map[chan api.Event]struct{}
+	// watchers are the open streams' wake-up channels, with whom each
+	// streams to.
+	watchers map[chan struct{}]watcher
+}
+
+// watcher is whom a stream streams to: a user, through a key or not.
+type watcher struct {
+	user int64
+	key  string
 }
 
 func newHub(keep int) *hub {
-	return &hub{next: 1, max: keep, subs: map[chan api.Event]struct{}{}}
+	return &hub{next: 1, max: keep, subs: map[chan api.Event]struct{}{}, watchers: map[chan struct{}]watcher{}}
 }
 
 func (h *hub) publish(e api.Event) api.Event {
@@ -76,6 +88,48 @@ func (h *hub) subscribe(after int64) (<-chan api.Event, func()) {
 	}
 }
 
+// watch returns a channel that is signalled whenever what w may see may
+// have changed, and a function that ends the watch. Signals coalesce: one
+// pending signal stands for any number of changes.
+func (h *hub) watch(w watcher) (<-chan struct{}, func()) {
+	c := make(chan struct{}, 1)
+	h.mu.Lock()
+	h.watchers[c] = w
+	h.mu.Unlock()
+	return c, func() {
+		h.mu.Lock()
+		delete(h.watchers, c)
+		h.mu.Unlock()
+	}
+}
+
+// authChanged tells the streams of users (of every user when none is
+// given) that what they may see may have changed: a membership, a role,
+// the user, a session or a key. The server calls it after the change is
+// committed and before it answers, so that no event published after the
+// change can reach a stream before its notice does.
+func (h *hub) authChanged(users ...int64) {
+	h.notify(func(w watcher) bool { return len(users) == 0 || slices.Contains(users, w.user) })
+}
+
+// keyChanged tells the streams of an API key that it was revoked.
+func (h *hub) keyChanged(id string) {
+	h.notify(func(w watcher) bool { return w.key == id })
+}
+
+func (h *hub) notify(match func(watcher) bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for c, w := range h.watchers {
+		if match(w) {
+			select {
+			case c <- struct{}{}:
+			default: // a signal is already pending
+			}
+		}
+	}
+}
+
 func (s *Server) emit(e api.Event) {
 	if e.Time.IsZero() {
 		e.Time = s.now().UTC()
@@ -86,20 +140,73 @@ func (s *Server) emit(e api.Event) {
 // visible reports whether the caller may see things of tenant t: operators
 // everything, others their tenants only ("" is operator business).
 func (s *Server) visible(q *request, t string) bool {
-	if q.caller.user.Operator {
+	return mayRead(q.caller.user, t)
+}
+
+// mayRead reports whether u may see things of tenant t.
+func mayRead(u tenant.UserRecord, t string) bool {
+	if u.Operator {
 		return true
 	}
 	if t == "" {
 		return false
 	}
-	for _, m := range q.caller.user.Memberships {
-		if m.Tenant == t {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(u.Memberships, func(m api.Membership) bool { return m.Tenant == t })
 }
 
+// narrowed reports whether after may see less than before: a tenant
+// before saw and after does not, or operator rights lost. A role change
+// within a tenant narrows nothing here: every role reads its tenant.
+func narrowed(before, after tenant.UserRecord) bool {
+	if before.Operator {
+		return !after.Operator
+	}
+	return slices.ContainsFunc(before.Memberships, func(m api.Membership) bool { return !mayRead(after, m.Tenant) })
+}
+
+// recheckEvery bounds how long a stream goes on under rights it lost
+// through a change no notice reported (another process, the database
+// itself). A variable for tests.
+var recheckEvery = time.Minute
+
+// errStreamEnds ends a stream whose caller lost the right to it.
+var errStreamEnds = errors.New("the caller may no longer read this stream")
+
+// recheck reads the caller's rights again, as the next request would
+// find them: the session or key still live, the user still there, and
+// seeing at least what they saw when the stream began (the caller is
+// updated, so tenants joined since are streamed too).
+func (s *Server) recheck(q *request) error {
+	c := *q.caller
+	var userID int64
+	if c.via == "session" {
+		_, token := credentials(q.r)
+		cl, err := s.sess.verify(token)
+		if err != nil || cl.family != c.family {
+			return errStreamEnds // logged out, revoked or expired
+		}
+		userID = cl.userID
+	}
+	if err := s.load(q.r.Context(), &c, userID); err != nil {
+		if errors.Is(err, errUnauthenticated) {
+			return errStreamEnds
+		}
+		return err
+	}
+	if narrowed(q.caller.user, c.user) {
+		return errStreamEnds
+	}
+	q.caller = &c
+	return nil
+}
+
+// events streams the events the caller may see until the client leaves,
+// the server stops, or the caller loses the right: their credential
+// expires, their session is logged out or revoked, their key revoked,
+// they are deleted, or a tenant they saw is no longer theirs. The stream
+// then ends, and a client that reconnects is answered by the rights it
+// has then. Changes made through this server are noticed at once (the
+// hub's notices); others within recheckEvery.
 func (s *Server) events(q *request) error {
 	only := q.r.URL.Query().Get("tenant")
 	if only != "" && !s.visible(q, only) {
@@ -117,6 +224,10 @@ func (s *Server) events(q *request) error {
 		}
 		after = n
 	}
+	// Watch before subscribing: a change made while the stream starts is
+	// not missed.
+	changed, unwatch := s.hub.watch(watcher{user: q.caller.user.ID, key: q.caller.keyID})
+	defer unwatch()
 	c, stop := s.hub.subscribe(after)
 	defer stop()
 	h := q.w.Header()
@@ -129,6 +240,27 @@ func (s *Server) events(q *request) error {
 	fl.Flush()
 	keep := time.NewTicker(25 * time.Second) // proxies drop idle streams
 	defer keep.Stop()
+	again := time.NewTicker(recheckEvery)
+	defer again.Stop()
+	var expiry <-chan time.Time
+	if !q.caller.until.IsZero() {
+		t := time.NewTimer(q.caller.until.Sub(s.now()))
+		defer t.Stop()
+		expiry = t.C
+	}
+	end := func(err error) error {
+		if !errors.Is(err, errStreamEnds) {
+			return err
+		}
+		s.log.Info("event stream ended", "actor", q.caller.user.Name, "reason", err.Error())
+		fmt.Fprint(q.w, ": the stream ends: log in again or reconnect\n\n")
+		fl.Flush()
+		return nil
+	}
+	// expired is checked against the server's clock before every event,
+	// so that none is sent under a credential past its time, whatever the
+	// timer says.
+	expired := func() bool { return !q.caller.until.IsZero() && !s.now().Before(q.caller.until) }
 	for {
 		select {
 		case <-q.r.Context().Done():
@@ -138,9 +270,31 @@ func (s *Server) events(q *request) error {
 		case <-keep.C:
 			fmt.Fprint(q.w, ": keep-alive\n\n")
 			fl.Flush()
+		case <-expiry:
+			return end(errStreamEnds)
+		case <-changed:
+			if err := s.recheck(q); err != nil {
+				return end(err)
+			}
+		case <-again.C:
+			if err := s.recheck(q); err != nil {
+				return end(err)
+			}
 		case e, ok := <-c:
 			if !ok {
 				return nil // cut off as too slow: the client reconnects
+			}
+			// A change of rights noticed before this event was published
+			// is honoured before it is sent.
+			select {
+			case <-changed:
+				if err := s.recheck(q); err != nil {
+					return end(err)
+				}
+			default:
+			}
+			if expired() {
+				return end(errStreamEnds)
 			}
 			if !s.visible(q, e.Tenant) || (only != "" && e.Tenant != only) {
 				continue

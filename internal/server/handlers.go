@@ -117,6 +117,7 @@ func (s *Server) deleteTenant(q *request) error {
 	if err != nil {
 		return err
 	}
+	s.hub.authChanged() // its members are members no more
 	s.emit(api.Event{Type: "tenant.deleted", Tenant: q.tenant.Name, Object: "/v1/tenants/" + q.tenant.Name})
 	return q.reply(http.StatusNoContent, nil)
 }
@@ -247,6 +248,7 @@ func (s *Server) deleteUser(q *request) error {
 		return err
 	}
 	s.sess.revokeUser(q.r.Context(), id)
+	s.hub.authChanged(id) // for streams by API key too
 	return q.reply(http.StatusNoContent, nil)
 }
 
@@ -268,6 +270,7 @@ func (s *Server) setMember(q *request) error {
 	if err := q.decode(&in); err != nil {
 		return err
 	}
+	var userID int64
 	err := q.do(s, func(tx *tenant.Tx) error {
 		u, err := tx.User(in.User)
 		if errors.Is(err, tenant.ErrNotFound) {
@@ -276,21 +279,25 @@ func (s *Server) setMember(q *request) error {
 		if err != nil {
 			return err
 		}
+		userID = u.ID
 		return tx.SetMember(q.tenant.ID, u.ID, in.Role)
 	})
 	if err != nil {
 		return err
 	}
+	s.hub.authChanged(userID)
 	return q.ok(api.Membership{Tenant: q.tenant.Name, User: in.User, Role: in.Role})
 }
 
 func (s *Server) removeMember(q *request) error {
 	name := q.r.PathValue("user")
+	var userID int64
 	err := q.do(s, func(tx *tenant.Tx) error {
 		u, err := tx.User(name)
 		if err != nil {
 			return err
 		}
+		userID = u.ID
 		return tx.RemoveMember(q.tenant.ID, u.ID)
 	})
 	if errors.Is(err, tenant.ErrNotFound) {
@@ -299,6 +306,7 @@ func (s *Server) removeMember(q *request) error {
 	if err != nil {
 		return err
 	}
+	s.hub.authChanged(userID)
 	return q.reply(http.StatusNoContent, nil)
 }
 

@@ -65,11 +65,12 @@ func (c *keyCache) secret(id string) ([]byte, bool) {
 
 // forget is told of a key this process revoked (or rotated out). Its
 // requests are refused anyway; its secret has no reason to stay in
-// memory.
+// memory, and its event streams end now.
 func (c *keyCache) forget(id string) {
 	c.mu.Lock()
 	delete(c.m, id)
 	c.mu.Unlock()
+	c.s.hub.keyChanged(id)
 }
 
 // liveKey reads a key that may act now: not revoked, not expired, and of

@@ -24,6 +24,9 @@ type sessions struct {
 	l   *session.Limiter
 	otp *session.TOTP // the replay guard of TOTP codes, for login and enrolment alike
 	now func() time.Time
+	// ended is told of every user whose sessions were revoked, so that
+	// their event streams end at once (events.go).
+	ended func(userID int64)
 }
 
 func newSessions(s *Server) (sessions, error) {
@@ -46,7 +49,7 @@ func newSessions(s *Server) (sessions, error) {
 	if err != nil {
 		return sessions{}, err
 	}
-	return sessions{m: m, l: l, otp: otp, now: s.now}, nil
+	return sessions{m: m, l: l, otp: otp, now: s.now, ended: func(id int64) { s.hub.authChanged(id) }}, nil
 }
 
 // verifyTOTP checks a TOTP code of the user and spends it.
@@ -102,10 +105,12 @@ func (x sessions) refresh(ctx context.Context, token string) (api.Tokens, int64,
 }
 
 func (x sessions) logout(ctx context.Context, userID int64, family string) error {
+	defer x.ended(userID)
 	return x.m.Revoke(ctx, strconv.FormatInt(userID, 10), family)
 }
 
 func (x sessions) revokeUser(ctx context.Context, userID int64) {
+	defer x.ended(userID)
 	_, _ = x.m.RevokeUser(ctx, strconv.FormatInt(userID, 10)) // best effort: the user row is what authenticate reads
 }
 
