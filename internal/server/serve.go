@@ -38,13 +38,26 @@ func (s *Server) buildMux() (*http.ServeMux, error) {
 
 // ServeHTTP routes a request; what matches no route (404, or 405 with its
 // Allow header) is answered as a problem document too, not the mux's text.
+// Every answer, of every route or none, carries the security headers.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	secure(w.Header())
 	h, pattern := s.mux.Handler(r)
 	if pattern == "" {
 		h.ServeHTTP(&asProblem{ResponseWriter: w, r: r}, r)
 		return
 	}
 	s.mux.ServeHTTP(w, r)
+}
+
+// secure sets the headers every answer carries. HSTS: browsers reach
+// this origin only over HTTPS from then on (the server speaks TLS unless
+// a TLS-terminating proxy is in front, which serves the same origin); it
+// names no subdomains, which may be other services. nosniff: a browser
+// takes a body for what its Content-Type says, never for a script or a
+// page it guesses.
+func secure(h http.Header) {
+	h.Set("Strict-Transport-Security", "max-age=63072000")
+	h.Set("X-Content-Type-Options", "nosniff")
 }
 
 // asProblem turns the mux's own error answers into problem documents.
@@ -60,7 +73,8 @@ func (a *asProblem) WriteHeader(code int) {
 	}
 	a.wrote = true
 	allow := a.Header().Get("Allow")
-	clear(a.Header())
+	clear(a.Header()) // the mux's text answer's headers
+	secure(a.Header())
 	if allow != "" {
 		a.Header().Set("Allow", allow)
 	}
