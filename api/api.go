@@ -127,6 +127,26 @@ type MembershipCreate struct {
 	Role string `json:"role" enum:"tenant-admin,member,viewer"`
 }
 
+// Invitation asks a user to join a tenant. It is recorded, and answered
+// to the inviter, the same whether or not a user of that name exists;
+// only that user sees it (GET /v1/me/invitations) and becomes a member by
+// accepting it.
+type Invitation struct {
+	ID        int64     `json:"id" doc:"Names the invitation in paths."`
+	Tenant    string    `json:"tenant"`
+	User      string    `json:"user" doc:"The name invited."`
+	Role      string    `json:"role" enum:"tenant-admin,member,viewer" doc:"The role the user gets on accepting."`
+	InvitedBy string    `json:"invited_by"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at" doc:"Unanswered until then, it ends."`
+}
+
+// InvitationCreate invites a user into a tenant (tenant admins).
+type InvitationCreate struct {
+	User string `json:"user" pattern:"^[a-z][a-z0-9._-]{1,62}$" doc:"The user's name."`
+	Role string `json:"role" enum:"tenant-admin,member,viewer"`
+}
+
 // TOTPEnrollment is a new, not yet confirmed second factor.
 type TOTPEnrollment struct {
 	Secret string `json:"secret" doc:"Base32 secret for authenticator apps."`

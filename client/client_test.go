@@ -864,3 +864,77 @@ func TestServerMeta(t *testing.T) {
 		t.Fatalf("OIDC login without a provider: %d", r2.StatusCode)
 	}
 }
+
+// TestInvitations: a tenant admin invites a user instead of adding them;
+// the user lists the invitation and accepts it, or declines; the admin
+// lists and withdraws invitations.
+func TestInvitations(t *testing.T) {
+	t.Parallel()
+	e := newTestServer(t)
+	op, _ := e.admin()
+	ctx := t.Context()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := op.CreateTenant(ctx, api.TenantCreate{Name: "acme"})
+	must(err)
+	_, err = op.CreateTenantUser(ctx, "acme", api.RoleTenantAdmin, api.UserCreate{Name: "ann", Password: "ann's long password"})
+	must(err)
+	for _, name := range []string{"bob", "carl"} {
+		_, err = op.CreateUser(ctx, api.UserCreate{Name: name, Password: name + "'s long password"})
+		must(err)
+	}
+	login := func(name string) *Client {
+		c := e.client()
+		_, err := c.Login(ctx, api.LoginRequest{User: name, Password: name + "'s long password"})
+		must(err)
+		return c
+	}
+	ann, bob, carl := login("ann"), login("bob"), login("carl")
+
+	if _, err := ann.SetMember(ctx, "acme", api.MembershipCreate{User: "bob", Role: api.RoleMember}); !IsStatus(err, http.StatusConflict) {
+		t.Fatalf("a tenant admin adds a user: %v", err)
+	}
+	for _, name := range []string{"bob", "carl"} {
+		inv, err := ann.Invite(ctx, "acme", api.InvitationCreate{User: name, Role: api.RoleViewer})
+		must(err)
+		if inv.Tenant != "acme" || inv.User != name || inv.Role != api.RoleViewer || inv.InvitedBy != "ann" || inv.ID == 0 {
+			t.Fatalf("invitation %+v", inv)
+		}
+	}
+	open, err := ann.ListInvitations(ctx, "acme")
+	must(err)
+	if len(open) != 2 {
+		t.Fatalf("open invitations %+v", open)
+	}
+	mine, err := bob.MyInvitations(ctx)
+	must(err)
+	if len(mine) != 1 || mine[0].Tenant != "acme" {
+		t.Fatalf("bob's invitations %+v", mine)
+	}
+	m, err := bob.AcceptInvitation(ctx, mine[0].ID)
+	must(err)
+	if *m != (api.Membership{Tenant: "acme", User: "bob", Role: api.RoleViewer}) {
+		t.Fatalf("membership %+v", m)
+	}
+	if _, err := bob.GetTenant(ctx, "acme"); err != nil {
+		t.Fatalf("bob reads acme after accepting: %v", err)
+	}
+	mine, err = carl.MyInvitations(ctx)
+	must(err)
+	must(carl.DeclineInvitation(ctx, mine[0].ID))
+	inv, err := ann.Invite(ctx, "acme", api.InvitationCreate{User: "nobody", Role: api.RoleMember})
+	must(err)
+	must(ann.WithdrawInvitation(ctx, "acme", inv.ID))
+	open, err = ann.ListInvitations(ctx, "acme")
+	must(err)
+	if len(open) != 0 {
+		t.Fatalf("open invitations at the end %+v", open)
+	}
+	// Role changes of members stay direct.
+	_, err = ann.SetMember(ctx, "acme", api.MembershipCreate{User: "bob", Role: api.RoleMember})
+	must(err)
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/holdfast/holdfast/api"
@@ -180,8 +181,10 @@ func (c *Client) ListMembers(ctx context.Context, tenant string) ([]api.Membersh
 	return listEvery[api.Membership](ctx, c, call{method: get, path: "/v1/tenants/{}/members", elems: []string{tenant}})
 }
 
-// SetMember adds a user to a tenant or changes their role (tenant
-// admins).
+// SetMember changes the role of a tenant's member (tenant admins), or
+// adds any user to the tenant (operators). A tenant admin naming someone
+// who is not a member gets a problem of type .../not-a-member (status
+// 409), whether or not the user exists: invite them (Invite).
 func (c *Client) SetMember(ctx context.Context, tenant string, in api.MembershipCreate) (*api.Membership, error) {
 	return one[api.Membership](ctx, c, call{method: put, path: "/v1/tenants/{}/members", elems: []string{tenant}, in: in})
 }
@@ -200,6 +203,42 @@ func (c *Client) CreateTenantUser(ctx context.Context, tenant, role string, in a
 // stays.
 func (c *Client) RemoveMember(ctx context.Context, tenant, user string) error {
 	return c.do(ctx, call{method: del, path: "/v1/tenants/{}/members/{}", elems: []string{tenant, user}})
+}
+
+// Invitations.
+
+// Invite invites a user into a tenant with a role (tenant admins). The
+// answer is the same whether or not a user of that name exists; only that
+// user sees the invitation (MyInvitations) and joins by accepting it.
+func (c *Client) Invite(ctx context.Context, tenant string, in api.InvitationCreate) (*api.Invitation, error) {
+	return one[api.Invitation](ctx, c, call{method: post, path: "/v1/tenants/{}/invitations", elems: []string{tenant}, in: in})
+}
+
+// ListInvitations lists a tenant's open invitations (tenant admins).
+func (c *Client) ListInvitations(ctx context.Context, tenant string) ([]api.Invitation, error) {
+	return listEvery[api.Invitation](ctx, c, call{method: get, path: "/v1/tenants/{}/invitations", elems: []string{tenant}})
+}
+
+// WithdrawInvitation withdraws one of a tenant's invitations (tenant
+// admins).
+func (c *Client) WithdrawInvitation(ctx context.Context, tenant string, id int64) error {
+	return c.do(ctx, call{method: del, path: "/v1/tenants/{}/invitations/{}", elems: []string{tenant, strconv.FormatInt(id, 10)}})
+}
+
+// MyInvitations lists the invitations into tenants the caller may accept.
+func (c *Client) MyInvitations(ctx context.Context) ([]api.Invitation, error) {
+	return listEvery[api.Invitation](ctx, c, call{method: get, path: "/v1/me/invitations"})
+}
+
+// AcceptInvitation makes the caller a member of the invitation's tenant,
+// with its role.
+func (c *Client) AcceptInvitation(ctx context.Context, id int64) (*api.Membership, error) {
+	return one[api.Membership](ctx, c, call{method: post, path: "/v1/me/invitations/{}/accept", elems: []string{strconv.FormatInt(id, 10)}})
+}
+
+// DeclineInvitation declines an invitation of the caller's.
+func (c *Client) DeclineInvitation(ctx context.Context, id int64) error {
+	return c.do(ctx, call{method: del, path: "/v1/me/invitations/{}", elems: []string{strconv.FormatInt(id, 10)}})
 }
 
 // Projects.

@@ -27,7 +27,7 @@ import (
 func remoteCommands() []*cobra.Command {
 	return []*cobra.Command{
 		newLogin(), newLogout(), newWhoami(),
-		newTenantCmd(), newUserCmd(), newMemberCmd(), newAPIKeyCmd(), newTOTPCmd(), newSSHKeyCmd(),
+		newTenantCmd(), newUserCmd(), newMemberCmd(), newInvitationCmd(), newAPIKeyCmd(), newTOTPCmd(), newSSHKeyCmd(),
 		newNetworkCmd(), newInstanceCmd(), newOperationCmd(), newFlavorCmd(), newTemplateCmd(), newEventsCmd(),
 	}
 }

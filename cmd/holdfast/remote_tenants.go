@@ -294,7 +294,7 @@ func newMemberCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "member", Short: "Manage a tenant's members and their roles"}
 
 	var role string
-	add := remoteCmd("add USER", "Add a user to the tenant, or change their role", cobra.ExactArgs(1), inTenant, func(r *remote, args []string) error {
+	add := remoteCmd("add USER", "Change a member's role (operators: also add any user; tenant admins invite)", cobra.ExactArgs(1), inTenant, func(r *remote, args []string) error {
 		m, err := r.c.SetMember(r.ctx, r.tenant, api.MembershipCreate{User: args[0], Role: role})
 		if err != nil {
 			return err
@@ -327,8 +327,100 @@ func newMemberCmd() *cobra.Command {
 		return r.done("Removed %s from %s.", args[0], r.tenant)
 	})
 
-	cmd.AddCommand(add, list, remove)
+	var invRole string
+	invite := remoteCmd("invite USER", "Invite a user to join the tenant; they accept with holdfast invitation accept", cobra.ExactArgs(1), inTenant, func(r *remote, args []string) error {
+		inv, err := r.c.Invite(r.ctx, r.tenant, api.InvitationCreate{User: args[0], Role: invRole})
+		if err != nil {
+			return err
+		}
+		return r.print(inv, func(w io.Writer) error {
+			_, err := fmt.Fprintf(w, "Invited %s to %s as %s, until %s. If the account exists, %s sees the invitation and joins by accepting it.\n",
+				inv.User, inv.Tenant, article(inv.Role), when(inv.ExpiresAt), inv.User)
+			return err
+		})
+	})
+	invite.Flags().StringVar(&invRole, "role", api.RoleMember, "role on accepting: tenant-admin, member or viewer")
+
+	invitations := remoteCmd("invitations", "List the tenant's open invitations", cobra.NoArgs, inTenant, func(r *remote, _ []string) error {
+		is, err := r.c.ListInvitations(r.ctx, r.tenant)
+		if err != nil {
+			return err
+		}
+		return invitationTable(r, is)
+	})
+
+	uninvite := remoteCmd("uninvite ID", "Withdraw an invitation (its ID from member invitations)", cobra.ExactArgs(1), inTenant, func(r *remote, args []string) error {
+		id, err := invitationArg(args[0])
+		if err != nil {
+			return err
+		}
+		if err := r.c.WithdrawInvitation(r.ctx, r.tenant, id); err != nil {
+			return err
+		}
+		return r.done("Withdrew invitation %d.", id)
+	})
+
+	cmd.AddCommand(add, list, remove, invite, invitations, uninvite)
 	return cmd
+}
+
+func newInvitationCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "invitation", Short: "Answer your invitations into tenants"}
+
+	list := remoteCmd("list", "List your invitations", cobra.NoArgs, global, func(r *remote, _ []string) error {
+		is, err := r.c.MyInvitations(r.ctx)
+		if err != nil {
+			return err
+		}
+		return invitationTable(r, is)
+	})
+
+	accept := remoteCmd("accept ID", "Accept an invitation: join its tenant", cobra.ExactArgs(1), global, func(r *remote, args []string) error {
+		id, err := invitationArg(args[0])
+		if err != nil {
+			return err
+		}
+		m, err := r.c.AcceptInvitation(r.ctx, id)
+		if err != nil {
+			return err
+		}
+		return r.print(m, func(w io.Writer) error {
+			_, err := fmt.Fprintf(w, "You are %s of %s.\n", article(m.Role), m.Tenant)
+			return err
+		})
+	})
+
+	decline := remoteCmd("decline ID", "Decline an invitation", cobra.ExactArgs(1), global, func(r *remote, args []string) error {
+		id, err := invitationArg(args[0])
+		if err != nil {
+			return err
+		}
+		if err := r.c.DeclineInvitation(r.ctx, id); err != nil {
+			return err
+		}
+		return r.done("Declined invitation %d.", id)
+	})
+
+	cmd.AddCommand(list, accept, decline)
+	return cmd
+}
+
+func invitationArg(s string) (int64, error) {
+	id, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || id <= 0 {
+		return 0, fmt.Errorf("%q is not an invitation ID (a number, as invitation list shows)", s)
+	}
+	return id, nil
+}
+
+func invitationTable(r *remote, is []api.Invitation) error {
+	return r.print(is, func(w io.Writer) error {
+		rows := make([][]string, 0, len(is))
+		for _, i := range is {
+			rows = append(rows, []string{itoa(i.ID), i.Tenant, i.User, i.Role, i.InvitedBy, when(i.ExpiresAt)})
+		}
+		return table(w, []string{"ID", "TENANT", "USER", "ROLE", "INVITED BY", "EXPIRES"}, rows)
+	})
 }
 
 func article(role string) string {

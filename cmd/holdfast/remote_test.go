@@ -246,3 +246,55 @@ func streamEvents(t *testing.T, args ...string) api.Event {
 	}
 	return decodeJSON[api.Event](t, line)
 }
+
+// TestInvitationCLI: a tenant admin invites a user (adding them is
+// refused, saying so), lists and withdraws invitations; the user lists
+// theirs and accepts or declines.
+func TestInvitationCLI(t *testing.T) {
+	url, password := remoteServer(t)
+	dir := t.TempDir()
+	as := func(user string) { t.Setenv("HOLDFAST_CONFIG", filepath.Join(dir, user+".json")) }
+	as("admin")
+	mustCLI(t, password+"\n", "login", url, "--user", "admin", "--password-stdin")
+	mustCLI(t, "", "tenant", "create", "acme")
+	mustCLI(t, "", "tenant", "create", "globex")
+	mustCLI(t, "a long password of alice\n", "user", "create", "alice", "--tenant", "acme", "--role", "tenant-admin", "--password-stdin")
+	mustCLI(t, "a long password of bob\n", "user", "create", "bob", "--tenant", "globex", "--role", "tenant-admin", "--password-stdin")
+	for _, u := range []string{"alice", "bob"} {
+		as(u)
+		mustCLI(t, "a long password of "+u+"\n", "login", url, "--user", u, "--password-stdin")
+	}
+
+	as("alice")
+	if _, stderr, err := cli(t, "", "member", "add", "bob"); err == nil || !strings.Contains(stderr, "not a member of acme: invite them") {
+		t.Fatalf("member add of an outsider: %v\n%s", err, stderr)
+	}
+	out := mustCLI(t, "", "member", "invite", "bob", "--role", "viewer")
+	if !strings.Contains(out, "Invited bob to acme as a viewer") {
+		t.Errorf("member invite:\n%s", out)
+	}
+	nobody := decodeJSON[api.Invitation](t, mustCLI(t, "", "member", "invite", "nobody", "-o", "json"))
+	if open := decodeJSON[[]api.Invitation](t, mustCLI(t, "", "member", "invitations", "-o", "json")); len(open) != 2 {
+		t.Fatalf("member invitations = %+v", open)
+	}
+	mustCLI(t, "", "member", "uninvite", itoa(nobody.ID))
+
+	as("bob")
+	mine := decodeJSON[[]api.Invitation](t, mustCLI(t, "", "invitation", "list", "-o", "json"))
+	if len(mine) != 1 || mine[0].Tenant != "acme" || mine[0].Role != api.RoleViewer {
+		t.Fatalf("invitation list = %+v", mine)
+	}
+	if out := mustCLI(t, "", "invitation", "accept", itoa(mine[0].ID)); !strings.Contains(out, "You are a viewer of acme.") {
+		t.Errorf("invitation accept:\n%s", out)
+	}
+	if _, stderr, err := cli(t, "", "invitation", "decline", "x"); err == nil || !strings.Contains(stderr, "not an invitation ID") {
+		t.Errorf("decline x: %v %s", err, stderr)
+	}
+
+	as("alice")
+	members := decodeJSON[[]api.Membership](t, mustCLI(t, "", "member", "list", "-o", "json"))
+	if len(members) != 2 {
+		t.Fatalf("members = %+v", members)
+	}
+	mustCLI(t, "", "member", "add", "bob", "--role", "member") // a member's role: direct
+}

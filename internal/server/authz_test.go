@@ -2,6 +2,7 @@ package server
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -14,6 +15,7 @@ type world struct {
 	*env
 	users map[string]cred // by name
 	opB   string          // an operation of tenant b
+	invB  int64           // tenant b's invitation of a-viewer
 }
 
 func newWorld(t *testing.T) *world {
@@ -37,13 +39,17 @@ func newWorld(t *testing.T) *world {
 			w.opB = op.ID
 		}
 	}
+	var inv api.Invitation
+	e.must(w.users["b-admin"], http.StatusAccepted, "POST", "/v1/tenants/b/invitations", api.InvitationCreate{User: "a-viewer", Role: api.RoleViewer}, &inv)
+	w.invB = inv.ID
 	return w
 }
 
 // pathFor fills a route's path with tenant b's objects.
 func (w *world) pathFor(rt *route) string {
 	r := strings.NewReplacer("{tenant}", "b", "{network}", "net", "{instance}", "vm", "{sshkey}", "key", "{project}", "proj",
-		"{user}", "b-admin", "{operation}", w.opB, "{flavor}", "standard", "{template}", "debian-12", "{key}", "nokey")
+		"{user}", "b-admin", "{operation}", w.opB, "{flavor}", "standard", "{template}", "debian-12", "{key}", "nokey",
+		"{invitation}", strconv.FormatInt(w.invB, 10))
 	return r.Replace(rt.path)
 }
 
@@ -65,6 +71,8 @@ func bodyFor(rt *route) any {
 		return api.ProjectCreate{Name: "proj2"}
 	case api.MembershipCreate:
 		return api.MembershipCreate{User: "a-viewer", Role: api.RoleTenantAdmin}
+	case api.InvitationCreate:
+		return api.InvitationCreate{User: "a-viewer", Role: api.RoleTenantAdmin}
 	case api.UserCreate:
 		return api.UserCreate{Name: "mallory", Password: "a-long-password-1"}
 	case api.TenantUpdate:
@@ -90,7 +98,7 @@ func TestCrossTenantWalk(t *testing.T) {
 	mallory := w.users["a-admin"]
 	own := map[string]bool{"me": true, "changePassword": true, "enrollTOTP": true, "confirmTOTP": true, "listAPIKeys": true,
 		"createAPIKey": true, "rotateAPIKey": true, "revokeAPIKey": true, "logout": true, "listTenants": true, "listFlavors": true,
-		"listTemplates": true, "events": true}
+		"listTemplates": true, "events": true, "listMyInvitations": true}
 	walked := 0
 	for _, rt := range w.s.table {
 		path := w.pathFor(rt)
@@ -98,8 +106,8 @@ func TestCrossTenantWalk(t *testing.T) {
 		switch {
 		case rt.perm == permPublic:
 			continue // login, refresh, OIDC, the document: nothing of b's
-		case strings.Contains(rt.path, "{tenant}") || strings.Contains(rt.path, "{operation}"):
-			want = http.StatusNotFound
+		case strings.Contains(rt.path, "{tenant}") || strings.Contains(rt.path, "{operation}") || strings.Contains(rt.path, "{invitation}"):
+			want = http.StatusNotFound // another user's invitation too
 		case rt.perm == permOperator:
 			want = http.StatusForbidden
 		case own[rt.id]:
@@ -147,6 +155,17 @@ func TestCrossTenantWalk(t *testing.T) {
 	w.must(w.users["b-admin"], http.StatusOK, "GET", "/v1/tenants/b/members", nil, &ms)
 	if len(ms.Items) != 1 {
 		t.Errorf("b's members changed: %+v", ms.Items)
+	}
+	// b's invitation of a-viewer is a-viewer's only: a's admin neither
+	// saw nor answered it.
+	var mine api.Page[api.Invitation]
+	w.must(mallory, http.StatusOK, "GET", "/v1/me/invitations", nil, &mine)
+	if len(mine.Items) != 0 {
+		t.Errorf("a's admin sees invitations %+v", mine.Items)
+	}
+	w.must(w.users["a-viewer"], http.StatusOK, "GET", "/v1/me/invitations", nil, &mine)
+	if len(mine.Items) != 1 || mine.Items[0].ID != w.invB {
+		t.Errorf("a-viewer's invitations after the walk: %+v", mine.Items)
 	}
 }
 

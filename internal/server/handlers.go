@@ -4,8 +4,12 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -265,22 +269,36 @@ func (s *Server) listMembers(q *request) error {
 	return q.ok(api.Page[api.Membership]{Items: ms})
 }
 
+// setMember adds a user to the tenant or changes a member's role.
+// Operators add anyone. A tenant admin changes the roles of the tenant's
+// members; anyone else they invite (invite), so that nobody joins a tenant
+// without consent, and the answer for someone who is not a member is the
+// same whether or not such a user exists. Roles go no higher than
+// tenant-admin, the admin's own.
 func (s *Server) setMember(q *request) error {
 	var in api.MembershipCreate
 	if err := q.decode(&in); err != nil {
 		return err
 	}
+	q.audit = map[string]string{"user": in.User, "role": in.Role}
 	var userID int64
 	err := q.do(s, func(tx *tenant.Tx) error {
-		u, err := tx.User(in.User)
-		if errors.Is(err, tenant.ErrNotFound) {
-			return badField("user", "no such user")
+		var err error
+		if q.role == "operator" {
+			var u tenant.UserRecord
+			u, err = tx.User(in.User)
+			if errors.Is(err, tenant.ErrNotFound) {
+				return badField("user", "no such user")
+			}
+			userID = u.ID
+		} else if userID, _, err = tx.Member(q.tenant.ID, in.User); errors.Is(err, tenant.ErrNotFound) {
+			return problem(http.StatusConflict, "not-a-member", fmt.Sprintf("%q is not a member of %s: invite them (POST /v1/tenants/%s/invitations)",
+				in.User, q.tenant.Name, q.tenant.Name))
 		}
 		if err != nil {
 			return err
 		}
-		userID = u.ID
-		return tx.SetMember(q.tenant.ID, u.ID, in.Role)
+		return tx.SetMember(q.tenant.ID, userID, in.Role)
 	})
 	if err != nil {
 		return err
@@ -293,12 +311,11 @@ func (s *Server) removeMember(q *request) error {
 	name := q.r.PathValue("user")
 	var userID int64
 	err := q.do(s, func(tx *tenant.Tx) error {
-		u, err := tx.User(name)
-		if err != nil {
+		var err error
+		if userID, _, err = tx.Member(q.tenant.ID, name); err != nil {
 			return err
 		}
-		userID = u.ID
-		return tx.RemoveMember(q.tenant.ID, u.ID)
+		return tx.RemoveMember(q.tenant.ID, userID)
 	})
 	if errors.Is(err, tenant.ErrNotFound) {
 		return notFound("member", name)
@@ -307,6 +324,174 @@ func (s *Server) removeMember(q *request) error {
 		return err
 	}
 	s.hub.authChanged(userID)
+	return q.reply(http.StatusNoContent, nil)
+}
+
+// Invitations.
+
+const (
+	// invitationTTL is how long an invitation waits for its answer.
+	invitationTTL = 7 * 24 * time.Hour
+	// maxInvitations bounds a tenant's open invitations: each is a row
+	// whether or not its name is a user's.
+	maxInvitations = 100
+)
+
+// invite invites a user into the tenant. The invitation is recorded, and
+// answered, the same way whether or not a user of that name exists: the
+// inviter learns nothing about other tenants' users. Only that user sees
+// it, and joins by accepting it.
+func (s *Server) invite(q *request) error {
+	var in api.InvitationCreate
+	if err := q.decode(&in); err != nil {
+		return err
+	}
+	q.audit = map[string]string{"user": in.User, "role": in.Role}
+	now := s.now()
+	var inv tenant.InvitationRecord
+	err := q.do(s, func(tx *tenant.Tx) error {
+		if _, _, err := tx.Member(q.tenant.ID, in.User); err == nil {
+			return problem(http.StatusConflict, "already-member", fmt.Sprintf("%q is a member of %s already: change their role with PUT /v1/tenants/%s/members",
+				in.User, q.tenant.Name, q.tenant.Name))
+		} else if !errors.Is(err, tenant.ErrNotFound) {
+			return err
+		}
+		open, err := tx.TenantInvitations(q.tenant.ID, now)
+		if err != nil {
+			return err
+		}
+		renewed := slices.ContainsFunc(open, func(r tenant.InvitationRecord) bool { return r.User == in.User })
+		if len(open) >= maxInvitations && !renewed {
+			return problem(http.StatusConflict, "too-many-invitations",
+				fmt.Sprintf("the tenant has %d open invitations, the most it may: withdraw some first", len(open)))
+		}
+		inv, err = tx.Invite(q.tenant.ID, in.User, in.Role, q.caller.user.Name, now, now.Add(invitationTTL))
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return q.reply(http.StatusAccepted, inv.Invitation)
+}
+
+func (s *Server) listInvitations(q *request) error {
+	items := []api.Invitation{}
+	err := q.do(s, func(tx *tenant.Tx) error {
+		open, err := tx.TenantInvitations(q.tenant.ID, s.now())
+		for _, r := range open {
+			items = append(items, r.Invitation)
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return q.ok(api.Page[api.Invitation]{Items: items}) // at most maxInvitations: one page
+}
+
+// invitationID is the path's invitation; an id that is not a number names
+// no invitation.
+func invitationID(q *request) (int64, error) {
+	v := q.r.PathValue("invitation")
+	id, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || id <= 0 {
+		return 0, notFound("invitation", v)
+	}
+	return id, nil
+}
+
+func (s *Server) withdrawInvitation(q *request) error {
+	id, err := invitationID(q)
+	if err != nil {
+		return err
+	}
+	err = q.do(s, func(tx *tenant.Tx) error {
+		inv, err := tx.Invitation(id)
+		if err != nil || inv.TenantID != q.tenant.ID {
+			return tenant.ErrNotFound
+		}
+		return tx.DeleteInvitation(id)
+	})
+	if errors.Is(err, tenant.ErrNotFound) {
+		return notFound("invitation", q.r.PathValue("invitation"))
+	}
+	if err != nil {
+		return err
+	}
+	return q.reply(http.StatusNoContent, nil)
+}
+
+func (s *Server) listMyInvitations(q *request) error {
+	now := s.now()
+	items := []api.Invitation{}
+	err := q.do(s, func(tx *tenant.Tx) error {
+		mine, err := tx.UserInvitations(q.caller.user.ID)
+		for _, r := range mine {
+			if r.Live(now) {
+				items = append(items, r.Invitation)
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return q.ok(api.Page[api.Invitation]{Items: items})
+}
+
+// myInvitation reads an invitation the caller may answer; any other is
+// not found, exactly as one that does not exist.
+func (s *Server) myInvitation(q *request, tx *tenant.Tx) (tenant.InvitationRecord, error) {
+	id, err := invitationID(q)
+	if err != nil {
+		return tenant.InvitationRecord{}, err
+	}
+	inv, err := tx.Invitation(id)
+	if err != nil || inv.UserID != q.caller.user.ID {
+		return inv, notFound("invitation", q.r.PathValue("invitation"))
+	}
+	return inv, nil
+}
+
+// acceptInvitation makes the caller a member of the invitation's tenant,
+// with its role. The audit entry is the tenant's: its admins see who
+// joined.
+func (s *Server) acceptInvitation(q *request) error {
+	var inv tenant.InvitationRecord
+	err := q.do(s, func(tx *tenant.Tx) error {
+		var err error
+		if inv, err = s.myInvitation(q, tx); err != nil {
+			return err
+		}
+		if !inv.Live(s.now()) {
+			return notFound("invitation", q.r.PathValue("invitation"))
+		}
+		return tx.SetMember(inv.TenantID, q.caller.user.ID, inv.Role) // and the invitation goes
+	})
+	if err != nil {
+		return err
+	}
+	q.tenant = &tenant.TenantRecord{ID: inv.TenantID, Tenant: api.Tenant{Name: inv.Tenant}}
+	q.audit = map[string]string{"role": inv.Role, "invited_by": inv.InvitedBy}
+	s.hub.authChanged(q.caller.user.ID)
+	return q.ok(api.Membership{Tenant: inv.Tenant, User: q.caller.user.Name, Role: inv.Role})
+}
+
+// declineInvitation deletes an invitation of the caller's. The audit
+// entry is not the tenant's: declining tells its admins nothing, not even
+// that the user exists.
+func (s *Server) declineInvitation(q *request) error {
+	err := q.do(s, func(tx *tenant.Tx) error {
+		inv, err := s.myInvitation(q, tx)
+		if err != nil {
+			return err
+		}
+		q.audit = map[string]string{"tenant": inv.Tenant}
+		return tx.DeleteInvitation(inv.ID)
+	})
+	if err != nil {
+		return err
+	}
 	return q.reply(http.StatusNoContent, nil)
 }
 

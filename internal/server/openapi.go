@@ -60,7 +60,9 @@ func OpenAPI() ([]byte, error) {
 		}
 		switch rt.status {
 		case http.StatusAccepted:
-			op.ResponseHeaders = append(op.ResponseHeaders, openapi.Param{Name: "Location", Description: "The operation to follow."})
+			if _, ok := rt.out.(api.Operation); ok {
+				op.ResponseHeaders = append(op.ResponseHeaders, openapi.Param{Name: "Location", Description: "The operation to follow."})
+			}
 		case http.StatusCreated:
 			op.ResponseHeaders = append(op.ResponseHeaders, openapi.Param{Name: "ETag", Description: "Version of the object."})
 		case http.StatusFound:

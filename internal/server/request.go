@@ -29,6 +29,7 @@ type request struct {
 	tenant *tenant.TenantRecord // set on routes under /v1/tenants/{tenant}
 	role   string               // the caller's role in tenant; "operator" for operators
 	status int                  // what was answered, for logs, metrics and audit
+	audit  map[string]string    // what the audit entry needs beyond the path (e.g. whom a body names)
 }
 
 // problem builds a problem document.

@@ -94,6 +94,12 @@ func (s *Server) routes() []*route {
 			out: api.APIKeySecret{}, status: created, h: s.rotateAPIKey},
 		{method: del, path: "/v1/me/apikeys/{key}", id: "revokeAPIKey", summary: "Revoke an API key", tag: "apikeys", perm: permAuthenticated,
 			status: none, h: s.revokeAPIKey},
+		{method: get, path: "/v1/me/invitations", id: "listMyInvitations", summary: "List the invitations into tenants the caller may accept", tag: "me", perm: permAuthenticated,
+			out: api.Page[api.Invitation]{}, status: ok, h: s.listMyInvitations},
+		{method: post, path: "/v1/me/invitations/{invitation}/accept", id: "acceptInvitation", summary: "Accept an invitation: join its tenant with its role", tag: "me", perm: permAuthenticated,
+			out: api.Membership{}, status: ok, h: s.acceptInvitation},
+		{method: del, path: "/v1/me/invitations/{invitation}", id: "declineInvitation", summary: "Decline an invitation", tag: "me", perm: permAuthenticated,
+			status: none, h: s.declineInvitation},
 
 		// Operators: tenants, users, the catalogue.
 		{method: get, path: "/v1/tenants", id: "listTenants", summary: "List tenants (operators: all; others: their own)", tag: "tenants", perm: permAuthenticated,
@@ -132,8 +138,14 @@ func (s *Server) routes() []*route {
 		// A tenant's own.
 		{method: get, path: T + "/members", id: "listMembers", summary: "List a tenant's members", tag: "members", perm: permTenantRead,
 			out: api.Page[api.Membership]{}, status: ok, h: s.listMembers},
-		{method: put, path: T + "/members", id: "setMember", summary: "Add a user to the tenant or change their role", tag: "members", perm: permTenantAdmin,
+		{method: put, path: T + "/members", id: "setMember", summary: "Change a member's role (operators: also add any user)", tag: "members", perm: permTenantAdmin,
 			in: api.MembershipCreate{}, out: api.Membership{}, status: ok, h: s.setMember},
+		{method: get, path: T + "/invitations", id: "listInvitations", summary: "List the tenant's open invitations", tag: "members", perm: permTenantAdmin,
+			out: api.Page[api.Invitation]{}, status: ok, h: s.listInvitations},
+		{method: post, path: T + "/invitations", id: "invite", summary: "Invite a user to join (answered alike whether or not the user exists)", tag: "members", perm: permTenantAdmin,
+			in: api.InvitationCreate{}, out: api.Invitation{}, status: accepted, h: s.invite},
+		{method: del, path: T + "/invitations/{invitation}", id: "withdrawInvitation", summary: "Withdraw an invitation", tag: "members", perm: permTenantAdmin,
+			status: none, h: s.withdrawInvitation},
 		{method: post, path: T + "/users", id: "createTenantUser", summary: "Create a user who is a member of this tenant", tag: "members", perm: permTenantAdmin,
 			in: api.UserCreate{}, out: api.User{}, status: created, query: []param{{"role", "Role in the tenant (default member).", "string"}}, h: s.createTenantUser},
 		{method: del, path: T + "/members/{user}", id: "removeMember", summary: "Remove a user from the tenant", tag: "members", perm: permTenantAdmin,

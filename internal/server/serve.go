@@ -239,8 +239,12 @@ func (s *Server) finish(q *request, status int, took time.Duration) {
 	if q.tenant != nil {
 		e.Tenant = q.tenant.Name
 	}
+	e.Detail = q.audit
 	if q.caller != nil && q.caller.keyID != "" {
-		e.Detail = map[string]string{"via": "apikey", "api_id": q.caller.keyID}
+		if e.Detail == nil {
+			e.Detail = map[string]string{}
+		}
+		e.Detail["via"], e.Detail["api_id"] = "apikey", q.caller.keyID
 	}
 	s.appendAudit(e)
 }

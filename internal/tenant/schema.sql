@@ -45,6 +45,26 @@ CREATE TABLE IF NOT EXISTS memberships (
 );
 CREATE INDEX IF NOT EXISTS memberships_user ON memberships(user_id);
 
+-- Invitations into a tenant, made by its admins and accepted or declined by
+-- the invited user. The invited name is recorded whether or not a user of
+-- that name exists, so that the inviter learns nothing from the answer;
+-- user_id is the user the name meant when invited, the only one who sees
+-- and may accept it (NULL: nobody). A user deleted since leaves it NULL,
+-- not deleted, for the same reason; a user made later under that name is
+-- someone else and gets nothing. expires_at ends it unanswered.
+CREATE TABLE IF NOT EXISTS invitations (
+	id          INTEGER PRIMARY KEY AUTOINCREMENT,
+	tenant_id   INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+	name        TEXT NOT NULL,
+	user_id     INTEGER REFERENCES users(id) ON DELETE SET NULL,
+	role        TEXT NOT NULL CHECK (role IN ('tenant-admin', 'member', 'viewer')),
+	invited_by  TEXT NOT NULL,
+	created_at  TEXT NOT NULL,
+	expires_at  TEXT NOT NULL,
+	UNIQUE (tenant_id, name)
+);
+CREATE INDEX IF NOT EXISTS invitations_user ON invitations(user_id);
+
 CREATE TABLE IF NOT EXISTS projects (
 	tenant_id   INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
 	name        TEXT NOT NULL,

@@ -155,9 +155,23 @@ func (t *Tx) Role(tenantID, userID int64) (string, error) {
 	return role, notFound(err)
 }
 
-// SetMember adds a user to a tenant or changes their role.
+// Member is the id and role of the member of a tenant named name;
+// ErrNotFound when no such user is a member, whether or not they exist
+// (one query either way).
+func (t *Tx) Member(tenantID int64, name string) (userID int64, role string, err error) {
+	err = t.row(`SELECT u.id, m.role FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.tenant_id = ? AND u.name = ?`, tenantID, name).
+		Scan(&userID, &role)
+	return userID, role, notFound(err)
+}
+
+// SetMember adds a user to a tenant or changes their role. A member has
+// nothing left to accept: an invitation of theirs into the tenant goes.
 func (t *Tx) SetMember(tenantID, userID int64, role string) error {
 	_, err := t.exec(`INSERT INTO memberships(tenant_id, user_id, role) VALUES(?, ?, ?) ON CONFLICT(tenant_id, user_id) DO UPDATE SET role = excluded.role`, tenantID, userID, role)
+	if err != nil {
+		return err
+	}
+	_, err = t.exec(`DELETE FROM invitations WHERE tenant_id = ? AND user_id = ?`, tenantID, userID)
 	return err
 }
 
