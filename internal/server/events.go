@@ -248,11 +248,16 @@ func (s *Server) events(q *request) error {
 		defer t.Stop()
 		expiry = t.C
 	}
+	// end ends the stream. A re-check that failed (the database) ends it
+	// too: a stream goes on only under rights just confirmed. The answer
+	// has begun, so no problem document can follow; the client
+	// reconnects and is answered by the rights it has then.
 	end := func(err error) error {
-		if !errors.Is(err, errStreamEnds) {
-			return err
+		if errors.Is(err, errStreamEnds) {
+			s.log.Info("event stream ended", "actor", q.caller.user.Name, "reason", err.Error())
+		} else {
+			s.log.Error("event stream ended: re-checking the caller failed", "actor", q.caller.user.Name, "err", err)
 		}
-		s.log.Info("event stream ended", "actor", q.caller.user.Name, "reason", err.Error())
 		fmt.Fprint(q.w, ": the stream ends: log in again or reconnect\n\n")
 		fl.Flush()
 		return nil
