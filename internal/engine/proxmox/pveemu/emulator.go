@@ -16,8 +16,8 @@
 package pveemu
 
 import (
+	"crypto/subtle"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -158,13 +158,12 @@ func New(cfg Config) *Emulator {
 	}
 	e.pid = 0x1000 + uint32(e.rng.IntN(0x10000))
 	e.mux = http.NewServeMux()
-	for _, r := range slices.Concat(routes, sdnRoutes, firewallRoutes, haRoutes, networkRoutes) {
+	for _, r := range slices.Concat(routes, configRoutes, sdnRoutes, firewallRoutes, haRoutes, networkRoutes) {
 		e.mux.HandleFunc(r.method+" "+APIPrefix+r.path, e.serve(r))
 	}
-	e.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, &apiError{status: http.StatusNotImplemented,
-			msg: fmt.Sprintf("Method '%s %s' not implemented", r.Method, r.URL.Path)})
-	})
+	// Anything else is authenticated, then refused as PVE refuses a path
+	// it has no handler for.
+	e.mux.HandleFunc("/", e.serve(route{}))
 	return e
 }
 
@@ -259,7 +258,23 @@ type apiError struct {
 	status int
 	msg    string
 	errors map[string]string
+	body   errorBody
 }
+
+// errorBody is what an error answer carries besides its status line.
+type errorBody int
+
+const (
+	// envelope is the JSON formatter's {"data": null, "message": …,
+	// "errors": …}: errors of an API handler or its parameters.
+	envelope errorBody = iota
+	// text is the bare message: errors pve-http-server raises before or
+	// outside a handler (a body it will not read).
+	text
+	// none is an empty body: a refused login, or pveproxy failing to
+	// reach a node.
+	none
+)
 
 func (e *apiError) Error() string { return e.msg }
 
@@ -311,32 +326,25 @@ func (e *Emulator) serve(rt route) http.HandlerFunc {
 			// The two ways a busy PVE answers: a cluster filesystem lock
 			// that timed out, and pveproxy failing to reach the node.
 			if kind == 0 {
-				writeError(w, &apiError{status: http.StatusInternalServerError, msg: "got timeout\n"})
+				writeError(w, r, &apiError{status: http.StatusInternalServerError, msg: "got timeout\n"})
 			} else {
-				writeError(w, &apiError{status: 595, msg: "Connection timed out"})
+				writeError(w, r, &apiError{status: 595, body: none, msg: "Connection timed out"})
 			}
 			return
 		}
 		user, err := e.authenticate(r)
 		if err != nil {
-			writeError(w, err)
+			writeError(w, r, err)
 			return
 		}
-		if err := r.ParseForm(); err != nil {
-			writeError(w, &apiError{status: http.StatusBadRequest, msg: "unable to parse request: " + err.Error()})
+		if rt.handle == nil {
+			writeError(w, r, &apiError{status: http.StatusNotImplemented,
+				msg: fmt.Sprintf("Method '%s %s' not implemented", r.Method, strings.TrimPrefix(r.URL.Path, APIPrefix))})
 			return
 		}
-		values := map[string]string{}
-		for k, v := range r.Form {
-			values[k] = v[len(v)-1]
-		}
-		for _, name := range pathNames(rt.path) {
-			if v := r.PathValue(name); v != "" {
-				values[name] = v
-			}
-		}
-		if errs := validate(rt.params, values); errs != nil {
-			writeError(w, paramError(errs))
+		values, err := requestValues(rt, r)
+		if err != nil {
+			writeError(w, r, err)
 			return
 		}
 		c := &call{user: user, values: values, now: time.Now()}
@@ -352,66 +360,100 @@ func (e *Emulator) serve(rt route) http.HandlerFunc {
 			return
 		}
 		if err != nil {
-			writeError(w, err)
+			writeError(w, r, err)
 			return
 		}
 		body := map[string]any{"data": data}
 		for k, v := range c.attrs {
 			body[k] = v
 		}
-		writeJSON(w, http.StatusOK, body)
+		writeJSON(w, body)
 	}
 }
 
-// authenticate checks "Authorization: PVEAPIToken=USER@REALM!TOKENID=SECRET"
-// and returns the token ID.
-func (e *Emulator) authenticate(r *http.Request) (string, error) {
-	h := r.Header.Get("Authorization")
-	rest, ok := strings.CutPrefix(h, "PVEAPIToken=")
-	if !ok {
-		return "", &apiError{status: http.StatusUnauthorized, msg: "No ticket\n"}
+// requestValues reads, normalizes and validates a request's parameters
+// against its route, path parameters included, as PVE's rest_handler and
+// JSON schema do.
+func requestValues(rt route, r *http.Request) (map[string]string, error) {
+	raw, err := readParams(r)
+	if err != nil {
+		return nil, err
 	}
-	id, secret, ok := strings.Cut(rest, "=")
+	dup := map[string]string{}
+	for _, name := range pathNames(rt.path) {
+		v := r.PathValue(name)
+		if old, ok := raw[name]; ok && old != nil && !sameScalar(old, v) {
+			dup[name] = "duplicate parameter (already defined in URI) with conflicting values!"
+		}
+		raw[name] = v
+	}
+	if len(dup) > 0 {
+		return nil, paramError(dup)
+	}
+	values, errs := normalize(rt.params, raw)
+	for k, msg := range validate(rt.params, values) {
+		if _, typeErr := errs[k]; !typeErr {
+			errs[k] = msg
+		}
+	}
+	if len(errs) > 0 {
+		return nil, paramError(errs)
+	}
+	return values, nil
+}
+
+// sameScalar reports whether a decoded parameter is the string s, as
+// Perl's ne compares them.
+func sameScalar(v any, s string) bool {
+	switch v := v.(type) {
+	case string:
+		return v == s
+	case json.Number:
+		return string(v) == s
+	}
+	return false
+}
+
+// authenticate checks "Authorization: PVEAPIToken=USER@REALM!TOKENID=SECRET"
+// and returns the token ID. As PVE's auth_handler does, it tells the
+// client only that there was no credential or that it failed, never why.
+func (e *Emulator) authenticate(r *http.Request) (string, error) {
+	value, ok := authValue(r.Header.Get("Authorization"), "PVEAPIToken")
 	if !ok {
-		return "", &apiError{status: http.StatusUnauthorized, msg: "invalid token value!\n"}
+		return "", &apiError{status: http.StatusUnauthorized, body: none, msg: "No ticket\n"}
+	}
+	failed := &apiError{status: http.StatusUnauthorized, body: none, msg: "Authentication failed!\n"}
+	id, secret, ok := strings.Cut(value, "=")
+	if !ok {
+		return "", failed
 	}
 	want, known := e.tokens[id]
-	if !known {
-		return "", &apiError{status: http.StatusUnauthorized, msg: fmt.Sprintf("no such token '%s'\n", id)}
-	}
-	if secret != want {
-		return "", &apiError{status: http.StatusUnauthorized, msg: "invalid token value!\n"}
+	if subtle.ConstantTimeCompare([]byte(secret), []byte(want)) != 1 || !known {
+		return "", failed
 	}
 	return id, nil
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-func writeError(w http.ResponseWriter, err error) {
-	var ae *apiError
-	if !errors.As(err, &ae) {
-		ae = &apiError{status: http.StatusInternalServerError, msg: err.Error() + "\n"}
+// authValue is pve-http-server's extract_auth_value: the value after
+// "KEY=" or "KEY " at the start of the header or after a space, up to a
+// semicolon, URI-unescaped.
+func authValue(header, key string) (string, bool) {
+	for i := 0; ; {
+		j := strings.Index(header[i:], key)
+		if j < 0 {
+			return "", false
+		}
+		j += i
+		rest := header[j+len(key):]
+		if (j == 0 || header[j-1] == ' ' || header[j-1] == '\t') && rest != "" && (rest[0] == '=' || rest[0] == ' ') {
+			v, _, _ := strings.Cut(rest[1:], ";")
+			if v == "" {
+				return "", false
+			}
+			return percentDecode(strings.ReplaceAll(v, "+", "%2B")), true
+		}
+		i = j + len(key)
 	}
-	body := map[string]any{"data": nil, "message": ae.msg}
-	if len(ae.errors) > 0 {
-		body["errors"] = ae.errors
-	}
-	writeJSON(w, ae.status, body)
-}
-
-// dropConnection closes the client's connection without an answer, as a
-// proxy or node going away mid-request does.
-func dropConnection(w http.ResponseWriter) {
-	conn, _, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		// HTTP/2 cannot be hijacked; abort the stream instead.
-		panic(http.ErrAbortHandler)
-	}
-	_ = conn.Close()
 }
 
 func (e *Emulator) getVersion(*call) (any, error) {

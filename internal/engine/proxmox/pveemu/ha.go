@@ -26,16 +26,16 @@ type haState struct {
 
 // haRoutes are the HA configuration endpoints.
 var haRoutes = []route{
-	schemaRoute("GET", "/cluster/ha/resources", paramsHAResourceList, haHandler((*Emulator).getHAResources)),
-	schemaRoute("POST", "/cluster/ha/resources", paramsHAResourceCreate, haHandler((*Emulator).postHAResource)),
-	schemaRoute("GET", "/cluster/ha/resources/{sid}", paramsHAResourceRead, haHandler((*Emulator).getHAResource)),
-	schemaRoute("PUT", "/cluster/ha/resources/{sid}", paramsHAResourceUpdate, haHandler((*Emulator).putHAResource)),
-	schemaRoute("DELETE", "/cluster/ha/resources/{sid}", paramsHAResourceDelete, haHandler((*Emulator).deleteHAResource)),
-	schemaRoute("GET", "/cluster/ha/rules", paramsHARuleList, haHandler((*Emulator).getHARules)),
-	schemaRoute("POST", "/cluster/ha/rules", paramsHARuleCreate, haHandler((*Emulator).postHARule)),
-	schemaRoute("GET", "/cluster/ha/rules/{rule}", paramsHARuleRead, haHandler((*Emulator).getHARule)),
-	schemaRoute("PUT", "/cluster/ha/rules/{rule}", paramsHARuleUpdate, haHandler((*Emulator).putHARule)),
-	schemaRoute("DELETE", "/cluster/ha/rules/{rule}", paramsHARuleRead, haHandler((*Emulator).deleteHARule)),
+	{"GET", "/cluster/ha/resources", paramsHAResourceList, haHandler((*Emulator).getHAResources)},
+	{"POST", "/cluster/ha/resources", paramsHAResourceCreate, haHandler((*Emulator).postHAResource)},
+	{"GET", "/cluster/ha/resources/{sid}", paramsHAResourceRead, haHandler((*Emulator).getHAResource)},
+	{"PUT", "/cluster/ha/resources/{sid}", paramsHAResourceUpdate, haHandler((*Emulator).putHAResource)},
+	{"DELETE", "/cluster/ha/resources/{sid}", paramsHAResourceDelete, haHandler((*Emulator).deleteHAResource)},
+	{"GET", "/cluster/ha/rules", paramsHARuleList, haHandler((*Emulator).getHARules)},
+	{"POST", "/cluster/ha/rules", paramsHARuleCreate, haHandler((*Emulator).postHARule)},
+	{"GET", "/cluster/ha/rules/{rule}", paramsHARuleRead, haHandler((*Emulator).getHARule)},
+	{"PUT", "/cluster/ha/rules/{rule}", paramsHARuleUpdate, haHandler((*Emulator).putHARule)},
+	{"DELETE", "/cluster/ha/rules/{rule}", paramsHARuleRead, haHandler((*Emulator).deleteHARule)},
 }
 
 var (

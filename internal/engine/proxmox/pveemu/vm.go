@@ -24,6 +24,8 @@ type vm struct {
 	running bool
 	started time.Time
 	busy    *task // the task holding the config lock file, if any
+	// ci records what the cloud-init drive was last made from (config.go).
+	ci *ciRecord
 }
 
 // Template describes a template VM to add, like one made with
@@ -231,7 +233,7 @@ func refuseSkiplock(c *call) error {
 
 func (e *Emulator) checkDigest(v *vm, c *call) error {
 	if d := c.values["digest"]; d != "" && d != v.digest() {
-		return fail("checksum missmatch (file change by other user?)")
+		return fail("checksum mismatch (file change by other user?)")
 	}
 	return nil
 }
@@ -330,27 +332,14 @@ func (e *Emulator) getConfig(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]any{"digest": v.digest()}
-	for k, val := range v.conf {
-		switch k {
-		case "cores", "sockets", "template", "onboot":
-			n, _ := strconv.Atoi(val)
-			out[k] = n
-		case "cipassword":
-			out[k] = "**********"
-		default:
-			out[k] = val
-		}
+	if snap := c.values["snapshot"]; snap != "" {
+		return nil, fail("snapshot '%s' does not exist", snap)
 	}
-	return out, nil
+	return v.configView(), nil
 }
 
-// configMeta are the config endpoints' parameters that are not options.
-var configMeta = map[string]bool{"node": true, "vmid": true, "digest": true, "delete": true,
-	"revert": true, "skiplock": true, "background_delay": true}
-
 // updateConfig is PVE's update_vm_api, without pending changes: options
-// are applied at once.
+// are applied at once (config.go).
 func (e *Emulator) updateConfig(c *call) (*vm, error) {
 	v, err := e.lookupVM(c)
 	if err != nil {
@@ -359,20 +348,9 @@ func (e *Emulator) updateConfig(c *call) (*vm, error) {
 	if err := refuseSkiplock(c); err != nil {
 		return nil, err
 	}
-	set := map[string]string{}
-	for k, val := range c.values {
-		if !configMeta[k] {
-			set[k] = val
-		}
-	}
-	del := splitList(c.values["delete"])
-	if len(set) == 0 && len(del) == 0 && c.values["revert"] == "" {
-		return nil, fail("no options specified")
-	}
-	for _, k := range del {
-		if _, ok := set[k]; ok {
-			return nil, fail("you can't use '-%s' and '-delete %s' at the same time", k, k)
-		}
+	ch, err := e.readConfigChange(c)
+	if err != nil {
+		return nil, err
 	}
 	if err := v.lockFile(); err != nil {
 		return nil, err
@@ -383,22 +361,11 @@ func (e *Emulator) updateConfig(c *call) (*vm, error) {
 	if err := v.checkLock(); err != nil {
 		return nil, err
 	}
-	for _, k := range del {
-		delete(v.conf, k)
+	if err := checkConfigChange(v, ch); err != nil {
+		return nil, err
 	}
-	for k, val := range set {
-		switch {
-		case strings.HasPrefix(k, "net"):
-			d, _ := parseNet(val) // validated already
-			if d.mac == "" {
-				d.mac = e.newMAC()
-			}
-			val = d.String()
-		case k == "memory":
-			n, _ := parseMemory(val)
-			val = strconv.Itoa(n)
-		}
-		v.conf[k] = val
+	if err := e.applyConfig(v, ch); err != nil {
+		return nil, err
 	}
 	return v, nil
 }
@@ -560,6 +527,7 @@ func powerHandler(typ string) func(e *Emulator, c *call) (any, error) {
 					return fmt.Errorf("VM %d already running", v.vmid)
 				}
 				v.running, v.started = true, now
+				v.ci = nil // the cloud-init drive is made again from the config
 			case TaskStop, TaskShutdown:
 				v.running = false
 			case TaskReboot:
