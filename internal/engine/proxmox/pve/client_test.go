@@ -58,6 +58,9 @@ func newCluster(t *testing.T, cfg pveemu.Config) *cluster {
 	if err := c.emu.AddTemplate(pveemu.Template{Node: "pve1", VMID: template, Name: "debian-12", DiskGiB: 4}); err != nil {
 		t.Fatal(err)
 	}
+	if err := c.emu.AddPool("hf", ""); err != nil {
+		t.Fatal(err)
+	}
 	c.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Body != nil {
 			b, _ := io.ReadAll(r.Body)
@@ -375,7 +378,8 @@ func TestParameterErrors(t *testing.T) {
 		t.Fatalf("bad name: %v", err)
 	}
 	err = cl.Clone(ctx, "pve1", template, pve.CloneOptions{NewID: 99, Name: "low"})
-	if !errors.As(err, &pe) || pe.Params["newid"] != "value must have a minimum value of 100" {
+	// pve-vmid's format check comes before the bounds, as in PVE.
+	if !errors.As(err, &pe) || pe.Params["newid"] != "invalid format - value does not look like a valid VM ID" {
 		t.Fatalf("newid 99: %v", err)
 	}
 	err = cl.Clone(ctx, "pve1", template, pve.CloneOptions{NewID: 600, Name: "again"})

@@ -113,10 +113,12 @@ type Emulator struct {
 	running []*task
 	pid     uint32
 
-	sdn sdnState      // SDN zones, vnets and subnets (sdn.go)
-	fw  firewallState // cluster and VM firewalls (firewall.go)
-	ha  haState       // HA resources and rules (ha.go)
-	net netState      // node network interfaces (network.go)
+	sdn   sdnState          // SDN zones, vnets and subnets (sdn.go)
+	fw    firewallState     // cluster and VM firewalls (firewall.go)
+	ha    haState           // HA resources and rules (ha.go)
+	net   netState          // node network interfaces (network.go)
+	dc    map[string]string // datacenter.cfg (cluster.go)
+	pools map[string]*pool  // resource pools (pools.go)
 }
 
 var _ http.Handler = (*Emulator)(nil)
@@ -158,7 +160,8 @@ func New(cfg Config) *Emulator {
 	}
 	e.pid = 0x1000 + uint32(e.rng.IntN(0x10000))
 	e.mux = http.NewServeMux()
-	for _, r := range slices.Concat(routes, configRoutes, sdnRoutes, firewallRoutes, haRoutes, networkRoutes) {
+	for _, r := range slices.Concat(routes, configRoutes, nodeRoutes, clusterRoutes, taskRoutes, poolRoutes,
+		sdnRoutes, firewallRoutes, haRoutes, networkRoutes) {
 		e.mux.HandleFunc(r.method+" "+APIPrefix+r.path, e.serve(r))
 	}
 	// Anything else is authenticated, then refused as PVE refuses a path
@@ -215,7 +218,6 @@ var routes = []route{
 	{"GET", "/nodes", nil, (*Emulator).getNodes},
 	{"GET", "/cluster/resources", paramsResources, (*Emulator).getResources},
 	{"GET", "/cluster/nextid", paramsNextID, (*Emulator).getNextID},
-	{"GET", "/nodes/{node}/tasks/{upid}/status", paramsTask, (*Emulator).getTaskStatus},
 	{"POST", "/nodes/{node}/qemu", paramsCreate, (*Emulator).postCreate},
 	{"POST", "/nodes/{node}/qemu/{vmid}/clone", paramsClone, (*Emulator).postClone},
 	{"GET", "/nodes/{node}/qemu/{vmid}/config", paramsConfigGet, (*Emulator).getConfig},
@@ -456,27 +458,23 @@ func authValue(header, key string) (string, bool) {
 	}
 }
 
-func (e *Emulator) getVersion(*call) (any, error) {
-	return map[string]any{"version": "9.1.3", "release": "9.1", "repoid": "e5010dc1a3c4b2f0"}, nil
-}
-
 func (e *Emulator) getNodes(c *call) (any, error) {
 	out := []map[string]any{}
 	for _, name := range e.nodeNames() {
-		n := e.nodes[name]
-		var used int64
-		for _, v := range e.vms {
-			if v.node == name && v.running {
-				used += int64(v.memoryMiB()) << 20
-			}
-		}
-		out = append(out, map[string]any{
-			"node": name, "status": "online", "type": "node", "id": "node/" + name,
-			"cpu": 0.02, "maxcpu": n.maxCPU, "mem": used + 2<<30, "maxmem": n.maxMem,
-			"uptime": int64(c.now.Sub(n.born).Seconds()) + 86400, "level": "",
-		})
+		out = append(out, e.nodeStats(name, c.now))
 	}
 	return out, nil
+}
+
+// nodeStats is API2Tools' extract_node_stats, the entry of a node in GET
+// /nodes and /cluster/resources.
+func (e *Emulator) nodeStats(name string, now time.Time) map[string]any {
+	n := e.nodes[name]
+	return map[string]any{
+		"node": name, "status": "online", "type": "node", "id": "node/" + name,
+		"cpu": 0.02, "maxcpu": n.maxCPU, "mem": e.nodeMemUsed(name), "maxmem": n.maxMem,
+		"disk": int64(12 << 30), "maxdisk": int64(100 << 30), "uptime": n.uptime(now), "level": "",
+	}
 }
 
 func (e *Emulator) nodeNames() []string {
@@ -498,16 +496,29 @@ func (e *Emulator) checkNode(name string) error {
 func (e *Emulator) getResources(c *call) (any, error) {
 	typ := c.values["type"]
 	out := []map[string]any{}
-	if typ == "" || typ == "node" {
-		for _, name := range e.nodeNames() {
-			n := e.nodes[name]
-			out = append(out, map[string]any{"id": "node/" + name, "type": "node", "node": name,
-				"status": "online", "maxcpu": n.maxCPU, "maxmem": n.maxMem})
+	if typ == "" {
+		// Pools have no type of their own in the filter (PVE 9.1).
+		for _, id := range e.poolIDs() {
+			out = append(out, map[string]any{"id": "/pool/" + id, "type": "pool", "pool": id})
 		}
 	}
 	if typ == "" || typ == "vm" {
 		for _, id := range e.vmids() {
-			out = append(out, e.vms[id].resource(c.now))
+			v := e.vms[id]
+			r := v.resource(c.now)
+			delete(r, "pool")
+			if p := e.poolOf(v); p != "" {
+				r["pool"] = p
+			}
+			if state := e.haState(id); state != "" {
+				r["hastate"] = state
+			}
+			out = append(out, r)
+		}
+	}
+	if typ == "" || typ == "node" {
+		for _, name := range e.nodeNames() {
+			out = append(out, e.nodeStats(name, c.now))
 		}
 	}
 	return out, nil

@@ -296,7 +296,8 @@ var (
 	nodeRe       = regexp.MustCompile(`^(?i)[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
 	dnsLabel     = `([a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)`
 	dnsNameRe    = regexp.MustCompile(`^(` + dnsLabel + `\.)*` + dnsLabel + `$`)
-	poolIDRe     = regexp.MustCompile(`^[A-Za-z0-9_\-/]+$`)
+	poolIDRe     = regexp.MustCompile(`^[A-Za-z0-9.\-_]+(?:/[A-Za-z0-9.\-_]+){0,2}$`)
+	vmidRe       = regexp.MustCompile(`^[1-9][0-9]{2,8}$`)
 	storageIDRe  = regexp.MustCompile(`^(?i)[a-z][a-z0-9\-_.]*[a-z0-9]$`)
 	tagRe        = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9_\-+.]*$`)
 	macRe        = regexp.MustCompile(`^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$`)
@@ -309,14 +310,6 @@ func checkFormat(format, v string) error { return checkFormatAt(format, "", v) }
 // checkFormatAt is checkFormat for the value of the option at path, which
 // property-string formats name in their errors.
 func checkFormatAt(format, path, v string) error {
-	if base, ok := strings.CutSuffix(format, "-list"); ok && namedFormats[base] != nil {
-		for _, item := range splitList(v) {
-			if err := namedFormats[base](item); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
 	if pf, ok := propFormats[format]; ok {
 		kv, err := parsePropertyString(pf.format, path, v)
 		if err == nil && pf.validate != nil {
@@ -330,7 +323,9 @@ func checkFormatAt(format, path, v string) error {
 			return fmt.Errorf("invalid urlencoded string: %s", v)
 		}
 	case "pve-vmid":
-		// the integer check already applied the bounds
+		if !vmidRe.MatchString(v) {
+			return fmt.Errorf("value does not look like a valid VM ID")
+		}
 	case "pve-node":
 		if !nodeRe.MatchString(v) {
 			return fmt.Errorf("value does not look like a valid node name")
@@ -340,8 +335,11 @@ func checkFormatAt(format, path, v string) error {
 			return fmt.Errorf("value does not look like a valid DNS name")
 		}
 	case "pve-poolid":
+		if len(strings.Split(v, "/")) > 3 {
+			return fmt.Errorf("pool name '%s' nested too deeply (max levels = 3)", v)
+		}
 		if !poolIDRe.MatchString(v) {
-			return fmt.Errorf("invalid characters in pool ID")
+			return fmt.Errorf("pool name '%s' contains invalid characters", v)
 		}
 	case "pve-storage-id":
 		if !storageIDRe.MatchString(v) {
@@ -381,6 +379,14 @@ func checkFormatAt(format, path, v string) error {
 	default:
 		if check := namedFormats[format]; check != nil {
 			return check(v)
+		}
+		// FORMAT-list is a list of FORMAT (check_format's "-list").
+		if base, ok := strings.CutSuffix(format, "-list"); ok {
+			for _, item := range splitList(v) {
+				if err := checkFormatAt(base, path, item); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	return nil

@@ -472,27 +472,20 @@ func formatSize(n int64) string {
 	return strconv.FormatInt(n, 10)
 }
 
+// getStatus is GET …/status/current: qemu-server's vmstatus for the VM,
+// with its HA state and whether the guest agent is configured.
 func (e *Emulator) getStatus(c *call) (any, error) {
 	v, err := e.lookupVM(c)
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]any{
-		"vmid": v.vmid, "status": v.status(), "qmpstatus": v.status(),
-		"cpus": v.cpus(), "maxmem": int64(v.memoryMiB()) << 20, "maxdisk": v.rootDiskSize(),
-		"uptime": v.uptime(c.now), "ha": map[string]any{"managed": 0},
+	out := v.vmStatus(c.now, true)
+	out["ha"] = map[string]any{"managed": 0}
+	if state := e.haState(v.vmid); state != "" {
+		out["ha"] = map[string]any{"managed": 1, "state": state}
 	}
-	if n := v.conf["name"]; n != "" {
-		out["name"] = n
-	}
-	if l := v.conf["lock"]; l != "" {
-		out["lock"] = l
-	}
-	if v.conf["template"] == "1" {
-		out["template"] = 1
-	}
-	if v.running {
-		out["pid"] = 10000 + v.vmid%50000
+	if agent, err := parsePropertyString(agentFormat, "agent", v.conf["agent"]); err == nil && agent["enabled"] == "1" {
+		out["agent"] = 1
 	}
 	return out, nil
 }
@@ -582,6 +575,9 @@ var (
 func (e *Emulator) postCreate(c *call) (any, error) {
 	node := c.values["node"]
 	if err := e.checkNode(node); err != nil {
+		return nil, err
+	}
+	if err := e.checkPool(c.values["pool"]); err != nil {
 		return nil, err
 	}
 	vmid, _ := strconv.Atoi(c.values["vmid"])
