@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Measures the proxmox engine against the PVE emulator on loopback:
 #   - 100 VMs provisioned from nothing on 3 nodes whose every task (clone,
-#     config, resize, start, SDN apply) takes 200 ms. Target: < 30 s.
+#     migrate, config, resize, start, SDN apply) takes 200 ms. Target: < 30 s.
+#     No storage is shared: the template is on the first node's local-lvm,
+#     and the VMs for the other nodes are cloned there and migrated.
 #   - a no-op apply over 1,000 VMs on 4 nodes (inventory, observing every
 #     guest's config and firewall, planning nothing). Target: < 2 s.
 # Exits 1 when a target is missed. Usage: bench/proxmox.sh [count]

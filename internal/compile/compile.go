@@ -2,6 +2,7 @@ package compile
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"path/filepath"
 	"slices"
@@ -82,6 +83,12 @@ func (c *compiler) proxmox(st *spec.Site) *Proxmox {
 	}
 	if p.Parallel != nil {
 		out.Parallel = *p.Parallel
+	}
+	for tpl, copies := range p.Templates {
+		if out.Templates == nil {
+			out.Templates = map[string]map[string]string{}
+		}
+		out.Templates[tpl] = maps.Clone(copies)
 	}
 	if out.SDNZone == "" {
 		out.SDNZone = DefaultSDNZone(c.s.Cloud.Name)

@@ -48,6 +48,9 @@ type Proxmox struct {
 	Storage     string   `json:"storage,omitempty"`
 	Pool        string   `json:"pool,omitempty"`
 	Parallel    int      `json:"parallel"` // tasks at once per node
+	// Templates are per-node template VMs: template -> node -> VM name
+	// or VMID.
+	Templates map[string]map[string]string `json:"templates,omitempty"`
 }
 
 // Zone is a compiled zone with every default applied.

@@ -83,6 +83,45 @@ func (v *validator) proxmox(name string, site *Site) {
 			v.diags.Errorf(p.FieldPos("peers"), "site %q: proxmox peer %q is not an IP address", name, peer)
 		}
 	}
+	v.nodeTemplates(name, site)
+}
+
+// nodeTemplates checks a site's per-node templates: templates of the spec,
+// nodes of the site, and, for linked clones, a copy on every node. A
+// linked clone's disk is a layer over its template's, which PVE can
+// neither clone to another node nor migrate off it on local storage ("can't
+// migrate … as it's a clone of …"); per-node copies say the storage is
+// local.
+func (v *validator) nodeTemplates(name string, site *Site) {
+	p := site.Proxmox
+	at := p.FieldPos("templates")
+	for _, tpl := range SortedNames(p.Templates) {
+		if _, ok := v.s.Templates[tpl]; !ok {
+			v.diags.Errorf(at, "site %q: proxmox templates: %q is not a template (templates: %s)", name, tpl, strings.Join(SortedNames(v.s.Templates), ", "))
+			continue
+		}
+		copies := p.Templates[tpl]
+		for _, node := range SortedNames(copies) {
+			switch {
+			case !slices.Contains(site.Nodes, node):
+				v.diags.Errorf(at, "site %q: proxmox templates: %s: %q is not a node of the site (nodes: %s)", name, tpl, node, strings.Join(site.Nodes, ", "))
+			case strings.TrimSpace(copies[node]) == "":
+				v.diags.Errorf(at, "site %q: proxmox templates: %s on %s names no VM (a template VM's name or VMID)", name, tpl, node)
+			}
+		}
+		if p.Clone != "linked" {
+			continue
+		}
+		var missing []string
+		for _, node := range site.Nodes {
+			if _, ok := copies[node]; !ok {
+				missing = append(missing, node)
+			}
+		}
+		if len(missing) > 0 {
+			v.diags.Errorf(at, "site %q: proxmox templates: %s has no copy on %s; with clone: linked every node needs one (name the template's own node too): PVE cannot move a linked clone off its template's node on local storage", name, tpl, strings.Join(missing, ", "))
+		}
+	}
 }
 
 func loopbackHost(h string) bool {

@@ -63,6 +63,63 @@ sites:
 			},
 		},
 		{
+			name: "per-node templates",
+			yaml: `cloud: {name: demo, domain: demo.net}
+templates: {debian: {image: debian-12}}
+sites:
+  a:
+    engine: proxmox
+    nodes: [pve1, pve2, pve3]
+    proxmox:
+      endpoint: 'https://pve1.demo.net:8006'
+      token-id: 'holdfast@pve!apply'
+      secret-env: S
+      templates: {debian: {pve2: 9001, pve3: debian-12-pve3}}
+`,
+		},
+		{
+			name: "per-node templates wrong",
+			yaml: `cloud: {name: demo, domain: demo.net}
+templates: {debian: {image: debian-12}}
+sites:
+  a:
+    engine: proxmox
+    nodes: [pve1, pve2, pve3]
+    proxmox:
+      endpoint: 'https://pve1.demo.net:8006'
+      token-id: 'holdfast@pve!apply'
+      secret-env: S
+      templates: {ubuntu: {pve2: 9001}, debian: {pve4: 9002, pve2: ""}}
+`,
+			want: []string{
+				`spec.yaml:11:18: site "a": proxmox templates: "ubuntu" is not a template (templates: debian)`,
+				`spec.yaml:11:18: site "a": proxmox templates: debian on pve2 names no VM (a template VM's name or VMID)`,
+				`spec.yaml:11:18: site "a": proxmox templates: debian: "pve4" is not a node of the site (nodes: pve1, pve2, pve3)`,
+			},
+		},
+		{
+			// A linked clone cannot leave its template's node on local
+			// storage, and per-node copies say the storage is local.
+			name: "linked clones need a copy on every node",
+			yaml: `cloud: {name: demo, domain: demo.net}
+templates: {debian: {image: debian-12}}
+sites:
+  a:
+    engine: proxmox
+    nodes: [pve1, pve2, pve3]
+    proxmox:
+      endpoint: 'https://pve1.demo.net:8006'
+      token-id: 'holdfast@pve!apply'
+      secret-env: S
+      clone: linked
+      templates:
+        debian: {pve2: 9001}
+`,
+			want: []string{
+				`spec.yaml:13:9: site "a": proxmox templates: debian has no copy on pve1, pve3; with clone: linked every node needs one (name the template's own node too): PVE cannot move a linked clone off its template's node on local storage`,
+			},
+		},
+		{
 			name: "parallel out of range",
 			yaml: `cloud: {name: demo, domain: demo.net}
 sites:

@@ -59,6 +59,10 @@ type Proxmox struct {
 	Storage     string   `yaml:"storage" doc:"Storage full clones are written to (default: the template's)."`
 	Pool        string   `yaml:"pool" doc:"Resource pool new VMs join."`
 	Parallel    *int     `yaml:"parallel" min:"1" max:"64" doc:"Tasks at once per node (default 4)."`
+	// Templates are per-node copies of templates, for clusters whose
+	// storage is not shared: PVE clones a template only onto its own node
+	// there.
+	Templates map[string]map[string]string `yaml:"templates" doc:"Per-node template VMs: for a template of the spec, its copy (a VM name or VMID) on each node that has one. An instance on such a node is cloned from that copy on its node; elsewhere the template is cloned on its own node and the clone migrated, unless its disks are on shared storage. With clone: linked every node of the site needs a copy."`
 }
 
 // Zone is a network segment. Fields left unset are derived from the zone's

@@ -1,11 +1,16 @@
 package proxmox_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -138,6 +143,134 @@ func TestKillDuringApplyResumes(t *testing.T) {
 	defer c.Close()
 	checkOneGuestEach(t, c.Desired, clusters["launceston"])
 	verifyCluster(t, c.Desired, clusters)
+}
+
+// TestKillBetweenCloneAndMigrate: the template is on local storage, so a
+// guest for another node is cloned on the template's node and then
+// migrated. Applies are killed (SIGKILL) as they ask the cluster for such a
+// migration — before PVE gets the request, and just after it started the
+// task. Status shows the guest on the template's node; the next apply
+// moves it (or waits out the migration under way) and never clones it
+// again; the cloud converges with one guest per instance, each on its
+// node.
+func TestKillBetweenCloneAndMigrate(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		reaches bool // the migrate request reaches PVE before the kill
+	}{{"before the migration", false}, {"during the migration", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			path0 := examplePath("tasmanian")
+			clusters := clustersFor(t, path0, pveemu.Config{Seed: 13, Durations: fast(30 * time.Millisecond)})
+			cl := clusters["launceston"]
+			path := pvetest.Spec(t, path0, clusters, nil)
+			state := t.TempDir()
+
+			var mu sync.Mutex
+			clones := map[string]int{} // VMID -> clone requests for it
+			var child *exec.Cmd
+			killedVMID := 0
+			cl.SetHook(func(r *http.Request) bool {
+				if r.Method != http.MethodPost {
+					return true
+				}
+				body, _ := io.ReadAll(r.Body)
+				r.Body = io.NopCloser(bytes.NewReader(body))
+				form, _ := url.ParseQuery(string(body))
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case strings.HasSuffix(r.URL.Path, "/clone"):
+					clones[form.Get("newid")]++
+				case strings.HasSuffix(r.URL.Path, "/migrate") && killedVMID == 0:
+					_, rest, _ := strings.Cut(r.URL.Path, "/qemu/")
+					_, _ = fmt.Sscanf(rest, "%d/migrate", &killedVMID)
+					_ = child.Process.Signal(syscall.SIGKILL)
+					return tc.reaches
+				}
+				return true
+			})
+			mu.Lock()
+			child = applyChild(t, path, state)
+			if err := child.Start(); err != nil {
+				t.Fatal(err)
+			}
+			mu.Unlock()
+			_ = child.Wait()
+			mu.Lock()
+			vmid := killedVMID
+			mu.Unlock()
+			if ws, ok := child.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || vmid == 0 {
+				t.Fatalf("the apply was not killed at a migration (%v)", child.ProcessState)
+			}
+
+			c := open(t, path, state)
+			var in compile.Instance
+			for _, i := range c.Desired.Instances {
+				if i.VMID == vmid {
+					in = i
+				}
+			}
+			tplNode := c.Desired.Sites[0].Nodes[0]
+			if in.Name == "" || in.Node == tplNode {
+				t.Fatalf("VMID %d (%q) was migrated to %q, its template's node", vmid, in.Name, in.Node)
+			}
+			if !tc.reaches {
+				g := guestByVMID(t, cl, vmid)
+				if g.Node != tplNode || g.Status != "stopped" || g.Lock != "" {
+					t.Fatalf("after the kill, guest %d is on %s, %s, lock %q; want it stopped on %s where it was cloned", vmid, g.Node, g.Status, g.Lock, tplNode)
+				}
+				st, err := c.Status(context.Background())
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := fmt.Sprintf("is on node %s, want %s", tplNode, in.Node)
+				if i := slices.IndexFunc(st, func(s deploy.Status) bool { return s.ID == "instance/"+in.Name }); i < 0 ||
+					st[i].State != "drifted" || !slices.Contains(st[i].Drift, want) {
+					t.Fatalf("status of %s after the kill: %+v, want drifted %q", in.Name, st, want)
+				}
+			}
+			c.Close()
+
+			converge(t, path, state, false, 3)
+			c = open(t, path, state)
+			defer c.Close()
+			checkOneGuestEach(t, c.Desired, cl)
+			verifyCluster(t, c.Desired, clusters)
+			mu.Lock()
+			defer mu.Unlock()
+			for id, n := range clones {
+				if n != 1 {
+					t.Errorf("VMID %s was cloned %d times, want once", id, n)
+				}
+			}
+			if len(clones) != len(c.Desired.Instances) {
+				t.Errorf("%d VMIDs cloned, want one per instance (%d)", len(clones), len(c.Desired.Instances))
+			}
+		})
+	}
+}
+
+// applyChild is `holdfast apply` of path in a child process (TestMain).
+func applyChild(t *testing.T, path, state string) *exec.Cmd {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(self, "-test.run=^$")
+	cmd.Env = append(os.Environ(), "HOLDFAST_TEST_APPLY="+path, "HOLDFAST_TEST_STATE="+state, "HOLDFAST_TEST_KILL_AT=-1")
+	return cmd
+}
+
+func guestByVMID(t *testing.T, c *pvetest.Cluster, vmid int) pve.VM {
+	t.Helper()
+	for _, vm := range c.Guests(t) {
+		if vm.VMID == vmid {
+			return vm
+		}
+	}
+	t.Fatalf("no guest %d", vmid)
+	return pve.VM{}
 }
 
 // checkOneGuestEach: every guest on the cluster is one instance's, at its

@@ -161,13 +161,25 @@ func TestExamplesConverge(t *testing.T) {
 				}
 			}
 			verifyCluster(t, c.Desired, clusters)
+			// The templates are on local storage on each site's first
+			// node: every guest elsewhere was cloned there and migrated.
+			moved, multi, sp := 0, false, loadSpec(t, path)
+			for _, in := range c.Desired.Instances {
+				if in.Node != sp.Sites[in.Site].Nodes[0] {
+					moved++
+				}
+				multi = multi || len(sp.Sites[in.Site].Nodes) > 1
+			}
+			if multi && moved == 0 {
+				t.Error("every instance is on its template's node: no clone had to cross nodes")
+			}
 			c.Close()
 			var injected int
 			for _, c := range clusters {
 				st := c.Emu.Stats()
 				injected += st.InjectedErrors + st.Dropped + st.Lost
 			}
-			t.Logf("converged in %d round(s) through %d injected faults", rounds, injected)
+			t.Logf("converged in %d round(s) through %d injected faults; %d guests cloned on their template's node and migrated", rounds, injected, moved)
 			if injected == 0 {
 				t.Error("no fault was injected: the test proves nothing about faults")
 			}

@@ -62,7 +62,7 @@ type site struct {
 	vms   *snapshot // the cluster's guest list, shared by concurrent readers
 
 	tplMu     sync.Mutex
-	templates map[string]pve.VM // template VMs by name and by VMID
+	templates map[string][]pve.VM // template VMs by name and by VMID, lowest VMID first
 }
 
 // ClientOptions tune the API clients of every engine created from now

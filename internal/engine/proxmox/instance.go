@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -80,11 +81,11 @@ func (s *site) find(ctx context.Context, vmid int, node string) (g guest, ok boo
 		if err != nil {
 			return g, false, err
 		}
-		if cfg.Lock != "clone" && cfg.Lock != "create" {
+		if !passing(cfg.Lock) {
 			return guest{vmid: vmid, node: node, cfg: cfg}, true, nil
 		}
-		// A clone or create is still under way: the config holds nothing
-		// else yet.
+		// A clone or create is still under way (the config holds nothing
+		// else yet), or a migration, which moves the guest when it ends.
 		if time.Now().After(deadline) {
 			return g, false, fmt.Errorf("VMID %d is still locked (%s) after %s: %w", vmid, cfg.Lock, lockWait, errConflict)
 		}
@@ -92,6 +93,12 @@ func (s *site) find(ctx context.Context, vmid int, node string) (g guest, ok boo
 			return g, false, err
 		}
 	}
+}
+
+// passing reports whether a config lock is one of the tasks that end by
+// themselves with the guest made or moved: clone, create, migrate.
+func passing(lock string) bool {
+	return lock == "clone" || lock == "create" || lock == "migrate"
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
@@ -154,6 +161,9 @@ func (e *Engine) ensureInstance(ctx context.Context, r compile.Resource) error {
 			return err
 		}
 	}
+	if g, err = e.moveHome(ctx, s, in, g); err != nil {
+		return err
+	}
 	if err := e.configure(ctx, s, in, g); err != nil {
 		return err
 	}
@@ -169,43 +179,61 @@ func (e *Engine) ensureInstance(ctx context.Context, r compile.Resource) error {
 	return e.ensureHA(ctx, s, in)
 }
 
-// clone copies the instance's template to its VMID on its node. A clone
-// whose answer was lost may have happened: a guest found at the VMID that
-// is ours (named and tagged by this clone) is adopted; anyone else's
-// means the VMID was taken under us.
+// clone copies the instance's template to its VMID. When the template
+// can reach the instance's node — it is there, or its disks are on storage
+// shared with that node — the clone is made for that node (PVE's target);
+// otherwise it is made on the template's node, and moveHome migrates it
+// after. Either way the task runs on the template's node and takes one of
+// its slots. A clone whose answer was lost may have happened: a guest
+// found at the VMID that is ours (named and tagged by this clone) is
+// adopted; anyone else's means the VMID was taken under us.
 func (e *Engine) clone(ctx context.Context, s *site, in *compile.Instance) (guest, error) {
 	desc := e.description(in.Name, meta{Reboot: in.Reboot, Rebuild: in.Rebuild})
-	var tpl pve.VM
-	if in.Template != "" {
-		var err error
-		if tpl, err = s.template(ctx, in); err != nil {
-			return guest{}, err
-		}
-	}
-	release, err := s.slot(ctx, in.Node)
-	if err != nil {
-		return guest{}, err
-	}
 	if in.Template == "" {
 		// No template: an empty VM with a boot disk and a cloud-init
 		// drive, for an appliance or an installer to fill.
+		release, err := s.slot(ctx, in.Node)
+		if err != nil {
+			return guest{}, err
+		}
 		err = s.api.Create(ctx, in.Node, pve.CreateOptions{
 			VMID: in.VMID, Name: in.Name, Cores: in.CPUs, MemoryMiB: int(in.MemoryMiB), DiskGiB: int((in.DiskMiB + 1023) >> 10),
 			Storage: cmp.Or(s.cfg.Storage, "local-lvm"), Pool: s.cfg.Pool, Description: desc, Tags: e.tag(),
 		})
-	} else {
-		err = s.api.Clone(ctx, tpl.Node, tpl.VMID, pve.CloneOptions{
-			NewID: in.VMID, Name: in.Name, Full: s.cfg.Clone == "full", Target: in.Node,
-			Pool: s.cfg.Pool, Storage: s.cfg.Storage, Description: desc,
-		})
-	}
-	release()
-	if err != nil && !pve.IsExists(err) {
-		if in.Template == "" {
+		release()
+		if err != nil && !pve.IsExists(err) {
 			return guest{}, fmt.Errorf("create VMID %d: %w", in.VMID, err)
 		}
+		return e.made(ctx, s, in, err)
+	}
+	tpl, err := s.template(ctx, in)
+	if err != nil {
+		return guest{}, err
+	}
+	full := s.cfg.Clone == "full"
+	direct, err := s.reaches(ctx, in, tpl, full)
+	if err != nil {
+		return guest{}, err
+	}
+	opts := pve.CloneOptions{NewID: in.VMID, Name: in.Name, Full: full, Pool: s.cfg.Pool, Storage: s.cfg.Storage, Description: desc}
+	if direct {
+		opts.Target = in.Node
+	}
+	release, err := s.slot(ctx, tpl.Node)
+	if err != nil {
+		return guest{}, err
+	}
+	err = s.api.Clone(ctx, tpl.Node, tpl.VMID, opts)
+	release()
+	if err != nil && !pve.IsExists(err) {
 		return guest{}, fmt.Errorf("clone template %q (VMID %d on %s) to VMID %d: %w", tpl.Name, tpl.VMID, tpl.Node, in.VMID, err)
 	}
+	return e.made(ctx, s, in, err)
+}
+
+// made reads the guest a clone or create just made, or found taken (err
+// is then PVE's "already exists").
+func (e *Engine) made(ctx context.Context, s *site, in *compile.Instance, err error) (guest, error) {
 	g, found, ferr := s.find(ctx, in.VMID, in.Node)
 	switch {
 	case ferr != nil:
@@ -220,18 +248,141 @@ func (e *Engine) clone(ctx context.Context, s *site, in *compile.Instance) (gues
 	return g, nil
 }
 
-// template finds the template VM an instance is cloned from: a VMID when
-// the image is a number, else a template named after the image or after
-// the Holdfast template.
+// reaches tells whether a clone of tpl can be made for the instance's node
+// in one step (PVE's target): the template is on that node, or every
+// volume it has — the cloud-init drive and ISOs too, which is what PVE
+// checks — is on shared storage configured there, and so is the storage a
+// full clone is written to. When not, the clone is made on the template's
+// node and migrated, which a linked clone on local storage cannot be: its
+// disk is a layer over the template's. Storage the guest's disks would be
+// on that the node does not have is refused before anything is made.
+func (s *site) reaches(ctx context.Context, in *compile.Instance, tpl pve.VM, full bool) (bool, error) {
+	cfg, err := s.api.Config(ctx, tpl.Node, tpl.VMID)
+	if err != nil {
+		return false, fmt.Errorf("template %q (VMID %d on %s): %w", tpl.Name, tpl.VMID, tpl.Node, err)
+	}
+	all, err := s.api.Storages(ctx)
+	if err != nil {
+		return false, err
+	}
+	storages := map[string]pve.Storage{}
+	for _, st := range all {
+		storages[st.Storage] = st
+	}
+	shared := func(id string) bool { st, ok := storages[id]; return ok && st.Shared && st.On(in.Node) }
+	// Where the guest's volumes end up: a full clone writes disks and
+	// the cloud-init drive to storage; CD-ROM images stay where they are.
+	ends := cfg.Volumes()
+	if full && s.cfg.Storage != "" {
+		ends = append(isoStorages(cfg), s.cfg.Storage)
+	}
+	for _, id := range ends {
+		if st, ok := storages[id]; !ok || !st.On(in.Node) {
+			return false, fmt.Errorf("instance %s: its disks would be on storage %s (template %q, VMID %d on %s), which node %s does not have; give the site a storage every node has, or pin the instance to a node that has it",
+				in.Name, id, tpl.Name, tpl.VMID, tpl.Node, in.Node)
+		}
+	}
+	if tpl.Node == in.Node {
+		return true, nil
+	}
+	direct := !slices.ContainsFunc(cfg.Volumes(), func(id string) bool { return !shared(id) })
+	if full && s.cfg.Storage != "" {
+		direct = direct && shared(s.cfg.Storage)
+	}
+	if !direct && !full {
+		return false, fmt.Errorf("instance %s: a linked clone of template %q (VMID %d on %s, disks on %s) cannot be put on node %s: PVE clones to another node only from shared storage and cannot migrate a linked clone off its template; add a copy of the template on %s (proxmox templates), put the template on shared storage, or use clone: full",
+			in.Name, tpl.Name, tpl.VMID, tpl.Node, strings.Join(cfg.Volumes(), ", "), in.Node, in.Node)
+	}
+	return direct, nil
+}
+
+var driveKey = regexp.MustCompile(`^(ide|sata|scsi|virtio)\d+$`)
+
+// isoStorages lists the storage of a config's CD-ROM images (not the
+// cloud-init drive): what a clone keeps as it is.
+func isoStorages(cfg pve.VMConfig) []string {
+	var out []string
+	for k, v := range cfg.Raw {
+		if !driveKey.MatchString(k) {
+			continue
+		}
+		volid, opts, _ := strings.Cut(v, ",")
+		sid, _, ok := strings.Cut(volid, ":")
+		if ok && strings.Contains(","+opts+",", ",media=cdrom,") && !strings.Contains(volid, "cloudinit") {
+			out = append(out, sid)
+		}
+	}
+	return out
+}
+
+// moveHome migrates a guest found on another node than its instance's
+// there, as a clone made on its template's node is left (or one an apply
+// was killed before moving): offline, with its local disks. A running
+// guest is left where it is (Holdfast does not migrate live; the node shows
+// as drift), and so is an HA resource, which HA places. The migration runs
+// on the guest's node and takes one of its slots. Whatever the answer (a
+// lost one, a migration already under way), where the guest is afterwards
+// decides.
+func (e *Engine) moveHome(ctx context.Context, s *site, in *compile.Instance, g guest) (guest, error) {
+	if g.node == in.Node {
+		return g, nil
+	}
+	st, err := s.api.Status(ctx, g.node, g.vmid)
+	if err != nil {
+		return g, err
+	}
+	if st.Status == "running" {
+		return g, nil
+	}
+	if in.HA {
+		res, err := s.api.HAResources(ctx)
+		if err != nil {
+			return g, err
+		}
+		if slices.ContainsFunc(res, func(r pve.HAResource) bool { return r.SID == sid(g.vmid) }) {
+			return g, nil
+		}
+	}
+	release, err := s.slot(ctx, g.node)
+	if err != nil {
+		return g, err
+	}
+	err = s.api.Migrate(ctx, g.node, g.vmid, pve.MigrateOptions{Target: in.Node})
+	release()
+	now, found, ferr := s.find(ctx, g.vmid, in.Node)
+	switch {
+	case ferr != nil:
+		return g, ferr
+	case !found:
+		return g, fmt.Errorf("VMID %d vanished while migrated: %w", g.vmid, errConflict)
+	case now.node == in.Node:
+		return now, nil
+	case err == nil:
+		return now, fmt.Errorf("VMID %d: migrated to %s but found on %s: %w", g.vmid, in.Node, now.node, errConflict)
+	}
+	return now, fmt.Errorf("migrate VMID %d from %s to %s: %w (the task log on %s says why)", g.vmid, g.node, in.Node, err, g.node)
+}
+
+// template finds the template VM an instance is cloned from: the copy the
+// site names for the instance's node, else a template VM named after the
+// image (or a VMID when the image is a number), else one named after the
+// Holdfast template. Of several templates of one name, the one on the
+// instance's node is taken, else the one with the lowest VMID.
 func (s *site) template(ctx context.Context, in *compile.Instance) (pve.VM, error) {
 	keys := []string{in.Image, in.Template}
+	if own := s.cfg.Templates[in.Template][in.Node]; own != "" {
+		keys = []string{own}
+	}
 	s.tplMu.Lock()
 	defer s.tplMu.Unlock()
 	for pass := 0; pass < 2; pass++ {
 		if s.templates != nil {
 			for _, k := range keys {
-				if t, ok := s.templates[k]; ok && k != "" {
-					return t, nil
+				if c := s.templates[k]; k != "" && len(c) > 0 {
+					if i := slices.IndexFunc(c, func(vm pve.VM) bool { return vm.Node == in.Node }); i >= 0 {
+						return c[i], nil
+					}
+					return c[0], nil
 				}
 			}
 			if pass == 1 {
@@ -242,13 +393,19 @@ func (s *site) template(ctx context.Context, in *compile.Instance) (pve.VM, erro
 		if err != nil {
 			return pve.VM{}, err
 		}
-		s.templates = map[string]pve.VM{}
+		s.templates = map[string][]pve.VM{}
 		for _, vm := range vms {
 			if vm.Template && vm.Type == "qemu" {
-				s.templates[vm.Name] = vm
-				s.templates[strconv.Itoa(vm.VMID)] = vm
+				s.templates[vm.Name] = append(s.templates[vm.Name], vm)
+				s.templates[strconv.Itoa(vm.VMID)] = []pve.VM{vm}
 			}
 		}
+		for _, c := range s.templates {
+			slices.SortFunc(c, func(a, b pve.VM) int { return a.VMID - b.VMID })
+		}
+	}
+	if len(keys) == 1 {
+		return pve.VM{}, fmt.Errorf("instance %s: no template VM %q on the cluster, which the site names as %s's copy on %s (proxmox templates)", in.Name, keys[0], in.Template, in.Node)
 	}
 	return pve.VM{}, fmt.Errorf("instance %s: no template VM %q (or %q) on the cluster; make one with `qm template` and name it so", in.Name, in.Image, in.Template)
 }

@@ -113,11 +113,17 @@ func (e *Engine) observeGuests(ctx context.Context, s *site) ([]engine.Observed,
 	}
 	var mine []pve.VM
 	for _, vm := range vms {
-		if !e.owns(vm) {
-			continue
-		}
-		if in, ok := e.instances[vm.Name]; ok && in.Site != s.name {
+		in, desired := e.instances[vm.Name]
+		switch {
+		case desired && in.Site != s.name:
 			continue // another site's, on a cluster the sites share
+		case e.owns(vm):
+		case desired && vm.VMID == in.VMID && vm.Type == "qemu" && !vm.Template && e.describedAsOurs(ctx, s, vm):
+			// Cloned but not yet configured (tagged): an apply stopped
+			// between the two, maybe before the clone was moved to its
+			// node. The next apply adopts it by its description.
+		default:
+			continue
 		}
 		mine = append(mine, vm)
 	}
@@ -161,6 +167,9 @@ func (e *Engine) guestDrift(ctx context.Context, s *site, vm pve.VM, res []pve.H
 	if vm.VMID != in.VMID {
 		drift = append(drift, fmt.Sprintf("runs as VMID %d, want %d", vm.VMID, in.VMID))
 		return drift, nil
+	}
+	if !hasTag(vm.Tags, e.tag()) {
+		drift = append(drift, "is not tagged "+e.tag()+" (cloned, not yet configured)")
 	}
 	if vm.Node != in.Node && !in.HA {
 		drift = append(drift, fmt.Sprintf("is on node %s, want %s", vm.Node, in.Node))

@@ -31,6 +31,7 @@ var fast = map[string]time.Duration{
 	pveemu.TaskStop: 10 * time.Millisecond, pveemu.TaskShutdown: 20 * time.Millisecond,
 	pveemu.TaskReboot: 20 * time.Millisecond, pveemu.TaskDestroy: 10 * time.Millisecond,
 	pveemu.TaskResize: 10 * time.Millisecond, pveemu.TaskConfig: 5 * time.Millisecond,
+	pveemu.TaskMigrate: 40 * time.Millisecond,
 }
 
 // cluster is an emulated two-node cluster with a template on pve1, served
@@ -122,14 +123,18 @@ func TestVMLifecycle(t *testing.T) {
 		t.Fatalf("nodes: %+v, %v", nodes, err)
 	}
 
-	if err := cl.Clone(ctx, "pve1", template, pve.CloneOptions{NewID: 1001, Name: "web-1", Target: "pve2", Pool: "hf"}); err != nil {
+	// The template is on local storage: cloned on its node, then moved.
+	if err := cl.Clone(ctx, "pve1", template, pve.CloneOptions{NewID: 1001, Name: "web-1", Full: true, Pool: "hf"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Migrate(ctx, "pve1", 1001, pve.MigrateOptions{Target: "pve2"}); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := cl.Config(ctx, "pve2", 1001)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Name != "web-1" || cfg.Lock != "" || cfg.Template || !strings.Contains(cfg.Raw["scsi0"], "base-9000-disk-0/vm-1001-disk-0") {
+	if cfg.Name != "web-1" || cfg.Lock != "" || cfg.Template || !strings.HasPrefix(cfg.Raw["scsi0"], "local-lvm:vm-1001-disk-0,") {
 		t.Fatalf("clone config: %+v", cfg)
 	}
 	templateMAC := mustConfig(t, cl, "pve1", template).Nets[0].MAC

@@ -71,6 +71,14 @@ var permanent = []string{
 	"no such task",                     //
 	"is running - destroy failed",      //
 	"SSH public key validation error",  // sshkeys holding something else
+	// Storage, clones and migration (qemu-server's and pve-storage's).
+	"(VM uses local storage)",                   // can't clone VM to node 'pve2' (VM uses local storage)
+	"can't clone to non-shared storage",         //
+	"not allowed for linked clones",             // parameter 'storage' not allowed for linked clones
+	"clone feature is not supported",            // Linked clone feature is not supported for '…' (scsi0)
+	"does not support vm images",                // storage 'local' does not support vm images
+	"is not available on node",                  // storage 'fast' is not available on node 'pve2'
+	"can't migrate running VM without --online", //
 	// The firewall's (pve-firewall's texts).
 	"no such security group", // no such security group 'web'
 	"no such IPSet",          // no such IPSet 'admins'

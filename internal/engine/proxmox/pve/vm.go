@@ -124,8 +124,11 @@ type CloneOptions struct {
 	// Full copies the disks; otherwise a clone of a template is linked
 	// (its disks are thin layers over the template's). A VM that is not a
 	// template is always copied in full.
-	Full        bool
-	Target      string // the node to create the clone on; default the source's
+	Full bool
+	// Target is the node the clone is for; default the source's. PVE
+	// refuses another node unless every volume of the source, the
+	// cloud-init drive included, is on shared storage.
+	Target      string
 	Pool        string
 	Storage     string // target storage of a full clone
 	Description string
@@ -142,6 +145,40 @@ func (c *Client) Clone(ctx context.Context, node string, vmid int, opts CloneOpt
 		}
 	}
 	return c.task(ctx, http.MethodPost, vmPath(node, vmid, "/clone"), p)
+}
+
+// MigrateOptions are the parameters of a migration.
+type MigrateOptions struct {
+	Target string
+	// Online migrates a running VM live; PVE refuses to migrate a running
+	// VM without it, and ignores it for a stopped one.
+	Online bool
+	// WithLocalDisks lets a live migration copy disks on local storage
+	// (an offline migration copies them anyway).
+	WithLocalDisks bool
+	// TargetStorage maps the storage of local disks on the target: one
+	// storage ID for all, or "src:dst" pairs; empty keeps each on its
+	// own storage, which must then exist on the target.
+	TargetStorage string
+}
+
+// Migrate moves VM vmid from node to opts.Target within the cluster and
+// waits for it. PVE locks the VM (lock: migrate) while its local disks
+// are copied; a migration that cannot be done (a linked clone on local
+// storage) fails its task with "migration aborted" and leaves the VM
+// where it was.
+func (c *Client) Migrate(ctx context.Context, node string, vmid int, opts MigrateOptions) error {
+	p := url.Values{"target": {opts.Target}}
+	if opts.Online {
+		p.Set("online", "1")
+	}
+	if opts.WithLocalDisks {
+		p.Set("with-local-disks", "1")
+	}
+	if opts.TargetStorage != "" {
+		p.Set("targetstorage", opts.TargetStorage)
+	}
+	return c.task(ctx, http.MethodPost, vmPath(node, vmid, "/migrate"), p)
 }
 
 func boolParam(b bool) string {

@@ -7,15 +7,6 @@ import (
 	"strings"
 )
 
-func init() {
-	namedFormats["CIDR"] = func(v string) error {
-		if checkCIDR(v, true) == nil {
-			return nil
-		}
-		return checkCIDR(v, false)
-	}
-}
-
 // The cluster's own endpoints, as pve-manager's PVE/API2/Cluster.pm
 // answers them: the membership (the emulated nodes form one quorate
 // cluster) and the datacenter options (datacenter.cfg).

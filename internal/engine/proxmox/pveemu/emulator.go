@@ -41,6 +41,7 @@ const (
 	TaskDestroy  = "qmdestroy"
 	TaskResize   = "resize"
 	TaskConfig   = "qmconfig"
+	TaskMigrate  = "qmigrate"
 )
 
 // DefaultDurations are how long tasks take unless Config.Durations says
@@ -54,6 +55,9 @@ var DefaultDurations = map[string]time.Duration{
 	TaskDestroy:  1 * time.Second,
 	TaskResize:   500 * time.Millisecond,
 	TaskConfig:   100 * time.Millisecond,
+	// An offline migration copying a small VM's local disks to another
+	// node; with only shared disks it is quicker.
+	TaskMigrate: 5 * time.Second,
 }
 
 // Config configures an Emulator.
@@ -119,6 +123,8 @@ type Emulator struct {
 	net   netState          // node network interfaces (network.go)
 	dc    map[string]string // datacenter.cfg (cluster.go)
 	pools map[string]*pool  // resource pools (pools.go)
+
+	storages map[string]*storage // storage.cfg (storage.go)
 }
 
 var _ http.Handler = (*Emulator)(nil)
@@ -137,8 +143,9 @@ type Node struct {
 	MaxMem int64 // bytes, default 64 GiB
 }
 
-// New returns an emulator with no nodes or VMs; add them with AddNode and
-// AddTemplate.
+// New returns an emulator with no nodes or VMs (add them with AddNode and
+// AddTemplate) and the storage of a fresh install: local and local-lvm,
+// neither shared (AddStorage adds more).
 func New(cfg Config) *Emulator {
 	e := &Emulator{
 		tokens:    map[string]string{},
@@ -159,9 +166,14 @@ func New(cfg Config) *Emulator {
 		e.durations[k] = v
 	}
 	e.pid = 0x1000 + uint32(e.rng.IntN(0x10000))
+	for _, s := range defaultStorages {
+		if err := e.addStorage(s); err != nil {
+			panic(err) // the defaults are valid
+		}
+	}
 	e.mux = http.NewServeMux()
 	for _, r := range slices.Concat(routes, configRoutes, nodeRoutes, clusterRoutes, taskRoutes, poolRoutes,
-		sdnRoutes, firewallRoutes, haRoutes, networkRoutes) {
+		sdnRoutes, firewallRoutes, haRoutes, networkRoutes, storageRoutes, migrateRoutes) {
 		e.mux.HandleFunc(r.method+" "+APIPrefix+r.path, e.serve(r))
 	}
 	// Anything else is authenticated, then refused as PVE refuses a path

@@ -32,7 +32,7 @@ const TaskSDNApply = "reloadnetworkall"
 func init() {
 	// Registered here so that emulator.go's table stays as it is.
 	DefaultDurations[TaskSDNApply] = time.Second
-	maps.Copy(namedFormats, moreFormats)
+	maps.Copy(namedFormats, sdnFormats())
 }
 
 // sdnState is the emulated cluster's SDN configuration: zones.cfg,
@@ -1042,30 +1042,33 @@ func lockedErr(what string, err error) error {
 
 func oneParamError(name, msg string) error { return paramError(map[string]string{name: msg}) }
 
-// moreFormats check PVE's named formats (pve-common's JSONSchema.pm,
+// sdnFormats check PVE's named formats (pve-common's JSONSchema.pm,
 // pve-network, pve-ha-manager) used by the SDN, network and HA tables. A
 // name ending in -list is a list of the format (split on commas,
-// semicolons and spaces). checkFormat finds them in namedFormats.
-var moreFormats = map[string]func(string) error{
-	"pve-sdn-zone-id":           sdnIDFormat("zone"),
-	"pve-sdn-vnet-id":           sdnIDFormat("vnet"),
-	"pve-sdn-subnet-id":         checkSubnetIDFormat,
-	"pve-sdn-dhcp-range":        func(v string) error { _, err := parseDHCPRange(v); return err },
-	"ip":                        checkIP,
-	"ip-list":                   eachOf(checkIP),
-	"ipv4":                      checkIPv4,
-	"ipv6":                      checkIPv6,
-	"ipv4mask":                  checkIPv4Mask,
-	"CIDRv4":                    func(v string) error { return checkCIDR(v, true) },
-	"CIDRv6":                    func(v string) error { return checkCIDR(v, false) },
-	"pve-node-list":             eachOf(func(v string) error { return checkFormat("pve-node", v) }),
-	"mac-addr":                  checkUnicastMAC,
-	"pve-iface":                 checkIface,
-	"pve-iface-list":            eachOf(checkIface),
-	"pve-vlan-id-or-range-list": eachOf(checkVLANRange),
-	"pve-ha-resource-or-vm-id":  checkHAResourceOrVMID,
-	"pve-ha-resource-id-list":   eachOf(checkHAResourceID),
-	"pve-ha-node-list":          eachOf(checkHANode),
+// semicolons and spaces). They are registered in namedFormats, where
+// checkFormat finds them.
+func sdnFormats() map[string]func(string) error {
+	return map[string]func(string) error{
+		"pve-sdn-zone-id":           sdnIDFormat("zone"),
+		"pve-sdn-vnet-id":           sdnIDFormat("vnet"),
+		"pve-sdn-subnet-id":         checkSubnetIDFormat,
+		"pve-sdn-dhcp-range":        func(v string) error { _, err := parseDHCPRange(v); return err },
+		"ip":                        checkIP,
+		"ip-list":                   eachOf(checkIP),
+		"ipv4":                      checkIPv4,
+		"ipv6":                      checkIPv6,
+		"ipv4mask":                  checkIPv4Mask,
+		"CIDRv4":                    func(v string) error { return checkCIDR(v, true) },
+		"CIDRv6":                    func(v string) error { return checkCIDR(v, false) },
+		"pve-node-list":             eachOf(func(v string) error { return checkFormat("pve-node", v) }),
+		"mac-addr":                  checkUnicastMAC,
+		"pve-iface":                 checkIface,
+		"pve-iface-list":            eachOf(checkIface),
+		"pve-vlan-id-or-range-list": eachOf(checkVLANRange),
+		"pve-ha-resource-or-vm-id":  checkHAResourceOrVMID,
+		"pve-ha-resource-id-list":   eachOf(checkHAResourceID),
+		"pve-ha-node-list":          eachOf(checkHANode),
+	}
 }
 
 func eachOf(check func(string) error) func(string) error {

@@ -1,6 +1,7 @@
 package pveemu
 
 import (
+	"cmp"
 	"crypto/sha1"
 	"encoding/hex"
 	"fmt"
@@ -37,11 +38,11 @@ type Template struct {
 	Cores     int    // default 1
 	MemoryMiB int    // default 512
 	DiskGiB   int    // default 4
-	Storage   string // default local-lvm
+	Storage   string // where its disks are; default local-lvm
 }
 
 // AddTemplate adds a template VM with a cloud-init drive, a SCSI disk and
-// one virtio NIC on vmbr0.
+// one virtio NIC on vmbr0. Its storage must take VM images on its node.
 func (e *Emulator) AddTemplate(t Template) error {
 	if t.Cores == 0 {
 		t.Cores = 1
@@ -69,14 +70,24 @@ func (e *Emulator) AddTemplate(t Template) error {
 	if _, dup := e.vms[t.VMID]; dup {
 		return fmt.Errorf("VMID %d exists", t.VMID)
 	}
+	st, err := e.checkStorageEnabled(t.Storage, t.Node)
+	if err != nil {
+		return fmt.Errorf("template %d: %s", t.VMID, strings.TrimSpace(err.Error()))
+	}
+	if !st.has("images") {
+		return fmt.Errorf("template %d: storage '%s' does not support vm images", t.VMID, t.Storage)
+	}
+	disk := newVolume(st, t.VMID, false, "", map[string]bool{})
+	disk.name = "base-" + strings.TrimPrefix(disk.name, "vm-") // qm template renames the disks
+	cloudinit := newVolume(st, t.VMID, true, "qcow2", nil)
 	e.vms[t.VMID] = &vm{vmid: t.VMID, node: t.Node, conf: map[string]string{
 		"name":     t.Name,
 		"template": "1",
 		"cores":    strconv.Itoa(t.Cores),
 		"memory":   strconv.Itoa(t.MemoryMiB),
 		"scsihw":   "virtio-scsi-single",
-		"scsi0":    fmt.Sprintf("%s:base-%d-disk-0,size=%dG", t.Storage, t.VMID, t.DiskGiB),
-		"ide2":     fmt.Sprintf("%s:vm-%d-cloudinit,media=cdrom", t.Storage, t.VMID),
+		"scsi0":    fmt.Sprintf("%s,size=%dG", disk, t.DiskGiB),
+		"ide2":     cloudinit.String() + ",media=cdrom",
 		"net0":     "virtio=" + e.newMAC() + ",bridge=vmbr0",
 		"boot":     "order=scsi0",
 		"ostype":   "l26",
@@ -238,21 +249,44 @@ func (e *Emulator) checkDigest(v *vm, c *call) error {
 	return nil
 }
 
+// postClone is qemu-server's clone_vm: its checks in its order, with its
+// messages. A clone to another node (target) needs every volume of the
+// source, the cloud-init drive and ISOs included, on shared storage, and a
+// full clone's storage must be shared and on both nodes. As in PVE the new
+// VMID is taken at once by a config on the source's node holding only the
+// lock; the copy is written there and moved to the target when the task
+// ends.
 func (e *Emulator) postClone(c *call) (any, error) {
 	src, err := e.lookupVM(c)
 	if err != nil {
 		return nil, err
 	}
-	newid, _ := strconv.Atoi(c.values["newid"])
-	if _, exists := e.vms[newid]; exists {
-		return nil, fail("unable to create VM %d: config file already exists", newid)
+	target := c.values["target"]
+	if target == src.node || target == "localhost" {
+		target = ""
 	}
-	target := src.node
-	if t := c.values["target"]; t != "" {
-		if err := e.checkNode(t); err != nil {
+	if target != "" {
+		if err := e.checkNode(target); err != nil {
 			return nil, err
 		}
-		target = t
+	}
+	storage, hasStorage := c.values["storage"]
+	if hasStorage {
+		st, err := e.checkStorageEnabled(storage, src.node)
+		if err != nil {
+			return nil, err
+		}
+		if !st.has("images") {
+			return nil, paramError(map[string]string{"storage": fmt.Sprintf("storage '%s' does not support vm images", storage)})
+		}
+		if target != "" {
+			if _, err := e.checkStorageEnabled(storage, target); err != nil {
+				return nil, err
+			}
+			if !st.shared {
+				return nil, fail("can't clone to non-shared storage '%s'", storage)
+			}
+		}
 	}
 	if err := src.lockFile(); err != nil {
 		return nil, err
@@ -260,71 +294,123 @@ func (e *Emulator) postClone(c *call) (any, error) {
 	if err := src.checkLock(); err != nil {
 		return nil, err
 	}
+	if s := c.values["snapname"]; s != "" {
+		return nil, fail("snapshot '%s' does not exist", s) // the emulator keeps no snapshots
+	}
 	isTemplate := src.conf["template"] == "1"
 	full := !isTemplate // a normal VM is always copied in full
-	if s, ok := c.values["full"]; ok && isTemplate {
+	if s, ok := c.values["full"]; ok {
 		full, _ = parseBool(s)
 	}
-	name := c.values["name"]
-	if name == "" {
-		name = "Copy-of-VM-" + src.conf["name"]
+	format, hasFormat := c.values["format"]
+	if hasStorage && !full {
+		return nil, fail("parameter 'storage' not allowed for linked clones")
 	}
-	// PVE reserves the VMID with a config holding only the lock, and
-	// writes the copy when the disks are done.
-	dst := &vm{vmid: newid, node: target, pool: c.values["pool"], conf: map[string]string{"lock": "clone"}}
-	e.vms[newid] = dst
+	if hasFormat && !full {
+		return nil, fail("parameter 'format' not allowed for linked clones")
+	}
+	shared, err := e.sharedVM(src)
+	if err != nil {
+		return nil, err
+	}
+	if target != "" && !shared {
+		return nil, fail("can't clone VM to node '%s' (VM uses local storage)", target)
+	}
+	newid, _ := strconv.Atoi(c.values["newid"])
+	if _, exists := e.vms[newid]; exists {
+		return nil, fail("unable to create VM %d: config file already exists", newid)
+	}
 	conf := maps.Clone(src.conf)
 	delete(conf, "template")
 	delete(conf, "lock")
-	conf["name"] = name
-	if d, ok := c.values["description"]; ok {
-		conf["description"] = d
-	}
-	storage := c.values["storage"]
-	for k, val := range conf {
+	taken := map[string]bool{}
+	for _, k := range slices.Sorted(maps.Keys(conf)) {
+		val := conf[k]
 		switch {
 		case strings.HasPrefix(k, "net"):
 			if d, err := parseNet(val); err == nil {
 				d.mac = e.newMAC()
 				conf[k] = d.String()
 			}
-		case diskKeyRe.MatchString(k) || k == "efidisk0" || k == "tpmstate0":
-			conf[k] = cloneDrive(val, newid, full, storage)
+		case isDriveKey(k):
+			d, err := e.cloneDrive(k, val, newid, full, storage, format, taken)
+			if err != nil {
+				return nil, err
+			}
+			conf[k] = d
 		}
 	}
-	upid := e.startTask(c, src.node, TaskClone, strconv.Itoa(src.vmid), nil, func(time.Time) error {
+	conf["name"] = cmp.Or(c.values["name"], "Copy-of-VM-"+cmp.Or(src.conf["name"], strconv.Itoa(src.vmid)))
+	if d := c.values["description"]; d != "" {
+		conf["description"] = d
+	}
+	dst := &vm{vmid: newid, node: src.node, pool: c.values["pool"], conf: map[string]string{"lock": "clone"}}
+	e.vms[newid] = dst
+	return e.startTask(c, src.node, TaskClone, strconv.Itoa(src.vmid), nil, func(time.Time) error {
 		dst.conf = conf
+		if target != "" {
+			dst.node = target // the config file moves to the target's directory
+		}
 		return nil
-	})
-	return upid, nil
+	}), nil
 }
 
-// cloneDrive names a clone's copy of a drive: a full copy gets its own
-// volume, a linked clone a volume on top of the template's base.
-func cloneDrive(drive string, newid int, full bool, storage string) string {
-	vol, opts, _ := strings.Cut(drive, ",")
-	store, volname, ok := strings.Cut(vol, ":")
-	if !ok {
-		return drive
-	}
-	if storage != "" && full {
-		store = storage
-	}
-	var nv string
-	switch {
-	case strings.Contains(volname, "cloudinit"):
-		nv = fmt.Sprintf("vm-%d-cloudinit", newid)
-	default:
-		idx := volname[strings.LastIndex(volname, "-")+1:]
-		nv = fmt.Sprintf("vm-%d-disk-%s", newid, idx)
-		if !full {
-			nv = volname + "/" + nv
+// sharedVM is check_storage_access_clone's verdict: whether every volume
+// the VM's drives name (CD-ROMs included, but not "none" or a host drive)
+// is on shared storage.
+func (e *Emulator) sharedVM(v *vm) (bool, error) {
+	shared := true
+	for _, k := range slices.Sorted(maps.Keys(v.conf)) {
+		if !isDriveKey(k) {
+			continue
 		}
+		volid, _, _ := strings.Cut(v.conf[k], ",")
+		sid, _, ok := strings.Cut(volid, ":")
+		if !ok {
+			continue // none, cdrom, a path
+		}
+		st, err := e.storageConfig(sid)
+		if err != nil {
+			return false, err
+		}
+		shared = shared && st.shared
+	}
+	return shared, nil
+}
+
+// cloneDrive is clone_disk's naming of a drive's copy: a CD-ROM is kept as
+// it is; a full copy (and the cloud-init drive, always copied) gets a new
+// volume on storage, or the source's storage, in format when the storage
+// takes it; a linked clone a volume on top of the template's base on the
+// same storage.
+func (e *Emulator) cloneDrive(key, drive string, newid int, full bool, storage, format string, taken map[string]bool) (string, error) {
+	volid, opts, _ := strings.Cut(drive, ",")
+	cloudinit := strings.Contains(volid, "cloudinit")
+	if strings.Contains(","+opts+",", ",media=cdrom,") && !cloudinit {
+		return drive, nil
+	}
+	src, ok, err := e.parseVolume(volid)
+	if err != nil || !ok {
+		return "", fail("unable to parse drive options for '%s'", key)
+	}
+	var dst volume
+	if full || cloudinit || key == "tpmstate0" {
+		st := src.st
+		if storage != "" {
+			st = e.storages[storage]
+		}
+		dst = newVolume(st, newid, cloudinit, cmp.Or(format, src.format), taken)
+	} else {
+		if !src.st.kind().linked || !src.isBase() {
+			return "", fail("Linked clone feature is not supported for '%s' (%s)", volid, key)
+		}
+		dst = newVolume(src.st, newid, false, "qcow2", taken) // a file clone is a qcow2 over its base
+		dst.base = strings.TrimPrefix(src.String(), src.st.id+":")
 	}
 	if opts == "" {
-		return store + ":" + nv
+		return dst.String(), nil
 	}
-	return store + ":" + nv + "," + opts
+	return dst.String() + "," + opts, nil
 }
 
 func (e *Emulator) getConfig(c *call) (any, error) {

@@ -4,6 +4,7 @@
 package pvetest
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -11,11 +12,13 @@ import (
 	"io"
 	"log"
 	"maps"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -39,10 +42,71 @@ type Cluster struct {
 	// API is a client for inspecting the cluster (and for changing it
 	// behind Holdfast's back); it retries through injected faults.
 	API *pve.Client
+
+	hook atomic.Pointer[Hook]
+	tap  atomic.Pointer[Tap]
+}
+
+// Tap sees every answer the emulator gave, after it was given.
+type Tap func(r *http.Request, status int, body []byte)
+
+// SetTap installs t (nil removes it).
+func (c *Cluster) SetTap(t Tap) {
+	if t == nil {
+		c.tap.Store(nil)
+		return
+	}
+	c.tap.Store(&t)
+}
+
+// recorder passes an answer on and keeps a copy; Unwrap lets the
+// emulator still hijack the connection to drop it.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	body   bytes.Buffer
+}
+
+func (r *recorder) WriteHeader(status int) { r.status = status; r.ResponseWriter.WriteHeader(status) }
+func (r *recorder) Write(b []byte) (int, error) {
+	r.body.Write(b)
+	return r.ResponseWriter.Write(b)
+}
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// Hook sees every request before the emulator does. It returns false to
+// drop the request unanswered and unhandled, as a connection that breaks
+// on its way to the cluster.
+type Hook func(r *http.Request) bool
+
+// SetHook installs h (nil removes it).
+func (c *Cluster) SetHook(h Hook) {
+	if h == nil {
+		c.hook.Store(nil)
+		return
+	}
+	c.hook.Store(&h)
+}
+
+func (c *Cluster) serve(w http.ResponseWriter, r *http.Request) {
+	if h := c.hook.Load(); h != nil && !(*h)(r) {
+		panic(http.ErrAbortHandler) // the connection closes without an answer
+	}
+	t := c.tap.Load()
+	if t == nil {
+		c.Emu.ServeHTTP(w, r)
+		return
+	}
+	rec := &recorder{ResponseWriter: w, status: http.StatusOK}
+	c.Emu.ServeHTTP(rec, r)
+	(*t)(r, rec.status, rec.body.Bytes())
 }
 
 // Start serves an emulated cluster with the given nodes (16 cores and
-// 64 GiB each) until the test ends.
+// 64 GiB each) until the test ends. Its storage is a fresh install's,
+// local and local-lvm on every node and nothing shared, so that a
+// template's clones for other nodes are made on its node and migrated, as
+// on most small clusters; add shared storage with c.Emu.AddStorage.
 func Start(tb testing.TB, nodes []string, cfg pveemu.Config) *Cluster {
 	tb.Helper()
 	secret := make([]byte, 16)
@@ -58,7 +122,7 @@ func Start(tb testing.TB, nodes []string, cfg pveemu.Config) *Cluster {
 			tb.Fatal(err)
 		}
 	}
-	srv := httptest.NewUnstartedServer(c.Emu)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(c.serve))
 	// Clients killed mid-handshake are part of the tests, not news.
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
 	srv.StartTLS()
@@ -82,7 +146,7 @@ func Start(tb testing.TB, nodes []string, cfg pveemu.Config) *Cluster {
 // 9000-9099.
 const TemplateBase = 9000
 
-// AddTemplates adds a template VM, on the cluster's first node, for every
+// AddTemplates adds a template VM on node, on its local-lvm, for every
 // template of the spec, named as the template.
 func (c *Cluster) AddTemplates(tb testing.TB, s *spec.Spec, node string) {
 	tb.Helper()
@@ -201,6 +265,9 @@ type Synthetic struct {
 	CIDR      string // the zone's subnet, large enough for the instances
 	VMIDs     string // the role's range, e.g. 100-1999
 	Instances int
+	// Proxmox adds keys to the site's proxmox block, in YAML flow
+	// style: `clone: linked, templates: {debian-12: {pve2: "9001"}}`.
+	Proxmox string
 }
 
 // Write writes the synthetic cloud as a spec directory realized on c and
@@ -210,7 +277,11 @@ func (s Synthetic) Write(tb testing.TB, c *Cluster) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "cloud: {name: %s, domain: %s.example}\n", s.Cloud, s.Cloud)
 	fmt.Fprintf(&b, "sites:\n  dc:\n    engine: proxmox\n    nodes: [%s]\n", strings.Join(s.Nodes, ", "))
-	fmt.Fprintf(&b, "    proxmox: {endpoint: %q, token-id: %q, secret-file: %q, fingerprint: %q}\n", c.URL, TokenID, c.SecretFile, c.Fingerprint)
+	extra := ""
+	if s.Proxmox != "" {
+		extra = ", " + s.Proxmox
+	}
+	fmt.Fprintf(&b, "    proxmox: {endpoint: %q, token-id: %q, secret-file: %q, fingerprint: %q%s}\n", c.URL, TokenID, c.SecretFile, c.Fingerprint, extra)
 	fmt.Fprintf(&b, "zones:\n  apps: {type: service, vlan: %d, cidr: %s, access-to: [internet]}\n", s.VLAN, s.CIDR)
 	fmt.Fprintf(&b, "roles:\n  app: {vmids: %s}\n", s.VMIDs)
 	b.WriteString("flavors:\n  small: {cpus: 1, memory: 512M, disk: 8G}\n")
