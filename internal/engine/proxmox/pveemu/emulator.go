@@ -19,6 +19,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -531,6 +532,23 @@ func (e *Emulator) getResources(c *call) (any, error) {
 	if typ == "" || typ == "node" {
 		for _, name := range e.nodeNames() {
 			out = append(out, e.nodeStats(name, c.now))
+		}
+	}
+	if typ == "" || typ == "storage" {
+		// API2Tools' extract_storage_stats: each storage enabled on a
+		// node, once per node.
+		for _, name := range e.nodeNames() {
+			for _, id := range slices.Sorted(maps.Keys(e.storages)) {
+				st := e.storages[id]
+				if !st.enabledOn(name) {
+					continue
+				}
+				out = append(out, map[string]any{
+					"id": "storage/" + name + "/" + id, "storage": id, "node": name, "type": "storage",
+					"plugintype": st.typ, "status": "available", "shared": boolInt(st.shared),
+					"content": strings.Join(st.content, ","), "maxdisk": st.size, "disk": e.storageUsed(st, name),
+				})
+			}
 		}
 	}
 	return out, nil
