@@ -115,6 +115,10 @@ func TestPools(t *testing.T) {
 		body["message"] != "Permission check failed (pool 'nope' does not exist)\n" {
 		t.Fatalf("create into a missing pool: %d %v", st, body)
 	}
+	if st, body := call(t, srv, "POST", "/nodes/pve1/qemu/9000/clone", "newid=101&pool=nope"); st != 403 ||
+		body["message"] != "Permission check failed (pool 'nope' does not exist)\n" {
+		t.Fatalf("clone into a missing pool: %d %v", st, body)
+	}
 	mustOK(t, srv, "POST", "/pools", "poolid=web&comment=Web+servers")
 	if st, body := call(t, srv, "POST", "/pools", "poolid=web"); st != 500 || body["message"] != "create pool failed: pool 'web' already exists\n" {
 		t.Errorf("a second pool web: %d %v", st, body)

@@ -261,6 +261,9 @@ func (e *Emulator) postClone(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := e.checkPool(c.values["pool"]); err != nil {
+		return nil, err
+	}
 	target := c.values["target"]
 	if target == src.node || target == "localhost" {
 		target = ""
