@@ -102,9 +102,11 @@ type Stats struct {
 // Emulator is an emulated PVE cluster; it is an http.Handler serving the
 // API under APIPrefix.
 type Emulator struct {
-	mux       *http.ServeMux
-	tokens    map[string]string
-	durations map[string]time.Duration
+	mux *http.ServeMux
+	// notImplemented answers a request no route takes.
+	notImplemented http.HandlerFunc
+	tokens         map[string]string
+	durations      map[string]time.Duration
 
 	mu     sync.Mutex
 	rng    *rand.Rand
@@ -179,7 +181,8 @@ func New(cfg Config) *Emulator {
 	}
 	// Anything else is authenticated, then refused as PVE refuses a path
 	// it has no handler for.
-	e.mux.HandleFunc("/", e.serve(route{}))
+	e.notImplemented = e.serve(route{})
+	e.mux.HandleFunc("/", e.notImplemented)
 	return e
 }
 
@@ -303,7 +306,22 @@ func paramError(errs map[string]string) error {
 	return &apiError{status: http.StatusBadRequest, msg: "Parameter verification failed.\n", errors: errs}
 }
 
+// ServeHTTP refuses what pve-http-server refuses before any handler (a
+// method it does not know), then dispatches. A path served for other
+// methods only is PVE's 501 like any path it has no handler for (Go's mux
+// would answer 405).
 func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete:
+	default:
+		writeError(w, r, &apiError{status: http.StatusNotImplemented, body: none,
+			msg: fmt.Sprintf("method '%s' not available", r.Method)})
+		return
+	}
+	if _, pattern := e.mux.Handler(r); pattern == "" {
+		e.notImplemented(w, r)
+		return
+	}
 	e.mux.ServeHTTP(w, r)
 }
 

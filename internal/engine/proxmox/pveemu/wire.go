@@ -21,7 +21,7 @@ import (
 // answer, an error above all, goes back on the wire.
 
 // maxBody is pve-http-server's $limit_max_post: a larger body is refused.
-const maxBody = 64 * 1024
+const maxBody = 512 * 1024
 
 // readParams gathers a request's parameters as PVE's extract_params does:
 // the body of a POST or PUT (form-encoded, or JSON when the Content-Type
@@ -46,6 +46,9 @@ func readParams(r *http.Request) (map[string]any, error) {
 		body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 		if err != nil {
 			return nil, fmt.Errorf("reading the request body: %w", err)
+		}
+		if len(body) > maxBody {
+			return nil, &apiError{status: http.StatusNotImplemented, body: text, msg: "for data too large"}
 		}
 		if mt == "application/json" {
 			params, err = decodeJSONBody(body)

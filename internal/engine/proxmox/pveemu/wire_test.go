@@ -121,6 +121,8 @@ func TestErrorStatusLine(t *testing.T) {
 		{"PUT", "/nodes/pve1/qemu/9000/config", "cores=0", "400 Parameter verification failed.", true},
 		{"GET", "/nodes/pve1/lxc", "", "501 Method 'GET /nodes/pve1/lxc' not implemented", true},
 		{"DELETE", "/nodes/pve1/qemu/9000", "purge=1", "501 Unexpected content for method 'DELETE'", false},
+		{"DELETE", "/version", "", "501 Method 'DELETE /version' not implemented", true},
+		{"PATCH", "/version", "", "501 method 'PATCH' not available", false},
 	} {
 		ct := ""
 		if tc.body != "" {
