@@ -1,13 +1,18 @@
 // Package pveemu is an in-memory emulator of the Proxmox VE REST API
 // (api2/json), for proving the proxmox engine where no PVE cluster exists.
 //
-// It serves the subset of the API the engine uses with PVE's real paths,
-// parameter names, types and formats (taken from PVE's published API
-// schema, see schema.go), the {"data": ...} envelope, PVE's error shapes,
-// API-token authentication, UPID tasks that take real time, VM locks, and
-// injected faults: an error rate, added latency, stuck tasks and dropped
-// connections, all drawn from one seeded source so that a run is
-// repeatable.
+// It serves the part of the API that the engine and third-party clients
+// use (VMs and their whole configuration schema, nodes, the cluster,
+// storage, pools, tasks and their logs, SDN, the firewall, HA, node
+// networks) with PVE's real paths, parameter names, types and formats
+// (taken from PVE's published API schema, see schema.go and qemuconf.go),
+// request bodies and answers as pve-http-server reads and writes them
+// (wire.go: forms and JSON, the {"data": ...} envelope, errors with their
+// message in the status line), API-token authentication, UPID tasks that
+// take real time, VM locks, and injected faults: an error rate, added
+// latency, stuck tasks and dropped connections, all drawn from one seeded
+// source so that a run is repeatable. NewServer serves it as pveproxy
+// does: HTTPS (SelfSignedCertificate) and HTTP/1.1 only.
 //
 // State is in memory and the Emulator is safe for concurrent use. Tasks
 // advance in real time: a task's effects (a clone's lock released, a VM
