@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -39,8 +38,8 @@ func readParams(r *http.Request) (map[string]any, error) {
 			return nil, &apiError{status: http.StatusNotImplemented, body: text, msg: "for data too large"}
 		}
 		ct := r.Header.Get("Content-Type")
-		mt, _, _ := mime.ParseMediaType(ct)
-		if ct != "" && mt != "application/x-www-form-urlencoded" && mt != "application/json" {
+		mt := mediaType(ct)
+		if mt != "" && mt != "application/x-www-form-urlencoded" && mt != "application/json" {
 			return nil, &apiError{status: 506, body: text, msg: fmt.Sprintf("upload 'Content-Type '%s' not implemented", ct)}
 		}
 		body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
@@ -64,6 +63,15 @@ func readParams(r *http.Request) (map[string]any, error) {
 	}
 	delete(params, "_dc") // the GUI's cache buster, dropped by PVE
 	return params, nil
+}
+
+// mediaType is parse_content_type's type: the header up to the first ';'
+// or ',', compared as it is (PVE does not fold case).
+func mediaType(ct string) string {
+	if i := strings.IndexAny(ct, ";,"); i >= 0 {
+		ct = ct[:i]
+	}
+	return strings.TrimRight(ct, " \t")
 }
 
 // decodeJSONBody decodes a JSON body into parameters. PVE dies on
@@ -239,8 +247,8 @@ func writeJSON(w http.ResponseWriter, v any) {
 // the message is the reason phrase of the status line ("HTTP/1.1 500 VM
 // 100 not running"), which is where many clients read it; the body is the
 // JSON envelope {"data": null, "message": …, "errors": …}, the bare
-// message or nothing (see errorBody); and the connection is closed, as PVE keeps no
-// connection alive after an answer of 400 or more.
+// message or nothing (see errorBody); and the connection is closed, as
+// PVE keeps no connection alive after an answer of 400 or more.
 //
 // Go's ResponseWriter always writes the standard reason phrase, so the
 // answer is written on the hijacked connection instead. Where that is not
