@@ -169,16 +169,17 @@ func (e *Emulator) applyConfig(v *vm, ch configChange) error {
 			boot = slices.DeleteFunc(boot, func(d string) bool { return d == k })
 			pending = append(pending, func() { setBootOrder(v, boot) })
 		}
+		delete(v.conf, k)
 		if isDriveName(k) {
 			if d, err := parsePropertyString(driveFormat(k), k, old); err == nil && !driveIsCDROM(d) {
 				e.registerUnused(v, d["file"])
 			}
 		}
-		delete(v.conf, k)
 		v.recordCloudInit(k, &old, nil)
 	}
 	for _, k := range slices.Sorted(maps.Keys(ch.set)) {
 		val := ch.set[k]
+		replaced := "" // a volume the new drive takes the place of
 		switch {
 		case isDriveName(k):
 			drive, err := e.allocDrive(v, k, val)
@@ -186,8 +187,10 @@ func (e *Emulator) applyConfig(v *vm, ch configChange) error {
 				return err
 			}
 			if old, ok := v.conf[k]; ok {
-				if d, err := parsePropertyString(driveFormat(k), k, old); err == nil && !driveIsCDROM(d) {
-					e.registerUnused(v, d["file"])
+				od, err := parsePropertyString(driveFormat(k), k, old)
+				nd, _ := parsePropertyString(driveFormat(k), k, drive)
+				if err == nil && !driveIsCDROM(od) && od["file"] != nd["file"] {
+					replaced = od["file"]
 				}
 			}
 			val = drive
@@ -217,6 +220,9 @@ func (e *Emulator) applyConfig(v *vm, ch configChange) error {
 		}
 		old, had := v.conf[k]
 		v.conf[k] = val
+		if replaced != "" {
+			e.registerUnused(v, replaced)
+		}
 		if had {
 			v.recordCloudInit(k, &old, &val)
 		} else {
@@ -322,8 +328,8 @@ func (e *Emulator) registerUnused(v *vm, volid string) {
 		return // not a volume of this VM's own
 	}
 	for _, val := range v.conf {
-		if val == volid {
-			return
+		if vol, _, _ := strings.Cut(val, ","); vol == volid {
+			return // still in use, or already unused
 		}
 	}
 	for n := range maxUnused {

@@ -132,6 +132,18 @@ func TestConfigTakesPVEsSchema(t *testing.T) {
 	if got["unused0"] != "local-lvm:vm-100-disk-2" || got["scsi1"] != nil || got["ide2"] != nil || got["boot"] != "order=scsi0;net0" {
 		t.Errorf("after deleting scsi1 and ide2: unused0 %v, scsi1 %v, ide2 %v, boot %v", got["unused0"], got["scsi1"], got["ide2"], got["boot"])
 	}
+
+	// A drive set again on its own volume keeps it; a new volume in its
+	// place leaves the old one unused.
+	mustOK(t, srv, "POST", "/nodes/pve1/qemu/100/config", "scsi2="+url.QueryEscape("local-lvm:1"))
+	mustOK(t, srv, "POST", "/nodes/pve1/qemu/100/config", "scsi2="+url.QueryEscape("local-lvm:vm-100-disk-3,size=1G,ssd=1"))
+	if got = vmConfig(t, srv); got["scsi2"] != "local-lvm:vm-100-disk-3,size=1G,ssd=1" || got["unused1"] != nil {
+		t.Errorf("scsi2 set on its own volume: scsi2 %v, unused1 %v", got["scsi2"], got["unused1"])
+	}
+	mustOK(t, srv, "POST", "/nodes/pve1/qemu/100/config", "scsi2="+url.QueryEscape("local-lvm:2"))
+	if got = vmConfig(t, srv); got["scsi2"] != "local-lvm:vm-100-disk-4,size=2G" || got["unused1"] != "local-lvm:vm-100-disk-3" {
+		t.Errorf("scsi2 on a new volume: scsi2 %v, unused1 %v", got["scsi2"], got["unused1"])
+	}
 }
 
 // TestConfigRefusals: what PVE refuses, with its texts.
