@@ -157,7 +157,8 @@ func TestKillBetweenCloneAndMigrate(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		reaches bool // the migrate request reaches PVE before the kill
-	}{{"before the migration", false}, {"during the migration", true}} {
+		ha      bool // kill at an HA instance's migration (not yet an HA resource)
+	}{{"before the migration", false, false}, {"during the migration", true, false}, {"before an HA instance's migration", false, true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			path0 := examplePath("tasmanian")
 			clusters := clustersFor(t, path0, pveemu.Config{Seed: 13, Durations: fast(30 * time.Millisecond)})
@@ -165,6 +166,10 @@ func TestKillBetweenCloneAndMigrate(t *testing.T) {
 			path := pvetest.Spec(t, path0, clusters, nil)
 			state := t.TempDir()
 
+			ha := map[string]bool{}
+			for name, in := range loadSpec(t, path).Instances {
+				ha[name] = in.HA
+			}
 			var mu sync.Mutex
 			clones := map[string]int{} // VMID -> clone requests for it
 			var child *exec.Cmd
@@ -182,8 +187,13 @@ func TestKillBetweenCloneAndMigrate(t *testing.T) {
 				case strings.HasSuffix(r.URL.Path, "/clone"):
 					clones[form.Get("newid")]++
 				case strings.HasSuffix(r.URL.Path, "/migrate") && killedVMID == 0:
-					_, rest, _ := strings.Cut(r.URL.Path, "/qemu/")
-					_, _ = fmt.Sscanf(rest, "%d/migrate", &killedVMID)
+					var node string
+					var vmid int
+					_, _ = fmt.Sscanf(strings.ReplaceAll(r.URL.Path, "/", " "), " api2 json nodes %s qemu %d migrate", &node, &vmid)
+					if cfg, err := cl.API.Config(context.Background(), node, vmid); tc.ha && (err != nil || !ha[cfg.Name]) {
+						return true
+					}
+					killedVMID = vmid
 					_ = child.Process.Signal(syscall.SIGKILL)
 					return tc.reaches
 				}
@@ -211,8 +221,8 @@ func TestKillBetweenCloneAndMigrate(t *testing.T) {
 				}
 			}
 			tplNode := c.Desired.Sites[0].Nodes[0]
-			if in.Name == "" || in.Node == tplNode {
-				t.Fatalf("VMID %d (%q) was migrated to %q, its template's node", vmid, in.Name, in.Node)
+			if in.Name == "" || in.Node == tplNode || tc.ha && !in.HA {
+				t.Fatalf("VMID %d (%q, HA %v) was migrated to %q, its template's node", vmid, in.Name, in.HA, in.Node)
 			}
 			if !tc.reaches {
 				g := guestByVMID(t, cl, vmid)

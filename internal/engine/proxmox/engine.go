@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -329,9 +330,17 @@ func (e *Engine) Inventory(ctx context.Context) (engine.Inventory, error) {
 }
 
 // describedAsOurs reads a guest's description to tell whether a clone of
-// this cloud made it.
+// this cloud made it. A guest gone from the node it was listed on has been
+// migrated meanwhile (a clone moved to its node): it is read where the
+// cluster lists it now.
 func (e *Engine) describedAsOurs(ctx context.Context, s *site, vm pve.VM) bool {
 	cfg, err := s.api.Config(ctx, vm.Node, vm.VMID)
+	if pve.IsNotFound(err) {
+		vms, lerr := s.guests(ctx, true)
+		if i := slices.IndexFunc(vms, func(o pve.VM) bool { return o.VMID == vm.VMID }); lerr == nil && i >= 0 && vms[i].Node != vm.Node {
+			cfg, err = s.api.Config(ctx, vms[i].Node, vm.VMID)
+		}
+	}
 	return err == nil && e.ours(guest{cfg: cfg}, vm.Name)
 }
 

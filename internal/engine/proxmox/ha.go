@@ -172,6 +172,11 @@ func (e *Engine) removeHA(ctx context.Context, s *site, vmid int) error {
 }
 
 // haDrift checks an instance's HA resource against resources as listed.
+// haManaged reports whether guest vmid is an HA resource.
+func haManaged(res []pve.HAResource, vmid int) bool {
+	return slices.ContainsFunc(res, func(r pve.HAResource) bool { return r.SID == sid(vmid) })
+}
+
 func (e *Engine) haDrift(in *compile.Instance, res []pve.HAResource) []string {
 	i := slices.IndexFunc(res, func(r pve.HAResource) bool { return r.SID == sid(in.VMID) })
 	switch {

@@ -254,9 +254,13 @@ func (e *Engine) made(ctx context.Context, s *site, in *compile.Instance, err er
 // checks — is on shared storage configured there, and so is the storage a
 // full clone is written to. When not, the clone is made on the template's
 // node and migrated, which a linked clone on local storage cannot be: its
-// disk is a layer over the template's. Storage the guest's disks would be
-// on that the node does not have is refused before anything is made.
+// disk is a layer over the template's. For another node, storage the
+// guest's disks would be on that the node does not have is refused before
+// anything is made.
 func (s *site) reaches(ctx context.Context, in *compile.Instance, tpl pve.VM, full bool) (bool, error) {
+	if tpl.Node == in.Node {
+		return true, nil // PVE itself refuses a storage the node lacks
+	}
 	cfg, err := s.api.Config(ctx, tpl.Node, tpl.VMID)
 	if err != nil {
 		return false, fmt.Errorf("template %q (VMID %d on %s): %w", tpl.Name, tpl.VMID, tpl.Node, err)
@@ -281,9 +285,6 @@ func (s *site) reaches(ctx context.Context, in *compile.Instance, tpl pve.VM, fu
 			return false, fmt.Errorf("instance %s: its disks would be on storage %s (template %q, VMID %d on %s), which node %s does not have; give the site a storage every node has, or pin the instance to a node that has it",
 				in.Name, id, tpl.Name, tpl.VMID, tpl.Node, in.Node)
 		}
-	}
-	if tpl.Node == in.Node {
-		return true, nil
 	}
 	direct := !slices.ContainsFunc(cfg.Volumes(), func(id string) bool { return !shared(id) })
 	if full && s.cfg.Storage != "" {
@@ -339,7 +340,7 @@ func (e *Engine) moveHome(ctx context.Context, s *site, in *compile.Instance, g 
 		if err != nil {
 			return g, err
 		}
-		if slices.ContainsFunc(res, func(r pve.HAResource) bool { return r.SID == sid(g.vmid) }) {
+		if haManaged(res, g.vmid) {
 			return g, nil
 		}
 	}

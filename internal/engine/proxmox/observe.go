@@ -171,7 +171,9 @@ func (e *Engine) guestDrift(ctx context.Context, s *site, vm pve.VM, res []pve.H
 	if !hasTag(vm.Tags, e.tag()) {
 		drift = append(drift, "is not tagged "+e.tag()+" (cloned, not yet configured)")
 	}
-	if vm.Node != in.Node && !in.HA {
+	// HA places its resources; a guest not yet one is where Holdfast put
+	// it (a clone left on its template's node).
+	if vm.Node != in.Node && !haManaged(res, vm.VMID) {
 		drift = append(drift, fmt.Sprintf("is on node %s, want %s", vm.Node, in.Node))
 	}
 	if vm.Lock != "" {
@@ -198,6 +200,9 @@ func (e *Engine) guestDrift(ctx context.Context, s *site, vm pve.VM, res []pve.H
 		drift = append(drift, fmt.Sprintf("disk %s is %d MiB, want %d", key, size, in.DiskMiB))
 	}
 	fw, err := e.guestFirewallDrift(ctx, s, in, vm.Node)
+	if pve.IsNotFound(err) {
+		return []string{"vanished while observed"}, nil // destroyed or migrated since it was listed
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/holdfast/holdfast/internal/deploy"
+	"github.com/holdfast/holdfast/internal/engine/proxmox/pve"
 	"github.com/holdfast/holdfast/internal/engine/proxmox/pveemu"
 	"github.com/holdfast/holdfast/internal/engine/proxmox/pvetest"
 )
@@ -248,5 +250,47 @@ func TestClonesAndMigrationsBoundedPerNode(t *testing.T) {
 	defer mu.Unlock()
 	if most["pve1"] != 2 || most["pve2"]+most["pve3"] != 0 {
 		t.Errorf("clones and migrations at once per node: %v; want them all on pve1, the template's node, 2 at a time (parallel: 2)", most)
+	}
+}
+
+// TestStatusWhileAGuestMoves: a guest migrated between the reads of one
+// observation (a migration an earlier apply started, still running when
+// it was killed) is drift to look at again, not an error that stops
+// status and plan.
+func TestStatusWhileAGuestMoves(t *testing.T) {
+	cl := threeNodes(t)
+	if err := cl.Emu.AddTemplate(pveemu.Template{Node: "pve1", VMID: pvetest.TemplateBase, Name: "debian-12"}); err != nil {
+		t.Fatal(err)
+	}
+	path := pvetest.Synthetic{Cloud: "moving", Nodes: []string{"pve1", "pve2", "pve3"}, VLAN: 10, CIDR: "10.10.0.0/24", VMIDs: "100-199", Instances: 3}.Write(t, cl)
+	c := applied(t, path)
+	in := c.Desired.Instances[0]
+	ctx := context.Background()
+	if err := cl.API.Stop(ctx, in.Node, in.VMID); err != nil {
+		t.Fatal(err)
+	}
+	to := "pve1"
+	if in.Node == to {
+		to = "pve2"
+	}
+	var once sync.Once
+	cl.SetHook(func(r *http.Request) bool {
+		if r.Method == http.MethodGet && r.URL.Path == fmt.Sprintf("/api2/json/nodes/%s/qemu/%d/firewall/options", in.Node, in.VMID) {
+			once.Do(func() {
+				if err := cl.API.Migrate(ctx, in.Node, in.VMID, pve.MigrateOptions{Target: to}); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		return true
+	})
+	st, err := c.Status(ctx)
+	if err != nil {
+		t.Fatalf("status while %s moved from %s to %s: %v", in.Name, in.Node, to, err)
+	}
+	for _, s := range st {
+		if s.ID == "instance/"+in.Name && (s.State != "drifted" || !slices.Contains(s.Drift, "vanished while observed")) {
+			t.Errorf("%s: %s %v, want drifted: vanished while observed", s.ID, s.State, s.Drift)
+		}
 	}
 }

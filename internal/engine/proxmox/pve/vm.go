@@ -123,7 +123,8 @@ type CloneOptions struct {
 	Name  string // a DNS name
 	// Full copies the disks; otherwise a clone of a template is linked
 	// (its disks are thin layers over the template's). A VM that is not a
-	// template is always copied in full.
+	// template can only be copied in full: PVE refuses to link to its
+	// disks ("Linked clone feature is not supported for …").
 	Full bool
 	// Target is the node the clone is for; default the source's. PVE
 	// refuses another node unless every volume of the source, the

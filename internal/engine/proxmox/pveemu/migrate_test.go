@@ -204,3 +204,21 @@ func TestMigrateOffline(t *testing.T) {
 		t.Fatalf("after a migration to local-lvm: %v", c)
 	}
 }
+
+// TestMigrateThroughHA: an HA resource is migrated through HA: the API
+// answers an hamigrate task, and the VM is on the target when it ends.
+func TestMigrateThroughHA(t *testing.T) {
+	srv := newCloneServer(t)
+	taskExit(t, srv, okData(t, srv, "POST", "/nodes/pve1/qemu/9000/clone", url.Values{"newid": {"100"}, "name": {"a"}, "full": {"1"}}))
+	okData(t, srv, "POST", "/cluster/ha/resources", url.Values{"sid": {"vm:100"}, "state": {"stopped"}})
+	upid := okData(t, srv, "POST", "/nodes/pve1/qemu/100/migrate", url.Values{"target": {"pve2"}})
+	if u := upid.(string); !strings.Contains(u, ":hamigrate:100:") {
+		t.Fatalf("UPID %s, want an hamigrate task", u)
+	}
+	if exit := taskExit(t, srv, upid); exit != "OK" {
+		t.Fatalf("HA migration: %s", exit)
+	}
+	if c := config(t, srv, "pve2", "100"); c["lock"] != nil {
+		t.Fatalf("after the HA migration, on pve2: %v", c)
+	}
+}
