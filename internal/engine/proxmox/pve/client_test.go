@@ -59,6 +59,9 @@ func newCluster(t *testing.T, cfg pveemu.Config) *cluster {
 	if err := c.emu.AddTemplate(pveemu.Template{Node: "pve1", VMID: template, Name: "debian-12", DiskGiB: 4}); err != nil {
 		t.Fatal(err)
 	}
+	if err := c.emu.AddPool("hf", ""); err != nil {
+		t.Fatal(err)
+	}
 	c.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Body != nil {
 			b, _ := io.ReadAll(r.Body)
@@ -139,7 +142,7 @@ func TestVMLifecycle(t *testing.T) {
 		t.Fatalf("clone kept the template's MAC %q", templateMAC)
 	}
 
-	keys := "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB+x/y=z ops@example.net\nssh-rsa AAAAB3Nza+/== other key"
+	keys := key1 + " ops@example.net\n" + key2 + " other key"
 	net0 := pve.NetDevice{Model: "virtio", MAC: cfg.Nets[0].MAC, Bridge: "vmbr0", Tag: 203, Firewall: true}
 	up := pve.ConfigUpdate{
 		Digest: cfg.Digest, Cores: 4, MemoryMiB: 4096,
@@ -309,7 +312,7 @@ func TestSSHKeysEncoding(t *testing.T) {
 	if err := cl.Clone(ctx, "pve1", template, pve.CloneOptions{NewID: 500, Name: "k"}); err != nil {
 		t.Fatal(err)
 	}
-	keys := "ssh-ed25519 AAAA+b/c= me@host (laptop); it's *mine*!\nsk-ssh-ed25519@openssh.com AAAA~x ü"
+	keys := key1 + " me@host (laptop); it's *mine*!\n" + key2 + " ~x ü"
 	if err := cl.SetConfig(ctx, "pve1", 500, pve.ConfigUpdate{SSHKeys: keys}); err != nil {
 		t.Fatal(err)
 	}
@@ -330,12 +333,23 @@ func TestSSHKeysEncoding(t *testing.T) {
 	c.mu.Unlock()
 
 	// Encoded only once, the keys reach PVE decoded, and PVE refuses them.
-	form := "sshkeys=" + pve.Escape("ssh-ed25519 AAAA me@host")
+	form := "sshkeys=" + pve.Escape(key1+" me@host")
 	if status, body := rawPost(t, c, "/nodes/pve1/qemu/500/config", form); status != 400 ||
-		!strings.Contains(body, `"sshkeys":"invalid format - invalid urlencoded string: ssh-ed25519 AAAA me@host"`) {
+		!strings.Contains(body, `"sshkeys":"invalid format - invalid urlencoded string: `+key1+` me@host"`) {
 		t.Fatalf("singly encoded sshkeys: %d %s", status, body)
 	}
+	// Keys that are not public keys are refused, as ssh-keygen refuses them.
+	err := cl.SetConfig(ctx, "pve1", 500, pve.ConfigUpdate{SSHKeys: "ssh-ed25519 AAAA+b/c= me@host"})
+	if err == nil || !strings.Contains(err.Error(), "500 SSH public key validation error") || pve.IsRetryable(err) {
+		t.Fatalf("a key that is not one: %v", err)
+	}
 }
+
+// Two real public keys: PVE checks every line of sshkeys with ssh-keygen.
+const (
+	key1 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHJ8jUFBWZTcMCnVb6tQ82PLDF3E+iG+JqWrsEzxK9z9"
+	key2 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK9LpoOp3QbYk8InDBrKSLCatP/MlNvcgZ1vfym6hzH6"
+)
 
 func rawPost(t *testing.T, c *cluster, path, form string) (int, string) {
 	t.Helper()
@@ -369,7 +383,8 @@ func TestParameterErrors(t *testing.T) {
 		t.Fatalf("bad name: %v", err)
 	}
 	err = cl.Clone(ctx, "pve1", template, pve.CloneOptions{NewID: 99, Name: "low"})
-	if !errors.As(err, &pe) || pe.Params["newid"] != "value must have a minimum value of 100" {
+	// pve-vmid's format check comes before the bounds, as in PVE.
+	if !errors.As(err, &pe) || pe.Params["newid"] != "invalid format - value does not look like a valid VM ID" {
 		t.Fatalf("newid 99: %v", err)
 	}
 	err = cl.Clone(ctx, "pve1", template, pve.CloneOptions{NewID: 600, Name: "again"})
@@ -378,6 +393,10 @@ func TestParameterErrors(t *testing.T) {
 	}
 }
 
+// TestAuthFailures: PVE answers a refused token with no body, only the
+// status line "401 Authentication failed!" (it never says why), and a
+// request without a token with "401 No ticket". The client's error carries
+// that reason phrase.
 func TestAuthFailures(t *testing.T) {
 	c := newCluster(t, pveemu.Config{Seed: 7})
 	for name, mod := range map[string]func(*pve.Config){
@@ -386,7 +405,9 @@ func TestAuthFailures(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := c.client(t, mod).Version(ctx(t))
-			if !pve.IsUnauthorized(err) || pve.IsRetryable(err) {
+			var pe *pve.Error
+			if !pve.IsUnauthorized(err) || pve.IsRetryable(err) || !errors.As(err, &pe) || pe.Message != "Authentication failed!" ||
+				err.Error() != "pve: GET /version: 401 Authentication failed!" {
 				t.Fatalf("got %v", err)
 			}
 		})
@@ -397,8 +418,8 @@ func TestAuthFailures(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(string(b), `"message":"No ticket\n"`) {
-		t.Fatalf("no token: %d %s", resp.StatusCode, b)
+	if resp.Status != "401 No ticket" || len(b) != 0 {
+		t.Fatalf("no token: %s %q", resp.Status, b)
 	}
 }
 
@@ -446,7 +467,7 @@ func TestRetriesThroughInjectedErrors(t *testing.T) {
 	for i := range 7 {
 		id := 700 + i
 		do("clone", cl.Clone(ctx, "pve1", template, pve.CloneOptions{NewID: id, Name: fmt.Sprintf("w%d", i)}))
-		do("config", cl.SetConfig(ctx, "pve1", id, pve.ConfigUpdate{Cores: 2, SSHKeys: "ssh-ed25519 AAAA k"}))
+		do("config", cl.SetConfig(ctx, "pve1", id, pve.ConfigUpdate{Cores: 2, SSHKeys: key1 + " k"}))
 		do("resize", cl.Resize(ctx, "pve1", id, "scsi0", "+1G"))
 		do("start", cl.Start(ctx, "pve1", id))
 		_, err := cl.Status(ctx, "pve1", id)

@@ -61,7 +61,8 @@ func (e *Error) Retryable() bool {
 var permanent = []string{
 	"does not exist",                  // Configuration file '…/N.conf' does not exist
 	"already exists",                  // unable to create VM N: config file already exists
-	"checksum missmatch",              // update with a stale digest (PVE's spelling)
+	"checksum mismatch",               // update with a stale digest (PVE 8.3 and later)
+	"checksum missmatch",              // the same, as PVE spelled it before
 	"detected modified configuration", // the same, from other endpoints
 	"no such cluster node",            //
 	"you can't start a vm if it's a template",
@@ -69,6 +70,7 @@ var permanent = []string{
 	"no options specified",             //
 	"no such task",                     //
 	"is running - destroy failed",      //
+	"SSH public key validation error",  // sshkeys holding something else
 	// Storage, clones and migration (qemu-server's and pve-storage's).
 	"(VM uses local storage)",                   // can't clone VM to node 'pve2' (VM uses local storage)
 	"can't clone to non-shared storage",         //
@@ -163,8 +165,8 @@ func IsExists(err error) bool {
 // config changed since its digest was read.
 func IsDigestMismatch(err error) bool {
 	var e *Error
-	return errors.As(err, &e) &&
-		(strings.Contains(e.Message, "checksum missmatch") || strings.Contains(e.Message, "detected modified configuration"))
+	return errors.As(err, &e) && (strings.Contains(e.Message, "checksum mismatch") ||
+		strings.Contains(e.Message, "checksum missmatch") || strings.Contains(e.Message, "detected modified configuration"))
 }
 
 // IsUnauthorized reports whether PVE refused the token.

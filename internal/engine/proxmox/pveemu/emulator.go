@@ -1,13 +1,18 @@
 // Package pveemu is an in-memory emulator of the Proxmox VE REST API
 // (api2/json), for proving the proxmox engine where no PVE cluster exists.
 //
-// It serves the subset of the API the engine uses with PVE's real paths,
-// parameter names, types and formats (taken from PVE's published API
-// schema, see schema.go), the {"data": ...} envelope, PVE's error shapes,
-// API-token authentication, UPID tasks that take real time, VM locks, and
-// injected faults: an error rate, added latency, stuck tasks and dropped
-// connections, all drawn from one seeded source so that a run is
-// repeatable.
+// It serves the part of the API that the engine and third-party clients
+// use (VMs and their whole configuration schema, nodes, the cluster,
+// storage, pools, tasks and their logs, SDN, the firewall, HA, node
+// networks) with PVE's real paths, parameter names, types and formats
+// (taken from PVE's published API schema, see schema.go and qemuconf.go),
+// request bodies and answers as pve-http-server reads and writes them
+// (wire.go: forms and JSON, the {"data": ...} envelope, errors with their
+// message in the status line), API-token authentication, UPID tasks that
+// take real time, VM locks, and injected faults: an error rate, added
+// latency, stuck tasks and dropped connections, all drawn from one seeded
+// source so that a run is repeatable. NewServer serves it as pveproxy
+// does: HTTPS (SelfSignedCertificate) and HTTP/1.1 only.
 //
 // State is in memory and the Emulator is safe for concurrent use. Tasks
 // advance in real time: a task's effects (a clone's lock released, a VM
@@ -16,9 +21,10 @@
 package pveemu
 
 import (
+	"crypto/subtle"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -101,9 +107,11 @@ type Stats struct {
 // Emulator is an emulated PVE cluster; it is an http.Handler serving the
 // API under APIPrefix.
 type Emulator struct {
-	mux       *http.ServeMux
-	tokens    map[string]string
-	durations map[string]time.Duration
+	mux *http.ServeMux
+	// notImplemented answers a request no route takes.
+	notImplemented http.HandlerFunc
+	tokens         map[string]string
+	durations      map[string]time.Duration
 
 	mu     sync.Mutex
 	rng    *rand.Rand
@@ -117,10 +125,12 @@ type Emulator struct {
 	running []*task
 	pid     uint32
 
-	sdn sdnState      // SDN zones, vnets and subnets (sdn.go)
-	fw  firewallState // cluster and VM firewalls (firewall.go)
-	ha  haState       // HA resources and rules (ha.go)
-	net netState      // node network interfaces (network.go)
+	sdn   sdnState          // SDN zones, vnets and subnets (sdn.go)
+	fw    firewallState     // cluster and VM firewalls (firewall.go)
+	ha    haState           // HA resources and rules (ha.go)
+	net   netState          // node network interfaces (network.go)
+	dc    map[string]string // datacenter.cfg (cluster.go)
+	pools map[string]*pool  // resource pools (pools.go)
 
 	storages map[string]*storage // storage.cfg (storage.go)
 }
@@ -170,13 +180,14 @@ func New(cfg Config) *Emulator {
 		}
 	}
 	e.mux = http.NewServeMux()
-	for _, r := range slices.Concat(routes, sdnRoutes, firewallRoutes, haRoutes, networkRoutes, storageRoutes, migrateRoutes) {
+	for _, r := range slices.Concat(routes, configRoutes, nodeRoutes, clusterRoutes, taskRoutes, poolRoutes,
+		sdnRoutes, firewallRoutes, haRoutes, networkRoutes, storageRoutes, migrateRoutes) {
 		e.mux.HandleFunc(r.method+" "+APIPrefix+r.path, e.serve(r))
 	}
-	e.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, &apiError{status: http.StatusNotImplemented,
-			msg: fmt.Sprintf("Method '%s %s' not implemented", r.Method, r.URL.Path)})
-	})
+	// Anything else is authenticated, then refused as PVE refuses a path
+	// it has no handler for.
+	e.notImplemented = e.serve(route{})
+	e.mux.HandleFunc("/", e.notImplemented)
 	return e
 }
 
@@ -228,7 +239,6 @@ var routes = []route{
 	{"GET", "/nodes", nil, (*Emulator).getNodes},
 	{"GET", "/cluster/resources", paramsResources, (*Emulator).getResources},
 	{"GET", "/cluster/nextid", paramsNextID, (*Emulator).getNextID},
-	{"GET", "/nodes/{node}/tasks/{upid}/status", paramsTask, (*Emulator).getTaskStatus},
 	{"POST", "/nodes/{node}/qemu", paramsCreate, (*Emulator).postCreate},
 	{"POST", "/nodes/{node}/qemu/{vmid}/clone", paramsClone, (*Emulator).postClone},
 	{"GET", "/nodes/{node}/qemu/{vmid}/config", paramsConfigGet, (*Emulator).getConfig},
@@ -271,7 +281,23 @@ type apiError struct {
 	status int
 	msg    string
 	errors map[string]string
+	body   errorBody
 }
+
+// errorBody is what an error answer carries besides its status line.
+type errorBody int
+
+const (
+	// envelope is the JSON formatter's {"data": null, "message": …,
+	// "errors": …}: errors of an API handler or its parameters.
+	envelope errorBody = iota
+	// text is the bare message: errors pve-http-server raises before or
+	// outside a handler (a body it will not read).
+	text
+	// none is an empty body: a refused login, or pveproxy failing to
+	// reach a node.
+	none
+)
 
 func (e *apiError) Error() string { return e.msg }
 
@@ -285,7 +311,22 @@ func paramError(errs map[string]string) error {
 	return &apiError{status: http.StatusBadRequest, msg: "Parameter verification failed.\n", errors: errs}
 }
 
+// ServeHTTP refuses what pve-http-server refuses before any handler (a
+// method it does not know), then dispatches. A path served for other
+// methods only is PVE's 501 like any path it has no handler for (Go's mux
+// would answer 405).
 func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete:
+	default:
+		writeError(w, r, &apiError{status: http.StatusNotImplemented, body: none,
+			msg: fmt.Sprintf("method '%s' not available", r.Method)})
+		return
+	}
+	if _, pattern := e.mux.Handler(r); pattern == "" {
+		e.notImplemented(w, r)
+		return
+	}
 	e.mux.ServeHTTP(w, r)
 }
 
@@ -323,32 +364,25 @@ func (e *Emulator) serve(rt route) http.HandlerFunc {
 			// The two ways a busy PVE answers: a cluster filesystem lock
 			// that timed out, and pveproxy failing to reach the node.
 			if kind == 0 {
-				writeError(w, &apiError{status: http.StatusInternalServerError, msg: "got timeout\n"})
+				writeError(w, r, &apiError{status: http.StatusInternalServerError, msg: "got timeout\n"})
 			} else {
-				writeError(w, &apiError{status: 595, msg: "Connection timed out"})
+				writeError(w, r, &apiError{status: 595, body: none, msg: "Connection timed out"})
 			}
 			return
 		}
 		user, err := e.authenticate(r)
 		if err != nil {
-			writeError(w, err)
+			writeError(w, r, err)
 			return
 		}
-		if err := r.ParseForm(); err != nil {
-			writeError(w, &apiError{status: http.StatusBadRequest, msg: "unable to parse request: " + err.Error()})
+		if rt.handle == nil {
+			writeError(w, r, &apiError{status: http.StatusNotImplemented,
+				msg: fmt.Sprintf("Method '%s %s' not implemented", r.Method, strings.TrimPrefix(r.URL.Path, APIPrefix))})
 			return
 		}
-		values := map[string]string{}
-		for k, v := range r.Form {
-			values[k] = v[len(v)-1]
-		}
-		for _, name := range pathNames(rt.path) {
-			if v := r.PathValue(name); v != "" {
-				values[name] = v
-			}
-		}
-		if errs := validate(rt.params, values); errs != nil {
-			writeError(w, paramError(errs))
+		values, err := requestValues(rt, r)
+		if err != nil {
+			writeError(w, r, err)
 			return
 		}
 		c := &call{user: user, values: values, now: time.Now()}
@@ -364,89 +398,119 @@ func (e *Emulator) serve(rt route) http.HandlerFunc {
 			return
 		}
 		if err != nil {
-			writeError(w, err)
+			writeError(w, r, err)
 			return
 		}
 		body := map[string]any{"data": data}
 		for k, v := range c.attrs {
 			body[k] = v
 		}
-		writeJSON(w, http.StatusOK, body)
+		writeJSON(w, body)
 	}
 }
 
-// authenticate checks "Authorization: PVEAPIToken=USER@REALM!TOKENID=SECRET"
-// and returns the token ID.
-func (e *Emulator) authenticate(r *http.Request) (string, error) {
-	h := r.Header.Get("Authorization")
-	rest, ok := strings.CutPrefix(h, "PVEAPIToken=")
-	if !ok {
-		return "", &apiError{status: http.StatusUnauthorized, msg: "No ticket\n"}
+// requestValues reads, normalizes and validates a request's parameters
+// against its route, path parameters included, as PVE's rest_handler and
+// JSON schema do.
+func requestValues(rt route, r *http.Request) (map[string]string, error) {
+	raw, err := readParams(r)
+	if err != nil {
+		return nil, err
 	}
-	id, secret, ok := strings.Cut(rest, "=")
+	dup := map[string]string{}
+	for _, name := range pathNames(rt.path) {
+		v := r.PathValue(name)
+		if old, ok := raw[name]; ok && old != nil && !sameScalar(old, v) {
+			dup[name] = "duplicate parameter (already defined in URI) with conflicting values!"
+		}
+		raw[name] = v
+	}
+	if len(dup) > 0 {
+		return nil, paramError(dup)
+	}
+	values, errs := normalize(rt.params, raw)
+	for k, msg := range validate(rt.params, values) {
+		if _, typeErr := errs[k]; !typeErr {
+			errs[k] = msg
+		}
+	}
+	if len(errs) > 0 {
+		return nil, paramError(errs)
+	}
+	return values, nil
+}
+
+// sameScalar reports whether a decoded parameter is the string s, as
+// Perl's ne compares them.
+func sameScalar(v any, s string) bool {
+	switch v := v.(type) {
+	case string:
+		return v == s
+	case json.Number:
+		return string(v) == s
+	}
+	return false
+}
+
+// authenticate checks "Authorization: PVEAPIToken=USER@REALM!TOKENID=SECRET"
+// and returns the token ID. As PVE's auth_handler does, it tells the
+// client only that there was no credential or that it failed, never why.
+func (e *Emulator) authenticate(r *http.Request) (string, error) {
+	value, ok := authValue(r.Header.Get("Authorization"), "PVEAPIToken")
 	if !ok {
-		return "", &apiError{status: http.StatusUnauthorized, msg: "invalid token value!\n"}
+		return "", &apiError{status: http.StatusUnauthorized, body: none, msg: "No ticket\n"}
+	}
+	failed := &apiError{status: http.StatusUnauthorized, body: none, msg: "Authentication failed!\n"}
+	id, secret, ok := strings.Cut(value, "=")
+	if !ok {
+		return "", failed
 	}
 	want, known := e.tokens[id]
-	if !known {
-		return "", &apiError{status: http.StatusUnauthorized, msg: fmt.Sprintf("no such token '%s'\n", id)}
-	}
-	if secret != want {
-		return "", &apiError{status: http.StatusUnauthorized, msg: "invalid token value!\n"}
+	if subtle.ConstantTimeCompare([]byte(secret), []byte(want)) != 1 || !known {
+		return "", failed
 	}
 	return id, nil
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-func writeError(w http.ResponseWriter, err error) {
-	var ae *apiError
-	if !errors.As(err, &ae) {
-		ae = &apiError{status: http.StatusInternalServerError, msg: err.Error() + "\n"}
+// authValue is pve-http-server's extract_auth_value: the value after
+// "KEY=" or "KEY " at the start of the header or after a space, up to a
+// semicolon, URI-unescaped.
+func authValue(header, key string) (string, bool) {
+	for i := 0; ; {
+		j := strings.Index(header[i:], key)
+		if j < 0 {
+			return "", false
+		}
+		j += i
+		rest := header[j+len(key):]
+		if (j == 0 || header[j-1] == ' ' || header[j-1] == '\t') && rest != "" && (rest[0] == '=' || rest[0] == ' ') {
+			v, _, _ := strings.Cut(rest[1:], ";")
+			if v == "" {
+				return "", false
+			}
+			return percentDecode(strings.ReplaceAll(v, "+", "%2B")), true
+		}
+		i = j + len(key)
 	}
-	body := map[string]any{"data": nil, "message": ae.msg}
-	if len(ae.errors) > 0 {
-		body["errors"] = ae.errors
-	}
-	writeJSON(w, ae.status, body)
-}
-
-// dropConnection closes the client's connection without an answer, as a
-// proxy or node going away mid-request does.
-func dropConnection(w http.ResponseWriter) {
-	conn, _, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		// HTTP/2 cannot be hijacked; abort the stream instead.
-		panic(http.ErrAbortHandler)
-	}
-	_ = conn.Close()
-}
-
-func (e *Emulator) getVersion(*call) (any, error) {
-	return map[string]any{"version": "9.1.3", "release": "9.1", "repoid": "e5010dc1a3c4b2f0"}, nil
 }
 
 func (e *Emulator) getNodes(c *call) (any, error) {
 	out := []map[string]any{}
 	for _, name := range e.nodeNames() {
-		n := e.nodes[name]
-		var used int64
-		for _, v := range e.vms {
-			if v.node == name && v.running {
-				used += int64(v.memoryMiB()) << 20
-			}
-		}
-		out = append(out, map[string]any{
-			"node": name, "status": "online", "type": "node", "id": "node/" + name,
-			"cpu": 0.02, "maxcpu": n.maxCPU, "mem": used + 2<<30, "maxmem": n.maxMem,
-			"uptime": int64(c.now.Sub(n.born).Seconds()) + 86400, "level": "",
-		})
+		out = append(out, e.nodeStats(name, c.now))
 	}
 	return out, nil
+}
+
+// nodeStats is API2Tools' extract_node_stats, the entry of a node in GET
+// /nodes and /cluster/resources.
+func (e *Emulator) nodeStats(name string, now time.Time) map[string]any {
+	n := e.nodes[name]
+	return map[string]any{
+		"node": name, "status": "online", "type": "node", "id": "node/" + name,
+		"cpu": 0.02, "maxcpu": n.maxCPU, "mem": e.nodeMemUsed(name), "maxmem": n.maxMem,
+		"disk": int64(12 << 30), "maxdisk": int64(100 << 30), "uptime": n.uptime(now), "level": "",
+	}
 }
 
 func (e *Emulator) nodeNames() []string {
@@ -468,16 +532,46 @@ func (e *Emulator) checkNode(name string) error {
 func (e *Emulator) getResources(c *call) (any, error) {
 	typ := c.values["type"]
 	out := []map[string]any{}
-	if typ == "" || typ == "node" {
-		for _, name := range e.nodeNames() {
-			n := e.nodes[name]
-			out = append(out, map[string]any{"id": "node/" + name, "type": "node", "node": name,
-				"status": "online", "maxcpu": n.maxCPU, "maxmem": n.maxMem})
+	if typ == "" {
+		// Pools have no type of their own in the filter (PVE 9.1).
+		for _, id := range e.poolIDs() {
+			out = append(out, map[string]any{"id": "/pool/" + id, "type": "pool", "pool": id})
 		}
 	}
 	if typ == "" || typ == "vm" {
 		for _, id := range e.vmids() {
-			out = append(out, e.vms[id].resource(c.now))
+			v := e.vms[id]
+			r := v.resource(c.now)
+			delete(r, "pool")
+			if p := e.poolOf(v); p != "" {
+				r["pool"] = p
+			}
+			if state := e.haState(id); state != "" {
+				r["hastate"] = state
+			}
+			out = append(out, r)
+		}
+	}
+	if typ == "" || typ == "node" {
+		for _, name := range e.nodeNames() {
+			out = append(out, e.nodeStats(name, c.now))
+		}
+	}
+	if typ == "" || typ == "storage" {
+		// API2Tools' extract_storage_stats: each storage enabled on a
+		// node, once per node.
+		for _, name := range e.nodeNames() {
+			for _, id := range slices.Sorted(maps.Keys(e.storages)) {
+				st := e.storages[id]
+				if !st.enabledOn(name) {
+					continue
+				}
+				out = append(out, map[string]any{
+					"id": "storage/" + name + "/" + id, "storage": id, "node": name, "type": "storage",
+					"plugintype": st.typ, "status": "available", "shared": boolInt(st.shared),
+					"content": strings.Join(st.content, ","), "maxdisk": st.size, "disk": e.storageUsed(st, name),
+				})
+			}
 		}
 	}
 	return out, nil

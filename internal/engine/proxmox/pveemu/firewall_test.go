@@ -360,7 +360,7 @@ func TestFirewallOptions(t *testing.T) {
 	fwRefused(t, srv, "PUT", cl, "log_ratelimit=enable%3D1%2Crate%3D5%2Ffortnight", 400, "log_ratelimit", "invalid format - rate")
 
 	const vm = "/nodes/pve1/qemu/9000/firewall/options"
-	fwOK(t, srv, "PUT", vm, "enable=1&ipfilter=true&policy_in=DROP&log_level_in=info&dhcp=0")
+	fwOK(t, srv, "PUT", vm, "enable=1&ipfilter=1&policy_in=DROP&log_level_in=info&dhcp=0")
 	got, _ = fwOK(t, srv, "GET", vm, "").(map[string]any)
 	opts = map[string]string{"enable": "1", "ipfilter": "1", "policy_in": "DROP", "log_level_in": "info", "dhcp": "0"}
 	want = map[string]any{"enable": 1.0, "ipfilter": 1.0, "policy_in": "DROP", "log_level_in": "info", "dhcp": 0.0,

@@ -1,6 +1,7 @@
 package pveemu
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"regexp"
@@ -26,16 +27,53 @@ type haState struct {
 
 // haRoutes are the HA configuration endpoints.
 var haRoutes = []route{
-	schemaRoute("GET", "/cluster/ha/resources", paramsHAResourceList, haHandler((*Emulator).getHAResources)),
-	schemaRoute("POST", "/cluster/ha/resources", paramsHAResourceCreate, haHandler((*Emulator).postHAResource)),
-	schemaRoute("GET", "/cluster/ha/resources/{sid}", paramsHAResourceRead, haHandler((*Emulator).getHAResource)),
-	schemaRoute("PUT", "/cluster/ha/resources/{sid}", paramsHAResourceUpdate, haHandler((*Emulator).putHAResource)),
-	schemaRoute("DELETE", "/cluster/ha/resources/{sid}", paramsHAResourceDelete, haHandler((*Emulator).deleteHAResource)),
-	schemaRoute("GET", "/cluster/ha/rules", paramsHARuleList, haHandler((*Emulator).getHARules)),
-	schemaRoute("POST", "/cluster/ha/rules", paramsHARuleCreate, haHandler((*Emulator).postHARule)),
-	schemaRoute("GET", "/cluster/ha/rules/{rule}", paramsHARuleRead, haHandler((*Emulator).getHARule)),
-	schemaRoute("PUT", "/cluster/ha/rules/{rule}", paramsHARuleUpdate, haHandler((*Emulator).putHARule)),
-	schemaRoute("DELETE", "/cluster/ha/rules/{rule}", paramsHARuleRead, haHandler((*Emulator).deleteHARule)),
+	{"GET", "/cluster/ha/resources", paramsHAResourceList, haHandler((*Emulator).getHAResources)},
+	{"POST", "/cluster/ha/resources", paramsHAResourceCreate, haHandler((*Emulator).postHAResource)},
+	{"GET", "/cluster/ha/resources/{sid}", paramsHAResourceRead, haHandler((*Emulator).getHAResource)},
+	{"PUT", "/cluster/ha/resources/{sid}", paramsHAResourceUpdate, haHandler((*Emulator).putHAResource)},
+	{"DELETE", "/cluster/ha/resources/{sid}", paramsHAResourceDelete, haHandler((*Emulator).deleteHAResource)},
+	{"GET", "/cluster/ha/rules", paramsHARuleList, haHandler((*Emulator).getHARules)},
+	{"POST", "/cluster/ha/rules", paramsHARuleCreate, haHandler((*Emulator).postHARule)},
+	{"GET", "/cluster/ha/rules/{rule}", paramsHARuleRead, haHandler((*Emulator).getHARule)},
+	{"PUT", "/cluster/ha/rules/{rule}", paramsHARuleUpdate, haHandler((*Emulator).putHARule)},
+	{"DELETE", "/cluster/ha/rules/{rule}", paramsHARuleRead, haHandler((*Emulator).deleteHARule)},
+	// PVE 9 migrated HA groups to rules: with no groups left, the group
+	// endpoints refuse.
+	{"GET", "/cluster/ha/groups", nil, groupsMigrated("cannot index groups")},
+	{"POST", "/cluster/ha/groups", paramsHAGroupCreate, groupsMigrated("cannot create group")},
+	{"GET", "/cluster/ha/groups/{group}", paramsHAGroup, groupsMigrated("cannot read group")},
+	{"PUT", "/cluster/ha/groups/{group}", paramsHAGroupUpdate, groupsMigrated("cannot update group")},
+	{"DELETE", "/cluster/ha/groups/{group}", paramsHAGroup, groupsMigrated("cannot delete group")},
+}
+
+var (
+	paramsHAGroup       = []param{str("group").withFormat("pve-configid").req()}
+	paramsHAGroupCreate = []param{str("group").withFormat("pve-configid").req(),
+		str("nodes").withFormat("pve-ha-group-node-list").req(), str("comment").maxLen(4096),
+		boolean("nofailback"), boolean("restricted"), str("type").oneOf("group")}
+	paramsHAGroupUpdate = []param{str("group").withFormat("pve-configid").req(),
+		str("nodes").withFormat("pve-ha-group-node-list"), str("comment").maxLen(4096),
+		boolean("nofailback"), boolean("restricted"), str("delete").withFormat("pve-configid-list").maxLen(4096),
+		str("digest").maxLen(64)}
+)
+
+// groupsMigrated answers as pve-ha-manager's API2/HA/Groups.pm does once
+// the groups have been migrated to rules, which is the state of a cluster
+// without groups.
+func groupsMigrated(what string) func(*Emulator, *call) (any, error) {
+	return func(*Emulator, *call) (any, error) {
+		return nil, fail("%s: ha groups have been migrated to rules", what)
+	}
+}
+
+// haState is the HA state of a VM, as /cluster/resources reports it ("" for
+// a VM that is not an HA resource).
+func (e *Emulator) haState(vmid int) string {
+	r, ok := e.ha.resources[fmt.Sprintf("vm:%d", vmid)]
+	if !ok {
+		return ""
+	}
+	return cmp.Or(r.opts["state"], "started")
 }
 
 var (

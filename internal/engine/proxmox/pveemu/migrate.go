@@ -29,7 +29,7 @@ const TaskHAMigrate = "hamigrate"
 
 func init() {
 	DefaultDurations[TaskHAMigrate] = DefaultDurations[TaskMigrate]
-	moreFormats["CIDR"] = func(v string) error {
+	namedFormats["CIDR"] = func(v string) error {
 		if checkCIDR(v, true) == nil || checkCIDR(v, false) == nil {
 			return nil
 		}
@@ -39,7 +39,7 @@ func init() {
 
 // migrateRoutes are the migration endpoints.
 var migrateRoutes = []route{
-	schemaRoute("POST", "/nodes/{node}/qemu/{vmid}/migrate", paramsMigrate, (*Emulator).postMigrate),
+	{"POST", "/nodes/{node}/qemu/{vmid}/migrate", paramsMigrate, (*Emulator).postMigrate},
 }
 
 // paramsMigrate is the API schema's POST …/migrate.

@@ -53,11 +53,11 @@ type netIface struct {
 
 // networkRoutes are the node network configuration endpoints.
 var networkRoutes = []route{
-	schemaRoute("GET", "/nodes/{node}/network", paramsNetList, (*Emulator).getNetwork),
-	schemaRoute("PUT", "/nodes/{node}/network", paramsNetReload, (*Emulator).putNetwork),
-	schemaRoute("DELETE", "/nodes/{node}/network", paramsNetRevert, (*Emulator).deleteNetwork),
-	schemaRoute("GET", "/nodes/{node}/network/{iface}", paramsIfaceRead, (*Emulator).getIface),
-	schemaRoute("PUT", "/nodes/{node}/network/{iface}", paramsIfaceUpdate, (*Emulator).putIface),
+	{"GET", "/nodes/{node}/network", paramsNetList, (*Emulator).getNetwork},
+	{"PUT", "/nodes/{node}/network", paramsNetReload, (*Emulator).putNetwork},
+	{"DELETE", "/nodes/{node}/network", paramsNetRevert, (*Emulator).deleteNetwork},
+	{"GET", "/nodes/{node}/network/{iface}", paramsIfaceRead, (*Emulator).getIface},
+	{"PUT", "/nodes/{node}/network/{iface}", paramsIfaceUpdate, (*Emulator).putIface},
 }
 
 var (

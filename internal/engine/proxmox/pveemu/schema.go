@@ -24,7 +24,13 @@ const (
 	kString kind = iota
 	kInteger
 	kBoolean
+	kNumber
+	kArray // of items; the handlers read the elements one a line
 )
+
+func (k kind) String() string {
+	return [...]string{"string", "integer", "boolean", "number", "array"}[k]
+}
 
 // param is one request parameter of an endpoint.
 type param struct {
@@ -37,7 +43,15 @@ type param struct {
 	enum      []string
 	pattern   *regexp.Regexp
 	maxLength int
-	indexed   int // n > 0: the name is a prefix taking an index 0..n-1 (net[n])
+	minLength int
+	indexed   int    // n > 0: the name is a prefix taking an index 0..n-1 (net[n])
+	items     *param // the elements of an array
+	// props is the format of a property string (propstring.go); the
+	// fields below it are those of a property string's keys.
+	props     propFormat
+	isDefault bool   // the default key
+	alias     string // an alias of this key of the format
+	requires  string // a key that must be set with this one
 }
 
 func str(name string) param { return param{name: name, kind: kString} }
@@ -47,6 +61,12 @@ func boolean(name string) param {
 func integer(name string, lo, hi int64) param {
 	return param{name: name, kind: kInteger, min: lo, max: hi, hasMin: true}
 }
+
+// array is a parameter of type array whose elements are item.
+func array(name string, item param) param {
+	return param{name: name, kind: kArray, items: &item}
+}
+
 func (p param) req() param                { p.required = true; return p }
 func (p param) withFormat(f string) param { p.format = f; return p }
 func (p param) maxLen(n int) param        { p.maxLength = n; return p }
@@ -88,20 +108,16 @@ var (
 		str("target").withFormat("pve-node"),
 	}
 	paramsConfigGet = []param{str("node").req().withFormat("pve-node"), vmidParam("vmid").req(), boolean("current"), str("snapshot").maxLen(40)}
-	paramsConfigSet = []param{
+	// paramsConfigSet is PUT …/config: the VM's options (qemuconf.go)
+	// and the update's own parameters.
+	paramsConfigSet = slices.Concat([]param{
 		str("node").req().withFormat("pve-node"), vmidParam("vmid").req(),
-		integer("cores", 1, 0), integer("sockets", 1, 0), str("memory").withFormat("memory"),
-		str("name").withFormat("dns-name"), str("description").maxLen(8192),
-		{name: "net", kind: kString, format: "pve-qm-net", indexed: maxNets},
-		{name: "ipconfig", kind: kString, format: "pve-qm-ipconfig", indexed: maxNets},
-		str("sshkeys").withFormat("urlencoded"), str("ciuser"), str("cipassword"),
-		str("nameserver").withFormat("address-list"), str("searchdomain"),
 		str("digest").maxLen(40), str("delete").withFormat("pve-configid-list"),
-		str("revert").withFormat("pve-configid-list"), boolean("skiplock"), boolean("onboot"),
-		str("tags").withFormat("pve-tag-list"),
-	}
-	paramsConfigPost = append(append([]param(nil), paramsConfigSet...), integer("background_delay", 1, 30))
-	paramsResize     = []param{
+		str("revert").withFormat("pve-configid-list"), boolean("skiplock"), boolean("force").needs("delete"),
+	}, qemuOptions)
+	paramsConfigPost = append(slices.Clone(paramsConfigSet), integer("background_delay", 1, 30),
+		str("import-working-storage").withFormat("pve-storage-id"))
+	paramsResize = []param{
 		str("node").req().withFormat("pve-node"), vmidParam("vmid").req(),
 		{name: "disk", kind: kString, required: true, enum: resizeDisks},
 		{name: "size", kind: kString, required: true, pattern: sizePattern},
@@ -119,19 +135,16 @@ var (
 	paramsReboot  = append(append([]param(nil), paramsVM...), integer("timeout", 0, 0))
 	paramsDestroy = append(append([]param(nil), paramsVM...),
 		boolean("destroy-unreferenced-disks"), boolean("purge"), boolean("skiplock"))
-	// paramsCreate is POST /nodes/{node}/qemu, the options Holdfast
-	// uses of its ~150: the config options, the drives (checked by the
-	// handler: new volumes as STORAGE:SIZE, STORAGE:cloudinit), ostype,
-	// scsihw, pool and start.
-	paramsCreate = append(slices.DeleteFunc(append([]param(nil), paramsConfigSet...), func(p param) bool {
-		return p.name == "vmid" || p.name == "digest" || p.name == "delete" || p.name == "revert" || p.name == "skiplock"
-	}),
-		vmidParam("vmid").req(),
-		param{name: "scsi", kind: kString, indexed: 31}, param{name: "virtio", kind: kString, indexed: 16},
-		param{name: "sata", kind: kString, indexed: 6}, param{name: "ide", kind: kString, indexed: 4},
-		param{name: "ostype", kind: kString, enum: []string{"other", "wxp", "w2k", "w2k3", "w2k8", "wvista", "win7", "win8", "win10", "win11", "l24", "l26", "solaris"}},
-		param{name: "scsihw", kind: kString, enum: []string{"lsi", "lsi53c810", "virtio-scsi-pci", "virtio-scsi-single", "megasas", "pvscsi"}},
-		str("pool").withFormat("pve-poolid"), boolean("start"))
+	// paramsCreate is POST /nodes/{node}/qemu: the VM's options and the
+	// create's own parameters. The handler allocates the drives that ask
+	// for a new volume (STORAGE:SIZE, STORAGE:cloudinit).
+	paramsCreate = slices.Concat([]param{
+		str("node").req().withFormat("pve-node"), vmidParam("vmid").req(),
+		str("archive").maxLen(255), integer("bwlimit", 0, 0), boolean("force"), boolean("ha-managed"),
+		str("import-working-storage").withFormat("pve-storage-id"), boolean("live-restore"),
+		str("pool").withFormat("pve-poolid"), boolean("start"), str("storage").withFormat("pve-storage-id"),
+		boolean("unique").needs("archive"),
+	}, qemuOptions)
 	paramsTask = []param{str("node").req().withFormat("pve-node"), str("upid").req()}
 )
 
@@ -148,13 +161,26 @@ func validate(params []param, values map[string]string) map[string]string {
 			continue
 		}
 		seen[p.name] = true
-		if msg := p.check(v); msg != "" {
+		if p.kind == kArray {
+			for i, el := range strings.Split(v, "\n") {
+				if msg := p.items.check(el); msg != "" {
+					errs[fmt.Sprintf("%s[%d]", name, i)] = msg
+				}
+			}
+			continue
+		}
+		if msg := p.checkValue(name, v); msg != "" {
 			errs[name] = msg
 		}
 	}
 	for _, p := range params {
 		if p.required && !seen[p.name] {
 			errs[p.name] = "property is missing and it is not optional"
+		}
+		if _, set := values[p.name]; set && p.requires != "" {
+			if _, ok := values[p.requires]; !ok {
+				errs[p.requires] = fmt.Sprintf("missing property required by '%s'", p.name)
+			}
 		}
 	}
 	if len(errs) == 0 {
@@ -183,38 +209,60 @@ func lookupParam(params []param, name string) (param, bool) {
 	return param{}, false
 }
 
-func (p param) check(v string) string {
+// check is checkValue under the parameter's own name.
+func (p param) check(v string) string { return p.checkValue(p.name, v) }
+
+// checkValue is PVE's check_prop for one scalar value at path (the
+// parameter's name, "net0", "smbios1.serial"), in its order: the type, the
+// format, the pattern, the length, the bounds, the enumeration. The first
+// failure is the message.
+func (p param) checkValue(path, v string) string {
 	switch p.kind {
 	case kInteger:
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
+		if !integerRe.MatchString(v) {
 			return fmt.Sprintf("type check ('integer') failed - got '%s'", v)
 		}
-		if p.hasMin && n < p.min {
-			return fmt.Sprintf("value must have a minimum value of %d", p.min)
-		}
-		if p.max > 0 && n > p.max {
-			return fmt.Sprintf("value must have a maximum value of %d", p.max)
-		}
 	case kBoolean:
-		if _, ok := parseBool(v); !ok {
+		// PVE's check_type takes 1 and 0 only (and JSON booleans, which
+		// normalize made 1 and 0); "true" is refused.
+		if v != "1" && v != "0" {
 			return fmt.Sprintf("type check ('boolean') failed - got '%s'", v)
 		}
-	case kString:
-		if p.maxLength > 0 && len(v) > p.maxLength {
-			return fmt.Sprintf("value may only be %d characters long", p.maxLength)
+	case kNumber:
+		if !numberRe.MatchString(v) {
+			return fmt.Sprintf("type check ('number') failed - got '%s'", v)
 		}
-		if p.enum != nil && !contains(p.enum, v) {
-			return fmt.Sprintf("value '%s' does not have a value in the enumeration '%s'", v, strings.Join(p.enum, ", "))
-		}
-		if p.pattern != nil && !p.pattern.MatchString(v) {
-			return "value does not match the regex pattern"
+	}
+	if p.props != nil {
+		if _, err := parsePropertyString(p.props, path, v); err != nil {
+			return "invalid format - " + err.Error()
 		}
 	}
 	if p.format != "" {
-		if err := checkFormat(p.format, v); err != nil {
+		if err := checkFormatAt(p.format, path, v); err != nil {
 			return "invalid format - " + err.Error()
 		}
+	}
+	if p.pattern != nil && !p.pattern.MatchString(v) {
+		return "value does not match the regex pattern"
+	}
+	if p.maxLength > 0 && len(v) > p.maxLength {
+		return fmt.Sprintf("value may only be %d characters long", p.maxLength)
+	}
+	if p.minLength > 0 && len(v) < p.minLength {
+		return fmt.Sprintf("value must be at least %d characters long", p.minLength)
+	}
+	if numberRe.MatchString(v) && (p.hasMin || p.max > 0) {
+		f, _ := strconv.ParseFloat(v, 64)
+		if p.max > 0 && f > float64(p.max) {
+			return fmt.Sprintf("value must have a maximum value of %d", p.max)
+		}
+		if p.hasMin && f < float64(p.min) {
+			return fmt.Sprintf("value must have a minimum value of %d", p.min)
+		}
+	}
+	if p.enum != nil && !contains(p.enum, v) {
+		return fmt.Sprintf("value '%s' does not have a value in the enumeration '%s'", v, strings.Join(p.enum, ", "))
 	}
 	return ""
 }
@@ -241,26 +289,43 @@ func parseBool(v string) (value, ok bool) {
 
 var (
 	// From pve-common's JSONSchema.pm.
+	integerRe    = regexp.MustCompile(`^[+-]?\d+$`)
+	numberRe     = regexp.MustCompile(`^[+-]?(\d+\.\d+|\d+\.|\.\d+|\d+)([eE][+-]?\d+)?$`)
 	urlencodedRe = regexp.MustCompile(`^[-%a-zA-Z0-9_.!~*'()]*$`)
 	configIDRe   = regexp.MustCompile(`^[a-z][a-z0-9_-]+$`)
 	nodeRe       = regexp.MustCompile(`^(?i)[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
 	dnsLabel     = `([a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)`
 	dnsNameRe    = regexp.MustCompile(`^(` + dnsLabel + `\.)*` + dnsLabel + `$`)
-	poolIDRe     = regexp.MustCompile(`^[A-Za-z0-9_\-/]+$`)
+	poolIDRe     = regexp.MustCompile(`^[A-Za-z0-9.\-_]+(?:/[A-Za-z0-9.\-_]+){0,2}$`)
+	vmidRe       = regexp.MustCompile(`^[1-9][0-9]{2,8}$`)
 	storageIDRe  = regexp.MustCompile(`^(?i)[a-z][a-z0-9\-_.]*[a-z0-9]$`)
 	tagRe        = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9_\-+.]*$`)
 	macRe        = regexp.MustCompile(`^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$`)
 	bridgeRe     = regexp.MustCompile(`^[-_.\w\d]+$`)
 )
 
-func checkFormat(format, v string) error {
+// checkFormat checks v against a named format, as check_format does.
+func checkFormat(format, v string) error { return checkFormatAt(format, "", v) }
+
+// checkFormatAt is checkFormat for the value of the option at path, which
+// property-string formats name in their errors.
+func checkFormatAt(format, path, v string) error {
+	if pf, ok := propFormats[format]; ok {
+		kv, err := parsePropertyString(pf.format, path, v)
+		if err == nil && pf.validate != nil {
+			err = pf.validate(kv)
+		}
+		return err
+	}
 	switch format {
 	case "urlencoded":
 		if !urlencodedRe.MatchString(v) {
 			return fmt.Errorf("invalid urlencoded string: %s", v)
 		}
 	case "pve-vmid":
-		// the integer check already applied the bounds
+		if !vmidRe.MatchString(v) {
+			return fmt.Errorf("value does not look like a valid VM ID")
+		}
 	case "pve-node":
 		if !nodeRe.MatchString(v) {
 			return fmt.Errorf("value does not look like a valid node name")
@@ -270,8 +335,11 @@ func checkFormat(format, v string) error {
 			return fmt.Errorf("value does not look like a valid DNS name")
 		}
 	case "pve-poolid":
+		if len(strings.Split(v, "/")) > 3 {
+			return fmt.Errorf("pool name '%s' nested too deeply (max levels = 3)", v)
+		}
 		if !poolIDRe.MatchString(v) {
-			return fmt.Errorf("invalid characters in pool ID")
+			return fmt.Errorf("pool name '%s' contains invalid characters", v)
 		}
 	case "pve-storage-id":
 		if !storageIDRe.MatchString(v) {
@@ -308,9 +376,27 @@ func checkFormat(format, v string) error {
 	case "pve-qm-ipconfig":
 		_, err := parseIPConfig(v)
 		return err
+	default:
+		if check := namedFormats[format]; check != nil {
+			return check(v)
+		}
+		// FORMAT-list is a list of FORMAT (check_format's "-list").
+		if base, ok := strings.CutSuffix(format, "-list"); ok {
+			for _, item := range splitList(v) {
+				if err := checkFormatAt(base, path, item); err != nil {
+					return err
+				}
+			}
+		}
 	}
 	return nil
 }
+
+// namedFormats are the formats checkFormat does not name itself, each
+// registered by the file whose tables use it (a map filled by init
+// functions, as a map literal naming checkFormat would be an
+// initialization cycle).
+var namedFormats = map[string]func(string) error{}
 
 // splitList splits PVE's list formats (separated by commas, semicolons or
 // whitespace).

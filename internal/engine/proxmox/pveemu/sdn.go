@@ -32,6 +32,7 @@ const TaskSDNApply = "reloadnetworkall"
 func init() {
 	// Registered here so that emulator.go's table stays as it is.
 	DefaultDurations[TaskSDNApply] = time.Second
+	maps.Copy(namedFormats, sdnFormats())
 }
 
 // sdnState is the emulated cluster's SDN configuration: zones.cfg,
@@ -52,24 +53,24 @@ type sdnRunning struct {
 
 // sdnRoutes are the SDN configuration endpoints.
 var sdnRoutes = []route{
-	schemaRoute("GET", "/cluster/sdn", nil, (*Emulator).getSDNIndex),
-	schemaRoute("PUT", "/cluster/sdn", paramsSDNApply, (*Emulator).putSDN),
-	schemaRoute("GET", "/cluster/sdn/zones", paramsZoneList, (*Emulator).getZones),
-	schemaRoute("POST", "/cluster/sdn/zones", paramsZoneCreate, (*Emulator).postZone),
-	schemaRoute("GET", "/cluster/sdn/zones/{zone}", paramsZoneRead, (*Emulator).getZone),
-	schemaRoute("PUT", "/cluster/sdn/zones/{zone}", paramsZoneUpdate, (*Emulator).putZone),
-	schemaRoute("DELETE", "/cluster/sdn/zones/{zone}", paramsZoneDelete, (*Emulator).deleteZone),
-	schemaRoute("GET", "/cluster/sdn/vnets", paramsVNetList, (*Emulator).getVNets),
-	schemaRoute("POST", "/cluster/sdn/vnets", paramsVNetCreate, (*Emulator).postVNet),
-	schemaRoute("GET", "/cluster/sdn/vnets/{vnet}", paramsVNetRead, (*Emulator).getVNet),
-	schemaRoute("PUT", "/cluster/sdn/vnets/{vnet}", paramsVNetUpdate, (*Emulator).putVNet),
-	schemaRoute("DELETE", "/cluster/sdn/vnets/{vnet}", paramsVNetDelete, (*Emulator).deleteVNet),
-	schemaRoute("GET", "/cluster/sdn/vnets/{vnet}/subnets", paramsSubnetList, (*Emulator).getSubnets),
-	schemaRoute("POST", "/cluster/sdn/vnets/{vnet}/subnets", paramsSubnetCreate, (*Emulator).postSubnet),
-	schemaRoute("GET", "/cluster/sdn/vnets/{vnet}/subnets/{subnet}", paramsSubnetRead, (*Emulator).getSubnet),
-	schemaRoute("PUT", "/cluster/sdn/vnets/{vnet}/subnets/{subnet}", paramsSubnetUpdate, (*Emulator).putSubnet),
-	schemaRoute("DELETE", "/cluster/sdn/vnets/{vnet}/subnets/{subnet}", paramsSubnetDelete, (*Emulator).deleteSubnet),
-	schemaRoute("GET", "/nodes/{node}/sdn/zones", paramsNodeSDNZones, (*Emulator).getNodeSDNZones),
+	{"GET", "/cluster/sdn", nil, (*Emulator).getSDNIndex},
+	{"PUT", "/cluster/sdn", paramsSDNApply, (*Emulator).putSDN},
+	{"GET", "/cluster/sdn/zones", paramsZoneList, (*Emulator).getZones},
+	{"POST", "/cluster/sdn/zones", paramsZoneCreate, (*Emulator).postZone},
+	{"GET", "/cluster/sdn/zones/{zone}", paramsZoneRead, (*Emulator).getZone},
+	{"PUT", "/cluster/sdn/zones/{zone}", paramsZoneUpdate, (*Emulator).putZone},
+	{"DELETE", "/cluster/sdn/zones/{zone}", paramsZoneDelete, (*Emulator).deleteZone},
+	{"GET", "/cluster/sdn/vnets", paramsVNetList, (*Emulator).getVNets},
+	{"POST", "/cluster/sdn/vnets", paramsVNetCreate, (*Emulator).postVNet},
+	{"GET", "/cluster/sdn/vnets/{vnet}", paramsVNetRead, (*Emulator).getVNet},
+	{"PUT", "/cluster/sdn/vnets/{vnet}", paramsVNetUpdate, (*Emulator).putVNet},
+	{"DELETE", "/cluster/sdn/vnets/{vnet}", paramsVNetDelete, (*Emulator).deleteVNet},
+	{"GET", "/cluster/sdn/vnets/{vnet}/subnets", paramsSubnetList, (*Emulator).getSubnets},
+	{"POST", "/cluster/sdn/vnets/{vnet}/subnets", paramsSubnetCreate, (*Emulator).postSubnet},
+	{"GET", "/cluster/sdn/vnets/{vnet}/subnets/{subnet}", paramsSubnetRead, (*Emulator).getSubnet},
+	{"PUT", "/cluster/sdn/vnets/{vnet}/subnets/{subnet}", paramsSubnetUpdate, (*Emulator).putSubnet},
+	{"DELETE", "/cluster/sdn/vnets/{vnet}/subnets/{subnet}", paramsSubnetDelete, (*Emulator).deleteSubnet},
+	{"GET", "/nodes/{node}/sdn/zones", paramsNodeSDNZones, (*Emulator).getNodeSDNZones},
 }
 
 var (
@@ -118,7 +119,7 @@ var (
 
 	paramsSubnetList   = []param{boolean("pending"), boolean("running"), str("vnet").withFormat("pve-sdn-vnet-id").req()}
 	paramsSubnetCreate = []param{
-		str("dhcp-dns-server").withFormat("ip"), str("dhcp-range").withFormat("pve-sdn-dhcp-range"),
+		str("dhcp-dns-server").withFormat("ip"), array("dhcp-range", str("dhcp-range").withFormat("pve-sdn-dhcp-range")),
 		str("dnszoneprefix").withFormat("dns-name"), str("gateway").withFormat("ip"), str("lock-token"),
 		boolean("snat"), str("subnet").withFormat("pve-sdn-subnet-id").req(),
 		{name: "type", kind: kString, enum: []string{"subnet"}, required: true}, str("vnet").req(),
@@ -127,7 +128,7 @@ var (
 		str("subnet").withFormat("pve-sdn-subnet-id").req(), str("vnet").withFormat("pve-sdn-vnet-id").req()}
 	paramsSubnetUpdate = []param{
 		str("delete").withFormat("pve-configid-list").maxLen(4096), str("dhcp-dns-server").withFormat("ip"),
-		str("dhcp-range").withFormat("pve-sdn-dhcp-range"), str("digest").maxLen(64),
+		array("dhcp-range", str("dhcp-range").withFormat("pve-sdn-dhcp-range")), str("digest").maxLen(64),
 		str("dnszoneprefix").withFormat("dns-name"), str("gateway").withFormat("ip"), str("lock-token"),
 		boolean("snat"), str("subnet").withFormat("pve-sdn-subnet-id").req(), str("vnet"),
 	}
@@ -964,10 +965,11 @@ func checkSection(options map[string]bool, params []param, values map[string]str
 			return nil, fail("unexpected property '%s'", k)
 		}
 		v := values[k]
-		if strings.ContainsAny(v, "\r\n") {
+		p, _ := lookupParam(params, k)
+		// An array's elements are stored one a line.
+		if strings.Contains(v, "\r") || p.kind != kArray && strings.Contains(v, "\n") {
 			return nil, fail("property contains a line feed")
 		}
-		p, _ := lookupParam(params, k)
 		switch p.kind {
 		case kBoolean:
 			b, _ := parseBool(v)
@@ -1040,58 +1042,33 @@ func lockedErr(what string, err error) error {
 
 func oneParamError(name, msg string) error { return paramError(map[string]string{name: msg}) }
 
-// Formats that schema.go's checkFormat does not know (it lets them pass).
-
-// schemaRoute is a route whose parameter table uses formats of
-// moreFormats: they are checked, with PVE's "invalid format - " errors,
-// before the handler runs.
-func schemaRoute(method, path string, params []param, h func(*Emulator, *call) (any, error)) route {
-	return route{method: method, path: path, params: params, handle: func(e *Emulator, c *call) (any, error) {
-		errs := map[string]string{}
-		for name, v := range c.values {
-			p, ok := lookupParam(params, name)
-			if !ok {
-				continue
-			}
-			if check := moreFormats[p.format]; check != nil {
-				if err := check(v); err != nil {
-					errs[name] = "invalid format - " + err.Error()
-				}
-			}
-		}
-		if len(errs) > 0 {
-			return nil, paramError(errs)
-		}
-		return h(e, c)
-	}}
-}
-
-func (p param) matching(re *regexp.Regexp) param { p.pattern = re; return p }
-
-// moreFormats check PVE's named formats (pve-common's JSONSchema.pm,
+// sdnFormats check PVE's named formats (pve-common's JSONSchema.pm,
 // pve-network, pve-ha-manager) used by the SDN, network and HA tables. A
 // name ending in -list is a list of the format (split on commas,
-// semicolons and spaces).
-var moreFormats = map[string]func(string) error{
-	"pve-sdn-zone-id":           sdnIDFormat("zone"),
-	"pve-sdn-vnet-id":           sdnIDFormat("vnet"),
-	"pve-sdn-subnet-id":         checkSubnetIDFormat,
-	"pve-sdn-dhcp-range":        func(v string) error { _, err := parseDHCPRange(v); return err },
-	"ip":                        checkIP,
-	"ip-list":                   eachOf(checkIP),
-	"ipv4":                      checkIPv4,
-	"ipv6":                      checkIPv6,
-	"ipv4mask":                  checkIPv4Mask,
-	"CIDRv4":                    func(v string) error { return checkCIDR(v, true) },
-	"CIDRv6":                    func(v string) error { return checkCIDR(v, false) },
-	"pve-node-list":             eachOf(func(v string) error { return checkFormat("pve-node", v) }),
-	"mac-addr":                  checkUnicastMAC,
-	"pve-iface":                 checkIface,
-	"pve-iface-list":            eachOf(checkIface),
-	"pve-vlan-id-or-range-list": eachOf(checkVLANRange),
-	"pve-ha-resource-or-vm-id":  checkHAResourceOrVMID,
-	"pve-ha-resource-id-list":   eachOf(checkHAResourceID),
-	"pve-ha-node-list":          eachOf(checkHANode),
+// semicolons and spaces). They are registered in namedFormats, where
+// checkFormat finds them.
+func sdnFormats() map[string]func(string) error {
+	return map[string]func(string) error{
+		"pve-sdn-zone-id":           sdnIDFormat("zone"),
+		"pve-sdn-vnet-id":           sdnIDFormat("vnet"),
+		"pve-sdn-subnet-id":         checkSubnetIDFormat,
+		"pve-sdn-dhcp-range":        func(v string) error { _, err := parseDHCPRange(v); return err },
+		"ip":                        checkIP,
+		"ip-list":                   eachOf(checkIP),
+		"ipv4":                      checkIPv4,
+		"ipv6":                      checkIPv6,
+		"ipv4mask":                  checkIPv4Mask,
+		"CIDRv4":                    func(v string) error { return checkCIDR(v, true) },
+		"CIDRv6":                    func(v string) error { return checkCIDR(v, false) },
+		"pve-node-list":             eachOf(func(v string) error { return checkFormat("pve-node", v) }),
+		"mac-addr":                  checkUnicastMAC,
+		"pve-iface":                 checkIface,
+		"pve-iface-list":            eachOf(checkIface),
+		"pve-vlan-id-or-range-list": eachOf(checkVLANRange),
+		"pve-ha-resource-or-vm-id":  checkHAResourceOrVMID,
+		"pve-ha-resource-id-list":   eachOf(checkHAResourceID),
+		"pve-ha-node-list":          eachOf(checkHANode),
+	}
 }
 
 func eachOf(check func(string) error) func(string) error {

@@ -197,7 +197,7 @@ func TestSDNRefusals(t *testing.T) {
 			"dhcp-range": {"start-address=10.0.20.50,end-address=10.0.21.1"}}, 500,
 			"create sdn subnet object failed: 400 Parameter verification failed.\ndhcp-range: end-address 10.0.21.1 is not in subnet 10.0.20.0/24\n", "", ""},
 		{"POST", "/cluster/sdn/vnets/hfnet/subnets", url.Values{"subnet": {"10.0.20.0/24"}, "type": {"subnet"}, "dhcp-range": {"10.0.20.5-10.0.20.9"}},
-			400, "Parameter verification failed.\n", "dhcp-range", "invalid format - value without key, but schema does not define a default key"},
+			400, "Parameter verification failed.\n", "dhcp-range[0]", "invalid format - value without key, but schema does not define a default key"},
 		{"POST", "/cluster/sdn/vnets/hfnet/subnets", url.Values{"subnet": {"10.0.10.0/24"}, "type": {"subnet"}}, 500,
 			"create sdn subnet object failed: sdn subnet object ID 'hfz-10.0.10.0-24' already defined\n", "", ""},
 		{"GET", "/cluster/sdn/vnets/hfnet/subnets/hfz-10.0.99.0-24", nil, 500, "sdn subnet 'hfz-10.0.99.0-24' does not exist\n", "", ""},

@@ -219,9 +219,9 @@ func (e *Emulator) storageDigest() string {
 
 // storageRoutes are the storage endpoints.
 var storageRoutes = []route{
-	schemaRoute("GET", "/storage", paramsStorageIndex, (*Emulator).getStorageIndex),
-	schemaRoute("GET", "/storage/{storage}", paramsStorageRead, (*Emulator).getStorage),
-	schemaRoute("GET", "/nodes/{node}/storage", paramsNodeStorage, (*Emulator).getNodeStorage),
+	{"GET", "/storage", paramsStorageIndex, (*Emulator).getStorageIndex},
+	{"GET", "/storage/{storage}", paramsStorageRead, (*Emulator).getStorage},
+	{"GET", "/nodes/{node}/storage", paramsNodeStorage, (*Emulator).getNodeStorage},
 }
 
 var (
@@ -239,7 +239,7 @@ var (
 func init() {
 	// pve-storage's verify_content: a directory takes every content type,
 	// and "import" besides.
-	moreFormats["pve-storage-content-list"] = eachOf(func(v string) error {
+	namedFormats["pve-storage-content-list"] = eachOf(func(v string) error {
 		if !slices.Contains(storageTypes["dir"].content, v) {
 			return fmt.Errorf("invalid content type '%s'", v)
 		}

@@ -20,6 +20,9 @@ type task struct {
 	// finish applies the task's effects when it ends; its error becomes
 	// the exit status.
 	finish func(now time.Time) error
+	// log is what the task writes as it runs, each line at the share of
+	// its duration it has reached when the line is written (tasklog.go).
+	log []taskLine
 }
 
 // startTask records a new task on node and returns its UPID, which has
@@ -38,6 +41,7 @@ func (e *Emulator) startTask(c *call, node, typ, id string, holds *vm, finish fu
 		finish: finish,
 	}
 	t.upid = fmt.Sprintf("UPID:%s:%08X:%08X:%08X:%s:%s:%s:", node, t.pid, t.pstart, t.start.Unix(), typ, id, c.user)
+	t.log = e.plannedLog(typ, id, c)
 	if e.faults.StuckRate > 0 && e.rng.Float64() < e.faults.StuckRate {
 		t.stuck = true
 		e.stats.StuckTasks++
@@ -69,28 +73,4 @@ func (e *Emulator) advance(now time.Time) {
 		t.done = true
 	}
 	e.running = e.running[i:]
-}
-
-func (e *Emulator) getTaskStatus(c *call) (any, error) {
-	upid := c.values["upid"]
-	if !strings.HasPrefix(upid, "UPID:") || strings.Count(upid, ":") != 8 {
-		return nil, paramError(map[string]string{"upid": fmt.Sprintf("unable to parse worker upid '%s'", upid)})
-	}
-	if err := e.checkNode(c.values["node"]); err != nil {
-		return nil, err
-	}
-	t, ok := e.tasks[upid]
-	if !ok || t.node != c.values["node"] {
-		return nil, fail("no such task")
-	}
-	out := map[string]any{
-		"upid": t.upid, "node": t.node, "pid": t.pid, "pstart": t.pstart,
-		"starttime": t.start.Unix(), "type": t.typ, "id": t.id, "user": t.user,
-		"status": "running",
-	}
-	if t.done {
-		out["status"] = "stopped"
-		out["exitstatus"] = t.exit
-	}
-	return out, nil
 }

@@ -25,6 +25,8 @@ type vm struct {
 	running bool
 	started time.Time
 	busy    *task // the task holding the config lock file, if any
+	// ci records what the cloud-init drive was last made from (config.go).
+	ci *ciRecord
 }
 
 // Template describes a template VM to add, like one made with
@@ -242,7 +244,7 @@ func refuseSkiplock(c *call) error {
 
 func (e *Emulator) checkDigest(v *vm, c *call) error {
 	if d := c.values["digest"]; d != "" && d != v.digest() {
-		return fail("checksum missmatch (file change by other user?)")
+		return fail("checksum mismatch (file change by other user?)")
 	}
 	return nil
 }
@@ -257,6 +259,9 @@ func (e *Emulator) checkDigest(v *vm, c *call) error {
 func (e *Emulator) postClone(c *call) (any, error) {
 	src, err := e.lookupVM(c)
 	if err != nil {
+		return nil, err
+	}
+	if err := e.checkPool(c.values["pool"]); err != nil {
 		return nil, err
 	}
 	target := c.values["target"]
@@ -416,27 +421,14 @@ func (e *Emulator) getConfig(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]any{"digest": v.digest()}
-	for k, val := range v.conf {
-		switch k {
-		case "cores", "sockets", "template", "onboot":
-			n, _ := strconv.Atoi(val)
-			out[k] = n
-		case "cipassword":
-			out[k] = "**********"
-		default:
-			out[k] = val
-		}
+	if snap := c.values["snapshot"]; snap != "" {
+		return nil, fail("snapshot '%s' does not exist", snap)
 	}
-	return out, nil
+	return v.configView(), nil
 }
 
-// configMeta are the config endpoints' parameters that are not options.
-var configMeta = map[string]bool{"node": true, "vmid": true, "digest": true, "delete": true,
-	"revert": true, "skiplock": true, "background_delay": true}
-
 // updateConfig is PVE's update_vm_api, without pending changes: options
-// are applied at once.
+// are applied at once (config.go).
 func (e *Emulator) updateConfig(c *call) (*vm, error) {
 	v, err := e.lookupVM(c)
 	if err != nil {
@@ -445,20 +437,9 @@ func (e *Emulator) updateConfig(c *call) (*vm, error) {
 	if err := refuseSkiplock(c); err != nil {
 		return nil, err
 	}
-	set := map[string]string{}
-	for k, val := range c.values {
-		if !configMeta[k] {
-			set[k] = val
-		}
-	}
-	del := splitList(c.values["delete"])
-	if len(set) == 0 && len(del) == 0 && c.values["revert"] == "" {
-		return nil, fail("no options specified")
-	}
-	for _, k := range del {
-		if _, ok := set[k]; ok {
-			return nil, fail("you can't use '-%s' and '-delete %s' at the same time", k, k)
-		}
+	ch, err := e.readConfigChange(c)
+	if err != nil {
+		return nil, err
 	}
 	if err := v.lockFile(); err != nil {
 		return nil, err
@@ -469,22 +450,11 @@ func (e *Emulator) updateConfig(c *call) (*vm, error) {
 	if err := v.checkLock(); err != nil {
 		return nil, err
 	}
-	for _, k := range del {
-		delete(v.conf, k)
+	if err := checkConfigChange(v, ch); err != nil {
+		return nil, err
 	}
-	for k, val := range set {
-		switch {
-		case strings.HasPrefix(k, "net"):
-			d, _ := parseNet(val) // validated already
-			if d.mac == "" {
-				d.mac = e.newMAC()
-			}
-			val = d.String()
-		case k == "memory":
-			n, _ := parseMemory(val)
-			val = strconv.Itoa(n)
-		}
-		v.conf[k] = val
+	if err := e.applyConfig(v, ch); err != nil {
+		return nil, err
 	}
 	return v, nil
 }
@@ -591,27 +561,20 @@ func formatSize(n int64) string {
 	return strconv.FormatInt(n, 10)
 }
 
+// getStatus is GET …/status/current: qemu-server's vmstatus for the VM,
+// with its HA state and whether the guest agent is configured.
 func (e *Emulator) getStatus(c *call) (any, error) {
 	v, err := e.lookupVM(c)
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]any{
-		"vmid": v.vmid, "status": v.status(), "qmpstatus": v.status(),
-		"cpus": v.cpus(), "maxmem": int64(v.memoryMiB()) << 20, "maxdisk": v.rootDiskSize(),
-		"uptime": v.uptime(c.now), "ha": map[string]any{"managed": 0},
+	out := v.vmStatus(c.now, true)
+	out["ha"] = map[string]any{"managed": 0}
+	if state := e.haState(v.vmid); state != "" {
+		out["ha"] = map[string]any{"managed": 1, "state": state}
 	}
-	if n := v.conf["name"]; n != "" {
-		out["name"] = n
-	}
-	if l := v.conf["lock"]; l != "" {
-		out["lock"] = l
-	}
-	if v.conf["template"] == "1" {
-		out["template"] = 1
-	}
-	if v.running {
-		out["pid"] = 10000 + v.vmid%50000
+	if agent, err := parsePropertyString(agentFormat, "agent", v.conf["agent"]); err == nil && agent["enabled"] == "1" {
+		out["agent"] = 1
 	}
 	return out, nil
 }
@@ -646,6 +609,7 @@ func powerHandler(typ string) func(e *Emulator, c *call) (any, error) {
 					return fmt.Errorf("VM %d already running", v.vmid)
 				}
 				v.running, v.started = true, now
+				v.ci = nil // the cloud-init drive is made again from the config
 			case TaskStop, TaskShutdown:
 				v.running = false
 			case TaskReboot:
@@ -700,6 +664,9 @@ var (
 func (e *Emulator) postCreate(c *call) (any, error) {
 	node := c.values["node"]
 	if err := e.checkNode(node); err != nil {
+		return nil, err
+	}
+	if err := e.checkPool(c.values["pool"]); err != nil {
 		return nil, err
 	}
 	vmid, _ := strconv.Atoi(c.values["vmid"])
