@@ -349,3 +349,23 @@ func TestMetricsAndHealth(t *testing.T) {
 		}
 	}
 }
+
+// TestDeletedTenantNameNotGivenAgain: the audit log, the operations and
+// the event history know a tenant by its name. A new tenant given a
+// deleted one's name would show its members the old tenant's audit
+// trail and replay its events; the name is refused instead, saying why.
+func TestDeletedTenantNameNotGivenAgain(t *testing.T) {
+	e := newEnv(t, Config{})
+	users := e.tenantWith("acme", nil, map[string]string{"alice": api.RoleTenantAdmin})
+	e.must(users["alice"], http.StatusOK, "GET", "/v1/tenants/acme", nil, nil) // something in acme's audit trail
+	e.must(e.admin, http.StatusNoContent, "DELETE", "/v1/tenants/acme", nil, nil)
+
+	status, h, b := e.do(e.admin, "POST", "/v1/tenants", api.TenantCreate{Name: "acme"})
+	if status != http.StatusConflict {
+		t.Fatalf("a tenant made with a deleted tenant's name: status %d, want 409: %s", status, b)
+	}
+	if p := e.problemOf(h, b); !strings.HasSuffix(p.Type, "/name-retired") || !strings.Contains(p.Detail, "never given again") {
+		t.Errorf("problem %+v, want name-retired saying why", p)
+	}
+	e.must(e.admin, http.StatusCreated, "POST", "/v1/tenants", api.TenantCreate{Name: "acme-two"}, nil)
+}

@@ -69,6 +69,8 @@ func toProblem(err error) *api.Problem {
 		return pr
 	case errors.Is(err, tenant.ErrNotFound):
 		return problem(http.StatusNotFound, "not-found", "not found")
+	case errors.Is(err, tenant.ErrRetired):
+		return problem(http.StatusConflict, "name-retired", "that name belonged to a deleted tenant, and a tenant name is never given again: its audit trail, operations and events stay its own; choose another name")
 	case errors.Is(err, tenant.ErrExists):
 		return problem(http.StatusConflict, "exists", "an object of that name already exists")
 	case errors.Is(err, tenant.ErrConflict):

@@ -14,7 +14,7 @@ import (
 // one transaction, before schema.sql adds the tables that are new.
 // Version 0 is the schema of the first release, which recorded none
 // (testdata/schema-v0.sql).
-const schemaVersion = 1
+const schemaVersion = 2
 
 // versionKey is where a database records its schema version: in the
 // settings table rather than PRAGMA user_version, because control.db also
@@ -33,6 +33,7 @@ type migration struct {
 // migrations[v] brings a database from version v to v+1.
 var migrations = [schemaVersion]migration{
 	{what: "user and tenant ids are never reused", rebuild: true, run: neverReuseIDs},
+	{what: "names of deleted tenants are never given again", run: retireTenantNames},
 }
 
 // migrate brings db to schemaVersion, creating it if it is empty.
@@ -221,6 +222,27 @@ func neverReuseIDs(ctx context.Context, tx *sql.Tx) error {
 			return fmt.Errorf("highest %s id: %w", table, err)
 		}
 		if err := startSequenceAbove(ctx, tx, table, floor); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// retireTenantNames records the names of tenants deleted before names
+// were retired, as far as the database remembers them: the operations of
+// a tenant outlive it.
+func retireTenantNames(ctx context.Context, tx *sql.Tx) error {
+	for _, q := range []string{
+		// As schema.sql has it, so that both make the same table.
+		`CREATE TABLE IF NOT EXISTS retired_tenants (
+	name       TEXT PRIMARY KEY,
+	deleted_at TEXT NOT NULL
+)`,
+		`INSERT OR IGNORE INTO retired_tenants(name, deleted_at)
+			SELECT tenant, max(updated_at) FROM operations
+			WHERE tenant != '' AND tenant NOT IN (SELECT name FROM tenants) GROUP BY tenant`,
+	} {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
 			return err
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	_ "embed"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -107,6 +108,10 @@ func v0DB(t *testing.T) string {
 		`INSERT INTO apikeys (id, user_id, name, secret_sealed, created_at) VALUES
 			('hk_alice', 2, 'laptop', x'00', '2025-01-02T00:00:00Z'), ('hk_mallory', 4, 'x', x'00', '2025-01-04T00:00:00Z')`,
 		`INSERT INTO settings (key, value) VALUES ('audit.key', x'aa')`,
+		// Tenant "gone" made a network before it was deleted; its
+		// operations outlive it.
+		`INSERT INTO operations (id, kind, tenant, target, status, created_at, updated_at) VALUES
+			('op-1', 'network.create', 'gone', '/v1/tenants/gone/networks/n', 'succeeded', '2025-01-01T00:00:00Z', '2025-01-01T00:00:01Z')`,
 		// The newest user and tenant go: the first release would give
 		// their ids to the next ones made.
 		`DELETE FROM users WHERE id = 4`,
@@ -172,6 +177,14 @@ func TestUpgradeFromV0(t *testing.T) {
 	if u := createUser(t, s, "after"); u.ID <= last.ID {
 		t.Errorf("user id %d reused after the upgrade", u.ID)
 	}
+	// A name the first release's operations remember a deleted tenant by
+	// is not given to another.
+	do(t, s, func(tx *Tx) error {
+		if _, err := tx.CreateTenant("gone", "", api.Quota{}); !errors.Is(err, ErrRetired) {
+			t.Errorf("tenant gone, deleted before the upgrade, made again: %v, want ErrRetired", err)
+		}
+		return nil
+	})
 	tl := createTenant(t, s, "newest")
 	do(t, s, func(tx *Tx) error { return tx.DeleteTenant("newest") })
 	if tn := createTenant(t, s, "later"); tn.ID <= tl.ID {
@@ -318,4 +331,22 @@ func schemaOf(t *testing.T, db *sql.DB) string {
 		}
 	}
 	return b.String()
+}
+
+// TestTenantNamesNeverReused: a tenant's name is how its audit trail, its
+// operations, its events and its infrastructure (acme--web) know it; a
+// new tenant given a deleted one's name would inherit all of that.
+func TestTenantNamesNeverReused(t *testing.T) {
+	s := openStore(t, filepath.Join(t.TempDir(), "c.db"))
+	createTenant(t, s, "acme")
+	do(t, s, func(tx *Tx) error { return tx.DeleteTenant("acme") })
+	do(t, s, func(tx *Tx) error {
+		if _, err := tx.CreateTenant("acme", "", api.Quota{}); !errors.Is(err, ErrRetired) {
+			t.Errorf("a deleted tenant's name given again: %v, want ErrRetired", err)
+		}
+		if _, err := tx.CreateTenant("acme2", "", api.Quota{}); err != nil {
+			t.Errorf("another name: %v", err)
+		}
+		return nil
+	})
 }

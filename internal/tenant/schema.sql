@@ -22,6 +22,15 @@ CREATE TABLE IF NOT EXISTS tenants (
 	version       INTEGER NOT NULL DEFAULT 1
 );
 
+-- Names of deleted tenants. A tenant's name is how the audit log, the
+-- operations, the event stream and the infrastructure (acme--web) know
+-- it, so a name is never given to another tenant: its history stays its
+-- own.
+CREATE TABLE IF NOT EXISTS retired_tenants (
+	name       TEXT PRIMARY KEY,
+	deleted_at TEXT NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS users (
 	id            INTEGER PRIMARY KEY AUTOINCREMENT,
 	name          TEXT NOT NULL UNIQUE,

@@ -28,6 +28,7 @@ var schema string
 var (
 	ErrNotFound = errors.New("not found")
 	ErrExists   = errors.New("already exists")
+	ErrRetired  = errors.New("the name belonged to a deleted tenant")
 	ErrQuota    = errors.New("quota exceeded")
 	ErrConflict = errors.New("version does not match")
 	ErrInUse    = errors.New("still in use")

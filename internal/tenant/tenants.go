@@ -25,6 +25,13 @@ func scanTenant(sc scanner) (TenantRecord, error) {
 
 // CreateTenant creates a tenant and its default project.
 func (t *Tx) CreateTenant(name, display string, q api.Quota) (TenantRecord, error) {
+	var retired bool
+	if err := t.row(`SELECT count(*) > 0 FROM retired_tenants WHERE name = ?`, name).Scan(&retired); err != nil {
+		return TenantRecord{}, err
+	}
+	if retired {
+		return TenantRecord{}, ErrRetired
+	}
 	res, err := t.exec(`INSERT INTO tenants(name, display_name, q_instances, q_vcpus, q_memory_mib, q_disk_gib, q_networks, created_at)
 		VALUES(?, ?, ?, ?, ?, ?, ?, ?)`, name, display, q.Instances, q.VCPUs, q.MemoryMiB, q.DiskGiB, q.Networks, fmtTime(t.now))
 	if isUnique(err) {
@@ -115,6 +122,9 @@ func (t *Tx) DeleteTenant(name string) error {
 	}
 	if r.Usage.Instances > 0 || r.Usage.Networks > 0 {
 		return ErrInUse
+	}
+	if _, err := t.exec(`INSERT INTO retired_tenants(name, deleted_at) VALUES(?, ?)`, name, fmtTime(t.now)); err != nil {
+		return err
 	}
 	return affected(t.exec(`DELETE FROM tenants WHERE id = ?`, r.ID))
 }
