@@ -202,6 +202,35 @@ func sshKey(seed string) string {
 
 func b64(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
 
+// restart stops the server (if it still runs) and starts a new one on
+// the same state directory, as a restart of `holdfast serve` would;
+// change, when not nil, alters the configuration it starts with.
+func (e *env) restart(change func(*Config)) {
+	e.t.Helper()
+	e.ts.Close()
+	if err := e.s.Shutdown(context.Background()); err != nil {
+		e.t.Fatal(err)
+	}
+	cfg := e.s.cfg
+	if change != nil {
+		change(&cfg)
+	}
+	s, err := New(cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if s.Bootstrap.User != "" {
+		e.t.Fatal("a restart made another operator")
+	}
+	s.Start()
+	e.t.Cleanup(func() {
+		if err := s.Shutdown(context.Background()); err != nil {
+			e.t.Error(err)
+		}
+	})
+	e.s, e.ts = s, httptestTLS(e.t, s)
+}
+
 func httptestTLS(t testing.TB, s *Server) *httptest.Server {
 	ts := httptest.NewTLSServer(s.Handler())
 	t.Cleanup(ts.Close)

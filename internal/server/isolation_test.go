@@ -102,17 +102,8 @@ func TestRefusedObjectFailsAlone(t *testing.T) {
 	if err := deploy.WriteTenants(state, cloud, wedged); err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Config{SpecPath: tenancySpec, StateDir: state, Rename: cloud, Realize: true, Resync: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Start()
-	t.Cleanup(func() {
-		if err := s.Shutdown(context.Background()); err != nil {
-			t.Error(err)
-		}
-	})
-	e := &env{t: t, s: s, ts: httptestTLS(t, s), clock: first.clock}
+	first.restart(func(c *Config) { c.SpecPath, c.Realize, c.Resync, c.Now = tenancySpec, true, -1, nil })
+	e := first
 
 	e.wait(bob, netOp)
 	e.wait(bob, vmOp)
@@ -162,7 +153,7 @@ func TestRefusedObjectFailsAlone(t *testing.T) {
 
 	// A template the API would refuse (its spec name, catalogue--ubuntu-24.04,
 	// holds a dot), published directly; other rebuilds web from it.
-	if err := s.db.Do(t.Context(), func(tx *tenant.Tx) error {
+	if err := e.s.db.Do(t.Context(), func(tx *tenant.Tx) error {
 		return tx.PutTemplate(api.Template{Name: "ubuntu-24.04", Image: "ubuntu-24.04"})
 	}); err != nil {
 		t.Fatal(err)

@@ -195,20 +195,9 @@ func TestPendingWorkSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s, err := New(Config{SpecPath: first.s.cfg.SpecPath, StateDir: state, Rename: cloud, Realize: true, Resync: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s.Bootstrap.User != "" {
-		t.Fatal("a restart made another operator")
-	}
-	s.Start()
-	t.Cleanup(func() {
-		if err := s.Shutdown(context.Background()); err != nil {
-			t.Error(err)
-		}
-	})
-	second := &env{t: t, s: s, ts: httptestTLS(t, s), clock: first.clock}
+	// The restarted server realizes, on the wall clock.
+	first.restart(func(c *Config) { c.Realize, c.Resync, c.Now = true, -1, nil })
+	second := first
 	second.wait(alice, netOp)
 	second.wait(alice, vmOp)
 	var vm api.Instance

@@ -1,38 +1,13 @@
 package server
 
 import (
-	"context"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/holdfast/holdfast/api"
 	"github.com/holdfast/holdfast/internal/auth"
 )
-
-// restart stops the server and starts a new one on the same state
-// directory, as a restart of `holdfast serve` would.
-func (e *env) restart() {
-	e.t.Helper()
-	e.ts.Close()
-	if err := e.s.Shutdown(context.Background()); err != nil {
-		e.t.Fatal(err)
-	}
-	s, err := New(e.s.cfg)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	s.Start()
-	ts := httptest.NewTLSServer(s.Handler())
-	e.t.Cleanup(func() {
-		ts.Close()
-		if err := s.Shutdown(context.Background()); err != nil {
-			e.t.Error(err)
-		}
-	})
-	e.s, e.ts = s, ts
-}
 
 // TestTOTPReplayAcrossRestart: a TOTP code once accepted is refused again,
 // also after a restart, whether it was accepted by a login or by the
@@ -49,7 +24,7 @@ func TestTOTPReplayAcrossRestart(t *testing.T) {
 	confirmed := auth.TOTPCode(secret, e.clock.now())
 	e.must(alice, http.StatusNoContent, "POST", "/v1/me/totp/confirm", api.TOTPConfirm{Code: confirmed}, nil)
 
-	e.restart()
+	e.restart(nil)
 	status, _, b := e.do(cred{}, "POST", "/v1/auth/login", api.LoginRequest{User: "alice", Password: "password-of-alice", TOTP: confirmed})
 	if status != http.StatusUnauthorized {
 		t.Fatalf("the confirmation's code, after a restart: %d %s", status, b)
@@ -58,7 +33,7 @@ func TestTOTPReplayAcrossRestart(t *testing.T) {
 	e.clock.advance(30 * time.Second)
 	code := auth.TOTPCode(secret, e.clock.now())
 	e.login("alice", "password-of-alice", code)
-	e.restart()
+	e.restart(nil)
 	status, _, b = e.do(cred{}, "POST", "/v1/auth/login", api.LoginRequest{User: "alice", Password: "password-of-alice", TOTP: code})
 	if status != http.StatusUnauthorized {
 		t.Fatalf("a login's code, after a restart: %d %s", status, b)

@@ -262,8 +262,14 @@ func (s *Store) Counts(ctx context.Context) (map[string]int, error) {
 
 func (s *Store) tx(ctx context.Context, f func(*sql.Tx) error) error { return Tx(ctx, s.db, f) }
 
+// Beginner begins transactions: a *sql.DB, or one of its connections
+// (*sql.Conn) when a connection's settings must hold around it.
+type Beginner interface {
+	BeginTx(context.Context, *sql.TxOptions) (*sql.Tx, error)
+}
+
 // Tx runs f in a transaction on db, committing if f succeeds.
-func Tx(ctx context.Context, db *sql.DB, f func(*sql.Tx) error) error {
+func Tx(ctx context.Context, db Beginner, f func(*sql.Tx) error) error {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return err

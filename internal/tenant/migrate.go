@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+
+	"github.com/holdfast/holdfast/internal/store"
 )
 
 // schemaVersion is the version of schema.sql. A fresh database is made
@@ -64,7 +66,7 @@ func migrate(ctx context.Context, db *sql.DB) error {
 			return fmt.Errorf("upgrade the control database to schema version %d (%s): %w", v+1, migrations[v].what, err)
 		}
 	}
-	return inTx(ctx, conn, func(tx *sql.Tx) error {
+	return store.Tx(ctx, conn, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, schema); err != nil {
 			return fmt.Errorf("create control plane tables: %w", err)
 		}
@@ -94,18 +96,6 @@ func putVersion(ctx context.Context, tx *sql.Tx, v int) error {
 	return err
 }
 
-func inTx(ctx context.Context, conn *sql.Conn, f func(*sql.Tx) error) error {
-	tx, err := conn.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := f(tx); err != nil {
-		_ = tx.Rollback() // the error that matters is f's
-		return err
-	}
-	return tx.Commit()
-}
-
 // apply runs the migration and records version to, in one transaction.
 func (m migration) apply(ctx context.Context, conn *sql.Conn, to int) (err error) {
 	if m.rebuild {
@@ -122,7 +112,7 @@ func (m migration) apply(ctx context.Context, conn *sql.Conn, to int) (err error
 			}
 		}()
 	}
-	return inTx(ctx, conn, func(tx *sql.Tx) error {
+	return store.Tx(ctx, conn, func(tx *sql.Tx) error {
 		if err := m.run(ctx, tx); err != nil {
 			return err
 		}
