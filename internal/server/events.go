@@ -177,27 +177,38 @@ var errStreamEnds = errors.New("the caller may no longer read this stream")
 // seeing at least what they saw when the stream began (the caller is
 // updated, so tenants joined since are streamed too).
 func (s *Server) recheck(q *request) error {
+	c, err := s.current(q)
+	if errors.Is(err, errUnauthenticated) {
+		return errStreamEnds // logged out, revoked, expired or deleted
+	}
+	if err != nil {
+		return err
+	}
+	if narrowed(q.caller.user, c.user) {
+		return errStreamEnds
+	}
+	q.caller = c
+	return nil
+}
+
+// current reads a long request's caller again, as a new request with the
+// same credential would find them; errUnauthenticated when the session or
+// key is no longer live or the user is gone.
+func (s *Server) current(q *request) (*caller, error) {
 	c := *q.caller
 	var userID int64
 	if c.via == "session" {
 		_, token := credentials(q.r)
 		cl, err := s.sess.verify(token)
 		if err != nil || cl.family != c.family {
-			return errStreamEnds // logged out, revoked or expired
+			return nil, errUnauthenticated
 		}
 		userID = cl.userID
 	}
 	if err := s.load(q.r.Context(), &c, userID); err != nil {
-		if errors.Is(err, errUnauthenticated) {
-			return errStreamEnds
-		}
-		return err
+		return nil, err
 	}
-	if narrowed(q.caller.user, c.user) {
-		return errStreamEnds
-	}
-	q.caller = &c
-	return nil
+	return &c, nil
 }
 
 // events streams the events the caller may see until the client leaves,
@@ -354,6 +365,20 @@ func (s *Server) waitOperation(q *request) error {
 	if err != nil {
 		return err
 	}
+	// answer answers under the caller's rights as they are now, not as
+	// they were when the wait began: a membership removed, a session
+	// ended or a key revoked meanwhile holds for this answer too.
+	answer := func(op tenant.Op) error {
+		c, err := s.current(q)
+		if err != nil {
+			return err
+		}
+		q.caller = c
+		if !s.visible(q, op.Tenant) {
+			return notFound("operation", op.ID)
+		}
+		return q.ok(op.Operation)
+	}
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for !op.Done() {
@@ -361,9 +386,9 @@ func (s *Server) waitOperation(q *request) error {
 		case <-q.r.Context().Done():
 			return nil
 		case <-deadline.C:
-			return q.ok(op.Operation)
+			return answer(op)
 		case <-s.real.stopping():
-			return q.ok(op.Operation)
+			return answer(op)
 		case e, ok := <-c:
 			if !ok {
 				c, stop = s.hub.subscribe(0)
@@ -376,7 +401,7 @@ func (s *Server) waitOperation(q *request) error {
 			}
 		}
 	}
-	return q.ok(op.Operation)
+	return answer(op)
 }
 
 func (s *Server) listOperations(q *request) error {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/holdfast/holdfast/api"
 	"github.com/holdfast/holdfast/internal/auth"
+	"github.com/holdfast/holdfast/internal/tenant"
 )
 
 // eventStream is an open /v1/events stream, read in the background.
@@ -232,4 +233,69 @@ func TestStreamsRecheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.ends()
+}
+
+// TestOperationWaitAnswersUnderCurrentRights: a wait on an operation is
+// one request that can last a minute. Whatever the caller lost while it
+// waited — a membership, their session — holds for its answer: the
+// operation is not shown to someone no longer allowed to see it.
+func TestOperationWaitAnswersUnderCurrentRights(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		lose func(e *env, alice cred)
+		want int
+	}{
+		{"membership removed", func(e *env, _ cred) {
+			e.must(e.admin, http.StatusNoContent, "DELETE", "/v1/tenants/acme/members/alice", nil, nil)
+		}, http.StatusNotFound},
+		{"logged out", func(e *env, alice cred) {
+			// The session ends while a request under it waits.
+			e.must(alice, http.StatusNoContent, "POST", "/v1/auth/logout", nil, nil)
+		}, http.StatusUnauthorized},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, Config{})
+			alice := e.tenantWith("acme", nil, map[string]string{"alice": api.RoleTenantAdmin})["alice"]
+			var op api.Operation
+			e.must(alice, http.StatusAccepted, "POST", "/v1/tenants/acme/networks", api.NetworkCreate{Name: "net"}, &op)
+
+			type answer struct {
+				status int
+				body   []byte
+			}
+			waited := make(chan answer, 1)
+			go func() {
+				status, _, b := e.do(alice, "GET", "/v1/operations/"+op.ID+"/wait?timeout=60s", nil)
+				waited <- answer{status, b}
+			}()
+			// The wait has subscribed to the hub once there is a
+			// subscriber: nothing else streams in this test.
+			deadline := time.Now().Add(10 * time.Second)
+			for e.s.hub.subscribers() == 0 {
+				if time.Now().After(deadline) {
+					t.Fatal("the wait never began")
+				}
+				time.Sleep(time.Millisecond)
+			}
+
+			tc.lose(e, alice)
+			// The operation finishes, which ends the wait.
+			if err := e.s.db.Do(t.Context(), func(tx *tenant.Tx) error {
+				return tx.UpdateOperation(op.ID, api.OpSucceeded, 100, "done", nil)
+			}); err != nil {
+				t.Fatal(err)
+			}
+			e.s.emit(api.Event{Type: "operation.succeeded", Tenant: "acme", Object: "/v1/operations/" + op.ID})
+			if a := <-waited; a.status != tc.want {
+				t.Errorf("the wait's answer after the caller lost the right: %d, want %d: %s", a.status, tc.want, a.body)
+			}
+		})
+	}
+}
+
+// subscribers counts the open subscriptions (tests).
+func (h *hub) subscribers() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.subs)
 }
