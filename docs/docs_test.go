@@ -38,7 +38,9 @@ func withoutCode(b []byte) []byte {
 // outside are ways a file could point at things beside the repository on
 // the machine it was written on (the checkout's siblings, its absolute
 // path) rather than at the repository or at a public document.
-var outside = []string{"../shared/", "/work/shared", "shared/fixtures/", "shared/reference/"}
+// They are spelled in pieces so that this file, which states the rule, does
+// not match it.
+var outside = []string{".." + "/shared/", "/work" + "/shared", "shared" + "/fixtures/", "shared" + "/reference/"}
 
 // TestNothingPointsOutsideTheRepository reads every text file of the
 // repository: no Markdown link may lead out of it or to a file that does
@@ -70,9 +72,6 @@ func TestNothingPointsOutsideTheRepository(t *testing.T) {
 		}
 		files++
 		rel, _ := filepath.Rel(root, path)
-		if rel == filepath.Join("docs", "docs_test.go") {
-			return nil // the rule's own statement
-		}
 		for _, o := range outside {
 			if i := bytes.Index(b, []byte(o)); i >= 0 {
 				t.Errorf("%s:%d names %q, a path beside the repository: carry the file in the repository or name its public source",
