@@ -1,13 +1,10 @@
 package proxmox_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"slices"
@@ -178,9 +175,7 @@ func TestKillBetweenCloneAndMigrate(t *testing.T) {
 				if r.Method != http.MethodPost {
 					return true
 				}
-				body, _ := io.ReadAll(r.Body)
-				r.Body = io.NopCloser(bytes.NewReader(body))
-				form, _ := url.ParseQuery(string(body))
+				form := peekForm(r)
 				mu.Lock()
 				defer mu.Unlock()
 				switch {

@@ -138,9 +138,7 @@ func TestSameNamedTemplatesPerNode(t *testing.T) {
 		if r.Method != http.MethodPost {
 			return true
 		}
-		body, _ := io.ReadAll(r.Body)
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		form, _ := url.ParseQuery(string(body))
+		form := peekForm(r)
 		mu.Lock()
 		defer mu.Unlock()
 		switch {
@@ -293,4 +291,13 @@ func TestStatusWhileAGuestMoves(t *testing.T) {
 			t.Errorf("%s: %s %v, want drifted: vanished while observed", s.ID, s.State, s.Drift)
 		}
 	}
+}
+
+// peekForm reads a request's form body for a hook, leaving the body for
+// the emulator to read after it.
+func peekForm(r *http.Request) url.Values {
+	body, _ := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	form, _ := url.ParseQuery(string(body))
+	return form
 }
