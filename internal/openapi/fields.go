@@ -35,12 +35,20 @@ func (f field) required() bool {
 // flattened breadth first, and of several fields with one name the
 // shallowest wins, then the tagged one, and an unresolved tie drops them all.
 func jsonFields(t reflect.Type) []field {
-	type embedded struct {
-		typ        reflect.Type
-		index      []int
-		goPath     string
-		viaPointer bool
-	}
+	return dominant(candidates(t))
+}
+
+// embedded is a struct whose fields are promoted into the walked one.
+type embedded struct {
+	typ        reflect.Type
+	index      []int
+	goPath     string
+	viaPointer bool
+}
+
+// candidates walks t and its embedded structs breadth first and returns
+// every member that could carry each JSON name, before ties are resolved.
+func candidates(t reflect.Type) []field {
 	var current []embedded
 	next := []embedded{{typ: t}}
 	var count, nextCount map[reflect.Type]int
@@ -56,80 +64,101 @@ func jsonFields(t reflect.Type) []field {
 			}
 			visited[e.typ] = true
 			for i := range e.typ.NumField() {
-				sf := e.typ.Field(i)
-				if sf.Anonymous {
-					ft := sf.Type
-					if ft.Kind() == reflect.Pointer {
-						ft = ft.Elem()
-					}
-					if !sf.IsExported() && ft.Kind() != reflect.Struct {
-						continue
-					}
-					// An unexported embedded struct still promotes its
-					// exported fields.
-				} else if !sf.IsExported() {
-					continue
-				}
-				tag := sf.Tag.Get("json")
-				if tag == "-" {
-					continue
-				}
-				name, opts, _ := strings.Cut(tag, ",")
-				if !validTagName(name) {
-					name = ""
-				}
-				index := append(slices.Clone(e.index), i)
-				goPath := sf.Name
-				if e.goPath != "" {
-					goPath = e.goPath + "." + sf.Name
-				}
-				ft := sf.Type
-				if ft.Name() == "" && ft.Kind() == reflect.Pointer {
-					ft = ft.Elem()
-				}
-				if name != "" || !sf.Anonymous || ft.Kind() != reflect.Struct {
-					f := field{
-						name:       name,
-						goPath:     goPath,
-						index:      index,
-						typ:        sf.Type,
-						tag:        sf.Tag,
-						tagged:     name != "",
-						omit:       hasOption(opts, "omitempty") || hasOption(opts, "omitzero"),
-						viaPointer: e.viaPointer,
-					}
-					if f.name == "" {
-						f.name = sf.Name
-					}
-					if hasOption(opts, "string") {
-						switch ft.Kind() {
-						case reflect.Bool, reflect.String, reflect.Float32, reflect.Float64,
-							reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-							reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
-							f.quoted = true
-						}
-					}
+				f, inner, ok := member(e, e.typ.Field(i), i)
+				switch {
+				case !ok:
+				case inner == nil:
 					fields = append(fields, f)
 					if count[e.typ] > 1 {
 						// The same struct embedded twice at this depth: a
-						// second copy makes the tie below drop the name.
+						// second copy makes the tie in dominant drop the name.
 						fields = append(fields, f)
 					}
-					continue
-				}
-				nextCount[ft]++
-				if nextCount[ft] == 1 {
-					next = append(next, embedded{
-						typ:        ft,
-						index:      index,
-						goPath:     goPath,
-						viaPointer: e.viaPointer || sf.Type.Kind() == reflect.Pointer,
-					})
+				default:
+					nextCount[inner.typ]++
+					if nextCount[inner.typ] == 1 {
+						next = append(next, *inner)
+					}
 				}
 			}
 		}
 	}
+	return fields
+}
 
+// member reads field i of the struct e: a JSON member, or an embedded
+// struct whose fields are promoted (inner), or nothing (ok false).
+func member(e embedded, sf reflect.StructField, i int) (f field, inner *embedded, ok bool) {
+	if sf.Anonymous {
+		ft := sf.Type
+		if ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
+		}
+		// An unexported embedded struct still promotes its exported fields.
+		if !sf.IsExported() && ft.Kind() != reflect.Struct {
+			return field{}, nil, false
+		}
+	} else if !sf.IsExported() {
+		return field{}, nil, false
+	}
+	tag := sf.Tag.Get("json")
+	if tag == "-" {
+		return field{}, nil, false
+	}
+	name, opts, _ := strings.Cut(tag, ",")
+	if !validTagName(name) {
+		name = ""
+	}
+	index := append(slices.Clone(e.index), i)
+	goPath := sf.Name
+	if e.goPath != "" {
+		goPath = e.goPath + "." + sf.Name
+	}
+	ft := sf.Type
+	if ft.Name() == "" && ft.Kind() == reflect.Pointer {
+		ft = ft.Elem()
+	}
+	if name == "" && sf.Anonymous && ft.Kind() == reflect.Struct {
+		return field{}, &embedded{
+			typ:        ft,
+			index:      index,
+			goPath:     goPath,
+			viaPointer: e.viaPointer || sf.Type.Kind() == reflect.Pointer,
+		}, true
+	}
+	f = field{
+		name:       name,
+		goPath:     goPath,
+		index:      index,
+		typ:        sf.Type,
+		tag:        sf.Tag,
+		tagged:     name != "",
+		omit:       hasOption(opts, "omitempty") || hasOption(opts, "omitzero"),
+		quoted:     hasOption(opts, "string") && quotable(ft.Kind()),
+		viaPointer: e.viaPointer,
+	}
+	if f.name == "" {
+		f.name = sf.Name
+	}
+	return f, nil, true
+}
+
+// quotable reports whether ",string" applies to a kind: encoding/json
+// honours it only for scalars.
+func quotable(k reflect.Kind) bool {
+	switch k {
+	case reflect.Bool, reflect.String, reflect.Float32, reflect.Float64,
+		reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		return true
+	}
+	return false
+}
+
+// dominant keeps, of the candidates for each name, the one encoding/json
+// uses: the shallowest, then the tagged one; an unresolved tie drops the
+// name. The result is in field order.
+func dominant(fields []field) []field {
 	slices.SortStableFunc(fields, func(a, b field) int {
 		if c := strings.Compare(a.name, b.name); c != 0 {
 			return c

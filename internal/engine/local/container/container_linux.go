@@ -112,25 +112,8 @@ func launch(ctx context.Context, cfg Config) (pid int, err error) {
 		}
 	}()
 
-	// The configuration first: it tells a later Stop which cgroup to remove.
-	conf, err := json.MarshalIndent(cfg, "", "  ")
-	if err != nil {
+	if err := prepareStart(cfg); err != nil {
 		return 0, err
-	}
-	if err := writeFileAtomic(filepath.Join(cfg.Dir, configFile), conf); err != nil {
-		return 0, err
-	}
-	if cfg.Overlay != "" {
-		// The upper layer's root is the container's "/": world-readable,
-		// like any root directory.
-		for _, d := range []struct {
-			name string
-			mode os.FileMode
-		}{{"", 0o700}, {"upper", 0o755}, {"work", 0o700}, {"merged", 0o755}} {
-			if err := os.MkdirAll(filepath.Join(cfg.Overlay, d.name), d.mode); err != nil {
-				return 0, fmt.Errorf("overlay: %w", err)
-			}
-		}
 	}
 	cg, err := findCgroups(cfg.Cgroup)
 	if err != nil {
@@ -140,28 +123,84 @@ func launch(ctx context.Context, cfg Config) (pid int, err error) {
 	if err := cg.create(cfg); err != nil {
 		return 0, err
 	}
-
-	console, err := os.OpenFile(filepath.Join(cfg.Dir, consoleFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	p, err := startInit(cfg)
 	if err != nil {
 		return 0, err
+	}
+	defer p.close()
+	undo = append(undo, func() { _ = p.cmd.Process.Kill(); _ = p.cmd.Wait() })
+	hook("forked")
+	if err := p.handshake(ctx, cfg, cg); err != nil {
+		return 0, err
+	}
+	// Reap the init when it ends, should this process still be running;
+	// otherwise it is reparented and reaped by the host's init.
+	go func() { _ = p.cmd.Wait() }()
+	return p.cmd.Process.Pid, nil
+}
+
+// prepareStart writes what must exist before the init starts: the configuration
+// first, since it tells a later Stop which cgroup to remove, then the
+// overlay's directories.
+func prepareStart(cfg Config) error {
+	conf, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(filepath.Join(cfg.Dir, configFile), conf); err != nil {
+		return err
+	}
+	if cfg.Overlay == "" {
+		return nil
+	}
+	// The upper layer's root is the container's "/": world-readable, like
+	// any root directory.
+	for _, d := range []struct {
+		name string
+		mode os.FileMode
+	}{{"", 0o700}, {"upper", 0o755}, {"work", 0o700}, {"merged", 0o755}} {
+		if err := os.MkdirAll(filepath.Join(cfg.Overlay, d.name), d.mode); err != nil {
+			return fmt.Errorf("overlay: %w", err)
+		}
+	}
+	return nil
+}
+
+// initProcess is a started init and this side of its start-up handshake.
+type initProcess struct {
+	cmd    *exec.Cmd
+	goW    *os.File      // Start -> init: one byte, "go"
+	status *statusReader // init -> Start: "ready", "ok" or "error ..."
+}
+
+func (p *initProcess) close() {
+	p.goW.Close()
+	p.status.f.Close()
+}
+
+// startInit forks the init in the instance's namespaces, its output going
+// to the console file. The init waits for "go" before doing anything.
+func startInit(cfg Config) (*initProcess, error) {
+	console, err := os.OpenFile(filepath.Join(cfg.Dir, consoleFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
 	}
 	defer console.Close()
 	devNull, err := os.Open(os.DevNull)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer devNull.Close()
-	goR, goW, err := os.Pipe() // Start -> init: one byte, "go"
+	goR, goW, err := os.Pipe()
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	defer goW.Close()
-	statusR, statusW, err := os.Pipe() // init -> Start: "ready", "ok" or "error ..."
+	statusR, statusW, err := os.Pipe()
 	if err != nil {
 		goR.Close()
-		return 0, err
+		goW.Close()
+		return nil, err
 	}
-	defer statusR.Close()
 
 	cmd := &exec.Cmd{
 		// /proc/self/exe still works when the binary on disk was replaced.
@@ -184,54 +223,56 @@ func launch(ctx context.Context, cfg Config) (pid int, err error) {
 	goR.Close()
 	statusW.Close()
 	if err != nil {
-		return 0, fmt.Errorf("starting init: %w", err)
+		goW.Close()
+		statusR.Close()
+		return nil, fmt.Errorf("starting init: %w", err)
 	}
-	undo = append(undo, func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	pid = cmd.Process.Pid
-	hook("forked")
+	return &initProcess{cmd: cmd, goW: goW, status: &statusReader{f: statusR, br: bufio.NewReader(statusR)}}, nil
+}
 
-	status := &statusReader{f: statusR, br: bufio.NewReader(statusR)}
-	if err := status.expect(ctx, "ready"); err != nil {
-		return 0, fmt.Errorf("init: %w%s", err, consoleTail(cfg.Dir))
+// handshake takes a forked init to running: once it is ready, into the
+// cgroup, then "go", then its "ok", then the pid file that later commands
+// find it by.
+func (p *initProcess) handshake(ctx context.Context, cfg Config, cg *cgroupSet) error {
+	pid := p.cmd.Process.Pid
+	if err := p.status.expect(ctx, "ready"); err != nil {
+		return fmt.Errorf("init: %w%s", err, consoleTail(cfg.Dir))
 	}
 	hook("ready")
 	if err := ctx.Err(); err != nil {
-		return 0, err
+		return err
 	}
 	// Into the cgroup before "go": everything the init starts is limited,
 	// and from here on every process of this instance is in the cgroup,
 	// where a later cleanup finds it.
 	if err := cg.add(pid); err != nil {
-		return 0, err
+		return err
 	}
 	hook("cgroup")
 	if err := ctx.Err(); err != nil {
-		return 0, err
+		return err
 	}
-	if _, err := goW.Write([]byte{'g'}); err != nil {
-		return 0, fmt.Errorf("init: %w%s", err, consoleTail(cfg.Dir))
+	if _, err := p.goW.Write([]byte{'g'}); err != nil {
+		return fmt.Errorf("init: %w%s", err, consoleTail(cfg.Dir))
 	}
-	goW.Close()
+	p.goW.Close()
 	hook("go")
-	if err := status.expect(ctx, "ok"); err != nil {
-		return 0, fmt.Errorf("init: %w%s", err, consoleTail(cfg.Dir))
+	if err := p.status.expect(ctx, "ok"); err != nil {
+		return fmt.Errorf("init: %w%s", err, consoleTail(cfg.Dir))
 	}
 	hook("ok")
 	if err := ctx.Err(); err != nil {
-		return 0, err
+		return err
 	}
 	info, err := readProc(pid)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	if err := writePIDFile(cfg.Dir, pidRecord{PID: pid, Start: info.start}); err != nil {
-		return 0, err
+		return err
 	}
 	hook("pidfile")
-	// Reap the init when it ends, should this process still be running;
-	// otherwise it is reparented and reaped by the host's init.
-	go func() { _ = cmd.Wait() }()
-	return pid, nil
+	return nil
 }
 
 // initEnv is the whole environment of an init: the marker, its state
