@@ -15,6 +15,17 @@ import (
 // flows derives the firewall policy as an explicit allow list. Zones that
 // are not present (inactive, disabled) contribute nothing: they do not exist.
 func (c *compiler) flows() {
+	fs := slices.Concat(c.zoneFlows(), c.instanceFlows(), c.routeFlows(), c.overlayFlows())
+	slices.SortFunc(fs, compareFlows)
+	c.state.Flows = slices.CompactFunc(fs, func(a, b Flow) bool { return compareFlows(a, b) == 0 })
+	if c.state.Flows == nil {
+		c.state.Flows = []Flow{}
+	}
+}
+
+// zoneFlows are what zones' access-to grants: subnet to subnet, or out to
+// the internet.
+func (c *compiler) zoneFlows() []Flow {
 	var fs []Flow
 	for _, z := range c.state.Zones {
 		if !z.Present {
@@ -39,6 +50,13 @@ func (c *compiler) flows() {
 			}
 		}
 	}
+	return fs
+}
+
+// instanceFlows are instances' own rules: pinholes in (ingress) and
+// egress out of their zone, each for the instance's address alone.
+func (c *compiler) instanceFlows() []Flow {
+	var fs []Flow
 	for _, name := range spec.SortedNames(c.s.Instances) {
 		in, out := c.s.Instances[name], c.instIndex[name]
 		if out.IP == "" || !c.zoneIndex[out.Zone].Present {
@@ -70,6 +88,13 @@ func (c *compiler) flows() {
 			fs = append(fs, f)
 		}
 	}
+	return fs
+}
+
+// routeFlows let a route's clients reach its front ends, and the front
+// ends reach its backends and failover backends.
+func (c *compiler) routeFlows() []Flow {
+	var fs []Flow
 	for _, name := range spec.SortedNames(c.s.Routes) {
 		r := c.s.Routes[name]
 		port := strconv.Itoa(routePort(r))
@@ -94,6 +119,12 @@ func (c *compiler) flows() {
 			}
 		}
 	}
+	return fs
+}
+
+// overlayFlows are what groups' can-access grants on the overlay.
+func (c *compiler) overlayFlows() []Flow {
+	var fs []Flow
 	groups := spec.SortedNames(c.s.Groups)
 	for _, name := range groups {
 		for _, t := range c.s.Groups[name].CanAccess {
@@ -108,11 +139,7 @@ func (c *compiler) flows() {
 			}
 		}
 	}
-	slices.SortFunc(fs, compareFlows)
-	c.state.Flows = slices.CompactFunc(fs, func(a, b Flow) bool { return compareFlows(a, b) == 0 })
-	if c.state.Flows == nil {
-		c.state.Flows = []Flow{}
-	}
+	return fs
 }
 
 func zoneFlow(from, to Zone) Flow {

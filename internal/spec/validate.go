@@ -141,10 +141,23 @@ func (v *validator) isolatedZones() []string {
 	return out
 }
 
+// zoneNet derives a zone's network (state, VLAN, subnet, gateway, DHCP
+// range) into z.Net, reporting what is wrong with what was given.
 func (v *validator) zoneNet(name string, z *Zone) {
+	v.zoneState(name, z)
+	v.zoneVLAN(name, z)
+	if !v.zonePrefix(name, z) {
+		return // no subnet: no gateway or range to place in it
+	}
+	v.zoneGateway(name, z)
+	v.zoneDHCP(name, z)
+}
+
+// zoneState sets whether the zone exists, and its type and sub ids.
+func (v *validator) zoneState(name string, z *Zone) {
 	n := &z.Net
-	// State first: a zone with a bad cidr returns early below, and its
-	// instances must still see the zone's real state.
+	// Set even when the subnet is bad: the zone's instances must still see
+	// its real state.
 	n.State = z.State
 	if n.State == "" {
 		n.State = "active"
@@ -157,10 +170,15 @@ func (v *validator) zoneNet(name string, z *Zone) {
 			v.diags.Errorf(z.FieldPos("sub-id"), "zone %q: sub-id %d is outside 0-99", name, n.SubID)
 		}
 	}
-	overlay := z.Type == "overlay"
+}
+
+// zoneVLAN sets the zone's VLAN: none on an overlay, the given one, or
+// typeId*100+subId.
+func (v *validator) zoneVLAN(name string, z *Zone) {
+	n := &z.Net
 	computed := n.TypeID*100 + n.SubID
 	switch {
-	case overlay:
+	case z.Type == "overlay":
 		n.VLAN = -1
 		if z.VLAN != nil && *z.VLAN != 0 {
 			v.diags.Warnf(z.FieldPos("vlan"), "zone %q: overlay zones carry no VLAN; vlan %d is ignored", name, *z.VLAN)
@@ -176,28 +194,40 @@ func (v *validator) zoneNet(name string, z *Zone) {
 		n.VLAN = computed
 	}
 
+}
+
+// zonePrefix sets the zone's subnet, the given one or 10.typeId.subId.0/24;
+// false when the given one is unusable.
+func (v *validator) zonePrefix(name string, z *Zone) bool {
+	n := &z.Net
 	if z.CIDR != "" {
 		p, err := netip.ParsePrefix(z.CIDR)
 		switch {
 		case err != nil:
 			v.diags.Errorf(z.FieldPos("cidr"), "zone %q: cidr %q is not a subnet such as 10.2.10.0/24", name, z.CIDR)
-			return
+			return false
 		case !p.Addr().Is4():
 			v.diags.Errorf(z.FieldPos("cidr"), "zone %q: cidr %q: only IPv4 zones are supported", name, z.CIDR)
-			return
+			return false
 		case p.Masked() != p:
 			v.diags.Errorf(z.FieldPos("cidr"), "zone %q: cidr %q has host bits set; did you mean %s?", name, z.CIDR, p.Masked())
-			return
+			return false
 		case p.Bits() > 30:
 			v.diags.Errorf(z.FieldPos("cidr"), "zone %q: cidr %q is too small for a gateway and hosts (at most /30)", name, z.CIDR)
-			return
+			return false
 		}
 		n.Prefix = p
 	} else {
 		n.Prefix = netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(n.TypeID), byte(n.SubID), 0}), 24)
 	}
-	size := PrefixSize(n.Prefix)
+	return true
+}
 
+// zoneGateway sets the zone's gateway, the given one or the subnet's first
+// host.
+func (v *validator) zoneGateway(name string, z *Zone) {
+	n := &z.Net
+	size := PrefixSize(n.Prefix)
 	if z.Gateway != "" {
 		gw, err := netip.ParseAddr(z.Gateway)
 		switch {
@@ -214,7 +244,14 @@ func (v *validator) zoneNet(name string, z *Zone) {
 		n.Gateway = AddrAt(n.Prefix, 1)
 	}
 
-	dhcp := !overlay
+}
+
+// zoneDHCP sets the zone's DHCP range, the given one or .50-.250 where the
+// subnet holds it, and never over the gateway.
+func (v *validator) zoneDHCP(name string, z *Zone) {
+	n := &z.Net
+	size := PrefixSize(n.Prefix)
+	dhcp := z.Type != "overlay"
 	if z.DHCP != nil {
 		dhcp = *z.DHCP
 	}
