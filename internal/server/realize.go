@@ -672,134 +672,180 @@ func (r *realizer) progress(ctx context.Context, ops []tenant.Op, pct int, msg s
 func (p *pass) finish(ctx context.Context, c *deploy.Cloud, st []deploy.Status, passErr error) {
 	s := p.s
 	p.r.record(p, passErr)
-	state := map[string]string{} // resource id -> ok, missing, drifted, unexpected
-	for _, x := range st {
-		state[x.ID] = x.State
-	}
-	exists := func(id string) bool { return st != nil && state[id] != "" && state[id] != "missing" }
-	healthy := func(id string) bool { return st != nil && state[id] == "ok" }
-	var desired map[string]compile.Instance
-	if c != nil {
-		desired = map[string]compile.Instance{}
-		for _, in := range c.Desired.Instances {
-			desired[in.Name] = in
-		}
-	}
-	// Refusals are recorded only when the pass went on without the
-	// refused objects; a pass that failed as a whole decided nothing.
-	refused, kept := p.refused, p.kept
-	if passErr != nil {
-		refused, kept = map[object]string{}, map[object]bool{}
-	}
-	netID := func(zone string) string { return compile.ResNetwork + "/" + s.pool.site + "/" + zone }
-	var events []api.Event
+	o := p.outcome(c, st, passErr)
 	err := s.db.Do(ctx, func(tx *tenant.Tx) error {
-		for _, n := range p.sn.nets {
-			id, o := netID(n.Zone), zoneObject(n)
-			switch {
-			case n.Status == "deleting" && st != nil && !exists(id):
-				if err := tx.RemoveNetwork(n.Zone); err != nil {
-					return err
-				}
-				events = append(events, api.Event{Type: "network.deleted", Tenant: n.Tenant, Object: networkPath(n.Tenant, n.Name)})
-			case n.Status == "deleting":
-			case healthy(id):
-				if n.Status != "ready" {
-					events = append(events, api.Event{Type: "network.ready", Tenant: n.Tenant, Object: networkPath(n.Tenant, n.Name)})
-				}
-				if err := tx.SetNetworkStatus(n.Zone, "ready"); err != nil {
-					return err
-				}
-			case refused[o] != "" && !kept[o], p.failed[o] != "", st != nil && n.Status == "creating":
-				if n.Status != "failed" {
-					events = append(events, api.Event{Type: "network.failed", Tenant: n.Tenant, Object: networkPath(n.Tenant, n.Name)})
-				}
-				if err := tx.SetNetworkStatus(n.Zone, "failed"); err != nil {
-					return err
-				}
-			}
+		if err := p.finishNetworks(tx, o); err != nil {
+			return err
 		}
-		for _, in := range p.sn.insts {
-			id, o := compile.ResInstance+"/"+in.Spec, instanceObject(in)
-			if in.Status == api.StatusDeleting {
-				if st != nil && !exists(id) {
-					if err := tx.RemoveInstance(in.Spec); err != nil {
-						return err
-					}
-					events = append(events, api.Event{Type: "instance.deleted", Tenant: in.Tenant, Object: instancePath(in.Tenant, in.Name)})
-				}
-				continue
-			}
-			ob := tenant.Observed{VMID: in.VMID, IP: in.IP, FQDN: in.FQDN, Node: in.Node, Status: in.Status, Error: in.Error}
-			if d, ok := desired[in.Spec]; ok {
-				ob.VMID, ob.IP, ob.FQDN, ob.Node = d.VMID, d.IP, d.FQDN, d.Node
-			}
-			power := in.Power
-			if kept[o] {
-				power = cmpStr(p.acceptedInstance(o).Power, "running") // what it runs as
-			}
-			switch {
-			case refused[o] != "" && !kept[o]:
-				ob.Status, ob.Error = api.StatusFailed, "the cloud refused it: "+refused[o]
-			case p.failed[o] != "":
-				ob.Status, ob.Error = api.StatusFailed, p.failed[o]
-			case healthy(id):
-				ob.Status, ob.Error = api.StatusRunning, ""
-				if power == "stopped" {
-					ob.Status = api.StatusStopped
-				}
-			case st != nil:
-				ob.Status, ob.Error = api.StatusFailed, "the instance is "+cmpStr(state[id], "missing")+" after reconciling"
-			}
-			if kept[o] {
-				ob.Error = "the cloud refused the last change, and the instance stays as it was: " + refused[o]
-			}
-			changed, err := tx.SetInstanceObserved(in.Spec, ob)
-			if err != nil {
-				return err
-			}
-			if changed && ob.Status != in.Status {
-				events = append(events, api.Event{Type: "instance." + ob.Status, Tenant: in.Tenant, Object: instancePath(in.Tenant, in.Name),
-					Data: map[string]string{"ip": ob.IP, "vmid": fmt.Sprint(ob.VMID)}})
-			}
+		if err := p.finishInstances(tx, o); err != nil {
+			return err
 		}
-		for _, op := range p.sn.ops {
-			o := opObject(op)
-			status, prob := api.OpSucceeded, (*api.Problem)(nil)
-			switch {
-			case passErr != nil:
-				status, prob = api.OpFailed, problem(http.StatusInternalServerError, "reconcile-failed", "the reconciler could not run: "+firstLine(passErr.Error()))
-			case kept[o]:
-				status, prob = api.OpFailed, problem(http.StatusUnprocessableEntity, "refused", "the cloud refused the change, and nothing was changed: "+refused[o])
-			case refused[o] != "":
-				status, prob = api.OpFailed, problem(http.StatusUnprocessableEntity, "refused", "the cloud refused it: "+refused[o])
-			case p.failed[o] != "":
-				status, prob = api.OpFailed, problem(http.StatusConflict, "realize-failed", p.failed[o])
-			default:
-				id := compile.ResInstance + "/" + op.Object
-				if o.kind == kindZone {
-					id = netID(op.Object)
-				}
-				wantGone := strings.HasSuffix(op.Kind, ".delete")
-				if (wantGone && exists(id)) || (!wantGone && !healthy(id)) {
-					status, prob = api.OpFailed, problem(http.StatusConflict, "realize-failed", "the object is "+cmpStr(state[id], "missing")+" after reconciling")
-				}
-			}
-			if err := tx.UpdateOperation(op.ID, status, 100, "", prob); err != nil {
-				return err
-			}
-			events = append(events, api.Event{Type: "operation." + status, Tenant: op.Tenant, Object: "/v1/operations/" + op.ID,
-				Data: map[string]string{"target": op.Target, "kind": op.Kind}})
-		}
-		return nil
+		return p.finishOperations(tx, o)
 	})
 	if err != nil {
 		s.log.Error("recording the outcome of a reconcile", "err", err)
 		return
 	}
-	for _, e := range events {
+	for _, e := range o.events {
 		s.emit(e)
 	}
+}
+
+// outcome is what a pass found, as finish records it.
+type outcome struct {
+	st      []deploy.Status
+	passErr error
+	state   map[string]string // resource id -> ok, missing, drifted, unexpected
+	desired map[string]compile.Instance
+	// refused and kept are the refusals recorded: only when the pass went
+	// on without the refused objects; a pass that failed as a whole
+	// decided nothing.
+	refused map[object]string
+	kept    map[object]bool
+	site    string
+	events  []api.Event // to emit once recorded
+}
+
+func (p *pass) outcome(c *deploy.Cloud, st []deploy.Status, passErr error) *outcome {
+	o := &outcome{st: st, passErr: passErr, state: map[string]string{}, refused: p.refused, kept: p.kept, site: p.s.pool.site}
+	for _, x := range st {
+		o.state[x.ID] = x.State
+	}
+	if c != nil {
+		o.desired = map[string]compile.Instance{}
+		for _, in := range c.Desired.Instances {
+			o.desired[in.Name] = in
+		}
+	}
+	if passErr != nil {
+		o.refused, o.kept = map[object]string{}, map[object]bool{}
+	}
+	return o
+}
+
+func (o *outcome) exists(id string) bool {
+	return o.st != nil && o.state[id] != "" && o.state[id] != "missing"
+}
+
+func (o *outcome) healthy(id string) bool { return o.st != nil && o.state[id] == "ok" }
+
+func (o *outcome) netID(zone string) string {
+	return compile.ResNetwork + "/" + o.site + "/" + zone
+}
+
+// finishNetworks removes the tenant networks found deleted and sets the
+// others ready or failed.
+func (p *pass) finishNetworks(tx *tenant.Tx, o *outcome) error {
+	for _, n := range p.sn.nets {
+		id, ob := o.netID(n.Zone), zoneObject(n)
+		switch {
+		case n.Status == "deleting" && o.st != nil && !o.exists(id):
+			if err := tx.RemoveNetwork(n.Zone); err != nil {
+				return err
+			}
+			o.events = append(o.events, api.Event{Type: "network.deleted", Tenant: n.Tenant, Object: networkPath(n.Tenant, n.Name)})
+		case n.Status == "deleting":
+		case o.healthy(id):
+			if n.Status != "ready" {
+				o.events = append(o.events, api.Event{Type: "network.ready", Tenant: n.Tenant, Object: networkPath(n.Tenant, n.Name)})
+			}
+			if err := tx.SetNetworkStatus(n.Zone, "ready"); err != nil {
+				return err
+			}
+		case o.refused[ob] != "" && !o.kept[ob], p.failed[ob] != "", o.st != nil && n.Status == "creating":
+			if n.Status != "failed" {
+				o.events = append(o.events, api.Event{Type: "network.failed", Tenant: n.Tenant, Object: networkPath(n.Tenant, n.Name)})
+			}
+			if err := tx.SetNetworkStatus(n.Zone, "failed"); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// finishInstances removes the instances found deleted and records what
+// was found of the others: addresses, node, status and why it failed.
+func (p *pass) finishInstances(tx *tenant.Tx, o *outcome) error {
+	for _, in := range p.sn.insts {
+		id, ob := compile.ResInstance+"/"+in.Spec, instanceObject(in)
+		if in.Status == api.StatusDeleting {
+			if o.st != nil && !o.exists(id) {
+				if err := tx.RemoveInstance(in.Spec); err != nil {
+					return err
+				}
+				o.events = append(o.events, api.Event{Type: "instance.deleted", Tenant: in.Tenant, Object: instancePath(in.Tenant, in.Name)})
+			}
+			continue
+		}
+		seen := tenant.Observed{VMID: in.VMID, IP: in.IP, FQDN: in.FQDN, Node: in.Node, Status: in.Status, Error: in.Error}
+		if d, ok := o.desired[in.Spec]; ok {
+			seen.VMID, seen.IP, seen.FQDN, seen.Node = d.VMID, d.IP, d.FQDN, d.Node
+		}
+		power := in.Power
+		if o.kept[ob] {
+			power = cmpStr(p.acceptedInstance(ob).Power, "running") // what it runs as
+		}
+		switch {
+		case o.refused[ob] != "" && !o.kept[ob]:
+			seen.Status, seen.Error = api.StatusFailed, "the cloud refused it: "+o.refused[ob]
+		case p.failed[ob] != "":
+			seen.Status, seen.Error = api.StatusFailed, p.failed[ob]
+		case o.healthy(id):
+			seen.Status, seen.Error = api.StatusRunning, ""
+			if power == "stopped" {
+				seen.Status = api.StatusStopped
+			}
+		case o.st != nil:
+			seen.Status, seen.Error = api.StatusFailed, "the instance is "+cmpStr(o.state[id], "missing")+" after reconciling"
+		}
+		if o.kept[ob] {
+			seen.Error = "the cloud refused the last change, and the instance stays as it was: " + o.refused[ob]
+		}
+		changed, err := tx.SetInstanceObserved(in.Spec, seen)
+		if err != nil {
+			return err
+		}
+		if changed && seen.Status != in.Status {
+			o.events = append(o.events, api.Event{Type: "instance." + seen.Status, Tenant: in.Tenant, Object: instancePath(in.Tenant, in.Name),
+				Data: map[string]string{"ip": seen.IP, "vmid": fmt.Sprint(seen.VMID)}})
+		}
+	}
+	return nil
+}
+
+// finishOperations ends the pass's operations, each failed or succeeded by
+// what the pass found of its object.
+func (p *pass) finishOperations(tx *tenant.Tx, o *outcome) error {
+	for _, op := range p.sn.ops {
+		ob := opObject(op)
+		status, prob := api.OpSucceeded, (*api.Problem)(nil)
+		switch {
+		case o.passErr != nil:
+			status, prob = api.OpFailed, problem(http.StatusInternalServerError, "reconcile-failed", "the reconciler could not run: "+firstLine(o.passErr.Error()))
+		case o.kept[ob]:
+			status, prob = api.OpFailed, problem(http.StatusUnprocessableEntity, "refused", "the cloud refused the change, and nothing was changed: "+o.refused[ob])
+		case o.refused[ob] != "":
+			status, prob = api.OpFailed, problem(http.StatusUnprocessableEntity, "refused", "the cloud refused it: "+o.refused[ob])
+		case p.failed[ob] != "":
+			status, prob = api.OpFailed, problem(http.StatusConflict, "realize-failed", p.failed[ob])
+		default:
+			id := compile.ResInstance + "/" + op.Object
+			if ob.kind == kindZone {
+				id = o.netID(op.Object)
+			}
+			wantGone := strings.HasSuffix(op.Kind, ".delete")
+			if (wantGone && o.exists(id)) || (!wantGone && !o.healthy(id)) {
+				status, prob = api.OpFailed, problem(http.StatusConflict, "realize-failed", "the object is "+cmpStr(o.state[id], "missing")+" after reconciling")
+			}
+		}
+		if err := tx.UpdateOperation(op.ID, status, 100, "", prob); err != nil {
+			return err
+		}
+		o.events = append(o.events, api.Event{Type: "operation." + status, Tenant: op.Tenant, Object: "/v1/operations/" + op.ID,
+			Data: map[string]string{"target": op.Target, "kind": op.Kind}})
+	}
+	return nil
 }
 
 func cmpStr(s, def string) string {
