@@ -836,67 +836,109 @@ var fwRuleTypes = map[string][]string{
 
 // verifyFWRule is verify_rule: it fails on the first error, as a
 // parameter error, and sets the rule's canonical macro name and its IP
-// version.
+// version. Its checks run in verify_rule's order, since which error a
+// bad rule gets depends on it.
 func (e *Emulator) verifyFWRule(r fwRule, l fwRuleList) error {
-	bad := func(param, format string, args ...any) error {
-		return paramError(map[string]string{param: fmt.Sprintf(format, args...)})
+	if err := fwVerifyTypeAction(r, l); err != nil {
+		return err
 	}
+	if err := fwVerifyIface(r, l); err != nil {
+		return err
+	}
+	if err := fwVerifyMacro(r); err != nil {
+		return err
+	}
+	ipversion, err := fwVerifyProtoPorts(r)
+	if err != nil {
+		return err
+	}
+	if ipversion, err = e.fwVerifyAddresses(r, l, ipversion); err != nil {
+		return err
+	}
+	delete(r, "ipversion")
+	if ipversion != 0 {
+		r["ipversion"] = strconv.Itoa(ipversion)
+	}
+	return nil
+}
+
+// fwRuleError is verify_rule's refusal of one parameter.
+func fwRuleError(param, format string, args ...any) error {
+	return paramError(map[string]string{param: fmt.Sprintf(format, args...)})
+}
+
+// fwVerifyTypeAction checks that the rule has a type its list takes and an
+// action that type takes: a verdict, or a security group's name.
+func fwVerifyTypeAction(r fwRule, l fwRuleList) error {
 	typ, action := r["type"], r["action"]
 	if !perlTrue(typ) {
-		return bad("type", "missing property")
+		return fwRuleError("type", "missing property")
 	}
 	if !perlTrue(action) {
-		return bad("action", "missing property")
+		return fwRuleError("action", "missing property")
 	}
 	if !slices.Contains(fwRuleTypes[l.env], typ) {
-		return bad("type", "invalid rule type '%s' for rule_env '%s'", typ, l.env)
+		return fwRuleError("type", "invalid rule type '%s' for rule_env '%s'", typ, l.env)
 	}
 	switch typ {
 	case "in", "out", "forward":
 		if typ == "forward" && action == "REJECT" {
-			return bad("action", "cannot define REJECT rules on forward chain")
+			return fwRuleError("action", "cannot define REJECT rules on forward chain")
 		}
 		if action != "ACCEPT" && action != "DROP" && action != "REJECT" {
-			return bad("action", "unknown action '%s'", action)
+			return fwRuleError("action", "unknown action '%s'", action)
 		}
 	case "group":
 		if !fwNameRe.MatchString(action) {
-			return bad("action", "invalid characters in security group name")
+			return fwRuleError("action", "invalid characters in security group name")
 		}
 	}
-	if iface := r["iface"]; perlTrue(iface) {
-		if l.env == "group" {
-			return bad("type", "parameter -i not allowed for this rule type")
-		}
-		if !fwIfaceRe.MatchString(iface) {
-			return bad("iface", "invalid network interface name '%s'", iface)
-		}
-		if l.env == "vm" && !fwNetRe.MatchString(iface) {
-			return bad("iface", `value does not match the regex pattern 'net\d+'`)
-		}
-	}
-	if m := r["macro"]; perlTrue(m) {
-		name, ok := fwMacros[strings.ToLower(m)]
-		if !ok {
-			return bad("macro", "unknown macro '%s'", m)
-		}
-		r["macro"] = name
-	}
-	ipversion := 0
-	setVersion := func(v int) error {
-		if v != 0 && ipversion != 0 && v != ipversion {
-			return fmt.Errorf("detected mixed ipv4/ipv6 addresses in rule")
-		}
-		if v != 0 {
-			ipversion = v
-		}
+	return nil
+}
+
+// fwVerifyIface checks the rule's interface: none in a security group,
+// and a VM's rules name one of its NICs.
+func fwVerifyIface(r fwRule, l fwRuleList) error {
+	iface := r["iface"]
+	if !perlTrue(iface) {
 		return nil
 	}
+	if l.env == "group" {
+		return fwRuleError("type", "parameter -i not allowed for this rule type")
+	}
+	if !fwIfaceRe.MatchString(iface) {
+		return fwRuleError("iface", "invalid network interface name '%s'", iface)
+	}
+	if l.env == "vm" && !fwNetRe.MatchString(iface) {
+		return fwRuleError("iface", `value does not match the regex pattern 'net\d+'`)
+	}
+	return nil
+}
+
+// fwVerifyMacro checks the rule's macro and spells it as PVE does.
+func fwVerifyMacro(r fwRule) error {
+	m := r["macro"]
+	if !perlTrue(m) {
+		return nil
+	}
+	name, ok := fwMacros[strings.ToLower(m)]
+	if !ok {
+		return fwRuleError("macro", "unknown macro '%s'", m)
+	}
+	r["macro"] = name
+	return nil
+}
+
+// fwVerifyProtoPorts checks the protocol and what depends on it: ports
+// only with a protocol that has them, ICMP types only with ICMP. It
+// answers the IP version an ICMP protocol implies (0 for none).
+func fwVerifyProtoPorts(r fwRule) (int, error) {
+	ipversion := 0
 	proto := r["proto"]
 	icmp := proto == "icmp" || proto == "icmpv6" || proto == "ipv6-icmp"
 	if perlTrue(proto) {
 		if !fwProtocols[proto] {
-			return bad("proto", "unknown protocol '%s'", proto)
+			return 0, fwRuleError("proto", "unknown protocol '%s'", proto)
 		}
 		switch proto {
 		case "icmp":
@@ -907,58 +949,65 @@ func (e *Emulator) verifyFWRule(r fwRule, l fwRuleList) error {
 	}
 	if dport := r["dport"]; perlTrue(dport) {
 		if err := fwParsePorts(dport, icmp); err != nil {
-			return bad("dport", "%s", err)
+			return 0, fwRuleError("dport", "%s", err)
 		}
 		if !perlTrue(proto) {
-			return bad("proto", "missing property - 'dport' requires this property")
+			return 0, fwRuleError("proto", "missing property - 'dport' requires this property")
 		}
 		if !fwPortProtocols[proto] && !icmp {
-			return bad("dport", "protocol '%s' does not support ports", proto)
+			return 0, fwRuleError("dport", "protocol '%s' does not support ports", proto)
 		}
 	}
 	if t := r["icmp-type"]; perlTrue(t) {
 		if !icmp {
-			return bad("proto", "missing property - 'icmp-type' requires this property")
+			return 0, fwRuleError("proto", "missing property - 'icmp-type' requires this property")
 		}
 		if perlTrue(r["dport"]) {
-			return bad("icmp-type", "'icmp-type' cannot be specified together with 'dport'")
+			return 0, fwRuleError("icmp-type", "'icmp-type' cannot be specified together with 'dport'")
 		}
 		if proto == "icmp" && !fwICMPTypes[t] || proto != "icmp" && !fwICMPv6Types[t] {
-			return bad("icmp-type", "invalid icmp-type '%s' for proto '%s'", t, proto)
+			return 0, fwRuleError("icmp-type", "invalid icmp-type '%s' for proto '%s'", t, proto)
 		}
 	}
 	if sport := r["sport"]; perlTrue(sport) {
 		if err := fwParsePorts(sport, false); err != nil {
-			return bad("sport", "%s", err)
+			return 0, fwRuleError("sport", "%s", err)
 		}
 		if !perlTrue(proto) {
-			return bad("proto", "missing property - 'sport' requires this property")
+			return 0, fwRuleError("proto", "missing property - 'sport' requires this property")
 		}
 		if !fwPortProtocols[proto] {
-			return bad("sport", "protocol '%s' does not support ports", proto)
+			return 0, fwRuleError("sport", "protocol '%s' does not support ports", proto)
 		}
 	}
+	return ipversion, nil
+}
+
+// fwVerifyAddresses checks the source and the destination: address lists
+// of one IP version, agreeing with the protocol's (ipversion, 0 for any),
+// or references to IPSets that exist. It answers the rule's IP version.
+func (e *Emulator) fwVerifyAddresses(r fwRule, l fwRuleList, ipversion int) (int, error) {
 	for _, k := range []string{"source", "dest"} {
 		v := r[k]
 		if !perlTrue(v) {
 			continue
 		}
 		version, err := fwParseAddressList(v)
-		if err == nil {
-			err = setVersion(version)
+		if err == nil && version != 0 {
+			if ipversion != 0 && version != ipversion {
+				err = fmt.Errorf("detected mixed ipv4/ipv6 addresses in rule")
+			} else {
+				ipversion = version
+			}
 		}
 		if err != nil {
-			return bad(k, "%s", err)
+			return 0, fwRuleError(k, "%s", err)
 		}
 		if msg := e.fwCheckReference(v, l); msg != "" {
-			return bad(k, "%s", msg)
+			return 0, fwRuleError(k, "%s", msg)
 		}
 	}
-	delete(r, "ipversion")
-	if ipversion != 0 {
-		r["ipversion"] = strconv.Itoa(ipversion)
-	}
-	return nil
+	return ipversion, nil
 }
 
 // fwCheckReference checks an IPSet or alias reference the way verify_rule
