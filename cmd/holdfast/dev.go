@@ -22,6 +22,5 @@ func newDev() *cobra.Command {
 	gen.Flags().IntVar(&p.Sites, "sites", 3, "number of sites (at most 9)")
 	gen.Flags().IntVar(&p.Nodes, "nodes", 3, "nodes per site")
 	dev.AddCommand(gen)
-	dev.AddCommand(newDevPVE())
 	return dev
 }

@@ -18,7 +18,7 @@ import (
 )
 
 // thirdParty serves an emulated two-node cluster (template 9000 on pve1)
-// the way `holdfast dev pve-emulator` does, over HTTPS with a fresh
+// the way `pve-emulator` does, over HTTPS with a fresh
 // self-signed certificate, and answers a go-proxmox client that trusts
 // that certificate and authenticates with an API token.
 func thirdParty(t *testing.T) *proxmox.Client {

@@ -14,6 +14,8 @@ import (
 // TestPlanProxmoxAsksTheCluster: before the first apply, a plan of a
 // proxmox cloud already allocates around the guests the cluster has and
 // places by the nodes' free memory; it changes nothing on the cluster.
+// It runs the holdfast binary, as an operator would, against an emulated
+// cluster; holdfast's own tests link no emulator.
 func TestPlanProxmoxAsksTheCluster(t *testing.T) {
 	fast := map[string]time.Duration{}
 	for k := range pveemu.DefaultDurations {
@@ -35,7 +37,7 @@ func TestPlanProxmoxAsksTheCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := pvetest.Synthetic{Cloud: "plancheck", Nodes: []string{"pve1", "pve2"}, VLAN: 10, CIDR: "10.10.0.0/24", VMIDs: "100-199", Instances: 2}.Write(t, c)
-	out, _, err := run(t, "plan", path, "-o", "json", "--state-dir", t.TempDir())
+	out, err := runCommand(t, command(t, "holdfast"), "plan", path, "-o", "json", "--state-dir", t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

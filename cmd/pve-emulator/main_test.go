@@ -15,7 +15,7 @@ import (
 	"github.com/holdfast/holdfast/internal/engine/proxmox/pve"
 )
 
-// emulatorRun is `holdfast dev pve-emulator` running in the test: the
+// emulatorRun is `pve-emulator` running in the test: the
 // lines it printed before serving, and how to stop it.
 type emulatorRun struct {
 	url, fingerprint, token string
@@ -31,7 +31,7 @@ func startEmulator(t *testing.T, args ...string) emulatorRun {
 	root := newRoot()
 	root.SetOut(pw)
 	root.SetErr(pw)
-	root.SetArgs(append([]string{"dev", "pve-emulator", "--listen", "127.0.0.1:0"}, args...))
+	root.SetArgs(append([]string{"--listen", "127.0.0.1:0"}, args...))
 	done := make(chan error, 1)
 	go func() {
 		err := root.ExecuteContext(ctx)
@@ -104,11 +104,11 @@ func pinnedHTTP2(t *testing.T, r emulatorRun) *http.Transport {
 
 var fingerprintRe = regexp.MustCompile(`^[0-9A-F]{2}(:[0-9A-F]{2}){31}$`)
 
-// TestDevPVEEmulatorServesHTTPS: by default the emulator serves HTTPS
+// TestServesHTTPS: by default the emulator serves HTTPS
 // with a fresh self-signed certificate whose fingerprint it prints, so
 // that a client (and a spec's proxmox: fingerprint:) can pin it; task
 // durations follow --durations.
-func TestDevPVEEmulatorServesHTTPS(t *testing.T) {
+func TestServesHTTPS(t *testing.T) {
 	r := startEmulator(t, "--nodes", "pve1,pve2", "--token", "root@pam!t=s3cret",
 		"--durations", "0,qmclone=1h")
 	if !strings.HasPrefix(r.url, "https://127.0.0.1:") || !strings.HasSuffix(r.url, "/api2/json") ||
@@ -159,7 +159,7 @@ func TestDevPVEEmulatorServesHTTPS(t *testing.T) {
 	}
 }
 
-func TestDevPVEEmulatorPlainHTTP(t *testing.T) {
+func TestPlainHTTP(t *testing.T) {
 	r := startEmulator(t, "--http", "--template", "0")
 	if !strings.HasPrefix(r.url, "http://127.0.0.1:") || r.fingerprint != "" || !strings.HasPrefix(r.token, "root@pam!holdfast=") {
 		t.Fatalf("printed %+v", r)
@@ -169,13 +169,17 @@ func TestDevPVEEmulatorPlainHTTP(t *testing.T) {
 	}
 }
 
-func TestDevPVEEmulatorRefusesBadDurations(t *testing.T) {
+func TestRefusesBadDurations(t *testing.T) {
 	for arg, want := range map[string]string{
 		"qmclone=fast": `--durations: qmclone=fast: not a duration (like 200ms or 2s)`,
 		"qmfly=1s":     `--durations: unknown task type "qmfly" (known: `,
 		"slow":         `--durations: "slow" is neither TYPE=DURATION nor a scale factor`,
 	} {
-		_, _, err := run(t, "dev", "pve-emulator", "--listen", "127.0.0.1:0", "--durations", arg)
+		root := newRoot()
+		root.SetOut(io.Discard)
+		root.SetErr(io.Discard)
+		root.SetArgs([]string{"--listen", "127.0.0.1:0", "--durations", arg})
+		err := root.Execute()
 		if err == nil || !strings.HasPrefix(err.Error(), want) {
 			t.Errorf("--durations %s: %v, want %s…", arg, err, want)
 		}

@@ -1,3 +1,7 @@
+// Command pve-emulator serves an emulated Proxmox VE API (in memory, with
+// optional faults) until interrupted: a cluster to try the proxmox engine
+// against without one. It is its own binary so that holdfast, which
+// operators run in production, carries no test fixture.
 package main
 
 import (
@@ -21,7 +25,14 @@ import (
 	"github.com/holdfast/holdfast/internal/engine/proxmox/pveemu"
 )
 
-func newDevPVE() *cobra.Command {
+func main() {
+	if err := newRoot().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "pve-emulator:", err)
+		os.Exit(1)
+	}
+}
+
+func newRoot() *cobra.Command {
 	var (
 		listen, token, durations string
 		nodes                    []string
@@ -36,7 +47,9 @@ func newDevPVE() *cobra.Command {
 		Long: `Serve an emulated Proxmox VE API as PVE serves it on port 8006: HTTPS with a
 fresh self-signed certificate, whose SHA-256 fingerprint is printed for a spec's
 proxmox: fingerprint: to pin. --http serves plain HTTP instead.`,
-		Args: cobra.NoArgs,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if token == "" {
 				token = "root@pam!holdfast=" + rand.Text()
