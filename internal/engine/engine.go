@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/holdfast/holdfast/internal/compile"
+	"github.com/holdfast/holdfast/internal/spec"
 )
 
 // Engine realizes the resources of the sites it was created for. Every
@@ -50,30 +51,61 @@ type Config struct {
 // Factory creates an engine.
 type Factory func(Config) (Engine, error)
 
+// Driver is everything an engine registers: how to create it and what the
+// layers before it need to know of it. Only New is required.
+type Driver struct {
+	New Factory
+	// Site decodes and checks the engine's site block (spec keeps the
+	// block as a raw node under the engine's name); nil: no block.
+	Site spec.EngineSpec
+	// Compile turns a site's block into the settings New finds in
+	// Config.Desired's sites (compile.Site.Settings); nil: no settings.
+	Compile compile.EngineSpec
+	// Shared says the engine's infrastructure is used by others too (a
+	// Proxmox cluster): its Inventory decides allocation even before a
+	// cloud's first apply, so plans are always made against it.
+	Shared bool
+}
+
 var (
 	mu       sync.RWMutex
-	registry = map[string]Factory{}
+	registry = map[string]Driver{}
 )
 
-// Register makes an engine available by name; engines call it from init.
-func Register(name string, f Factory) {
+// Register makes an engine available by name, with its site block and
+// settings; engines call it from init. A new engine is one package that
+// calls Register, plus its blank import in package engines.
+func Register(name string, d Driver) {
+	if d.New == nil {
+		panic("engine: " + name + " registered without New")
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	if _, dup := registry[name]; dup {
 		panic("engine: " + name + " registered twice")
 	}
-	registry[name] = f
+	registry[name] = d
+	spec.RegisterEngine(name, d.Site)
+	compile.RegisterEngine(name, d.Compile)
+}
+
+// Shared reports whether the named engine's infrastructure is shared
+// with others (Driver.Shared).
+func Shared(name string) bool {
+	mu.RLock()
+	defer mu.RUnlock()
+	return registry[name].Shared
 }
 
 // New creates the named engine.
 func New(name string, cfg Config) (Engine, error) {
 	mu.RLock()
-	f, ok := registry[name]
+	d, ok := registry[name]
 	mu.RUnlock()
 	if !ok {
 		return nil, fmt.Errorf("no engine %q (have: %v)", name, Names())
 	}
-	return f(cfg)
+	return d.New(cfg)
 }
 
 // Names lists the registered engines.
