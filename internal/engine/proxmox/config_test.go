@@ -1,6 +1,65 @@
-package spec_test
+package proxmox_test
 
-import "testing"
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/holdfast/holdfast/internal/spec"
+)
+
+// The proxmox block is the engine's own: these cases prove that spec
+// hands it over and that its errors still point at the field, file:line:col.
+
+type diagCase struct {
+	name string
+	yaml string   // written as spec.yaml
+	want []string // every error, each a prefix of one finding
+}
+
+func runDiagCases(t *testing.T, cases []diagCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := checkSpec(t, tc.yaml)
+			left := slices.Clone(got)
+			var missing []string
+			for _, w := range tc.want {
+				i := slices.IndexFunc(left, func(g string) bool { return strings.HasPrefix(g, w) })
+				if i < 0 {
+					missing = append(missing, w)
+					continue
+				}
+				left = slices.Delete(left, i, i+1)
+			}
+			if len(missing) > 0 || len(left) > 0 {
+				t.Errorf("diagnostics differ\nmissing:\n  %s\nunexpected:\n  %s", strings.Join(missing, "\n  "), strings.Join(left, "\n  "))
+			}
+		})
+	}
+}
+
+// checkSpec loads and validates one spec file, rendering each finding
+// with the file's base name.
+func checkSpec(t *testing.T, yaml string) []string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "spec.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, diags := spec.Load(path)
+	if !diags.HasErrors() {
+		diags = append(diags, spec.Validate(s)...)
+	}
+	out := make([]string, 0, len(diags))
+	for _, d := range diags {
+		d.Pos.File = filepath.Base(d.Pos.File)
+		out = append(out, d.String())
+	}
+	return out
+}
 
 func TestProxmoxSiteErrors(t *testing.T) {
 	runDiagCases(t, []diagCase{
