@@ -8,8 +8,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/netip"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/holdfast/holdfast/internal/compile"
 	"github.com/holdfast/holdfast/internal/spec"
@@ -42,10 +45,42 @@ type Observed struct {
 
 // Config is what every engine is created with.
 type Config struct {
-	Cloud    string         // cloud name: engines prefix what they own with it
-	Sites    []string       // the sites this engine serves
-	StateDir string         // where the engine may keep files
-	Desired  *compile.State // the compiled cloud; Ensure reads details from it
+	Cloud    string   // cloud name: engines prefix what they own with it
+	Sites    []string // the sites this engine serves
+	StateDir string   // where the engine may keep files
+	// Desired is the compiled cloud; Ensure reads details from it. It is
+	// nil when the engine is made only for an optional operation on what
+	// exists (Execer, Pinger): New must then succeed without it.
+	Desired *compile.State
+}
+
+// The operations below are what only some engines can do. The CLI asks an
+// engine for them (through deploy) instead of building paths or namespace
+// names itself, and says plainly when the engine of an instance's site
+// does not offer one.
+
+// Execer is implemented by engines that can run a command inside an
+// instance with the caller's standard streams.
+type Execer interface {
+	// Exec runs argv in the instance and returns its exit status.
+	Exec(ctx context.Context, instance string, argv []string, stdin io.Reader, stdout, stderr io.Writer) (int, error)
+}
+
+// Pinger is implemented by engines that can send an ICMP echo request
+// from inside an instance, as the instance itself would (its zone's
+// firewall decides).
+type Pinger interface {
+	// Ping waits up to timeout for one reply from dst.
+	Ping(ctx context.Context, instance string, dst netip.Addr, timeout time.Duration) error
+}
+
+// InternetVantage is implemented by engines that play the internet for
+// their sites (the local engine): a shell command can be run from there to
+// show how the internet reaches a public port.
+type InternetVantage interface {
+	// FromInternet returns the shell command line that runs command where
+	// the internet is.
+	FromInternet(command string) string
 }
 
 // Factory creates an engine.

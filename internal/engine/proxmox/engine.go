@@ -88,6 +88,11 @@ func New(cfg engine.Config) (engine.Engine, error) {
 		cloud: cfg.Cloud, desired: cfg.Desired, dir: cfg.StateDir, sites: map[string]*site{},
 		instances: map[string]*compile.Instance{}, zones: map[string]*compile.Zone{},
 	}
+	if cfg.Desired == nil {
+		// Made for an optional operation (engine.Execer and the like), of
+		// which this engine offers none: nothing to reach.
+		return e, nil
+	}
 	for i := range cfg.Desired.Instances {
 		in := &cfg.Desired.Instances[i]
 		e.instances[in.Name] = in

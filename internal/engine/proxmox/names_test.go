@@ -2,7 +2,6 @@ package proxmox
 
 import (
 	"testing"
-
 )
 
 func TestVIDsContain(t *testing.T) {
