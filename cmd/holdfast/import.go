@@ -3,9 +3,11 @@ package main
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/holdfast/holdfast/internal/engine"
 	"github.com/holdfast/holdfast/internal/spec"
 	"github.com/holdfast/holdfast/internal/tappaas"
 )
@@ -61,7 +63,7 @@ the written spec is validated before anything is written.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
 	cmd.Flags().StringVar(&options.Cloud, "cloud", tappaas.DefaultCloud, "cloud name")
 	cmd.Flags().StringVar(&options.Domain, "domain", tappaas.DefaultDomain, "DNS domain")
-	cmd.Flags().StringVar(&options.Engine, "engine", tappaas.DefaultEngine, "engine of the site (proxmox or local)")
+	cmd.Flags().StringVar(&options.Engine, "engine", tappaas.DefaultEngine, "engine of the site: "+strings.Join(engine.Names(), ", "))
 	imp.AddCommand(cmd)
 	return imp
 }

@@ -9,6 +9,8 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	_ "github.com/holdfast/holdfast/internal/engine/engines" // every engine: sites may name them
 )
 
 // version is set at build time with -ldflags "-X main.version=...".

@@ -1,16 +1,14 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
-	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/holdfast/holdfast/internal/deploy"
-	"github.com/holdfast/holdfast/internal/engine/local"
-	"github.com/holdfast/holdfast/internal/probe"
 )
 
 func newPing() *cobra.Command {
@@ -19,7 +17,7 @@ func newPing() *cobra.Command {
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "ping INSTANCE ADDRESS",
-		Short: "Send ICMP echo requests from inside an instance (local engine)",
+		Short: "Send ICMP echo requests from inside an instance (engines that offer it: local)",
 		Long: `Pings ADDRESS from INSTANCE's network namespace, as the instance itself
 would: the zone's firewall decides, exactly as for the instance's own
 traffic. Exit status 1 when no reply came. Needs no ping binary in the
@@ -30,20 +28,19 @@ instance.`,
 			if err != nil {
 				return fmt.Errorf("address %q: %w", args[1], err)
 			}
-			dir, err := findInstance(stateDir, cloud, args[0])
+			ctx, stop := interruptible()
+			defer stop()
+			in, err := deploy.FindInstance(ctx, stateDir, cloud, args[0])
 			if err != nil {
 				return err
 			}
-			// <state>/<cloud>/local/i/<instance>
-			cl := filepath.Base(filepath.Dir(filepath.Dir(filepath.Dir(dir))))
-			ns := filepath.Join("/run/netns", local.InstanceNS(cl, args[0]))
-			ctx, stop := interruptible()
-			defer stop()
 			out := cmd.OutOrStdout()
 			got := 0
 			for i := range count {
 				start := time.Now()
-				if err := probe.ICMP(ctx, ns, dst, timeout); err != nil {
+				if err := in.Ping(ctx, dst, timeout); errors.Is(err, deploy.ErrNotOffered) {
+					return err
+				} else if err != nil {
 					fmt.Fprintf(out, "no reply from %s (seq %d): %v\n", dst, i+1, err)
 				} else {
 					got++

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -20,9 +19,10 @@ func newPlan() *cobra.Command {
 		Long: `Compiles the spec and compares it with what exists, printing the changes
 in the order apply would make them. Once the cloud has been applied (it has
 state under --state-dir), what exists is observed through its engines, drift
-included; before that, every resource is a create. A cloud with proxmox
-sites is always planned against its clusters (read only): VMIDs other
-guests hold and the nodes' free memory decide allocation and placement.`,
+included; before that, every resource is a create. A cloud with sites on
+infrastructure others use too (a cluster other guests run on) is always
+planned against it (read only): VMIDs other guests hold and the nodes' free
+memory decide allocation and placement.`,
 		Args: cobra.ExactArgs(1),
 	}
 	out := outputFlag(cmd, "table", "json")
@@ -37,7 +37,7 @@ guests hold and the nodes' free memory decide allocation and placement.`,
 			return err
 		}
 		p := reconcile.Diff(st.Resources, nil)
-		if deploy.HasState(f.stateDir, st.Cloud) || sharesInfrastructure(st) {
+		if deploy.HasState(f.stateDir, st.Cloud) || deploy.SharesInfrastructure(st) {
 			// Applied before, or on a cluster others use too: compare with
 			// what really exists (and allocate around what others hold).
 			c, err := openCloud(cmd, args[0], &f, nil)
@@ -102,11 +102,4 @@ func summarize(c reconcile.Change) string {
 		}
 	}
 	return strings.Join(parts, " ")
-}
-
-// sharesInfrastructure reports whether a cloud has sites on infrastructure
-// that others use too (Proxmox clusters), whose inventory decides VMIDs
-// and placement even before the first apply.
-func sharesInfrastructure(st *compile.State) bool {
-	return slices.ContainsFunc(st.Sites, func(s compile.Site) bool { return s.Engine == "proxmox" })
 }

@@ -270,7 +270,7 @@ func newTemplateCmd() *cobra.Command {
 			return fields(w, "Name", out.Name, "Image", out.Image, "OS", out.OS, "Description", out.Description)
 		})
 	})
-	set.Flags().StringVar(&t.Image, "image", "", "engine image: a rootfs directory (local engine), a template VMID (Proxmox); empty runs the host's file system on the local engine")
+	set.Flags().StringVar(&t.Image, "image", "", "engine image: what the site's engine creates the instance from (a rootfs directory on the local engine, a template VM on others); empty runs the host's file system on the local engine")
 	set.Flags().StringVar(&t.OS, "os", "", "operating system, for people")
 	set.Flags().StringVar(&t.Description, "description", "", "description, for people")
 	del := remoteCmd("delete NAME", "Withdraw a template", cobra.ExactArgs(1), global, func(r *remote, args []string) error {

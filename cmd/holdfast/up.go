@@ -10,8 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/holdfast/holdfast/internal/compile"
-	"github.com/holdfast/holdfast/internal/engine/local"
+	"github.com/holdfast/holdfast/internal/deploy"
 )
 
 // defaultExample is what `holdfast up` brings up without a PATH.
@@ -46,7 +45,7 @@ nftables rules and containers (the host's own network is never changed).`,
 			if err != nil {
 				return err
 			}
-			printReach(cmd, c.Desired, path)
+			printReach(cmd, c, path)
 			// The control plane reconciles the cloud itself: let go of it.
 			if err := c.Close(); err != nil || noServe {
 				return err
@@ -63,7 +62,8 @@ nftables rules and containers (the host's own network is never changed).`,
 }
 
 // printReach says what runs where and how to get at it.
-func printReach(cmd *cobra.Command, st *compile.State, path string) {
+func printReach(cmd *cobra.Command, c *deploy.Cloud, path string) {
+	st := c.Desired
 	out := cmd.OutOrStdout()
 	fmt.Fprintf(out, "\nCloud %q is up: %d instances in %d zones.\n\n", st.Cloud, len(st.Instances), len(st.Zones))
 	rows := make([][]string, 0, len(st.Instances))
@@ -88,7 +88,9 @@ func printReach(cmd *cobra.Command, st *compile.State, path string) {
 		}
 		ip := strings.TrimSuffix(f.ToCIDR, "/32")
 		port := strings.SplitN(f.Ports[0], "-", 2)[0]
-		fmt.Fprintf(out, "  ip netns exec %s bash -c 'cat </dev/tcp/%s/%s'   %s:%s from the internet\n", local.InternetNS(st.Cloud), ip, port, f.To, port)
+		if line, ok := c.FromInternet(f.To, fmt.Sprintf("bash -c 'cat </dev/tcp/%s/%s'", ip, port)); ok {
+			fmt.Fprintf(out, "  %s   %s:%s from the internet\n", line, f.To, port)
+		}
 		break
 	}
 	fmt.Fprintf(out, `  holdfast status %[1]s                what runs, and any drift

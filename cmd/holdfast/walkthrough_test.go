@@ -123,6 +123,12 @@ func TestReadmeWalkthrough(t *testing.T) {
 	if !errors.Is(err, errReported) || !strings.Contains(out, "1 sent, 0 received") {
 		t.Errorf("ping from the operator's panel: %v\n%s", err, out)
 	}
+	// exec runs in the instance, through its engine, and passes the exit
+	// status on.
+	mustCLI(t, "", "exec", "acme--db", "--cloud", cloud, "--", "true")
+	if _, _, err = cli(t, "", "exec", "acme--db", "--cloud", cloud, "--", "sh", "-c", "exit 3"); !errors.As(err, new(exitCode)) || err.Error() != "exit status 3" {
+		t.Errorf("exec of a command that exits 3: %v", err)
+	}
 
 	mustCLI(t, "", "instance", "stop", "web")
 	mustCLI(t, "", "instance", "start", "web")

@@ -2,9 +2,7 @@ package compile
 
 import (
 	"fmt"
-	"maps"
 	"net/netip"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -57,58 +55,16 @@ type compiler struct {
 func (c *compiler) sites() {
 	for _, name := range spec.SortedNames(c.s.Sites) {
 		st := c.s.Sites[name]
-		c.state.Sites = append(c.state.Sites, Site{Name: name, Engine: st.Engine, Nodes: slices.Clone(st.Nodes), Peer: st.Peer, Proxmox: c.proxmox(st)})
+		c.state.Sites = append(c.state.Sites, Site{Name: name, Engine: st.Engine, Nodes: slices.Clone(st.Nodes), Peer: st.Peer, Settings: c.settings(name, st)})
 	}
 }
 
-// proxmox applies the defaults of a site's proxmox block.
-func (c *compiler) proxmox(st *spec.Site) *Proxmox {
-	p := st.Proxmox
-	if p == nil || st.Engine != "proxmox" {
-		return nil
+// settings compiles a site's engine block through its engine.
+func (c *compiler) settings(name string, st *spec.Site) any {
+	if es := engineSpec(st.Engine); es != nil {
+		return es.Settings(c.s, name, st)
 	}
-	out := &Proxmox{
-		Endpoint: strings.TrimSuffix(p.Endpoint, "/"), TokenID: p.TokenID, SecretEnv: p.SecretEnv, Fingerprint: strings.ToUpper(p.Fingerprint),
-		Network: cmpOr(p.Network, "vlan"), Bridge: cmpOr(p.Bridge, "vmbr0"), Peers: slices.Clone(p.Peers),
-		SDNZone: p.SDNZone, Clone: cmpOr(p.Clone, "full"), Storage: p.Storage, Pool: p.Pool, Parallel: 4,
-	}
-	if p.SecretFile != "" {
-		out.SecretFile = p.SecretFile
-		if !filepath.IsAbs(out.SecretFile) && p.Pos.File != "" {
-			out.SecretFile = filepath.Join(filepath.Dir(p.Pos.File), out.SecretFile)
-		}
-		if abs, err := filepath.Abs(out.SecretFile); err == nil {
-			out.SecretFile = abs
-		}
-	}
-	if p.Parallel != nil {
-		out.Parallel = *p.Parallel
-	}
-	for tpl, copies := range p.Templates {
-		if out.Templates == nil {
-			out.Templates = map[string]map[string]string{}
-		}
-		out.Templates[tpl] = maps.Clone(copies)
-	}
-	if out.SDNZone == "" {
-		out.SDNZone = DefaultSDNZone(c.s.Cloud.Name)
-	}
-	return out
-}
-
-// DefaultSDNZone names a cloud's SDN zone: "hf" and the cloud's name,
-// lowercase letters and digits only, cut to PVE's 8 characters.
-func DefaultSDNZone(cloud string) string {
-	id := []byte("hf")
-	for _, r := range strings.ToLower(cloud) {
-		if len(id) == 8 {
-			break
-		}
-		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
-			id = append(id, byte(r))
-		}
-	}
-	return string(id)
+	return nil
 }
 
 func (c *compiler) zones() {

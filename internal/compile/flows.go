@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -204,9 +205,7 @@ func (c *compiler) resources() {
 	siteID := func(site string) string { return ResSite + "/" + site }
 	for _, st := range c.state.Sites {
 		attrs := map[string]string{"engine": st.Engine, "nodes": strings.Join(st.Nodes, ","), "peer": st.Peer}
-		if p := st.Proxmox; p != nil {
-			attrs["endpoint"], attrs["network"], attrs["bridge"], attrs["sdn_zone"] = p.Endpoint, p.Network, p.Bridge, p.SDNZone
-		}
+		maps.Copy(attrs, siteAttrs(st))
 		rs = append(rs, Resource{ID: siteID(st.Name), Kind: ResSite, Site: st.Name, Deps: []string{}, Attrs: attrs})
 	}
 	for _, z := range c.state.Zones {

@@ -26,31 +26,10 @@ type Site struct {
 	Engine string   `json:"engine"`
 	Nodes  []string `json:"nodes"`
 	Peer   string   `json:"peer,omitempty"`
-	// Proxmox is how the proxmox engine reaches the site's cluster, with
-	// defaults applied; nil for other engines.
-	Proxmox *Proxmox `json:"proxmox,omitempty"`
-}
-
-// Proxmox is a proxmox site's cluster access and conventions. The token's
-// secret is not here: SecretFile (absolute) or SecretEnv says where the
-// engine reads it.
-type Proxmox struct {
-	Endpoint    string   `json:"endpoint"`
-	TokenID     string   `json:"token_id"`
-	SecretFile  string   `json:"secret_file,omitempty"`
-	SecretEnv   string   `json:"secret_env,omitempty"`
-	Fingerprint string   `json:"fingerprint,omitempty"`
-	Network     string   `json:"network"` // vlan, vxlan or bridge
-	Bridge      string   `json:"bridge"`
-	Peers       []string `json:"peers,omitempty"`
-	SDNZone     string   `json:"sdn_zone"`
-	Clone       string   `json:"clone"` // full or linked
-	Storage     string   `json:"storage,omitempty"`
-	Pool        string   `json:"pool,omitempty"`
-	Parallel    int      `json:"parallel"` // tasks at once per node
-	// Templates are per-node template VMs: template -> node -> VM name
-	// or VMID.
-	Templates map[string]map[string]string `json:"templates,omitempty"`
+	// Settings are the site's engine settings with the engine's defaults
+	// applied (what its EngineSpec compiled); nil when it has none. JSON
+	// writes them under the engine's name.
+	Settings any `json:"-"`
 }
 
 // Zone is a compiled zone with every default applied.

@@ -21,8 +21,6 @@ import (
 
 	"github.com/holdfast/holdfast/internal/compile"
 	"github.com/holdfast/holdfast/internal/engine"
-	_ "github.com/holdfast/holdfast/internal/engine/local"   // registers the local engine
-	_ "github.com/holdfast/holdfast/internal/engine/proxmox" // registers the proxmox engine
 	"github.com/holdfast/holdfast/internal/reconcile"
 	"github.com/holdfast/holdfast/internal/spec"
 	"github.com/holdfast/holdfast/internal/store"

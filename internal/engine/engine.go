@@ -8,10 +8,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/netip"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/holdfast/holdfast/internal/compile"
+	"github.com/holdfast/holdfast/internal/spec"
 )
 
 // Engine realizes the resources of the sites it was created for. Every
@@ -41,39 +45,102 @@ type Observed struct {
 
 // Config is what every engine is created with.
 type Config struct {
-	Cloud    string         // cloud name: engines prefix what they own with it
-	Sites    []string       // the sites this engine serves
-	StateDir string         // where the engine may keep files
-	Desired  *compile.State // the compiled cloud; Ensure reads details from it
+	Cloud    string   // cloud name: engines prefix what they own with it
+	Sites    []string // the sites this engine serves
+	StateDir string   // where the engine may keep files
+	// Desired is the compiled cloud; Ensure reads details from it. It is
+	// nil when the engine is made only for an optional operation on what
+	// exists (Execer, Pinger): New must then succeed without it.
+	Desired *compile.State
+}
+
+// The operations below are what only some engines can do. The CLI asks an
+// engine for them (through deploy) instead of building paths or namespace
+// names itself, and says plainly when the engine of an instance's site
+// does not offer one.
+
+// Execer is implemented by engines that can run a command inside an
+// instance with the caller's standard streams.
+type Execer interface {
+	// Exec runs argv in the instance and returns its exit status.
+	Exec(ctx context.Context, instance string, argv []string, stdin io.Reader, stdout, stderr io.Writer) (int, error)
+}
+
+// Pinger is implemented by engines that can send an ICMP echo request
+// from inside an instance, as the instance itself would (its zone's
+// firewall decides).
+type Pinger interface {
+	// Ping waits up to timeout for one reply from dst.
+	Ping(ctx context.Context, instance string, dst netip.Addr, timeout time.Duration) error
+}
+
+// InternetVantage is implemented by engines that play the internet for
+// their sites (the local engine): a shell command can be run from there to
+// show how the internet reaches a public port.
+type InternetVantage interface {
+	// FromInternet returns the shell command line that runs command where
+	// the internet is.
+	FromInternet(command string) string
 }
 
 // Factory creates an engine.
 type Factory func(Config) (Engine, error)
 
+// Driver is everything an engine registers: how to create it and what the
+// layers before it need to know of it. Only New is required.
+type Driver struct {
+	New Factory
+	// Site decodes and checks the engine's site block (spec keeps the
+	// block as a raw node under the engine's name); nil: no block.
+	Site spec.EngineSpec
+	// Compile turns a site's block into the settings New finds in
+	// Config.Desired's sites (compile.Site.Settings); nil: no settings.
+	Compile compile.EngineSpec
+	// Shared says the engine's infrastructure is used by others too (a
+	// Proxmox cluster): its Inventory decides allocation even before a
+	// cloud's first apply, so plans are always made against it.
+	Shared bool
+}
+
 var (
 	mu       sync.RWMutex
-	registry = map[string]Factory{}
+	registry = map[string]Driver{}
 )
 
-// Register makes an engine available by name; engines call it from init.
-func Register(name string, f Factory) {
+// Register makes an engine available by name, with its site block and
+// settings; engines call it from init. A new engine is one package that
+// calls Register, plus its blank import in package engines.
+func Register(name string, d Driver) {
+	if d.New == nil {
+		panic("engine: " + name + " registered without New")
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	if _, dup := registry[name]; dup {
 		panic("engine: " + name + " registered twice")
 	}
-	registry[name] = f
+	registry[name] = d
+	spec.RegisterEngine(name, d.Site)
+	compile.RegisterEngine(name, d.Compile)
+}
+
+// Shared reports whether the named engine's infrastructure is shared
+// with others (Driver.Shared).
+func Shared(name string) bool {
+	mu.RLock()
+	defer mu.RUnlock()
+	return registry[name].Shared
 }
 
 // New creates the named engine.
 func New(name string, cfg Config) (Engine, error) {
 	mu.RLock()
-	f, ok := registry[name]
+	d, ok := registry[name]
 	mu.RUnlock()
 	if !ok {
 		return nil, fmt.Errorf("no engine %q (have: %v)", name, Names())
 	}
-	return f(cfg)
+	return d.New(cfg)
 }
 
 // Names lists the registered engines.

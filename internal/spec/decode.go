@@ -281,6 +281,14 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, what string) {
 		}
 		seen[k.Value] = k
 		idx, ok := si.byKey[k.Value]
+		if !ok && !isNull(val) {
+			if bh, isBH := v.Addr().Interface().(blockHolder); isBH && bh.takeBlock(d, k, val, what) {
+				if meta != nil {
+					meta.setField(k.Value, d.pos(val))
+				}
+				continue
+			}
+		}
 		if !ok {
 			d.errorf(k, "%s: unknown field %q%s", what, k.Value, suggest(k.Value, si))
 			continue
@@ -312,6 +320,9 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, what string) {
 		} else if isNullOrMissing(n, fi.key) {
 			d.errorf(k, "%s: field %q is empty", what, fi.key)
 		}
+	}
+	if ad, ok := v.Addr().Interface().(afterDecoder); ok {
+		ad.afterDecode(d, n, what)
 	}
 }
 

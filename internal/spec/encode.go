@@ -230,9 +230,29 @@ func encodeStruct(v reflect.Value) *yaml.Node {
 		if isEmptyValue(fv) {
 			continue
 		}
+		if fi.key == "description" {
+			n.Content = appendBlock(n.Content, v)
+		}
 		n.Content = append(n.Content, strNode(fi.key), encodeValue(fv))
 	}
+	if !slices.ContainsFunc(n.Content, func(k *yaml.Node) bool { return k.Value == "description" }) {
+		n.Content = appendBlock(n.Content, v)
+	}
 	return n
+}
+
+// appendBlock writes a site's engine block, before its description as the
+// site's other fields were written before it.
+func appendBlock(content []*yaml.Node, v reflect.Value) []*yaml.Node {
+	if !v.CanAddr() {
+		return content
+	}
+	if s, ok := v.Addr().Interface().(*Site); ok {
+		if key, blk := s.encodeBlock(); blk != nil {
+			content = append(content, strNode(key), blk)
+		}
+	}
+	return content
 }
 
 // isEmptyValue reports whether a field is unset. A non-nil pointer is set

@@ -23,21 +23,14 @@ cloud:
     Second line: with a colon.
 sites:
   north:
-    engine: proxmox
+    engine: lab
     nodes: [pve1, pve2]
     peer: south
-    proxmox:
+    lab:
       endpoint: https://pve1.demo.example.org:8006
-      token-id: holdfast@pve!apply
-      secret-file: pve.secret
-      fingerprint: "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89"
-      network: vlan
-      bridge: vmbr1
-      sdn-zone: hfdemo
-      clone: full
-      storage: local-zfs
-      pool: holdfast
-      parallel: 8
+      mode: slow
+      slots: 8
+      hosts: [pve1, pve2]
     description: "true"
   south:
     engine: local
@@ -383,6 +376,14 @@ func diffValue(path string, a, b reflect.Value, diffs *[]string) {
 		}
 		for _, fi := range infoFor(a.Type()).fields {
 			diffValue(path+"."+fi.key, a.Field(fi.index), b.Field(fi.index), diffs)
+		}
+		if sa, ok := a.Addr().Interface().(*Site); ok {
+			sb := b.Addr().Interface().(*Site)
+			if (sa.Block == nil) != (sb.Block == nil) {
+				*diffs = append(*diffs, fmt.Sprintf("%s.%s: block set on one side only", path, sa.Engine))
+			} else if sa.Block != nil {
+				diffValue(path+"."+sa.Engine, reflect.ValueOf(sa.Block), reflect.ValueOf(sb.Block), diffs)
+			}
 		}
 		return
 	case reflect.Map:

@@ -281,7 +281,7 @@ routes:
 `,
 			want: []string{
 				`spec.yaml:1:36: cloud: unknown field "owner"`,
-				`spec.yaml:3:16: site "s1".engine: "xen" is not one of local, proxmox`,
+				`spec.yaml:3:16: site "s1".engine: "xen" is not one of ` + strings.Join(spec.EngineNames(), ", "),
 				`spec.yaml:3:28: site "s1".nodes: expected a list, got "n1"`,
 				`spec.yaml:5:24: zone "a".vlan: expected an integer, got "high"`,
 				`spec.yaml:6:28: zone "b".isolated: expected true or false, got number 1`,
@@ -411,7 +411,7 @@ func TestLoadPathErrors(t *testing.T) {
 // case and are stored in their canonical spelling.
 func TestEnumCase(t *testing.T) {
 	s, _ := mustLoad(t, `cloud: {name: demo, domain: demo.net}
-sites: {s1: {engine: PROXMOX, nodes: [n1], proxmox: {endpoint: 'https://pve.example.net:8006', token-id: 'holdfast@pve!apply', secret-env: PVE_SECRET}}}
+sites: {s1: {engine: LAB, nodes: [n1], lab: {endpoint: here, mode: Slow}}}
 zones:
   mgmt: {type: Management, state: Mandatory}
   srv: {type: SERVICE, sub-id: 1, pinhole-allowed-from: [mgmt]}
@@ -421,7 +421,8 @@ instances:
   i: {zone: srv, role: r, ports: ["53/UDP", {port: 22, proto: TCP}], ingress: [{from: mgmt, proto: ICMP}]}
 `)
 	checks := []struct{ got, want string }{
-		{s.Sites["s1"].Engine, "proxmox"},
+		{s.Sites["s1"].Engine, "lab"},
+		{s.Sites["s1"].Block.(*spec.LabBlock).Mode, "slow"},
 		{s.Zones["mgmt"].Type, "management"},
 		{s.Zones["mgmt"].State, "mandatory"},
 		{s.Zones["srv"].Type, "service"},

@@ -2,6 +2,7 @@ package spec
 
 import (
 	"encoding/json"
+	"path"
 	"reflect"
 	"regexp"
 	"slices"
@@ -100,19 +101,31 @@ func (g *schemaGen) of(t reflect.Type) map[string]any {
 }
 
 func (g *schemaGen) ref(t reflect.Type) map[string]any {
-	if _, ok := g.defs[t.Name()]; !ok {
-		g.defs[t.Name()] = map[string]any{} // placeholder: breaks recursion
-		g.defs[t.Name()] = g.object(t)
+	name := t.Name()
+	if t.PkgPath() != specPkg {
+		// An engine's block type: named with its package, so that two
+		// engines' Block types do not collide.
+		name = path.Base(t.PkgPath()) + "." + name
 	}
-	return map[string]any{"$ref": "#/$defs/" + t.Name()}
+	if _, ok := g.defs[name]; !ok {
+		g.defs[name] = map[string]any{} // placeholder: breaks recursion
+		g.defs[name] = g.object(t)
+	}
+	return map[string]any{"$ref": "#/$defs/" + name}
 }
+
+var specPkg = reflect.TypeFor[Spec]().PkgPath()
 
 func (g *schemaGen) object(t reflect.Type) map[string]any {
 	si := infoFor(t)
 	props := map[string]any{}
 	var required []string
+	isSite := t == reflect.TypeFor[Site]()
 	for _, fi := range si.fields {
 		p := g.of(t.Field(fi.index).Type)
+		if isSite && fi.key == "engine" {
+			fi.enum = EngineNames() // registered, not tagged
+		}
 		if fi.enum != nil {
 			// The loader matches enums without regard to case.
 			p["type"] = "string"
@@ -140,6 +153,11 @@ func (g *schemaGen) object(t reflect.Type) map[string]any {
 			p["description"] = fi.doc
 		}
 		props[fi.key] = p
+	}
+	if isSite {
+		for name, blk := range g.blockSchemas() {
+			props[name] = map[string]any{"anyOf": []any{blk, map[string]any{"type": "null"}}, "description": "Settings of the " + name + " engine (engine: " + name + ")."}
+		}
 	}
 	out := map[string]any{"type": "object", "properties": props, "additionalProperties": false}
 	if required != nil {

@@ -119,7 +119,9 @@ func TestSchemaCoversEveryField(t *testing.T) {
 			walk(f.Type)
 		}
 		for key := range props {
-			if !slices.Contains(keys, key) {
+			// A site also takes the block of each engine, under its name.
+			block := ty == reflect.TypeFor[spec.Site]() && slices.Contains(spec.EngineNames(), key)
+			if !slices.Contains(keys, key) && !block {
 				t.Errorf("%s: schema property %q is no field", ty.Name(), key)
 			}
 		}

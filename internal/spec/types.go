@@ -3,7 +3,11 @@
 // cloud is in a *Spec; nothing in this package touches infrastructure.
 package spec
 
-import "net/netip"
+import (
+	"net/netip"
+
+	"go.yaml.in/yaml/v3"
+)
 
 // Spec is a whole cloud: the merge of every file of a spec directory.
 // Maps are keyed by name; iterate with SortedNames for a stable order.
@@ -34,35 +38,18 @@ type Cloud struct {
 // Site is one location or provider.
 type Site struct {
 	Meta        `yaml:"-"`
-	Engine      string   `yaml:"engine" required:"true" enum:"local,proxmox" doc:"Engine that realizes this site."`
+	Engine      string   `yaml:"engine" required:"true" doc:"Engine that realizes this site."`
 	Nodes       []string `yaml:"nodes" required:"true" doc:"Hypervisor nodes (namespaces on the local engine)."`
 	Peer        string   `yaml:"peer" doc:"Peer site for failover and replication."`
-	Proxmox     *Proxmox `yaml:"proxmox" doc:"How to reach the site's Proxmox VE cluster (engine: proxmox)."`
 	Description string   `yaml:"description" doc:"Free text."`
-}
 
-// Proxmox is how the proxmox engine reaches and uses a site's cluster. The
-// token's secret is never written in the spec: it is read from a file or
-// an environment variable when the engine starts.
-type Proxmox struct {
-	Meta        `yaml:"-"`
-	Endpoint    string   `yaml:"endpoint" required:"true" doc:"The PVE API, e.g. https://pve1.example.net:8006."`
-	TokenID     string   `yaml:"token-id" required:"true" doc:"API token ID, user@realm!name (docs/proxmox-cluster.md lists the privileges it needs)."`
-	SecretFile  string   `yaml:"secret-file" doc:"File holding the token's secret, relative to this spec file's directory."`
-	SecretEnv   string   `yaml:"secret-env" doc:"Environment variable holding the token's secret (used when secret-file is not given)."`
-	Fingerprint string   `yaml:"fingerprint" doc:"SHA-256 fingerprint of the API's TLS certificate (AB:CD:...), pinned instead of verifying it against CAs."`
-	Network     string   `yaml:"network" enum:"vlan,vxlan,bridge" doc:"How zones reach VMs: an SDN vlan zone on the bridge (default), an SDN vxlan zone between the peers, or VLAN tags straight on the node bridges (no SDN; their bridge-vids are kept in step)."`
-	Bridge      string   `yaml:"bridge" doc:"Node bridge VLANs ride on (default vmbr0)."`
-	Peers       []string `yaml:"peers" doc:"Node addresses a vxlan zone tunnels between (network: vxlan)."`
-	SDNZone     string   `yaml:"sdn-zone" doc:"ID of the SDN zone Holdfast creates, at most 8 lowercase letters and digits (default hf + the cloud's name, cut to 8)."`
-	Clone       string   `yaml:"clone" enum:"full,linked" doc:"full (default) or linked clones of templates."`
-	Storage     string   `yaml:"storage" doc:"Storage full clones are written to (default: the template's)."`
-	Pool        string   `yaml:"pool" doc:"Resource pool new VMs join."`
-	Parallel    *int     `yaml:"parallel" min:"1" max:"64" doc:"Tasks at once per node (default 4)."`
-	// Templates are per-node copies of templates, for clusters whose
-	// storage is not shared: PVE clones a template only onto its own node
-	// there.
-	Templates map[string]map[string]string `yaml:"templates" doc:"Per-node template VMs: for a template of the spec, its copy (a VM name or VMID) on each node that has one. An instance on such a node is cloned from that copy on its node; elsewhere the template is cloned on its own node and the clone migrated, unless its disks are on shared storage. With clone: linked every node of the site needs a copy."`
+	// Block is the site's engine block, written under the engine's name
+	// and decoded by the engine's EngineSpec; nil when the site has none.
+	// Importers may set it to what that EngineSpec's NewBlock returns.
+	Block any `yaml:"-"`
+
+	blockKey  string     // the engine name the block was written under
+	blockNode *yaml.Node // the block as written, until the engine is known
 }
 
 // Zone is a network segment. Fields left unset are derived from the zone's

@@ -79,7 +79,7 @@ func (v *validator) sites() {
 			}
 			seen[n] = true
 		}
-		v.proxmox(name, site)
+		v.engineBlock(name, site)
 		if site.Peer != "" {
 			peer, ok := v.s.Sites[site.Peer]
 			switch {

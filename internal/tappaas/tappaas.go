@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/holdfast/holdfast/internal/engine/proxmox"
 	"github.com/holdfast/holdfast/internal/spec"
 )
 
@@ -248,13 +249,13 @@ func (im *importer) site(zonesFile string, mods []*module) {
 	}
 	site := im.spec.Sites[SiteName]
 	site.Nodes = nodes
-	if site.Engine == "proxmox" {
+	if site.Engine == proxmox.Name {
 		// TAPPaaS reaches the cluster through its first node's API; the
 		// token is Holdfast's own (docs/proxmox-cluster.md says how to make
 		// it), its secret read from the environment, never the spec.
-		p := &spec.Proxmox{Endpoint: "https://" + nodes[0] + ":8006", TokenID: ProxmoxToken, SecretEnv: ProxmoxSecretEnv}
+		p := &proxmox.Block{Endpoint: "https://" + nodes[0] + ":8006", TokenID: ProxmoxToken, SecretEnv: ProxmoxSecretEnv}
 		p.SetPos(site.Pos)
-		site.Proxmox = p
+		site.Block = p
 		im.report.note(zonesFile, "", "site %q reaches the cluster at %s with API token %s, its secret in $%s; adjust to your cluster", SiteName, p.Endpoint, p.TokenID, p.SecretEnv)
 	}
 }

@@ -33,7 +33,7 @@ import (
 const Name = "local"
 
 func init() {
-	engine.Register(Name, func(cfg engine.Config) (engine.Engine, error) { return New(cfg) })
+	engine.Register(Name, engine.Driver{New: func(cfg engine.Config) (engine.Engine, error) { return New(cfg) }})
 }
 
 // Addressing of the plumbing the engine adds around the cloud. The uplink

@@ -214,7 +214,7 @@ func verifyCluster(t *testing.T, st *compile.State, clusters map[string]*pvetest
 		for _, vm := range c.Guests(t) {
 			byID[vm.VMID] = vm
 		}
-		p := sites[site].Proxmox
+		p := sites[site].Settings.(*proxmox.Config)
 		want := 0
 		for _, in := range st.Instances {
 			if in.Site != site {

@@ -31,7 +31,13 @@ import (
 	"github.com/holdfast/holdfast/internal/engine/proxmox/pve"
 )
 
-func init() { engine.Register("proxmox", New) }
+// Name is the engine's name: sites say engine: proxmox and write its
+// block under proxmox:.
+const Name = "proxmox"
+
+func init() {
+	engine.Register(Name, engine.Driver{New: New, Site: siteSpec{}, Compile: siteSpec{}, Shared: true})
+}
 
 // Engine realizes the proxmox sites of one cloud.
 type Engine struct {
@@ -52,7 +58,7 @@ var (
 // site is one proxmox site: its cluster and what the engine caches of it.
 type site struct {
 	name  string
-	cfg   compile.Proxmox
+	cfg   Config
 	nodes []string
 	api   *pve.Client
 
@@ -82,6 +88,11 @@ func New(cfg engine.Config) (engine.Engine, error) {
 		cloud: cfg.Cloud, desired: cfg.Desired, dir: cfg.StateDir, sites: map[string]*site{},
 		instances: map[string]*compile.Instance{}, zones: map[string]*compile.Zone{},
 	}
+	if cfg.Desired == nil {
+		// Made for an optional operation (engine.Execer and the like), of
+		// which this engine offers none: nothing to reach.
+		return e, nil
+	}
 	for i := range cfg.Desired.Instances {
 		in := &cfg.Desired.Instances[i]
 		e.instances[in.Name] = in
@@ -97,7 +108,7 @@ func New(cfg engine.Config) (engine.Engine, error) {
 				st = &cfg.Desired.Sites[i]
 			}
 		}
-		if st == nil || st.Proxmox == nil {
+		if st == nil || st.Settings == nil {
 			return nil, fmt.Errorf("site %q: no proxmox settings", name)
 		}
 		s, err := newSite(st)
@@ -113,7 +124,10 @@ func New(cfg engine.Config) (engine.Engine, error) {
 }
 
 func newSite(st *compile.Site) (*site, error) {
-	p := *st.Proxmox
+	p, ok := st.Settings.(*Config)
+	if !ok {
+		return nil, fmt.Errorf("settings are %T, not the proxmox engine's", st.Settings)
+	}
 	secret, err := readSecret(p)
 	if err != nil {
 		return nil, err
@@ -126,7 +140,7 @@ func newSite(st *compile.Site) (*site, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &site{name: st.Name, cfg: p, nodes: st.Nodes, api: api, slots: map[string]chan struct{}{}}
+	s := &site{name: st.Name, cfg: *p, nodes: st.Nodes, api: api, slots: map[string]chan struct{}{}}
 	for _, n := range st.Nodes {
 		s.slots[n] = make(chan struct{}, max(p.Parallel, 1))
 	}
@@ -136,7 +150,7 @@ func newSite(st *compile.Site) (*site, error) {
 
 // readSecret reads the API token's secret from its file or variable. The
 // file must not be readable by others: it is a credential.
-func readSecret(p compile.Proxmox) (string, error) {
+func readSecret(p *Config) (string, error) {
 	if p.SecretEnv != "" {
 		v := strings.TrimSpace(os.Getenv(p.SecretEnv))
 		if v == "" {

@@ -2,8 +2,6 @@ package proxmox
 
 import (
 	"testing"
-
-	"github.com/holdfast/holdfast/internal/compile"
 )
 
 func TestVIDsContain(t *testing.T) {
@@ -53,7 +51,7 @@ func TestMetaRoundTrip(t *testing.T) {
 }
 
 func TestFirewallNames(t *testing.T) {
-	s := &site{cfg: compile.Proxmox{SDNZone: "hftasman"}}
+	s := &site{cfg: Config{SDNZone: "hftasman"}}
 	for zone, want := range map[string]string{
 		"edge":       "hftasman-edge",
 		"Management": "hftasman-mana-2889", // lower case, cut to 18 with a digest of the zone

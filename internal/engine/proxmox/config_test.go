@@ -1,6 +1,69 @@
-package spec_test
+package proxmox_test
 
-import "testing"
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/holdfast/holdfast/internal/compile"
+	"github.com/holdfast/holdfast/internal/engine/proxmox"
+	"github.com/holdfast/holdfast/internal/spec"
+)
+
+// The proxmox block is the engine's own: these cases prove that spec
+// hands it over and that its errors still point at the field, file:line:col.
+
+type diagCase struct {
+	name string
+	yaml string   // written as spec.yaml
+	want []string // every error, each a prefix of one finding
+}
+
+func runDiagCases(t *testing.T, cases []diagCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := checkSpec(t, tc.yaml)
+			left := slices.Clone(got)
+			var missing []string
+			for _, w := range tc.want {
+				i := slices.IndexFunc(left, func(g string) bool { return strings.HasPrefix(g, w) })
+				if i < 0 {
+					missing = append(missing, w)
+					continue
+				}
+				left = slices.Delete(left, i, i+1)
+			}
+			if len(missing) > 0 || len(left) > 0 {
+				t.Errorf("diagnostics differ\nmissing:\n  %s\nunexpected:\n  %s", strings.Join(missing, "\n  "), strings.Join(left, "\n  "))
+			}
+		})
+	}
+}
+
+// checkSpec loads and validates one spec file, rendering each finding
+// with the file's base name.
+func checkSpec(t *testing.T, yaml string) []string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "spec.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, diags := spec.Load(path)
+	if !diags.HasErrors() {
+		diags = append(diags, spec.Validate(s)...)
+	}
+	out := make([]string, 0, len(diags))
+	for _, d := range diags {
+		d.Pos.File = filepath.Base(d.Pos.File)
+		out = append(out, d.String())
+	}
+	return out
+}
 
 func TestProxmoxSiteErrors(t *testing.T) {
 	runDiagCases(t, []diagCase{
@@ -169,4 +232,72 @@ roles:
 			},
 		},
 	})
+}
+
+// TestProxmoxSettings: the block compiles to the engine's settings with
+// its defaults, written under "proxmox" in the state, and round-trips
+// through spec's encoder under the same key.
+func TestProxmoxSettings(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "spec.yaml")
+	const yaml = `cloud: {name: Demo-1, domain: demo.net}
+sites:
+  a:
+    engine: proxmox
+    nodes: [pve1, pve2]
+    proxmox:
+      endpoint: https://pve1.demo.net:8006/
+      token-id: holdfast@pve!apply
+      secret-file: pve.secret
+      fingerprint: "ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89"
+      templates: {debian: {pve2: debian-pve2}}
+    description: north
+templates:
+  debian: {image: "9000"}
+`
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, st, _, diags := compile.File(path, compile.Allocations{})
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	got, ok := st.Sites[0].Settings.(*proxmox.Config)
+	if !ok {
+		t.Fatalf("settings are %T", st.Sites[0].Settings)
+	}
+	want := proxmox.Config{
+		Endpoint: "https://pve1.demo.net:8006", TokenID: "holdfast@pve!apply", SecretFile: filepath.Join(dir, "pve.secret"),
+		Fingerprint: "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89",
+		Network:     "vlan", Bridge: "vmbr0", SDNZone: "hfdemo1", Clone: "full", Parallel: 4,
+		Templates: map[string]map[string]string{"debian": {"pve2": "debian-pve2"}},
+	}
+	if !reflect.DeepEqual(*got, want) {
+		t.Errorf("settings:\n got %+v\nwant %+v", *got, want)
+	}
+	b, err := json.Marshal(st.Sites[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(b), `{"name":"a","engine":"proxmox","nodes":["pve1","pve2"],"proxmox":{"endpoint":"https://pve1.demo.net:8006","token_id":"holdfast@pve!apply"`) {
+		t.Errorf("the state's site does not carry the settings under \"proxmox\": %s", b)
+	}
+	if attrs := st.Resources[0].Attrs; attrs["sdn_zone"] != "hfdemo1" || attrs["bridge"] != "vmbr0" || attrs["network"] != "vlan" || attrs["endpoint"] != want.Endpoint {
+		t.Errorf("site resource attributes %v lack the settings the engine acts on", attrs)
+	}
+
+	out, err := spec.EncodeFile(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), "    proxmox:\n      endpoint: https://pve1.demo.net:8006/\n") || !strings.Contains(string(out), "pve2: debian-pve2\n    description: north\n") {
+		t.Errorf("the block is not written back under proxmox:, before the description:\n%s", out)
+	}
+	back, diags := spec.Parse(path, out)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	if b := back.Sites["a"].Block.(*proxmox.Block); b.TokenID != "holdfast@pve!apply" || b.Templates["debian"]["pve2"] != "debian-pve2" {
+		t.Errorf("read back as %+v", b)
+	}
 }

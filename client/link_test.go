@@ -1,0 +1,5 @@
+package client
+
+// The tests serve example specs whose sites name engines: link them all
+// in, as the holdfast binary does.
+import _ "github.com/holdfast/holdfast/internal/engine/engines"
