@@ -246,13 +246,12 @@ func opObject(op tenant.Op) object {
 
 // resourceObject is the object a resource belongs to: network/<site>/<zone>
 // to its zone, instance/<name> to its instance; other resources to none.
-func resourceObject(kind, id string) (object, bool) {
-	name := id[strings.LastIndexByte(id, '/')+1:]
-	switch kind {
+func resourceObject(id compile.ID) (object, bool) {
+	switch id.Kind {
 	case compile.ResNetwork:
-		return object{kindZone, name}, true
+		return object{kindZone, id.Name}, true
 	case compile.ResInstance:
-		return object{kindInstance, name}, true
+		return object{kindInstance, id.Name}, true
 	}
 	return object{}, false
 }
@@ -307,7 +306,7 @@ func (r *realizer) reconcile(ctx context.Context) error {
 	progress := func(e reconcile.Event) {
 		switch e.Status {
 		case "failed", "skipped":
-			if o, ok := resourceObject(e.Change.Kind, e.Change.ID); ok {
+			if o, ok := resourceObject(e.Change.ID); ok {
 				p.mu.Lock()
 				p.failed[o] = errText(e.Err)
 				p.mu.Unlock()
@@ -395,7 +394,7 @@ func (s *Server) madeObjects(ctx context.Context) (map[object]bool, error) {
 		return nil, fmt.Errorf("state: %w", err)
 	}
 	for _, r := range rs {
-		if o, ok := resourceObject(r.Kind, r.ID); ok {
+		if o, ok := resourceObject(r.ID); ok {
 			made[o] = true
 		}
 	}
@@ -672,12 +671,12 @@ func (r *realizer) progress(ctx context.Context, ops []tenant.Op, pct int, msg s
 func (p *pass) finish(ctx context.Context, c *deploy.Cloud, st []deploy.Status, passErr error) {
 	s := p.s
 	p.r.record(p, passErr)
-	state := map[string]string{} // resource id -> ok, missing, drifted, unexpected
+	state := map[compile.ID]string{} // ok, missing, drifted, unexpected
 	for _, x := range st {
 		state[x.ID] = x.State
 	}
-	exists := func(id string) bool { return st != nil && state[id] != "" && state[id] != "missing" }
-	healthy := func(id string) bool { return st != nil && state[id] == "ok" }
+	exists := func(id compile.ID) bool { return st != nil && state[id] != "" && state[id] != "missing" }
+	healthy := func(id compile.ID) bool { return st != nil && state[id] == "ok" }
 	var desired map[string]compile.Instance
 	if c != nil {
 		desired = map[string]compile.Instance{}
@@ -691,7 +690,7 @@ func (p *pass) finish(ctx context.Context, c *deploy.Cloud, st []deploy.Status, 
 	if passErr != nil {
 		refused, kept = map[object]string{}, map[object]bool{}
 	}
-	netID := func(zone string) string { return compile.ResNetwork + "/" + s.pool.site + "/" + zone }
+	netID := func(zone string) compile.ID { return compile.NetworkID(s.pool.site, zone) }
 	var events []api.Event
 	err := s.db.Do(ctx, func(tx *tenant.Tx) error {
 		for _, n := range p.sn.nets {
@@ -720,7 +719,7 @@ func (p *pass) finish(ctx context.Context, c *deploy.Cloud, st []deploy.Status, 
 			}
 		}
 		for _, in := range p.sn.insts {
-			id, o := compile.ResInstance+"/"+in.Spec, instanceObject(in)
+			id, o := compile.InstanceID(s.pool.site, in.Spec), instanceObject(in)
 			if in.Status == api.StatusDeleting {
 				if st != nil && !exists(id) {
 					if err := tx.RemoveInstance(in.Spec); err != nil {
@@ -776,7 +775,7 @@ func (p *pass) finish(ctx context.Context, c *deploy.Cloud, st []deploy.Status, 
 			case p.failed[o] != "":
 				status, prob = api.OpFailed, problem(http.StatusConflict, "realize-failed", p.failed[o])
 			default:
-				id := compile.ResInstance + "/" + op.Object
+				id := compile.InstanceID(s.pool.site, op.Object)
 				if o.kind == kindZone {
 					id = netID(op.Object)
 				}

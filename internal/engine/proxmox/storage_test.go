@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/holdfast/holdfast/internal/compile"
 	"github.com/holdfast/holdfast/internal/deploy"
 	"github.com/holdfast/holdfast/internal/engine/proxmox/pve"
 	"github.com/holdfast/holdfast/internal/engine/proxmox/pveemu"
@@ -287,7 +288,7 @@ func TestStatusWhileAGuestMoves(t *testing.T) {
 		t.Fatalf("status while %s moved from %s to %s: %v", in.Name, in.Node, to, err)
 	}
 	for _, s := range st {
-		if s.ID == "instance/"+in.Name && (s.State != "drifted" || !slices.Contains(s.Drift, "vanished while observed")) {
+		if s.ID == compile.InstanceID(in.Site, in.Name) && (s.State != "drifted" || !slices.Contains(s.Drift, "vanished while observed")) {
 			t.Errorf("%s: %s %v, want drifted: vanished while observed", s.ID, s.State, s.Drift)
 		}
 	}
