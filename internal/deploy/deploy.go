@@ -317,7 +317,7 @@ type Status struct {
 	Kind  string     `json:"kind"`
 	Site  string     `json:"site,omitempty"`
 	State string     `json:"state"` // ok, missing, drifted, unexpected (exists but is not desired)
-	Drift []string `json:"drift,omitempty"`
+	Drift []string   `json:"drift,omitempty"`
 }
 
 // Status observes every desired resource and anything unexpected.
