@@ -182,7 +182,7 @@ func TestLinkedCloneNeedsTheTemplatesNode(t *testing.T) {
 	for _, in := range c.Desired.Instances {
 		msg, ok := "", false
 		for _, e := range res.Errors {
-			if strings.Contains(e.Error(), " instance/"+in.Name+":") {
+			if strings.Contains(e.Error(), " "+compile.InstanceID(in.Site, in.Name).String()+":") {
 				msg, ok = e.Error(), true
 			}
 		}
