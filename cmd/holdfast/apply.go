@@ -234,7 +234,7 @@ spec). Exits 1 when anything is not ok.`,
 		} else {
 			rows := make([][]string, 0, len(st))
 			for _, s := range st {
-				rows = append(rows, []string{s.ID, s.State, dash(strings.Join(s.Drift, "; "))})
+				rows = append(rows, []string{s.ID.String(), s.State, dash(strings.Join(s.Drift, "; "))})
 			}
 			err = table(cmd.OutOrStdout(), []string{"RESOURCE", "STATE", "DRIFT"}, rows)
 		}

@@ -121,7 +121,7 @@ func TestPlanJSON(t *testing.T) {
 	}
 	// The site, two networks, one firewall, one instance: all creates, in
 	// dependency order.
-	if p.Summary.Create != 5 || p.Changes[0].ID != "site/a" || p.Changes[1].ID != "network/a/mgmt" || p.Changes[4].ID != "instance/web" {
+	if p.Summary.Create != 5 || p.Changes[0].ID != "site/a" || p.Changes[1].ID != "network/a/mgmt" || p.Changes[4].ID != "instance/a/web" {
 		t.Errorf("plan = %+v", p)
 	}
 }

@@ -62,7 +62,7 @@ var planSymbol = map[reconcile.Action]string{reconcile.Create: "+", reconcile.Up
 func printPlan(w io.Writer, p reconcile.Plan) error {
 	rows := make([][]string, 0, len(p.Changes))
 	for _, c := range p.Changes {
-		rows = append(rows, []string{planSymbol[c.Action], c.ID, summarize(c)})
+		rows = append(rows, []string{planSymbol[c.Action], c.ID.String(), summarize(c)})
 	}
 	if err := table(w, []string{"", "RESOURCE", "DETAILS"}, rows); err != nil {
 		return err

@@ -57,7 +57,7 @@ func TestPlanProxmoxAsksTheCluster(t *testing.T) {
 		}
 	}
 	// 100-102 and 150 are taken; pve2 has 32 GiB more free than pve1.
-	if vmids["instance/app-0000"] != "103@pve2" || vmids["instance/app-0001"] != "104@pve2" {
+	if vmids["instance/dc/app-0000"] != "103@pve2" || vmids["instance/dc/app-0001"] != "104@pve2" {
 		t.Errorf("planned %v, want VMIDs 103 and 104 on pve2", vmids)
 	}
 	if g := c.Guests(t); len(g) != 1 {

@@ -335,19 +335,19 @@ instances:
 `)
 	pos := map[string]int{}
 	for i, r := range st.Resources {
-		pos[r.ID] = i
+		pos[r.ID.String()] = i
 	}
 	for _, r := range st.Resources {
 		for _, d := range r.Deps {
-			if pos[d] >= pos[r.ID] {
-				t.Errorf("%s (at %d) comes before its dependency %s (at %d)", r.ID, pos[r.ID], d, pos[d])
+			if pos[d.String()] >= pos[r.ID.String()] {
+				t.Errorf("%s (at %d) comes before its dependency %s (at %d)", r.ID, pos[r.ID.String()], d, pos[d.String()])
 			}
 		}
 	}
 	if _, ok := pos["network/a/off"]; ok {
 		t.Error("an inactive zone became a network resource")
 	}
-	if pos["instance/dns"] > pos["instance/db"] || pos["instance/db"] > pos["instance/app"] {
+	if pos["instance/a/dns"] > pos["instance/a/db"] || pos["instance/a/db"] > pos["instance/a/app"] {
 		t.Errorf("depends-on order wrong: %v", pos)
 	}
 }
@@ -428,8 +428,8 @@ func TestTenantInstanceAttrs(t *testing.T) {
 	var attrs map[string]string
 	var network bool
 	for _, r := range st.Resources {
-		switch r.ID {
-		case "instance/acme--web":
+		switch r.ID.String() {
+		case "instance/a/acme--web":
 			attrs = r.Attrs
 		case "network/a/acme--lan":
 			network = r.Attrs["vlan"] == "3000" && r.Attrs["cidr"] == "10.128.0.0/24"
@@ -484,11 +484,11 @@ func TestLifecycleChangesAreUpdates(t *testing.T) {
 		p := reconcile.Diff(compileWeb(tc.web).Resources, reconcile.Observed(before.Resources))
 		var got []string
 		for _, c := range p.Changes {
-			got = append(got, string(c.Action)+" "+c.ID+" "+strings.Join(c.Fields, ","))
+			got = append(got, string(c.Action)+" "+c.ID.String()+" "+strings.Join(c.Fields, ","))
 		}
 		var want []string
 		if tc.field != "" {
-			want = []string{"update instance/acme--web " + tc.field}
+			want = []string{"update instance/a/acme--web " + tc.field}
 		}
 		if !slices.Equal(got, want) {
 			t.Errorf("%s: plan %q, want %q", tc.web, got, want)

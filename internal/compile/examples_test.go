@@ -143,11 +143,11 @@ func checkExampleBasics(t *testing.T, s *spec.Spec, st *compile.State) {
 	}
 	pos := map[string]int{}
 	for i, r := range st.Resources {
-		pos[r.ID] = i
+		pos[r.ID.String()] = i
 	}
 	for i, r := range st.Resources {
 		for _, d := range r.Deps {
-			if j, ok := pos[d]; !ok || j >= i {
+			if j, ok := pos[d.String()]; !ok || j >= i {
 				t.Errorf("resource %s does not come after its dependency %s", r.ID, d)
 			}
 		}

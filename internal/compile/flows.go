@@ -185,11 +185,23 @@ func (c *compiler) routes() {
 	for _, name := range spec.SortedNames(c.s.Routes) {
 		r := c.s.Routes[name]
 		c.state.Routes = append(c.state.Routes, Route{
-			Name: name, Host: r.Host, Port: routePort(r), BackendPort: r.BackendPort,
+			Name: name, Site: c.routeSite(r), Host: r.Host, Port: routePort(r), BackendPort: r.BackendPort,
 			Frontends: nonNil(r.Frontends), Backends: nonNil(r.Backends), Failover: nonNil(r.Failover),
 			AllowedFrom: routeAllowed(r),
 		})
 	}
+}
+
+// routeSite is the site of a route's front ends. Validation has refused
+// front ends at several sites (a hostname served at two sites is two
+// routes, one per site, as examples/zcloud does), so the first decides.
+func (c *compiler) routeSite(r *spec.Route) string {
+	for _, fe := range r.Frontends {
+		if in := c.instIndex[fe]; in != nil {
+			return in.Site
+		}
+	}
+	return ""
 }
 
 // resources builds what engines realize and orders it so that every
@@ -197,69 +209,73 @@ func (c *compiler) routes() {
 // then instances by depends-on depth, then routes.
 func (c *compiler) resources() {
 	var rs []Resource
-	netID := func(site, zone string) string { return ResNetwork + "/" + site + "/" + zone }
 	// Manual zones are resources too, marked managed=false: an engine that
 	// shares the network with others (Proxmox) only observes them; the
 	// local engine, which is the whole world, makes them.
 	managed := func(z *Zone) bool { return z.Present && z.VLAN != nil }
-	siteID := func(site string) string { return ResSite + "/" + site }
+	instID := func(name string) ID {
+		if in := c.instIndex[name]; in != nil {
+			return InstanceID(in.Site, name)
+		}
+		return ID{Kind: ResInstance, Name: name} // validation has refused it
+	}
 	for _, st := range c.state.Sites {
 		attrs := map[string]string{"engine": st.Engine, "nodes": strings.Join(st.Nodes, ","), "peer": st.Peer}
 		maps.Copy(attrs, siteAttrs(st))
-		rs = append(rs, Resource{ID: siteID(st.Name), Kind: ResSite, Site: st.Name, Deps: []string{}, Attrs: attrs})
+		rs = append(rs, NewResource(SiteID(st.Name), nil, attrs))
 	}
 	for _, z := range c.state.Zones {
 		if !managed(&z) {
 			continue
 		}
 		for _, site := range z.Sites {
-			rs = append(rs, Resource{ID: netID(site, z.Name), Kind: ResNetwork, Site: site, Deps: []string{siteID(site)}, Attrs: map[string]string{
+			rs = append(rs, NewResource(NetworkID(site, z.Name), []ID{SiteID(site)}, map[string]string{
 				"vlan": strconv.Itoa(*z.VLAN), "vni": strconv.Itoa(*z.VNI), "cidr": z.CIDR, "gateway": z.Gateway,
 				"dhcp": dhcpRange(z), "managed": strconv.FormatBool(z.State != "manual"),
-			}})
+			}))
 		}
 	}
 	for _, st := range c.state.Sites {
-		deps := []string{siteID(st.Name)}
+		deps := []ID{SiteID(st.Name)}
 		for _, z := range c.state.Zones {
 			if managed(&z) && slices.Contains(z.Sites, st.Name) {
-				deps = append(deps, netID(st.Name, z.Name))
+				deps = append(deps, NetworkID(st.Name, z.Name))
 			}
 		}
-		rs = append(rs, Resource{ID: ResFirewall + "/" + st.Name, Kind: ResFirewall, Site: st.Name, Deps: deps, Attrs: c.firewallAttrs(st.Name)})
+		rs = append(rs, NewResource(FirewallID(st.Name), deps, c.firewallAttrs(st.Name)))
 	}
 	for _, in := range c.state.Instances {
-		deps := []string{ResFirewall + "/" + in.Site}
+		deps := []ID{FirewallID(in.Site)}
 		var nics []string
 		for _, nic := range in.NICs {
 			if z := c.zoneIndex[nic.Zone]; managed(z) {
-				deps = append(deps, netID(in.Site, nic.Zone))
+				deps = append(deps, NetworkID(in.Site, nic.Zone))
 			}
 			nics = append(nics, nic.Zone+"="+nic.IP+"/"+strconv.Itoa(nic.Prefix)+" "+nic.MAC)
 		}
 		for _, d := range in.DependsOn {
-			deps = append(deps, ResInstance+"/"+d)
+			deps = append(deps, instID(d))
 		}
-		slices.Sort(deps)
-		rs = append(rs, Resource{ID: ResInstance + "/" + in.Name, Kind: ResInstance, Site: in.Site, Deps: deps, Attrs: map[string]string{
+		slices.SortFunc(deps, ID.Compare)
+		rs = append(rs, NewResource(InstanceID(in.Site, in.Name), deps, map[string]string{
 			"vmid": strconv.Itoa(in.VMID), "node": in.Node, "nics": strings.Join(nics, ", "),
 			"cpus": strconv.Itoa(in.CPUs), "memory_mib": strconv.FormatInt(in.MemoryMiB, 10), "disk_mib": strconv.FormatInt(in.DiskMiB, 10),
 			"template": in.Template, "image": in.Image, "command": strings.Join(in.Command, " "),
 			"ha": strconv.FormatBool(in.HA), "fqdn": in.FQDN, "ports": portList(in.Ports),
 			"tenant": in.Tenant, "power": in.Power, "reboot": strconv.Itoa(in.Reboot), "rebuild": strconv.Itoa(in.Rebuild),
 			"ssh_keys": SSHKeysDigest(in.SSHKeys),
-		}})
+		}))
 	}
 	for _, r := range c.state.Routes {
-		var deps []string
+		var deps []ID
 		for _, n := range slices.Concat(r.Frontends, r.Backends, r.Failover) {
-			deps = append(deps, ResInstance+"/"+n)
+			deps = append(deps, instID(n))
 		}
-		slices.Sort(deps)
-		rs = append(rs, Resource{ID: ResRoute + "/" + r.Name, Kind: ResRoute, Deps: slices.Compact(deps), Attrs: map[string]string{
+		slices.SortFunc(deps, ID.Compare)
+		rs = append(rs, NewResource(RouteID(r.Site, r.Name), slices.Compact(deps), map[string]string{
 			"host": r.Host, "port": strconv.Itoa(r.Port), "backends": strings.Join(r.Backends, ","),
 			"backend_port": strconv.Itoa(r.BackendPort), "failover": strings.Join(r.Failover, ","),
-		}})
+		}))
 	}
 	c.state.Resources = order(rs)
 }
@@ -311,7 +327,7 @@ func (c *compiler) firewallAttrs(site string) map[string]string {
 // the dependency graph (longest path from a root), then kind, then ID. The
 // spec validator has already rejected cycles.
 func order(rs []Resource) []Resource {
-	index := make(map[string]int, len(rs))
+	index := make(map[ID]int, len(rs))
 	for i, r := range rs {
 		index[r.ID] = i
 	}
@@ -342,7 +358,7 @@ func order(rs []Resource) []Resource {
 		idx[i] = i
 	}
 	slices.SortFunc(idx, func(a, b int) int {
-		return cmp.Or(cmp.Compare(depth[a], depth[b]), cmp.Compare(rank[rs[a].Kind], rank[rs[b].Kind]), cmp.Compare(rs[a].ID, rs[b].ID))
+		return cmp.Or(cmp.Compare(depth[a], depth[b]), cmp.Compare(rank[rs[a].Kind], rank[rs[b].Kind]), rs[a].ID.Compare(rs[b].ID))
 	})
 	out := make([]Resource, len(rs))
 	for i, j := range idx {

@@ -132,7 +132,10 @@ const (
 
 // Route is a compiled public route.
 type Route struct {
-	Name        string   `json:"name"`
+	Name string `json:"name"`
+	// Site is where the route's front ends are, and whose engine realizes
+	// it; a route whose front ends are at several sites is refused.
+	Site        string   `json:"site"`
 	Host        string   `json:"host"`
 	Port        int      `json:"port"`
 	Frontends   []string `json:"frontends"`
@@ -145,21 +148,22 @@ type Route struct {
 // Resource is one thing an engine creates, updates or deletes. Attrs hold
 // everything that, when changed, needs the engine to act.
 type Resource struct {
-	ID    string            `json:"id"` // kind/..., unique
+	ID ID `json:"id"` // unique; printed kind/site/name
+	// Kind and Site repeat the ID's, for readers of the JSON form.
 	Kind  string            `json:"kind"`
 	Site  string            `json:"site,omitempty"`
-	Deps  []string          `json:"deps"`
+	Deps  []ID              `json:"deps"`
 	Attrs map[string]string `json:"attrs"`
 }
 
-// Resource kinds.
-const (
-	ResSite     = "site"
-	ResNetwork  = "network"
-	ResFirewall = "firewall"
-	ResInstance = "instance"
-	ResRoute    = "route"
-)
+// NewResource makes a resource with its kind and site taken from its ID,
+// so that the three never disagree.
+func NewResource(id ID, deps []ID, attrs map[string]string) Resource {
+	if deps == nil {
+		deps = []ID{}
+	}
+	return Resource{ID: id, Kind: id.Kind, Site: id.Site, Deps: deps, Attrs: attrs}
+}
 
 // Options are what an engine knows about the infrastructure that
 // allocation must respect. The zero value knows nothing.

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -310,11 +311,11 @@ func isTaken(err error) bool {
 
 // Status is one resource as desired and as found.
 type Status struct {
-	ID    string   `json:"id"`
-	Kind  string   `json:"kind"`
-	Site  string   `json:"site,omitempty"`
-	State string   `json:"state"` // ok, missing, drifted, unexpected (exists but is not desired)
-	Drift []string `json:"drift,omitempty"`
+	ID    compile.ID `json:"id"`
+	Kind  string     `json:"kind"`
+	Site  string     `json:"site,omitempty"`
+	State string     `json:"state"` // ok, missing, drifted, unexpected (exists but is not desired)
+	Drift []string   `json:"drift,omitempty"`
 }
 
 // Status observes every desired resource and anything unexpected.
@@ -323,7 +324,7 @@ func (c *Cloud) Status(ctx context.Context) ([]Status, error) {
 	if err != nil {
 		return nil, err
 	}
-	found := make(map[string]engine.Observed, len(obs))
+	found := make(map[compile.ID]engine.Observed, len(obs))
 	for _, o := range obs {
 		found[o.ID] = o
 	}
@@ -340,11 +341,11 @@ func (c *Cloud) Status(ctx context.Context) ([]Status, error) {
 		delete(found, r.ID)
 		out = append(out, s)
 	}
-	var extra []string
+	var extra []compile.ID
 	for id := range found {
 		extra = append(extra, id)
 	}
-	slices.Sort(extra)
+	slices.SortFunc(extra, compile.ID.Compare)
 	for _, id := range extra {
 		o := found[id]
 		out = append(out, Status{ID: id, Kind: o.Kind, Site: o.Site, State: "unexpected"})
@@ -356,6 +357,11 @@ func (c *Cloud) Status(ctx context.Context) ([]Status, error) {
 type multi struct {
 	bySite  map[string]engine.Engine
 	engines []engine.Engine
+
+	mu sync.Mutex
+	// observer is the engine that last reported each resource: it alone
+	// can remove a resource of a site no longer in the spec.
+	observer map[compile.ID]engine.Engine
 }
 
 func newMulti(st *compile.State, dir string) (*multi, error) {
@@ -384,28 +390,42 @@ func newMulti(st *compile.State, dir string) (*multi, error) {
 	return m, nil
 }
 
+// pick is the engine of the resource's site. A site no longer in the
+// spec has no engine of its own: its resources go to the engine that
+// reported them.
 func (m *multi) pick(r compile.Resource) (engine.Engine, error) {
-	if e, ok := m.bySite[r.Site]; ok {
+	site := r.ID.Site
+	if site == "" {
+		return nil, fmt.Errorf("%s has no site, so no engine can be told to act on it", r.ID)
+	}
+	if e, ok := m.bySite[site]; ok {
 		return e, nil
 	}
-	if r.Kind == compile.ResRoute && len(m.engines) > 0 {
-		return m.engines[0], nil
+	m.mu.Lock()
+	e, ok := m.observer[r.ID]
+	m.mu.Unlock()
+	if ok {
+		return e, nil
 	}
-	if len(m.engines) == 1 {
-		return m.engines[0], nil // a resource of a site no longer in the spec
-	}
-	return nil, fmt.Errorf("no engine for %s (site %q)", r.ID, r.Site)
+	return nil, fmt.Errorf("no engine for %s: site %q is not in the spec, and no engine reports the resource", r.ID, site)
 }
 
 func (m *multi) Observe(ctx context.Context) ([]engine.Observed, error) {
 	var out []engine.Observed
+	observer := map[compile.ID]engine.Engine{}
 	for _, e := range m.engines {
 		obs, err := e.Observe(ctx)
 		if err != nil {
 			return nil, err
 		}
+		for _, o := range obs {
+			observer[o.ID] = e
+		}
 		out = append(out, obs...)
 	}
+	m.mu.Lock()
+	m.observer = observer
+	m.mu.Unlock()
 	return out, nil
 }
 

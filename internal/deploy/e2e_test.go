@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/holdfast/holdfast/internal/compile"
 	"github.com/holdfast/holdfast/internal/deploy"
 	"github.com/holdfast/holdfast/internal/engine/local"
 	"github.com/holdfast/holdfast/internal/engine/local/container"
@@ -199,14 +200,15 @@ func TestDriftIsNamedAndRepaired(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	drifted := map[string]bool{}
+	drifted := map[compile.ID]bool{}
 	for _, s := range status {
 		if s.State != "ok" {
 			drifted[s.ID] = true
 			t.Logf("status: %s %s %v", s.ID, s.State, s.Drift)
 		}
 	}
-	for _, id := range []string{"instance/" + victim.Name, "instance/" + c.Desired.Instances[1].Name, "network/" + other.Site + "/" + victim.Zone} {
+	second := c.Desired.Instances[1]
+	for _, id := range []compile.ID{compile.InstanceID(victim.Site, victim.Name), compile.InstanceID(second.Site, second.Name), compile.NetworkID(other.Site, victim.Zone)} {
 		if !drifted[id] {
 			t.Errorf("status does not name %s", id)
 		}
@@ -451,7 +453,7 @@ func checkExactly(t *testing.T, c *deploy.Cloud, cloud, state string) {
 		t.Errorf("%d intents left open after the final apply", len(open))
 	}
 	made, _ := db.Resources(context.Background())
-	ids := map[string]int{}
+	ids := map[compile.ID]int{}
 	for _, r := range made {
 		ids[r.ID]++
 	}
@@ -524,8 +526,8 @@ instances:
 	c := openCloud(t, specFile, cloud, state)
 	defer c.Close()
 	res, err := c.Apply(context.Background(), planOf(t, c))
-	if err == nil || res.Failed != 1 || !strings.Contains(err.Error(), "instance/broken") {
-		t.Fatalf("apply = %+v, %v; want instance/broken to fail", res, err)
+	if err == nil || res.Failed != 1 || !strings.Contains(err.Error(), "instance/s/broken") {
+		t.Fatalf("apply = %+v, %v; want instance/s/broken to fail", res, err)
 	}
 	if _, err := os.Stat("/run/netns/" + local.InstanceNS(cloud, "broken")); !os.IsNotExist(err) {
 		t.Errorf("the failed instance's namespace was left behind (%v)", err)
@@ -539,7 +541,7 @@ instances:
 	}
 	for _, s := range status {
 		want := "ok"
-		if s.ID == "instance/broken" {
+		if s.ID == compile.InstanceID("s", "broken") {
 			want = "missing"
 		}
 		if s.State != want {

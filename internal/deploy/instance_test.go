@@ -24,7 +24,7 @@ type ledger struct{}
 
 var (
 	ledgerMu   sync.Mutex
-	ledgerMade = map[string]compile.Resource{}
+	ledgerMade = map[compile.ID]compile.Resource{}
 )
 
 func (ledger) Observe(context.Context) ([]engine.Observed, error) {

@@ -279,7 +279,7 @@ func TestTenants(t *testing.T) {
 	// Power off: the processes go, the namespace and interface stay.
 	running := tc.inspect("acme--web")
 	ts.Instances["acme--web"].Power = compile.PowerStopped
-	tc.apply(ts, "update instance/acme--web power")
+	tc.apply(ts, "update instance/s/acme--web power")
 	waitGone(t, running.PID)
 	if st := tc.inspect("acme--web"); st.Running {
 		t.Errorf("a stopped instance runs: %+v", st)
@@ -299,7 +299,7 @@ func TestTenants(t *testing.T) {
 
 	// Power on: it answers again.
 	ts.Instances["acme--web"].Power = compile.PowerRunning
-	tc.apply(ts, "update instance/acme--web power")
+	tc.apply(ts, "update instance/s/acme--web power")
 	if err := reach(); err != nil {
 		t.Errorf("after power on: %v", err)
 	}
@@ -317,18 +317,18 @@ func TestTenants(t *testing.T) {
 	var drift []string
 	for _, s := range status {
 		if s.State != "ok" {
-			drift = append(drift, s.ID+": "+strings.Join(s.Drift, "; "))
+			drift = append(drift, s.ID.String()+": "+strings.Join(s.Drift, "; "))
 		}
 	}
-	if len(drift) != 1 || !strings.HasPrefix(drift[0], "instance/acme--web: power: stopped, want running") {
+	if len(drift) != 1 || !strings.HasPrefix(drift[0], "instance/s/acme--web: power: stopped, want running") {
 		t.Errorf("status after killing acme--web: %q", drift)
 	}
-	tc.apply(ts, "update instance/acme--web")
+	tc.apply(ts, "update instance/s/acme--web")
 
 	// Reboot: new processes, the same address.
 	running = tc.inspect("acme--web")
 	ts.Instances["acme--web"].Reboot = 1
-	tc.apply(ts, "update instance/acme--web reboot")
+	tc.apply(ts, "update instance/s/acme--web reboot")
 	rebooted := tc.inspect("acme--web")
 	if !rebooted.Running || rebooted.PID == running.PID {
 		t.Errorf("reboot: init %d, was %d (running %v)", rebooted.PID, running.PID, rebooted.Running)
@@ -343,7 +343,7 @@ func TestTenants(t *testing.T) {
 	// Resize: the limits change, the processes stay.
 	cpus, mem := 2, spec.Size{MiB: 512}
 	ts.Instances["acme--web"].CPUs, ts.Instances["acme--web"].Memory = &cpus, &mem
-	tc.apply(ts, "update instance/acme--web cpus,memory_mib")
+	tc.apply(ts, "update instance/s/acme--web cpus,memory_mib")
 	resized := tc.inspect("acme--web")
 	if resized.PID != rebooted.PID || resized.CPUs != 2 || resized.MemoryMiB != 512 {
 		t.Errorf("resize: init %d (was %d), %d CPUs, %d MiB", resized.PID, rebooted.PID, resized.CPUs, resized.MemoryMiB)
@@ -355,7 +355,7 @@ func TestTenants(t *testing.T) {
 
 	// New keys: written in place, nothing restarts.
 	ts.Instances["acme--web"].SSHKeys = []string{aliceKey, bobKey}
-	tc.apply(ts, "update instance/acme--web ssh_keys")
+	tc.apply(ts, "update instance/s/acme--web ssh_keys")
 	if _, out := tc.exec("acme--web", "cat", "/root/.ssh/authorized_keys"); out != aliceKey+"\n"+bobKey+"\n" {
 		t.Errorf("authorized_keys inside after the change: %q", out)
 	}
@@ -369,7 +369,7 @@ func TestTenants(t *testing.T) {
 	}
 	ts.Instances["acme--web"].Rebuild = 1
 	ts.Instances["acme--box"].Rebuild = 1
-	tc.apply(ts, "update instance/acme--box rebuild", "update instance/acme--web rebuild")
+	tc.apply(ts, "update instance/s/acme--box rebuild", "update instance/s/acme--web rebuild")
 	rebuilt := tc.inspect("acme--box")
 	if _, err := os.Stat(fmt.Sprintf("/proc/%d/root/marker", rebuilt.PID)); !os.IsNotExist(err) || rebuilt.PID == box.PID {
 		t.Errorf("the rootfs instance's state survived the rebuild (init %d, was %d; stat %v)", rebuilt.PID, box.PID, err)
@@ -394,7 +394,7 @@ func TestTenants(t *testing.T) {
 	// nothing else is touched.
 	delete(ts.Instances, "bob--vm")
 	delete(ts.Zones, "bob--lan")
-	tc.apply(ts, "update firewall/s digest,flows", "delete instance/bob--vm", "delete network/s/bob--lan")
+	tc.apply(ts, "update firewall/s digest,flows", "delete instance/s/bob--vm", "delete network/s/bob--lan")
 
 	destroy(t, tc.c)
 	if d := before.diff(snapshot(t, cloud)); len(d) > 0 {

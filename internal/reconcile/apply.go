@@ -64,7 +64,7 @@ func (r *Runner) Observe(ctx context.Context) ([]engine.Observed, error) {
 	if err != nil {
 		return nil, fmt.Errorf("observe: %w", err)
 	}
-	byID := make(map[string]engine.Observed, len(found))
+	byID := make(map[compile.ID]engine.Observed, len(found))
 	for _, o := range found {
 		byID[o.ID] = o
 	}
@@ -72,7 +72,7 @@ func (r *Runner) Observe(ctx context.Context) ([]engine.Observed, error) {
 	// Unknown resources first: deleting backwards removes them last, after
 	// anything made that might sit on them.
 	var unknown []engine.Observed
-	known := make(map[string]bool, len(made))
+	known := make(map[compile.ID]bool, len(made))
 	for _, m := range made {
 		known[m.ID] = true
 	}
@@ -81,7 +81,7 @@ func (r *Runner) Observe(ctx context.Context) ([]engine.Observed, error) {
 			unknown = append(unknown, o)
 		}
 	}
-	slices.SortFunc(unknown, func(a, b engine.Observed) int { return cmp.Compare(a.ID, b.ID) })
+	slices.SortFunc(unknown, func(a, b engine.Observed) int { return a.ID.Compare(b.ID) })
 	out = append(out, unknown...)
 	for _, m := range made {
 		if o, ok := byID[m.ID]; ok {
@@ -119,8 +119,8 @@ func (r *Runner) Apply(ctx context.Context, p Plan) (Result, error) {
 	}
 	x := &execution{r: r, run: run, total: len(p.Changes)}
 	// A delete waits for the deletes of what depends on it.
-	x.phase(ctx, deletes, func(c Change, in map[string]bool) []string {
-		var waits []string
+	x.phase(ctx, deletes, func(c Change, in map[compile.ID]bool) []compile.ID {
+		var waits []compile.ID
 		for _, d := range deletes {
 			if slices.Contains(d.Deps, c.ID) {
 				waits = append(waits, d.ID)
@@ -129,8 +129,8 @@ func (r *Runner) Apply(ctx context.Context, p Plan) (Result, error) {
 		return waits
 	})
 	// A create or update waits for the changes of what it depends on.
-	x.phase(ctx, ensures, func(c Change, in map[string]bool) []string {
-		var waits []string
+	x.phase(ctx, ensures, func(c Change, in map[compile.ID]bool) []compile.ID {
+		var waits []compile.ID
 		for _, d := range c.Deps {
 			if in[d] {
 				waits = append(waits, d)
@@ -188,11 +188,11 @@ func (x *execution) report(e Event) {
 
 // phase runs changes as a dependency graph: each waits for the changes
 // waitsOn names, then takes one of Parallel slots.
-func (x *execution) phase(ctx context.Context, changes []Change, waitsOn func(Change, map[string]bool) []string) {
+func (x *execution) phase(ctx context.Context, changes []Change, waitsOn func(Change, map[compile.ID]bool) []compile.ID) {
 	if len(changes) == 0 {
 		return
 	}
-	in := make(map[string]bool, len(changes))
+	in := make(map[compile.ID]bool, len(changes))
 	for _, c := range changes {
 		in[c.ID] = true
 	}
@@ -200,7 +200,7 @@ func (x *execution) phase(ctx context.Context, changes []Change, waitsOn func(Ch
 		done chan struct{}
 		ok   bool
 	}
-	nodes := make(map[string]*node, len(changes))
+	nodes := make(map[compile.ID]*node, len(changes))
 	for _, c := range changes {
 		nodes[c.ID] = &node{done: make(chan struct{})}
 	}
@@ -216,7 +216,7 @@ func (x *execution) phase(ctx context.Context, changes []Change, waitsOn func(Ch
 			for _, w := range waitsOn(c, in) {
 				<-nodes[w].done
 				if !nodes[w].ok {
-					failed = append(failed, w)
+					failed = append(failed, w.String())
 				}
 			}
 			if len(failed) > 0 {
@@ -241,7 +241,7 @@ func (x *execution) phase(ctx context.Context, changes []Change, waitsOn func(Ch
 func (x *execution) step(ctx context.Context, c Change) bool {
 	r := x.r
 	start := time.Now()
-	intent, err := r.Store.Begin(ctx, x.run, c.ID, string(c.Action))
+	intent, err := r.Store.Begin(ctx, x.run, c.ID.String(), string(c.Action))
 	if err != nil {
 		x.report(Event{Change: c, Status: "failed", Err: fmt.Errorf("state: %w", err)})
 		return false

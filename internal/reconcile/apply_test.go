@@ -37,7 +37,7 @@ func (m *memEngine) Observe(context.Context) ([]engine.Observed, error) {
 	defer m.mu.Unlock()
 	var out []engine.Observed
 	for id := range m.have {
-		out = append(out, engine.Observed{Resource: compile.Resource{ID: id}})
+		out = append(out, engine.Observed{Resource: compile.NewResource(compile.InstanceID("s", id), nil, nil)})
 	}
 	return out, nil
 }
@@ -68,11 +68,11 @@ func (m *memEngine) act(id, what string, f func()) error {
 }
 
 func (m *memEngine) Ensure(_ context.Context, r compile.Resource) error {
-	return m.act(r.ID, "ensure", func() { m.have[r.ID] = true })
+	return m.act(r.ID.Name, "ensure", func() { m.have[r.ID.Name] = true })
 }
 
 func (m *memEngine) Delete(_ context.Context, r compile.Resource) error {
-	return m.act(r.ID, "delete", func() { delete(m.have, r.ID) })
+	return m.act(r.ID.Name, "delete", func() { delete(m.have, r.ID.Name) })
 }
 
 func (m *memEngine) Close() error { return nil }
@@ -87,8 +87,13 @@ func openStore(t *testing.T) *store.Store {
 	return s
 }
 
+// rsrc is an instance at site s, named id, depending on instances deps.
 func rsrc(id string, deps ...string) compile.Resource {
-	return compile.Resource{ID: id, Kind: "instance", Deps: deps, Attrs: map[string]string{"v": "1"}}
+	ids := make([]compile.ID, len(deps))
+	for i, d := range deps {
+		ids[i] = compile.InstanceID("s", d)
+	}
+	return compile.NewResource(compile.InstanceID("s", id), ids, map[string]string{"v": "1"})
 }
 
 func plan(t *testing.T, r *reconcile.Runner, desired []compile.Resource) reconcile.Plan {
@@ -119,7 +124,7 @@ func TestApplyOrdersByDependencyAndBoundsParallelism(t *testing.T) {
 	}
 	for _, d := range desired {
 		for _, dep := range d.Deps {
-			if pos["ensure "+dep] > pos["ensure "+d.ID] {
+			if pos["ensure "+dep.Name] > pos["ensure "+d.ID.Name] {
 				t.Errorf("%s finished before its dependency %s: %v", d.ID, dep, m.log)
 			}
 		}
@@ -158,7 +163,7 @@ func TestRetryableErrorsAreRetriedOthersSkipDependents(t *testing.T) {
 	made, _ := s.Resources(context.Background())
 	var ids []string
 	for _, r := range made {
-		ids = append(ids, r.ID)
+		ids = append(ids, r.ID.Name)
 	}
 	slices.Sort(ids)
 	if !slices.Equal(ids, []string{"a", "d"}) {
@@ -192,7 +197,7 @@ func TestDeleteReleasesTheAllocation(t *testing.T) {
 	s := openStore(t)
 	r := &reconcile.Runner{Engine: m, Store: s}
 	ctx := context.Background()
-	vm := compile.Resource{ID: "instance/vm", Kind: compile.ResInstance, Attrs: map[string]string{}}
+	vm := compile.NewResource(compile.InstanceID("s", "vm"), nil, map[string]string{})
 	if _, err := r.Apply(ctx, plan(t, r, []compile.Resource{vm})); err != nil {
 		t.Fatal(err)
 	}

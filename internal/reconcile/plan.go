@@ -21,7 +21,7 @@ const (
 // Change is one step of a plan.
 type Change struct {
 	Action Action            `json:"action"`
-	ID     string            `json:"id"`
+	ID     compile.ID        `json:"id"`
 	Kind   string            `json:"kind"`
 	Site   string            `json:"site,omitempty"`
 	Before map[string]string `json:"before,omitempty"`
@@ -32,7 +32,7 @@ type Change struct {
 	// an update with drift repairs exactly that.
 	Drift []string `json:"drift,omitempty"`
 	// Deps are the resources this one depends on (desired, or as made).
-	Deps []string `json:"deps,omitempty"`
+	Deps []compile.ID `json:"deps,omitempty"`
 }
 
 // Plan is an ordered list of changes: creates and updates in dependency
@@ -55,11 +55,11 @@ type Summary struct {
 // was made, so deleting it backwards removes dependents first. An observed
 // resource with drift is updated even when its attributes match.
 func Diff(desired []compile.Resource, observed []engine.Observed) Plan {
-	have := make(map[string]*engine.Observed, len(observed))
+	have := make(map[compile.ID]*engine.Observed, len(observed))
 	for i := range observed {
 		have[observed[i].ID] = &observed[i]
 	}
-	want := make(map[string]bool, len(desired))
+	want := make(map[compile.ID]bool, len(desired))
 	p := Plan{Changes: []Change{}}
 	for _, d := range desired {
 		want[d.ID] = true

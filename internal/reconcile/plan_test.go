@@ -14,31 +14,35 @@ func res(id string, attrs ...string) compile.Resource {
 	for i := 0; i+1 < len(attrs); i += 2 {
 		m[attrs[i]] = attrs[i+1]
 	}
-	return compile.Resource{ID: id, Kind: "instance", Attrs: m}
+	parsed, err := compile.ParseID(id)
+	if err != nil {
+		panic(err)
+	}
+	return compile.NewResource(parsed, nil, m)
 }
 
 func TestDiff(t *testing.T) {
 	observed := []compile.Resource{
 		res("network/a/z"),
-		res("instance/keep", "vmid", "100"),
-		res("instance/resize", "cpus", "1", "vmid", "101"),
-		res("instance/gone-1"),
-		res("instance/gone-2"),
+		res("instance/a/keep", "vmid", "100"),
+		res("instance/a/resize", "cpus", "1", "vmid", "101"),
+		res("instance/a/gone-1"),
+		res("instance/a/gone-2"),
 	}
 	desired := []compile.Resource{
 		res("network/a/z"),
-		res("instance/keep", "vmid", "100"),
-		res("instance/resize", "cpus", "2", "vmid", "101"),
-		res("instance/new", "vmid", "102"),
+		res("instance/a/keep", "vmid", "100"),
+		res("instance/a/resize", "cpus", "2", "vmid", "101"),
+		res("instance/a/new", "vmid", "102"),
 	}
 	p := reconcile.Diff(desired, reconcile.Observed(observed))
 	var got []string
 	for _, c := range p.Changes {
-		got = append(got, string(c.Action)+" "+c.ID)
+		got = append(got, string(c.Action)+" "+c.ID.String())
 	}
 	// Creates and updates follow the desired (dependency) order; deletes come
 	// last, newest first, so dependents go before what they depend on.
-	want := []string{"update instance/resize", "create instance/new", "delete instance/gone-2", "delete instance/gone-1"}
+	want := []string{"update instance/a/resize", "create instance/a/new", "delete instance/a/gone-2", "delete instance/a/gone-1"}
 	if !slices.Equal(got, want) {
 		t.Errorf("changes = %q, want %q", got, want)
 	}
@@ -51,7 +55,7 @@ func TestDiff(t *testing.T) {
 }
 
 func TestDiffOfEqualStatesIsEmpty(t *testing.T) {
-	rs := []compile.Resource{res("network/a/z", "vlan", "10"), res("instance/x", "vmid", "100")}
+	rs := []compile.Resource{res("network/a/z", "vlan", "10"), res("instance/a/x", "vmid", "100")}
 	p := reconcile.Diff(rs, reconcile.Observed(rs))
 	if len(p.Changes) != 0 || p.Summary.Unchanged != 2 {
 		t.Errorf("plan of identical states = %+v, want no changes", p)
@@ -59,7 +63,7 @@ func TestDiffOfEqualStatesIsEmpty(t *testing.T) {
 }
 
 func TestRemovedAttributeIsAnUpdate(t *testing.T) {
-	p := reconcile.Diff([]compile.Resource{res("instance/x")}, reconcile.Observed([]compile.Resource{res("instance/x", "template", "deb")}))
+	p := reconcile.Diff([]compile.Resource{res("instance/a/x")}, reconcile.Observed([]compile.Resource{res("instance/a/x", "template", "deb")}))
 	if len(p.Changes) != 1 || p.Changes[0].Action != reconcile.Update || !slices.Equal(p.Changes[0].Fields, []string{"template"}) {
 		t.Errorf("plan = %+v, want one update of template", p)
 	}

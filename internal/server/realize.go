@@ -246,13 +246,12 @@ func opObject(op tenant.Op) object {
 
 // resourceObject is the object a resource belongs to: network/<site>/<zone>
 // to its zone, instance/<name> to its instance; other resources to none.
-func resourceObject(kind, id string) (object, bool) {
-	name := id[strings.LastIndexByte(id, '/')+1:]
-	switch kind {
+func resourceObject(id compile.ID) (object, bool) {
+	switch id.Kind {
 	case compile.ResNetwork:
-		return object{kindZone, name}, true
+		return object{kindZone, id.Name}, true
 	case compile.ResInstance:
-		return object{kindInstance, name}, true
+		return object{kindInstance, id.Name}, true
 	}
 	return object{}, false
 }
@@ -307,7 +306,7 @@ func (r *realizer) reconcile(ctx context.Context) error {
 	progress := func(e reconcile.Event) {
 		switch e.Status {
 		case "failed", "skipped":
-			if o, ok := resourceObject(e.Change.Kind, e.Change.ID); ok {
+			if o, ok := resourceObject(e.Change.ID); ok {
 				p.mu.Lock()
 				p.failed[o] = errText(e.Err)
 				p.mu.Unlock()
@@ -395,7 +394,7 @@ func (s *Server) madeObjects(ctx context.Context) (map[object]bool, error) {
 		return nil, fmt.Errorf("state: %w", err)
 	}
 	for _, r := range rs {
-		if o, ok := resourceObject(r.Kind, r.ID); ok {
+		if o, ok := resourceObject(r.ID); ok {
 			made[o] = true
 		}
 	}
@@ -695,7 +694,7 @@ func (p *pass) finish(ctx context.Context, c *deploy.Cloud, st []deploy.Status, 
 type outcome struct {
 	st      []deploy.Status
 	passErr error
-	state   map[string]string // resource id -> ok, missing, drifted, unexpected
+	state   map[compile.ID]string // resource id -> ok, missing, drifted, unexpected
 	desired map[string]compile.Instance
 	// refused and kept are the refusals recorded: only when the pass went
 	// on without the refused objects; a pass that failed as a whole
@@ -707,7 +706,7 @@ type outcome struct {
 }
 
 func (p *pass) outcome(c *deploy.Cloud, st []deploy.Status, passErr error) *outcome {
-	o := &outcome{st: st, passErr: passErr, state: map[string]string{}, refused: p.refused, kept: p.kept, site: p.s.pool.site}
+	o := &outcome{st: st, passErr: passErr, state: map[compile.ID]string{}, refused: p.refused, kept: p.kept, site: p.s.pool.site}
 	for _, x := range st {
 		o.state[x.ID] = x.State
 	}
@@ -723,14 +722,14 @@ func (p *pass) outcome(c *deploy.Cloud, st []deploy.Status, passErr error) *outc
 	return o
 }
 
-func (o *outcome) exists(id string) bool {
+func (o *outcome) exists(id compile.ID) bool {
 	return o.st != nil && o.state[id] != "" && o.state[id] != "missing"
 }
 
-func (o *outcome) healthy(id string) bool { return o.st != nil && o.state[id] == "ok" }
+func (o *outcome) healthy(id compile.ID) bool { return o.st != nil && o.state[id] == "ok" }
 
-func (o *outcome) netID(zone string) string {
-	return compile.ResNetwork + "/" + o.site + "/" + zone
+func (o *outcome) netID(zone string) compile.ID {
+	return compile.NetworkID(o.site, zone)
 }
 
 // finishNetworks removes the tenant networks found deleted and sets the
@@ -768,7 +767,7 @@ func (p *pass) finishNetworks(tx *tenant.Tx, o *outcome) error {
 // was found of the others: addresses, node, status and why it failed.
 func (p *pass) finishInstances(tx *tenant.Tx, o *outcome) error {
 	for _, in := range p.sn.insts {
-		id, ob := compile.ResInstance+"/"+in.Spec, instanceObject(in)
+		id, ob := compile.InstanceID(o.site, in.Spec), instanceObject(in)
 		if in.Status == api.StatusDeleting {
 			if o.st != nil && !o.exists(id) {
 				if err := tx.RemoveInstance(in.Spec); err != nil {
@@ -830,7 +829,7 @@ func (p *pass) finishOperations(tx *tenant.Tx, o *outcome) error {
 		case p.failed[ob] != "":
 			status, prob = api.OpFailed, problem(http.StatusConflict, "realize-failed", p.failed[ob])
 		default:
-			id := compile.ResInstance + "/" + op.Object
+			id := compile.InstanceID(o.site, op.Object)
 			if ob.kind == kindZone {
 				id = o.netID(op.Object)
 			}

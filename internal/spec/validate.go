@@ -737,12 +737,35 @@ func (v *validator) routes() {
 				}
 			}
 		}
+		v.routeSite(name, r)
 		for _, fe := range r.Frontends {
 			for _, be := range slices.Concat(r.Backends, r.Failover) {
 				if msg := v.reachable(fe, be); msg != "" {
 					v.diags.Errorf(r.FieldPos("backends"), "route %q: frontend %q cannot reach backend %q: %s", name, fe, be, msg)
 				}
 			}
+		}
+	}
+}
+
+// routeSite refuses a route whose front ends are at more than one site: a
+// route belongs to the site of its front ends, whose engine realizes it. A
+// hostname served at two sites, each failing over to the other, is one
+// route per site (examples/zcloud).
+func (v *validator) routeSite(name string, r *Route) {
+	first, firstSite := "", ""
+	for _, fe := range r.Frontends {
+		in := v.s.Instances[fe]
+		if in == nil {
+			continue
+		}
+		site := v.s.SiteOf(in)
+		switch {
+		case first == "":
+			first, firstSite = fe, site
+		case site != firstSite:
+			v.diags.Errorf(r.FieldPos("frontends"), "route %q: frontend %q is at site %q but %q is at site %q; a route belongs to one site: give each site its own route with its own frontends (failover may name the peer's backends)", name, fe, site, first, firstSite)
+			return
 		}
 	}
 }

@@ -643,6 +643,42 @@ routes:
 	})
 }
 
+// A route belongs to the site of its front ends, whose engine realizes
+// it: front ends at two sites are refused, and failover may name the
+// peer's backends.
+func TestRouteBelongsToOneSite(t *testing.T) {
+	const base = `cloud: {name: demo, domain: demo.example.net}
+sites:
+  a: {engine: local, nodes: [n1], peer: b}
+  b: {engine: local, nodes: [n1], peer: a}
+zones:
+  web: {type: service, sub-id: 1}
+roles: {r: {vmids: 1000-1999}}
+instances:
+  fe-a: {role: r, zone: web, site: a}
+  fe-b: {role: r, zone: web, site: b}
+  be-a: {role: r, zone: web, site: a}
+  be-b: {role: r, zone: web, site: b}
+routes:
+` // routes start at line 14
+	runDiagCases(t, []diagCase{
+		{
+			name: "one route per site, failing over to the peer",
+			yaml: base + `  app-a: {host: app.demo.net, frontends: [fe-a], backends: [be-a], failover: [be-b], backend-port: 80}
+  app-b: {host: app.demo.net, frontends: [fe-b], backends: [be-b], failover: [be-a], backend-port: 80}
+`,
+		},
+		{
+			name: "front ends at two sites",
+			yaml: base + `  app: {host: app.demo.net, frontends: [fe-a, fe-b], backends: [be-a], backend-port: 80}
+`,
+			want: []string{
+				`spec.yaml:14:40: route "app": frontend "fe-b" is at site "b" but "fe-a" is at site "a"; a route belongs to one site: give each site its own route with its own frontends (failover may name the peer's backends)`,
+			},
+		},
+	})
+}
+
 func TestGroupErrors(t *testing.T) {
 	runDiagCases(t, []diagCase{{
 		name: "can-access names groups or all",

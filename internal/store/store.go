@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -37,6 +36,10 @@ func Open(path string) (*Store, error) {
 	if _, err := db.Exec(schema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("migrate state %s: %w", path, err)
+	}
+	if err := migrateIDs(context.Background(), db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("migrate state %s: resource IDs: %w", path, err)
 	}
 	return &Store{db: db}, nil
 }
@@ -126,12 +129,12 @@ func (s *Store) Resources(ctx context.Context) ([]compile.Resource, error) {
 	var out []compile.Resource
 	for rows.Next() {
 		var r compile.Resource
-		var deps, attrs string
-		if err := rows.Scan(&r.ID, &r.Kind, &r.Site, &deps, &attrs); err != nil {
+		var id, deps, attrs string
+		if err := rows.Scan(&id, &r.Kind, &r.Site, &deps, &attrs); err != nil {
 			return nil, err
 		}
-		if err := errors.Join(json.Unmarshal([]byte(deps), &r.Deps), json.Unmarshal([]byte(attrs), &r.Attrs)); err != nil {
-			return nil, fmt.Errorf("resource %s: %w", r.ID, err)
+		if err := errors.Join(r.ID.UnmarshalText([]byte(id)), json.Unmarshal([]byte(deps), &r.Deps), json.Unmarshal([]byte(attrs), &r.Attrs)); err != nil {
+			return nil, fmt.Errorf("resource %s: %w", id, err)
 		}
 		out = append(out, r)
 	}
@@ -174,14 +177,17 @@ func (s *Store) Begin(ctx context.Context, run int64, resource, action string) (
 // Made completes an intent whose step made r exist as desired: the
 // resource row and the outcome are written in one transaction.
 func (s *Store) Made(ctx context.Context, intent int64, r compile.Resource) error {
-	deps, _ := json.Marshal(nonNil(r.Deps))
-	attrs, _ := json.Marshal(r.Attrs)
+	deps, err := json.Marshal(nonNil(r.Deps))
+	if err != nil {
+		return fmt.Errorf("resource %s: %w", r.ID, err)
+	}
+	attrs, _ := json.Marshal(r.Attrs) // a map of strings always marshals
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `
 			INSERT INTO resources (id, kind, site, deps, attrs, seq)
 			VALUES (?, ?, ?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM resources))
 			ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, site = excluded.site, deps = excluded.deps, attrs = excluded.attrs`,
-			r.ID, r.Kind, r.Site, string(deps), string(attrs)); err != nil {
+			r.ID.String(), r.Kind, r.Site, string(deps), string(attrs)); err != nil {
 			return err
 		}
 		return finish(ctx, tx, intent, "done", "")
@@ -193,11 +199,11 @@ func (s *Store) Made(ctx context.Context, intent int64, r compile.Resource) erro
 // handed out again.
 func (s *Store) Removed(ctx context.Context, intent int64, r compile.Resource) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM resources WHERE id = ?`, r.ID); err != nil {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM resources WHERE id = ?`, r.ID.String()); err != nil {
 			return err
 		}
-		if name, ok := strings.CutPrefix(r.ID, compile.ResInstance+"/"); ok && r.Kind == compile.ResInstance {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM allocations WHERE instance = ?`, name); err != nil {
+		if r.ID.Kind == compile.ResInstance {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM allocations WHERE instance = ?`, r.ID.Name); err != nil {
 				return err
 			}
 		}
@@ -281,9 +287,9 @@ func Tx(ctx context.Context, db Beginner, f func(*sql.Tx) error) error {
 	return tx.Commit()
 }
 
-func nonNil(s []string) []string {
+func nonNil(s []compile.ID) []compile.ID {
 	if s == nil {
-		return []string{}
+		return []compile.ID{}
 	}
 	return s
 }

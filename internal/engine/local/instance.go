@@ -83,10 +83,12 @@ func (e *Engine) containerConfig(in compile.Instance) container.Config {
 }
 
 // instanceRecord is what the engine remembers of an instance between
-// applies: the generations it last realized.
+// applies: the generations it last realized, and its site, which names
+// it once it is no longer desired.
 type instanceRecord struct {
-	Reboot  int `json:"reboot"`
-	Rebuild int `json:"rebuild"`
+	Site    string `json:"site,omitempty"`
+	Reboot  int    `json:"reboot"`
+	Rebuild int    `json:"rebuild"`
 }
 
 func readRecord(dir string) (instanceRecord, bool) {
@@ -298,7 +300,7 @@ func (e *Engine) ensureContainer(ctx context.Context, in compile.Instance) error
 			return err
 		}
 	}
-	return writeRecord(cfg.Dir, instanceRecord{Reboot: in.Reboot, Rebuild: in.Rebuild})
+	return writeRecord(cfg.Dir, instanceRecord{Site: in.Site, Reboot: in.Reboot, Rebuild: in.Rebuild})
 }
 
 // sameConfig reports whether a container runs as cfg would make it, its

@@ -225,45 +225,41 @@ func (e *Engine) Ensure(ctx context.Context, r compile.Resource) error {
 }
 
 // exists reports whether any part of a resource is there already.
-func (e *Engine) exists(id string) bool {
-	kind, rest, _ := strings.Cut(id, "/")
-	switch kind {
+func (e *Engine) exists(id compile.ID) bool {
+	switch id.Kind {
 	case compile.ResSite:
-		return nsExists(e.edgeNS(rest))
+		return nsExists(e.edgeNS(id.Site))
 	case compile.ResNetwork, compile.ResFirewall:
-		site, _, _ := strings.Cut(rest, "/")
-		if !nsExists(e.edgeNS(site)) {
+		if !nsExists(e.edgeNS(id.Site)) {
 			return false
 		}
-		he, err := openHandle(e.edgeNS(site))
+		he, err := openHandle(e.edgeNS(id.Site))
 		if err != nil {
 			return true // cannot tell: never revert what may be someone's
 		}
 		defer he.Close()
-		if kind == compile.ResFirewall {
+		if id.Kind == compile.ResFirewall {
 			has, err := hasFirewall(he)
 			return has || err != nil
 		}
 		_, _, found, err := findNetwork(he, id)
 		return found || err != nil
 	case compile.ResInstance:
-		return nsExists(e.instNS(rest))
+		return nsExists(e.instNS(id.Name))
 	}
 	return true
 }
 
 func (e *Engine) ensure(ctx context.Context, r compile.Resource) error {
-	kind, rest, _ := strings.Cut(r.ID, "/")
-	switch kind {
+	switch id := r.ID; id.Kind {
 	case compile.ResSite:
-		return e.ensureSite(rest)
+		return e.ensureSite(id.Site)
 	case compile.ResNetwork:
-		site, zone, _ := strings.Cut(rest, "/")
-		return e.ensureNetwork(site, zone)
+		return e.ensureNetwork(id.Site, id.Name)
 	case compile.ResFirewall:
-		return e.ensureFirewall(rest)
+		return e.ensureFirewall(id.Site)
 	case compile.ResInstance:
-		return e.ensureInstance(ctx, rest)
+		return e.ensureInstance(ctx, id.Name)
 	case compile.ResRoute:
 		// Routes are realized by their front ends' own software; the
 		// flows they need are in the firewall.
@@ -274,17 +270,15 @@ func (e *Engine) ensure(ctx context.Context, r compile.Resource) error {
 
 // Delete removes a resource and everything it owns.
 func (e *Engine) Delete(ctx context.Context, r compile.Resource) error {
-	kind, rest, _ := strings.Cut(r.ID, "/")
-	switch kind {
+	switch id := r.ID; id.Kind {
 	case compile.ResSite:
-		return e.deleteSite(rest)
+		return e.deleteSite(id.Site)
 	case compile.ResNetwork:
-		site, zone, _ := strings.Cut(rest, "/")
-		return e.deleteNetwork(site, zone)
+		return e.deleteNetwork(id.Site, id.Name)
 	case compile.ResFirewall:
-		return e.deleteFirewall(rest)
+		return e.deleteFirewall(id.Site)
 	case compile.ResInstance:
-		return e.deleteInstance(ctx, rest)
+		return e.deleteInstance(ctx, id.Name)
 	case compile.ResRoute:
 		return nil
 	}

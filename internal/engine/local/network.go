@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strings"
 
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
@@ -56,7 +55,7 @@ func (e *Engine) ensureNetwork(siteName, zoneName string) error {
 	if err != nil {
 		return err
 	}
-	id := compile.ResNetwork + "/" + siteName + "/" + zoneName
+	id := compile.NetworkID(siteName, zoneName)
 	all := []netip.Addr{edgeUnder}
 	for i := range site.Nodes {
 		all = append(all, nodeUnder(i))
@@ -106,12 +105,12 @@ func (e *Engine) ensureNetwork(siteName, zoneName string) error {
 
 // ensureSegment makes one namespace's part of a zone: bridge, VXLAN over
 // the underlay device, flooding to the other endpoints.
-func ensureSegment(h *handle, underlay, id string, vni int, local netip.Addr, peers []netip.Addr) error {
+func ensureSegment(h *handle, underlay string, id compile.ID, vni int, local netip.Addr, peers []netip.Addr) error {
 	dev, err := h.byName(underlay)
 	if err != nil || dev == nil {
 		return fmt.Errorf("%s: underlay %s missing (is the site made?): %w", h.ns, underlay, err)
 	}
-	br, err := h.ensureBridge(bridgeName(vni), id, zoneMTU)
+	br, err := h.ensureBridge(bridgeName(vni), id.String(), zoneMTU)
 	if err != nil {
 		return err
 	}
@@ -125,7 +124,7 @@ func ensureSegment(h *handle, underlay, id string, vni int, local netip.Addr, pe
 // desired its VNI and subnet are read back from the edge's bridge, found by
 // its alias.
 func (e *Engine) deleteNetwork(siteName, zoneName string) error {
-	id := compile.ResNetwork + "/" + siteName + "/" + zoneName
+	id := compile.NetworkID(siteName, zoneName)
 	edge := e.edgeNS(siteName)
 	if !nsExists(edge) {
 		return nil // the site is gone, and the network with it
@@ -179,13 +178,13 @@ func deleteSegment(h *handle, vni int) error {
 
 // findNetwork finds the edge bridge made for network id and reads its VNI
 // and subnet back.
-func findNetwork(he *handle, id string) (vni int, cidr netip.Prefix, found bool, err error) {
+func findNetwork(he *handle, id compile.ID) (vni int, cidr netip.Prefix, found bool, err error) {
 	links, err := he.links()
 	if err != nil {
 		return 0, netip.Prefix{}, false, fmt.Errorf("%s: links: %w", he.ns, err)
 	}
 	for _, l := range links {
-		if l.Attrs().Alias != id || l.Type() != "bridge" {
+		if l.Attrs().Alias != id.String() || l.Type() != "bridge" {
 			continue
 		}
 		if _, err := fmt.Sscanf(l.Attrs().Name, "br%d", &vni); err != nil {
@@ -202,16 +201,20 @@ func findNetwork(he *handle, id string) (vni int, cidr netip.Prefix, found bool,
 	return 0, netip.Prefix{}, false, nil
 }
 
-// networksOn lists the network resources whose bridges are on an edge.
-func networksOn(he *handle) ([]string, error) {
+// networksOn lists the network resources whose bridges are on an edge:
+// each bridge carries its resource's ID as its alias.
+func networksOn(he *handle) ([]compile.ID, error) {
 	links, err := he.links()
 	if err != nil {
 		return nil, fmt.Errorf("%s: links: %w", he.ns, err)
 	}
-	var ids []string
+	var ids []compile.ID
 	for _, l := range links {
-		if strings.HasPrefix(l.Attrs().Alias, compile.ResNetwork+"/") && l.Type() == "bridge" {
-			ids = append(ids, l.Attrs().Alias)
+		if l.Type() != "bridge" {
+			continue
+		}
+		if id, err := compile.ParseID(l.Attrs().Alias); err == nil && id.Kind == compile.ResNetwork {
+			ids = append(ids, id)
 		}
 	}
 	return ids, nil

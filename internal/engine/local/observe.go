@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -22,32 +23,33 @@ func (e *Engine) Observe(ctx context.Context) ([]engine.Observed, error) {
 		return nil, err
 	}
 	var out []engine.Observed
-	var sites []string
+	var sites []compile.ID
 	for _, ns := range names {
 		if site, ok := strings.CutPrefix(ns, e.prefix()+"e."); ok {
-			sites = append(sites, compile.ResSite+"/"+site)
+			sites = append(sites, compile.SiteID(site))
 		}
 	}
 	// Dependencies are what the engine's structure implies, so that what
 	// is found without a record (after a crash) is still removed in order:
 	// instances and networks before their site.
-	addWith := func(id, kind, site string, attrs map[string]string, drift []string) {
-		deps := []string{}
-		switch {
-		case kind == compile.ResInstance:
-			deps = sites // its site may be unknown: before every site, then
-		case kind != compile.ResSite && site != "":
-			deps = []string{compile.ResSite + "/" + site}
+	addWith := func(id compile.ID, attrs map[string]string, drift []string) {
+		deps := []compile.ID{}
+		switch id.Kind {
+		case compile.ResInstance:
+			deps = sites // its site may be a guess (see instanceSite): before every site, then
+		case compile.ResSite:
+		default:
+			deps = []compile.ID{compile.SiteID(id.Site)}
 		}
-		out = append(out, engine.Observed{Resource: compile.Resource{ID: id, Kind: kind, Site: site, Deps: deps, Attrs: attrs}, Drift: drift})
+		out = append(out, engine.Observed{Resource: compile.NewResource(id, deps, attrs), Drift: drift})
 	}
-	add := func(id, kind, site string, drift []string) { addWith(id, kind, site, map[string]string{}, drift) }
+	add := func(id compile.ID, drift []string) { addWith(id, map[string]string{}, drift) }
 	for _, ns := range names {
 		rest := strings.TrimPrefix(ns, e.prefix())
 		switch {
 		case strings.HasPrefix(rest, "e."):
 			site := strings.TrimPrefix(rest, "e.")
-			add(compile.ResSite+"/"+site, compile.ResSite, site, e.siteDrift(site))
+			add(compile.SiteID(site), e.siteDrift(site))
 			he, err := openHandle(ns)
 			if err != nil {
 				return nil, err
@@ -58,11 +60,7 @@ func (e *Engine) Observe(ctx context.Context) ([]engine.Observed, error) {
 				return nil, err
 			}
 			for _, id := range nets {
-				_, zone, _ := strings.Cut(strings.TrimPrefix(id, compile.ResNetwork+"/"+site+"/"), "/")
-				if zone == "" {
-					zone = strings.TrimPrefix(id, compile.ResNetwork+"/"+site+"/")
-				}
-				add(id, compile.ResNetwork, site, e.networkDrift(site, zone))
+				add(id, e.networkDrift(id.Site, id.Name))
 			}
 			has, err := hasFirewall(he)
 			if err != nil {
@@ -76,33 +74,50 @@ func (e *Engine) Observe(ctx context.Context) ([]engine.Observed, error) {
 						drift = []string{"cannot read the ruleset: " + err.Error()}
 					}
 				}
-				add(compile.ResFirewall+"/"+site, compile.ResFirewall, site, drift)
+				add(compile.FirewallID(site), drift)
 			}
 			he.Close()
 		case strings.HasPrefix(rest, "i."):
 			name := strings.TrimPrefix(rest, "i.")
-			site := ""
-			if in, ok := e.instance(name); ok {
-				site = in.Site
-			}
 			attrs, drift := e.observeInstance(name)
-			addWith(compile.ResInstance+"/"+name, compile.ResInstance, site, attrs, drift)
+			addWith(compile.InstanceID(e.instanceSite(name), name), attrs, drift)
 		}
 	}
 	// A route is realized by its front ends' own software: it exists when
 	// they do.
 	if e.desired != nil {
 		for _, r := range e.desired.Routes {
+			if !slices.Contains(e.sites, r.Site) {
+				continue // another engine's
+			}
 			up := len(r.Frontends) > 0
 			for _, fe := range r.Frontends {
 				up = up && nsExists(e.instNS(fe))
 			}
 			if up {
-				add(compile.ResRoute+"/"+r.Name, compile.ResRoute, "", nil)
+				add(compile.RouteID(r.Site, r.Name), nil)
 			}
 		}
 	}
 	return out, ctx.Err()
+}
+
+// instanceSite tells the site of an instance found by its namespace: the
+// desired instance's, else the one its record keeps. An instance made
+// before records kept the site, and no longer desired, is put at the
+// engine's first site: it is this engine's either way, and deleting it
+// needs only its name.
+func (e *Engine) instanceSite(name string) string {
+	if in, ok := e.instance(name); ok {
+		return in.Site
+	}
+	if rec, ok := readRecord(e.instDir(name)); ok && rec.Site != "" {
+		return rec.Site
+	}
+	if len(e.sites) > 0 {
+		return e.sites[0]
+	}
+	return ""
 }
 
 func (e *Engine) siteDrift(name string) []string {

@@ -229,7 +229,7 @@ func TestKillBetweenCloneAndMigrate(t *testing.T) {
 					t.Fatal(err)
 				}
 				want := fmt.Sprintf("is on node %s, want %s", tplNode, in.Node)
-				if i := slices.IndexFunc(st, func(s deploy.Status) bool { return s.ID == "instance/"+in.Name }); i < 0 ||
+				if i := slices.IndexFunc(st, func(s deploy.Status) bool { return s.ID == compile.InstanceID(in.Site, in.Name) }); i < 0 ||
 					st[i].State != "drifted" || !slices.Contains(st[i].Drift, want) {
 					t.Fatalf("status of %s after the kill: %+v, want drifted %q", in.Name, st, want)
 				}
@@ -424,14 +424,14 @@ func TestDriftRepaired(t *testing.T) {
 	must(err)
 	byID := map[string]deploy.Status{}
 	for _, s := range st {
-		byID[s.ID] = s
+		byID[s.ID.String()] = s
 	}
 	expect := map[string]string{
-		"instance/panel":      "memory is",
-		"instance/admin":      "want running",
-		"instance/edge-1":     "firewall is off",
-		"instance/grafana":    "",
-		"firewall/launceston": "security group " + group,
+		"instance/launceston/panel":   "memory is",
+		"instance/launceston/admin":   "want running",
+		"instance/launceston/edge-1":  "firewall is off",
+		"instance/launceston/grafana": "",
+		"firewall/launceston":         "security group " + group,
 	}
 	for id, text := range expect {
 		s := byID[id]
@@ -443,7 +443,7 @@ func TestDriftRepaired(t *testing.T) {
 		}
 	}
 	for _, s := range st {
-		if _, ok := expect[s.ID]; !ok && s.State != "ok" {
+		if _, ok := expect[s.ID.String()]; !ok && s.State != "ok" {
 			t.Errorf("%s is %s %v, but was not touched", s.ID, s.State, s.Drift)
 		}
 	}

@@ -373,24 +373,40 @@ func describe(vm pve.VM) string {
 // mark records (or forgets) that Holdfast made a resource that has no
 // object of its own on the cluster (a site, a route), in the engine's
 // state directory, so that Observe reports exactly what was made.
-func (e *Engine) mark(id string, made bool) error {
+func (e *Engine) mark(id compile.ID, made bool) error {
 	path := e.markPath(id)
 	if !made {
-		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
+		for _, p := range []string{path, e.legacyMarkPath(id)} {
+			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
 		}
 		return nil
 	}
-	return os.WriteFile(path, []byte(id+"\n"), 0o600)
+	return os.WriteFile(path, []byte(id.String()+"\n"), 0o600)
 }
 
-func (e *Engine) marked(id string) bool {
-	_, err := os.Stat(e.markPath(id))
-	return err == nil
+func (e *Engine) marked(id compile.ID) bool {
+	for _, p := range []string{e.markPath(id), e.legacyMarkPath(id)} {
+		if _, err := os.Stat(p); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
-func (e *Engine) markPath(id string) string {
-	return e.dir + "/" + strings.ReplaceAll(id, "/", "_") + ".made"
+func (e *Engine) markPath(id compile.ID) string {
+	return e.dir + "/" + strings.ReplaceAll(id.String(), "/", "_") + ".made"
+}
+
+// legacyMarkPath is where a route was marked before IDs carried every
+// resource's site (route/<name>); such a mark still counts, so that an
+// upgrade does not see its routes as missing.
+func (e *Engine) legacyMarkPath(id compile.ID) string {
+	if id.Kind != compile.ResRoute {
+		return e.markPath(id)
+	}
+	return e.dir + "/" + id.Kind + "_" + id.Name + ".made"
 }
 
 // coalescer runs an action on behalf of every caller that asks for it,

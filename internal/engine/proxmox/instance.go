@@ -120,7 +120,7 @@ func (e *Engine) ours(g guest, name string) bool {
 }
 
 func (e *Engine) instance(r compile.Resource) (*compile.Instance, error) {
-	name := strings.TrimPrefix(r.ID, compile.ResInstance+"/")
+	name := r.ID.Name
 	in, ok := e.instances[name]
 	if !ok {
 		return nil, fmt.Errorf("%s: not a desired instance", r.ID)
@@ -719,7 +719,7 @@ func (e *Engine) deleteInstance(ctx context.Context, r compile.Resource) error {
 	if err != nil || !found {
 		return err
 	}
-	if !e.ours(g, strings.TrimPrefix(r.ID, compile.ResInstance+"/")) {
+	if !e.ours(g, r.ID.Name) {
 		return nil
 	}
 	return e.destroyGuest(ctx, s, g)

@@ -23,7 +23,7 @@ func (e *Engine) networkZone(r compile.Resource) (*site, *compile.Zone, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	name := strings.TrimPrefix(r.ID, compile.ResNetwork+"/"+r.Site+"/")
+	name := r.ID.Name
 	z, ok := e.zones[name]
 	if !ok {
 		return s, nil, nil
@@ -173,7 +173,7 @@ func (e *Engine) deleteNetwork(ctx context.Context, r compile.Resource) error {
 	if err != nil {
 		return err
 	}
-	zone := strings.TrimPrefix(r.ID, compile.ResNetwork+"/"+r.Site+"/")
+	zone := r.ID.Name
 	vlan, verr := strconv.Atoi(r.Attrs["vlan"])
 	if s.cfg.Network == "bridge" || r.Attrs["managed"] == "false" || verr == nil && vlan == 0 {
 		// VLAN tags stay on the bridges: other guests may use them.

@@ -34,8 +34,8 @@ func (e *Engine) Observe(ctx context.Context) ([]engine.Observed, error) {
 		out = append(out, obs...)
 	}
 	for _, r := range e.desired.Resources {
-		if r.Kind == compile.ResRoute && e.marked(r.ID) {
-			out = append(out, engine.Observed{Resource: compile.Resource{ID: r.ID, Kind: r.Kind, Deps: []string{}, Attrs: map[string]string{}}})
+		if r.Kind == compile.ResRoute && e.sites[r.Site] != nil && e.marked(r.ID) {
+			out = append(out, engine.Observed{Resource: compile.NewResource(r.ID, nil, map[string]string{})})
 		}
 	}
 	return out, nil
@@ -43,19 +43,19 @@ func (e *Engine) Observe(ctx context.Context) ([]engine.Observed, error) {
 
 func (e *Engine) observeSite(ctx context.Context, s *site) ([]engine.Observed, error) {
 	var out []engine.Observed
-	siteID := compile.ResSite + "/" + s.name
-	add := func(id, kind string, attrs map[string]string, drift []string) {
-		deps := []string{}
-		if kind != compile.ResSite {
-			deps = []string{siteID}
+	siteID := compile.SiteID(s.name)
+	add := func(id compile.ID, attrs map[string]string, drift []string) {
+		var deps []compile.ID
+		if id.Kind != compile.ResSite {
+			deps = []compile.ID{siteID}
 		}
 		if attrs == nil {
 			attrs = map[string]string{}
 		}
-		out = append(out, engine.Observed{Resource: compile.Resource{ID: id, Kind: kind, Site: s.name, Deps: deps, Attrs: attrs}, Drift: drift})
+		out = append(out, engine.Observed{Resource: compile.NewResource(id, deps, attrs), Drift: drift})
 	}
 	if e.marked(siteID) {
-		add(siteID, compile.ResSite, nil, s.nodeDrift(ctx))
+		add(siteID, nil, s.nodeDrift(ctx))
 	}
 
 	// Networks: the cloud's vnets, and the markers of networks that have
@@ -67,20 +67,19 @@ func (e *Engine) observeSite(ctx context.Context, s *site) ([]engine.Observed, e
 			return nil, err
 		}
 	}
-	seen := map[string]bool{}
+	seen := map[compile.ID]bool{}
 	for _, v := range vnets {
 		zone, ok := strings.CutPrefix(v.Alias, e.owner()+"/")
 		if !ok || v.Zone != s.cfg.SDNZone {
 			continue
 		}
-		id := compile.ResNetwork + "/" + s.name + "/" + zone
+		id := compile.NetworkID(s.name, zone)
 		seen[id] = true
-		add(id, compile.ResNetwork, map[string]string{"vlan": strconv.Itoa(v.Tag)}, e.networkDrift(ctx, s, e.zones[zone], vnets))
+		add(id, map[string]string{"vlan": strconv.Itoa(v.Tag)}, e.networkDrift(ctx, s, e.zones[zone], vnets))
 	}
 	for _, r := range e.desired.Resources {
 		if r.Kind == compile.ResNetwork && r.Site == s.name && !seen[r.ID] && e.marked(r.ID) {
-			z := e.zones[strings.TrimPrefix(r.ID, compile.ResNetwork+"/"+s.name+"/")]
-			add(r.ID, compile.ResNetwork, nil, e.networkDrift(ctx, s, z, vnets))
+			add(r.ID, nil, e.networkDrift(ctx, s, e.zones[r.ID.Name], vnets))
 		}
 	}
 
@@ -89,7 +88,7 @@ func (e *Engine) observeSite(ctx context.Context, s *site) ([]engine.Observed, e
 		return nil, err
 	}
 	if exists {
-		add(compile.ResFirewall+"/"+s.name, compile.ResFirewall, nil, drift)
+		add(compile.FirewallID(s.name), nil, drift)
 	}
 
 	obs, err := e.observeGuests(ctx, s)
@@ -140,11 +139,8 @@ func (e *Engine) observeGuests(ctx context.Context, s *site) ([]engine.Observed,
 			mu.Lock()
 			defer mu.Unlock()
 			out[i] = engine.Observed{
-				Resource: compile.Resource{
-					ID: compile.ResInstance + "/" + vm.Name, Kind: compile.ResInstance, Site: s.name,
-					Deps:  []string{compile.ResSite + "/" + s.name},
-					Attrs: map[string]string{"vmid": strconv.Itoa(vm.VMID), "node": vm.Node},
-				},
+				Resource: compile.NewResource(compile.InstanceID(s.name, vm.Name), []compile.ID{compile.SiteID(s.name)},
+					map[string]string{"vmid": strconv.Itoa(vm.VMID), "node": vm.Node}),
 				Drift: drift,
 			}
 			return nil

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/holdfast/holdfast/internal/compile"
 	"github.com/holdfast/holdfast/internal/deploy"
 	"github.com/holdfast/holdfast/internal/engine/proxmox/pve"
 	"github.com/holdfast/holdfast/internal/engine/proxmox/pveemu"
@@ -181,7 +182,7 @@ func TestLinkedCloneNeedsTheTemplatesNode(t *testing.T) {
 	for _, in := range c.Desired.Instances {
 		msg, ok := "", false
 		for _, e := range res.Errors {
-			if strings.Contains(e.Error(), " instance/"+in.Name+":") {
+			if strings.Contains(e.Error(), " "+compile.InstanceID(in.Site, in.Name).String()+":") {
 				msg, ok = e.Error(), true
 			}
 		}
@@ -287,7 +288,7 @@ func TestStatusWhileAGuestMoves(t *testing.T) {
 		t.Fatalf("status while %s moved from %s to %s: %v", in.Name, in.Node, to, err)
 	}
 	for _, s := range st {
-		if s.ID == "instance/"+in.Name && (s.State != "drifted" || !slices.Contains(s.Drift, "vanished while observed")) {
+		if s.ID == compile.InstanceID(in.Site, in.Name) && (s.State != "drifted" || !slices.Contains(s.Drift, "vanished while observed")) {
 			t.Errorf("%s: %s %v, want drifted: vanished while observed", s.ID, s.State, s.Drift)
 		}
 	}
