@@ -27,6 +27,8 @@ type cloud struct {
 	store  *store.Store
 	eng    engine.Engine
 	runner *reconcile.Runner
+	// onEvent, if set, sees every event of apply as it happens.
+	onEvent func(reconcile.Event)
 }
 
 // openCloud opens the cloud st of engine name, keeping its state in dir.
@@ -87,6 +89,9 @@ func (c *cloud) apply(ctx context.Context, destroy bool) (reconcile.Plan, []reco
 		mu.Lock()
 		defer mu.Unlock()
 		events = append(events, e)
+		if c.onEvent != nil {
+			c.onEvent(e)
+		}
 	}
 	defer func() { c.runner.Progress = nil }()
 	_, err = c.runner.Apply(ctx, p)

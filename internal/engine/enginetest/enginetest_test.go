@@ -127,10 +127,10 @@ func simHarness(t *testing.T, flaw string) enginetest.Harness {
 			}
 			return changed
 		},
-		Fault: func(t enginetest.T, st *compile.State, permanent bool) string {
+		Fault: func(t enginetest.T, st *compile.State, permanent bool) (string, func()) {
 			t.Helper()
 			id := st.Resources[len(st.Resources)-1].ID
-			kind := "transient 2"
+			kind := "transient 1000"
 			if permanent {
 				kind = "permanent"
 			}
@@ -138,8 +138,7 @@ func simHarness(t *testing.T, flaw string) enginetest.Harness {
 			if err := os.WriteFile(file, []byte(st.Cloud+" "+id+" "+kind+"\n"), 0o600); err != nil {
 				t.Fatalf("%v", err)
 			}
-			t.Cleanup(func() { os.Remove(file) })
-			return id
+			return id, func() { os.Remove(file) }
 		},
 		RandomKills: 2,
 	}

@@ -11,6 +11,7 @@ package enginetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -56,11 +57,12 @@ type Harness struct {
 	// Drift changes the converged cloud st behind the engine's back and
 	// returns the IDs of the resources it changed or removed.
 	Drift func(t T, st *compile.State) []string
-	// Fault makes the engine's next step on a resource of st fail, with a
-	// failure that passes after a few tries (transient) or never
-	// (permanent), and returns the resource's ID; the fault lasts until the
-	// test ends.
-	Fault func(t T, st *compile.State, permanent bool) string
+	// Fault makes the engine's steps on a resource of st fail, with a
+	// failure that is transient (busy, try again) or permanent, until
+	// clear is called; it returns the resource's ID. The suite clears a
+	// transient fault once the step has been retried, and a permanent one
+	// when the apply has failed.
+	Fault func(t T, st *compile.State, permanent bool) (id string, clear func())
 	// RandomKills is how many applies KillAtEveryStep also kills at random
 	// moments, inside engine work (default 4).
 	RandomKills int
@@ -309,7 +311,7 @@ func killAtEveryStep(t T, h Harness) {
 			// one after, so that every step of the apply sees a kill.
 			at := min(k, 1)
 			err := engineApply(t, h.Engine, st, dir, at, point)
-			if err == errKilled {
+			if errors.Is(err, errKilled) {
 				kills++
 				continue
 			}
@@ -415,11 +417,19 @@ func driftRepaired(t T, h Harness) {
 }
 
 // transientRetried: a step that fails with a transient fault is retried
-// (its error is engine.Retryable) and the apply succeeds.
+// (its error is engine.Retryable) and the apply succeeds once the fault
+// clears.
 func transientRetried(t T, h Harness) {
 	c, st, _ := open(t, h, "a")
-	id := h.Fault(t, st, false)
+	id, clear := h.Fault(t, st, false)
+	var once sync.Once
+	c.onEvent = func(e reconcile.Event) {
+		if e.Change.ID == id && e.Status == "retry" {
+			once.Do(clear)
+		}
+	}
 	_, events, err := c.apply(context.Background(), false)
+	once.Do(clear)
 	if err != nil {
 		t.Fatalf("apply with a transient fault on %s: %v", id, err)
 	}
@@ -431,11 +441,13 @@ func transientRetried(t T, h Harness) {
 }
 
 // permanentFails: a step that fails for good fails at once, without
-// retries, and the apply reports it.
+// retries, and the apply reports it; once the cause is gone, the next
+// apply converges.
 func permanentFails(t T, h Harness) {
 	c, st, _ := open(t, h, "a")
-	id := h.Fault(t, st, true)
+	id, clear := h.Fault(t, st, true)
 	_, events, err := c.apply(context.Background(), false)
+	clear()
 	if err == nil || !strings.Contains(err.Error(), id) {
 		t.Errorf("apply with a permanent fault on %s = %v, want an error naming it", id, err)
 	}
@@ -444,6 +456,8 @@ func permanentFails(t T, h Harness) {
 			t.Errorf("%s failed for good but was retried (%v)", id, e.Err)
 		}
 	}
+	converge(t, c)
+	h.Check(t, st)
 }
 
 // concurrentApplies: two clouds applied at once to one infrastructure

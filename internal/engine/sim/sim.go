@@ -48,7 +48,9 @@ const Name = "sim"
 // RootEnv names the directory holding the simulated infrastructure.
 const RootEnv = "HOLDFAST_SIM_ROOT"
 
-func init() { engine.Register(Name, func(cfg engine.Config) (engine.Engine, error) { return New(cfg) }) }
+func init() {
+	engine.Register(Name, func(cfg engine.Config) (engine.Engine, error) { return New(cfg) })
+}
 
 // Flaws are bugs the engine can be told to have, each one a way real
 // engines have gone wrong, so that tests can show the conformance suite
