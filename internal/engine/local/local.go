@@ -215,14 +215,21 @@ func (e *Engine) Ensure(ctx context.Context, r compile.Resource) error {
 		return fmt.Errorf("local engine: no desired state to ensure %s from", r.ID)
 	}
 	existed := e.exists(r.ID)
-	err := e.ensure(ctx, r)
+	err := stepFault(r.ID)
+	if err == nil {
+		err = e.ensure(ctx, r)
+	}
 	if err != nil && !existed {
 		if rerr := e.Delete(context.WithoutCancel(ctx), r); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("revert of the half-made %s: %w", r.ID, rerr))
 		}
 	}
-	return err
+	return classify(err)
 }
+
+// stepFault is where tests inject a kernel's failure into a step (the
+// conformance suite's fault properties); it never fails in production.
+var stepFault = func(id string) error { return nil }
 
 // exists reports whether any part of a resource is there already.
 func (e *Engine) exists(id string) bool {
@@ -274,6 +281,13 @@ func (e *Engine) ensure(ctx context.Context, r compile.Resource) error {
 
 // Delete removes a resource and everything it owns.
 func (e *Engine) Delete(ctx context.Context, r compile.Resource) error {
+	if err := stepFault(r.ID); err != nil {
+		return classify(err)
+	}
+	return classify(e.delete(ctx, r))
+}
+
+func (e *Engine) delete(ctx context.Context, r compile.Resource) error {
 	kind, rest, _ := strings.Cut(r.ID, "/")
 	switch kind {
 	case compile.ResSite:
