@@ -3,7 +3,6 @@ package local
 // SetStepFault makes every step on a resource fail as f says until the
 // returned restore is called; for the conformance suite's fault properties.
 func SetStepFault(f func(id string) error) (restore func()) {
-	prev := stepFault
-	stepFault = f
-	return func() { stepFault = prev }
+	prev := injectedFault.Swap(&f)
+	return func() { injectedFault.Store(prev) }
 }

@@ -24,6 +24,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/holdfast/holdfast/internal/compile"
 	"github.com/holdfast/holdfast/internal/engine"
@@ -227,9 +228,16 @@ func (e *Engine) Ensure(ctx context.Context, r compile.Resource) error {
 	return classify(err)
 }
 
-// stepFault is where tests inject a kernel's failure into a step (the
-// conformance suite's fault properties); it never fails in production.
-var stepFault = func(id string) error { return nil }
+// injectedFault is where tests inject a kernel's failure into a step (the
+// conformance suite's fault properties); it is nil in production.
+var injectedFault atomic.Pointer[func(id string) error]
+
+func stepFault(id string) error {
+	if f := injectedFault.Load(); f != nil {
+		return (*f)(id)
+	}
+	return nil
+}
 
 // exists reports whether any part of a resource is there already.
 func (e *Engine) exists(id string) bool {
