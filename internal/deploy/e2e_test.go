@@ -3,7 +3,6 @@ package deploy_test
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,57 +14,14 @@ import (
 
 	"github.com/holdfast/holdfast/internal/compile"
 	"github.com/holdfast/holdfast/internal/deploy"
+	"github.com/holdfast/holdfast/internal/engine/enginetest"
 	"github.com/holdfast/holdfast/internal/engine/local"
 	"github.com/holdfast/holdfast/internal/engine/local/container"
 	"github.com/holdfast/holdfast/internal/reconcile"
 	"github.com/holdfast/holdfast/internal/store"
 )
 
-// TestMain lets the test binary act as `holdfast apply` in a child process,
-// so that the crash test can kill a real apply with SIGKILL.
-func TestMain(m *testing.M) {
-	if spec := os.Getenv("HOLDFAST_TEST_APPLY"); spec != "" {
-		os.Exit(childApply(spec))
-	}
-	os.Exit(m.Run())
-}
-
-func childApply(spec string) int {
-	killAt := -1
-	if v := os.Getenv("HOLDFAST_TEST_KILL_AT"); v != "" {
-		if _, err := fmt.Sscan(v, &killAt); err != nil {
-			fmt.Fprintln(os.Stderr, "HOLDFAST_TEST_KILL_AT:", err)
-			return 1
-		}
-	}
-	started := 0
-	c, _, err := deploy.Open(spec, deploy.Options{StateDir: os.Getenv("HOLDFAST_TEST_STATE"), Rename: os.Getenv("HOLDFAST_TEST_CLOUD"),
-		Progress: func(e reconcile.Event) {
-			// Killed right after a step's intent is written, before the
-			// engine acts: the worst moment for bookkeeping.
-			if e.Status == "start" {
-				if started == killAt {
-					_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
-				}
-				started++
-			}
-		}})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer c.Close()
-	p, err := c.Plan(context.Background())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	if _, err := c.Apply(context.Background(), p); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return 0
-}
+func TestMain(m *testing.M) { enginetest.Main(m) }
 
 var examples = []string{"tasmanian", "arvandor", "tappaas", "zcloud"}
 
@@ -258,15 +214,8 @@ func TestCrashResume(t *testing.T) {
 	path := examplePath("tasmanian")
 	before := snapshot(t, cloud)
 	cleanupAfter(t, path, cloud, state)
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	child := func(killAt int) *exec.Cmd {
-		cmd := exec.Command(self, "-test.run=^$")
-		cmd.Env = append(os.Environ(), "HOLDFAST_TEST_APPLY="+path, "HOLDFAST_TEST_STATE="+state,
-			"HOLDFAST_TEST_CLOUD="+cloud, fmt.Sprintf("HOLDFAST_TEST_KILL_AT=%d", killAt))
-		return cmd
+		return enginetest.DeployApply{Spec: path, State: state, Rename: cloud, KillAt: killAt}.Command(t)
 	}
 	// How long a whole apply takes, for picking random moments in it.
 	start := time.Now()
@@ -278,51 +227,22 @@ func TestCrashResume(t *testing.T) {
 	destroy(t, c)
 	c.Close()
 
-	rng := rand.New(rand.NewPCG(uint64(os.Getpid()), 2))
-	killed := func(cmd *exec.Cmd) bool {
-		ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
-		return ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL
-	}
-	kills, atBoundary, inFlight := 0, 0, 0
-	for attempt := 0; kills < 20; attempt++ {
-		if attempt > 100 {
-			t.Fatalf("only %d of 20 kills landed in 100 attempts", kills)
-		}
-		c := openCloud(t, path, cloud, state)
-		remaining := len(planOf(t, c).Changes)
-		if remaining == 0 {
-			// Converged before the kills ran out: start over from nothing
-			// so that kills land in every phase of an apply.
+	atBoundary, inFlight := enginetest.KillLoop{Kills: 20, Full: full,
+		Remaining: func() int {
+			c := openCloud(t, path, cloud, state)
+			defer c.Close()
+			return len(planOf(t, c).Changes)
+		},
+		// Converged before the kills ran out: start over from nothing so
+		// that kills land in every phase of an apply.
+		Restart: func() {
+			c := openCloud(t, path, cloud, state)
+			defer c.Close()
 			destroy(t, c)
-			c.Close()
-			continue
-		}
-		c.Close()
-		if attempt%2 == 0 {
-			cmd := child(rng.IntN(remaining)) // kills itself right after writing a step's intent
-			out, err := cmd.CombinedOutput()
-			if err != nil && !killed(cmd) {
-				t.Fatalf("attempt %d: apply failed on its own: %v\n%s", attempt, err, out)
-			}
-			if killed(cmd) {
-				kills++
-				atBoundary++
-			}
-			continue
-		}
-		cmd := child(-1) // killed from outside, at a random moment of engine work
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(time.Duration(rng.Int64N(int64(full)))) // the fault's timing, not synchronisation
-		_ = cmd.Process.Signal(syscall.SIGKILL)
-		_ = cmd.Wait()
-		if killed(cmd) {
-			kills++
-			inFlight++
-		}
-	}
-	t.Logf("%d applies killed: %d right after an intent was written, %d at random moments", kills, atBoundary, inFlight)
+		},
+		Child: child,
+	}.Run(t, enginetest.Rand(t))
+	t.Logf("%d applies killed: %d right after an intent was written, %d at random moments", atBoundary+inFlight, atBoundary, inFlight)
 	if out, err := child(-1).CombinedOutput(); err != nil {
 		t.Fatalf("final apply: %v\n%s", err, out)
 	}

@@ -44,6 +44,10 @@ type Result struct {
 	Errors                []error
 }
 
+// Unrecorded is the drift of a resource that exists but that the store
+// does not know: a crash fell between making it and recording it.
+const Unrecorded = "exists but is not recorded (an apply was interrupted)"
+
 // Observe returns what really exists: the engine's observation, with the
 // attributes each resource was made with (from the store) so that the plan
 // compares like with like. Resources the store knows but the engine cannot
@@ -78,6 +82,11 @@ func (r *Runner) Observe(ctx context.Context) ([]engine.Observed, error) {
 	}
 	for _, o := range found {
 		if !known[o.ID] {
+			// Named as drift, so that a desired resource found this way is
+			// updated — and so recorded — even when it looks as desired:
+			// otherwise it would stay unrecorded, and the store would not
+			// know what exists.
+			o.Drift = append(slices.Clip(o.Drift), Unrecorded)
 			unknown = append(unknown, o)
 		}
 	}

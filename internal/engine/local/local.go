@@ -24,6 +24,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/holdfast/holdfast/internal/compile"
 	"github.com/holdfast/holdfast/internal/engine"
@@ -215,13 +216,27 @@ func (e *Engine) Ensure(ctx context.Context, r compile.Resource) error {
 		return fmt.Errorf("local engine: no desired state to ensure %s from", r.ID)
 	}
 	existed := e.exists(r.ID)
-	err := e.ensure(ctx, r)
+	err := stepFault(r.ID)
+	if err == nil {
+		err = e.ensure(ctx, r)
+	}
 	if err != nil && !existed {
 		if rerr := e.Delete(context.WithoutCancel(ctx), r); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("revert of the half-made %s: %w", r.ID, rerr))
 		}
 	}
-	return err
+	return classify(err)
+}
+
+// injectedFault is where tests inject a kernel's failure into a step (the
+// conformance suite's fault properties); it is nil in production.
+var injectedFault atomic.Pointer[func(id compile.ID) error]
+
+func stepFault(id compile.ID) error {
+	if f := injectedFault.Load(); f != nil {
+		return (*f)(id)
+	}
+	return nil
 }
 
 // exists reports whether any part of a resource is there already.
@@ -270,6 +285,13 @@ func (e *Engine) ensure(ctx context.Context, r compile.Resource) error {
 
 // Delete removes a resource and everything it owns.
 func (e *Engine) Delete(ctx context.Context, r compile.Resource) error {
+	if err := stepFault(r.ID); err != nil {
+		return classify(err)
+	}
+	return classify(e.delete(ctx, r))
+}
+
+func (e *Engine) delete(ctx context.Context, r compile.Resource) error {
 	switch id := r.ID; id.Kind {
 	case compile.ResSite:
 		return e.deleteSite(id.Site)

@@ -227,7 +227,13 @@ func (e *Engine) ensureFirewall(site string) error {
 		return err
 	}
 	defer he.Close()
-	return firewall.Apply(he.fd, e.firewallInput(site))
+	in := e.firewallInput(site)
+	// Replacing an intact table would be a write for nothing: a new
+	// ruleset generation, and a moment of empty chains (see Apply).
+	if drift, err := firewall.Verify(he.fd, in); err == nil && len(drift) == 0 {
+		return nil
+	}
+	return firewall.Apply(he.fd, in)
 }
 
 // firewallInput is what a site's edge enforces: the cloud's flows, with

@@ -18,6 +18,11 @@ import (
 // Observe finds everything the engine has made for the cloud, by name, and
 // checks what is desired for drift. It changes nothing.
 func (e *Engine) Observe(ctx context.Context) ([]engine.Observed, error) {
+	obs, err := e.observe(ctx)
+	return obs, classify(err)
+}
+
+func (e *Engine) observe(ctx context.Context) ([]engine.Observed, error) {
 	names, err := listNS(e.prefix())
 	if err != nil {
 		return nil, err

@@ -3,9 +3,7 @@ package proxmox_test
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
-	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -16,60 +14,13 @@ import (
 
 	"github.com/holdfast/holdfast/internal/compile"
 	"github.com/holdfast/holdfast/internal/deploy"
+	"github.com/holdfast/holdfast/internal/engine/enginetest"
 	"github.com/holdfast/holdfast/internal/engine/proxmox/pve"
 	"github.com/holdfast/holdfast/internal/engine/proxmox/pveemu"
 	"github.com/holdfast/holdfast/internal/engine/proxmox/pvetest"
-	"github.com/holdfast/holdfast/internal/reconcile"
 )
 
-// TestMain lets the test binary act as `holdfast apply` in a child
-// process, so that the crash test can kill a real apply with SIGKILL
-// while the emulated cluster, in this process, carries on.
-func TestMain(m *testing.M) {
-	if path := os.Getenv("HOLDFAST_TEST_APPLY"); path != "" {
-		os.Exit(childApply(path))
-	}
-	os.Exit(m.Run())
-}
-
-func childApply(path string) int {
-	killAt := -1
-	if v := os.Getenv("HOLDFAST_TEST_KILL_AT"); v != "" {
-		if _, err := fmt.Sscan(v, &killAt); err != nil {
-			fmt.Fprintln(os.Stderr, "HOLDFAST_TEST_KILL_AT:", err)
-			return 1
-		}
-	}
-	var mu sync.Mutex
-	started := 0
-	c, _, err := deploy.Open(path, deploy.Options{StateDir: os.Getenv("HOLDFAST_TEST_STATE"), Parallel: 8,
-		Progress: func(e reconcile.Event) {
-			if e.Status != "start" {
-				return
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			if started == killAt {
-				_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
-			}
-			started++
-		}})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer c.Close()
-	p, err := c.Plan(context.Background())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	if _, err := c.Apply(context.Background(), p); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return 0
-}
+func TestMain(m *testing.M) { enginetest.Main(m) }
 
 // TestKillDuringApplyResumes kills applies of the Tasmanian cloud with
 // SIGKILL — right after a step's intent is recorded, and at random
@@ -81,18 +32,8 @@ func TestKillDuringApplyResumes(t *testing.T) {
 	clusters := clustersFor(t, path0, pveemu.Config{Seed: 7, Durations: fast(30 * time.Millisecond)})
 	path := pvetest.Spec(t, path0, clusters, nil)
 	state := t.TempDir()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	child := func(killAt int) *exec.Cmd {
-		cmd := exec.Command(self, "-test.run=^$")
-		cmd.Env = append(os.Environ(), "HOLDFAST_TEST_APPLY="+path, "HOLDFAST_TEST_STATE="+state, fmt.Sprintf("HOLDFAST_TEST_KILL_AT=%d", killAt))
-		return cmd
-	}
-	killed := func(cmd *exec.Cmd) bool {
-		ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
-		return ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL
+		return enginetest.DeployApply{Spec: path, State: state, Parallel: 8, KillAt: killAt}.Command(t)
 	}
 	start := time.Now()
 	if out, err := child(-1).CombinedOutput(); err != nil {
@@ -101,38 +42,16 @@ func TestKillDuringApplyResumes(t *testing.T) {
 	full := time.Since(start)
 	converge(t, path, state, true, 3)
 
-	rng := rand.New(rand.NewPCG(uint64(os.Getpid()), 5))
-	kills := 0
-	for attempt := 0; kills < 12; attempt++ {
-		if attempt > 60 {
-			t.Fatalf("only %d of 12 kills landed in 60 attempts", kills)
-		}
-		c := open(t, path, state)
-		remaining := len(plan(t, c).Changes)
-		c.Close()
-		if remaining == 0 {
-			converge(t, path, state, true, 3) // start over so that kills land in every phase
-			continue
-		}
-		var cmd *exec.Cmd
-		if attempt%2 == 0 {
-			cmd = child(rng.IntN(remaining))
-			_, _ = cmd.CombinedOutput()
-		} else {
-			cmd = child(-1)
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			time.Sleep(time.Duration(rng.Int64N(int64(full)))) // the fault's timing, not synchronisation
-			_ = cmd.Process.Signal(syscall.SIGKILL)
-			_ = cmd.Wait()
-		}
-		if killed(cmd) {
-			kills++
-		} else if !cmd.ProcessState.Success() {
-			t.Fatalf("attempt %d: apply failed on its own", attempt)
-		}
-	}
+	atBoundary, inFlight := enginetest.KillLoop{Kills: 12, Full: full,
+		Remaining: func() int {
+			c := open(t, path, state)
+			defer c.Close()
+			return len(plan(t, c).Changes)
+		},
+		Restart: func() { converge(t, path, state, true, 3) }, // start over so that kills land in every phase
+		Child:   child,
+	}.Run(t, enginetest.Rand(t))
+	kills := atBoundary + inFlight
 	rounds := converge(t, path, state, false, 4)
 	t.Logf("%d applies killed; the last apply converged in %d round(s)", kills, rounds)
 
@@ -195,7 +114,7 @@ func TestKillBetweenCloneAndMigrate(t *testing.T) {
 				return true
 			})
 			mu.Lock()
-			child = applyChild(t, path, state)
+			child = enginetest.DeployApply{Spec: path, State: state, Parallel: 8, KillAt: -1}.Command(t)
 			if err := child.Start(); err != nil {
 				t.Fatal(err)
 			}
@@ -204,7 +123,7 @@ func TestKillBetweenCloneAndMigrate(t *testing.T) {
 			mu.Lock()
 			vmid := killedVMID
 			mu.Unlock()
-			if ws, ok := child.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || vmid == 0 {
+			if !enginetest.Killed(child) || vmid == 0 {
 				t.Fatalf("the apply was not killed at a migration (%v)", child.ProcessState)
 			}
 
@@ -253,18 +172,6 @@ func TestKillBetweenCloneAndMigrate(t *testing.T) {
 			}
 		})
 	}
-}
-
-// applyChild is `holdfast apply` of path in a child process (TestMain).
-func applyChild(t *testing.T, path, state string) *exec.Cmd {
-	t.Helper()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(self, "-test.run=^$")
-	cmd.Env = append(os.Environ(), "HOLDFAST_TEST_APPLY="+path, "HOLDFAST_TEST_STATE="+state, "HOLDFAST_TEST_KILL_AT=-1")
-	return cmd
 }
 
 func guestByVMID(t *testing.T, c *pvetest.Cluster, vmid int) pve.VM {

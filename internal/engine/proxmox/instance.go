@@ -73,7 +73,16 @@ func (s *site) find(ctx context.Context, vmid int, node string) (g guest, ok boo
 				return g, false, &engine.TakenError{VMID: vmid, Holder: fmt.Sprintf("container %q on %s", vms[i].Name, vms[i].Node)}
 			}
 			if vms[i].Node == node {
-				return g, false, err // listed where it is not: ask again
+				// Listed where it was not a moment ago: another writer's
+				// clone or create has just begun there. Ask again, as
+				// for a locked guest, until it settles.
+				if time.Now().After(deadline) {
+					return g, false, err
+				}
+				if err := sleep(ctx, backoff(attempt)); err != nil {
+					return g, false, err
+				}
+				continue
 			}
 			node = vms[i].Node
 			continue

@@ -184,6 +184,10 @@ func (e *Engine) deleteNetwork(ctx context.Context, r compile.Resource) error {
 		return err
 	}
 	alias := e.owner() + "/" + zone
+	// pending: a change of ours waits for an SDN apply. Deleting what is
+	// gone writes nothing, not even an apply (found by the conformance
+	// suite's DeleteWhatIsGone).
+	pending := false
 	i := slices.IndexFunc(vnets, func(v pve.VNet) bool { return v.Alias == alias })
 	if i >= 0 {
 		id := vnets[i].VNet
@@ -199,15 +203,30 @@ func (e *Engine) deleteNetwork(ctx context.Context, r compile.Resource) error {
 		if err := s.api.DeleteVNet(ctx, id); err != nil && !pve.IsNotFound(err) {
 			return fmt.Errorf("vnet %s: %w", id, err)
 		}
+		pending = true
 	}
 	// The SDN zone goes with the cloud's last vnet.
 	if vnets, err = s.api.VNets(ctx); err != nil {
 		return err
 	}
-	if !slices.ContainsFunc(vnets, func(v pve.VNet) bool { return v.Zone == s.cfg.SDNZone && v.State != "deleted" }) {
+	zones, err := s.api.SDNZones(ctx)
+	if err != nil {
+		return err
+	}
+	zi := slices.IndexFunc(zones, func(z pve.SDNZone) bool { return z.Zone == s.cfg.SDNZone })
+	if zi >= 0 && zones[zi].State != "deleted" &&
+		!slices.ContainsFunc(vnets, func(v pve.VNet) bool { return v.Zone == s.cfg.SDNZone && v.State != "deleted" }) {
 		if err := s.api.DeleteSDNZone(ctx, s.cfg.SDNZone); err != nil && !pve.IsNotFound(err) {
 			return fmt.Errorf("SDN zone %s: %w", s.cfg.SDNZone, err)
 		}
+		pending = true
+	}
+	// A deletion an earlier apply made but did not apply (it was killed).
+	if zi >= 0 && zones[zi].State != "" || slices.ContainsFunc(vnets, func(v pve.VNet) bool { return v.Zone == s.cfg.SDNZone && v.State != "" }) {
+		pending = true
+	}
+	if !pending {
+		return nil
 	}
 	return s.sdn.do(ctx)
 }
