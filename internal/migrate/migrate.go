@@ -90,7 +90,7 @@ type Record interface {
 type versionTable struct{}
 
 func (versionTable) Read(ctx context.Context, q Querier, name string) (int, bool, error) {
-	ok, err := hasTable(ctx, q, "schema_versions")
+	ok, err := HasTable(ctx, q, "schema_versions")
 	if err != nil || !ok {
 		return 0, false, err
 	}
@@ -284,7 +284,8 @@ func fileOf(ctx context.Context, q Querier) (string, error) {
 	return file, err
 }
 
-func hasTable(ctx context.Context, q Querier, name string) (bool, error) {
+// HasTable says whether the database has the table name.
+func HasTable(ctx context.Context, q Querier, name string) (bool, error) {
 	return anyTable(ctx, q, []string{name})
 }
 
