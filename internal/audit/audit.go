@@ -55,11 +55,25 @@ import (
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
+	"github.com/holdfast/holdfast/internal/migrate"
 	"github.com/holdfast/holdfast/internal/store"
 )
 
 //go:embed schema.sql
 var schema string
+
+// auditSchema is the audit log's tables and how they got there
+// (docs/upgrades.md). Version 1 is schema.sql as the releases before
+// versioning wrote it; a new version is one more entry in Steps. A step
+// must not change what an entry's hash covers: the chain and the
+// published checkpoints would no longer verify.
+var auditSchema = &migrate.Schema{
+	Name:   "audit",
+	SQL:    schema,
+	First:  1,
+	Steps:  []migrate.Step{},
+	Tables: []string{"audit_entries", "audit_checkpoints", "audit_witness"},
+}
 
 // DefaultCheckpointEvery is how many entries lie between automatic
 // checkpoints unless CheckpointEvery says otherwise.
@@ -263,8 +277,8 @@ func New(db *sql.DB, key ed25519.PrivateKey, opts ...Option) (*Log, error) {
 	if key != nil && len(key) != ed25519.PrivateKeySize {
 		return nil, fmt.Errorf("checkpoint key: %d bytes, want %d", len(key), ed25519.PrivateKeySize)
 	}
-	if _, err := db.Exec(schema); err != nil {
-		return nil, fmt.Errorf("create audit tables: %w", err)
+	if err := migrate.Run(context.Background(), db, auditSchema); err != nil {
+		return nil, err
 	}
 	l := &Log{db: db, key: key, every: DefaultCheckpointEvery, interval: DefaultCheckpointInterval, now: time.Now,
 		log: slog.New(slog.DiscardHandler), schedule: afterFunc, witTimeout: 10 * time.Second, witRetry: time.Second}

@@ -9,28 +9,32 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/holdfast/holdfast/internal/store"
+	"github.com/holdfast/holdfast/internal/migrate"
 )
 
 //go:embed schema.sql
 var schema string
 
+// sessionSchema is the package's tables and how they got there
+// (docs/upgrades.md). Version 1 is schema.sql as the releases before
+// versioning wrote it; a new version is one more entry in Steps.
+var sessionSchema = &migrate.Schema{
+	Name:   "session",
+	SQL:    schema,
+	First:  1,
+	Steps:  []migrate.Step{},
+	Tables: []string{"session_keys", "session_families", "session_refresh", "session_lockouts", "session_login_accounts", "session_totp"},
+	// Releases before versioning may hold the lockouts of the first
+	// layout, which version 1 keeps aside.
+	Adopt: renameLockoutsV1,
+}
+
 // Migrate creates the package's tables (all prefixed session_) in db if
-// they are missing, and moves those of an older version out of the way.
-// It is idempotent; New, NewLimiter and NewTOTP call it, so a caller needs
-// it only to prepare a database ahead of time.
+// they are missing, and upgrades those of an older version. It is
+// idempotent; New, NewLimiter and NewTOTP call it, so a caller needs it
+// only to prepare a database ahead of time.
 func Migrate(ctx context.Context, db *sql.DB) error {
-	err := store.Tx(ctx, db, func(tx *sql.Tx) error {
-		if err := renameLockoutsV1(ctx, tx); err != nil {
-			return err
-		}
-		_, err := tx.ExecContext(ctx, schema)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("create session tables: %w", err)
-	}
-	return nil
+	return migrate.Run(ctx, db, sessionSchema)
 }
 
 // renameLockoutsV1 renames a session_lockouts table of the first version

@@ -17,10 +17,23 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"github.com/holdfast/holdfast/internal/compile"
+	"github.com/holdfast/holdfast/internal/migrate"
 )
 
 //go:embed schema.sql
 var schema string
+
+// stateSchema is the state database's tables and how they got there
+// (docs/upgrades.md). Version 1 is schema.sql as the releases before
+// versioning wrote it; a new version is one more entry in Steps, and
+// schema.sql changed to what the steps make.
+var stateSchema = &migrate.Schema{
+	Name:   "store",
+	SQL:    schema,
+	First:  1,
+	Steps:  []migrate.Step{},
+	Tables: []string{"allocations", "resources", "intents", "runs"},
+}
 
 // Store is one cloud's state database.
 type Store struct {
@@ -33,9 +46,9 @@ func Open(path string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := db.Exec(schema); err != nil {
+	if err := migrate.Run(context.Background(), db, stateSchema); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("migrate state %s: %w", path, err)
+		return nil, fmt.Errorf("state %s: %w", path, err)
 	}
 	if err := migrateIDs(context.Background(), db); err != nil {
 		db.Close()

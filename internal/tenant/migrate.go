@@ -7,139 +7,61 @@ import (
 	"fmt"
 	"strconv"
 
-	"github.com/holdfast/holdfast/internal/store"
+	"github.com/holdfast/holdfast/internal/migrate"
 )
 
-// schemaVersion is the version of schema.sql. A fresh database is made
-// with schema.sql and recorded at this version; a database written by an
-// earlier version is brought to it by the migrations, in order, each in
-// one transaction, before schema.sql adds the tables that are new.
-// Version 0 is the schema of the first release, which recorded none
-// (testdata/schema-v0.sql).
-const schemaVersion = 2
+// controlSchema is the control plane's tables and how they got there. A
+// fresh database is made with schema.sql and recorded at the latest
+// version; a database written by an earlier version is brought to it by
+// the steps, in order, each in one transaction, before schema.sql adds the
+// tables that are new. Version 0 is the schema of the first release,
+// which recorded none (testdata/schema-v0.sql).
+var controlSchema = &migrate.Schema{
+	Name:  "tenant",
+	SQL:   schema,
+	First: 0,
+	Steps: []migrate.Step{
+		{What: "user and tenant ids are never reused", Rebuild: true, Run: neverReuseIDs},
+		{What: "names of deleted tenants are never given again", Run: retireTenantNames},
+	},
+	Tables: []string{"users"},
+	Record: settingsRecord{},
+}
+
+// schemaVersion is the version this Holdfast writes.
+var schemaVersion = controlSchema.Latest()
 
 // versionKey is where a database records its schema version: in the
-// settings table rather than PRAGMA user_version, because control.db also
-// holds package session's tables and there is one user_version per file.
+// settings table, where the first versioned release put it (package
+// session, whose tables share the file, keeps its own in schema_versions).
 const versionKey = "tenant.schema_version"
 
-// migration brings a database from one version to the next.
-type migration struct {
-	what string
-	// rebuild says the migration drops and re-creates tables that others
-	// refer to, which needs foreign keys off while it runs.
-	rebuild bool
-	run     func(context.Context, *sql.Tx) error
-}
+// settingsRecord keeps the version under versionKey in settings.
+type settingsRecord struct{}
 
-// migrations[v] brings a database from version v to v+1.
-var migrations = [schemaVersion]migration{
-	{what: "user and tenant ids are never reused", rebuild: true, run: neverReuseIDs},
-	{what: "names of deleted tenants are never given again", run: retireTenantNames},
-}
-
-// migrate brings db to schemaVersion, creating it if it is empty.
-func migrate(ctx context.Context, db *sql.DB) error {
-	// One connection throughout: foreign_keys is a setting of the
-	// connection, and a rebuild turns it off and on again around its
-	// transaction.
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		return err
+func (settingsRecord) Read(ctx context.Context, q migrate.Querier, _ string) (int, bool, error) {
+	if ok, err := migrate.HasTable(ctx, q, "settings"); err != nil || !ok {
+		return 0, false, err // a new database
 	}
-	defer conn.Close()
-	var existing bool
-	if err := conn.QueryRowContext(ctx, `SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'users'`).Scan(&existing); err != nil {
-		return fmt.Errorf("read the control database's schema: %w", err)
-	}
-	version := schemaVersion
-	if existing {
-		if version, err = readVersion(ctx, conn); err != nil {
-			return err
-		}
-	}
-	if version > schemaVersion {
-		return fmt.Errorf("the control database has schema version %d, newer than this Holdfast's %d: run the newer release", version, schemaVersion)
-	}
-	for v := version; v < schemaVersion; v++ {
-		if err := migrations[v].apply(ctx, conn, v+1); err != nil {
-			return fmt.Errorf("upgrade the control database to schema version %d (%s): %w", v+1, migrations[v].what, err)
-		}
-	}
-	return store.Tx(ctx, conn, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, schema); err != nil {
-			return fmt.Errorf("create control plane tables: %w", err)
-		}
-		return putVersion(ctx, tx, schemaVersion)
-	})
-}
-
-func readVersion(ctx context.Context, conn *sql.Conn) (int, error) {
 	var v string
-	err := conn.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = ?`, versionKey).Scan(&v)
+	err := q.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = ?`, versionKey).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
-		return 0, nil // the first release recorded no version
+		return 0, false, nil // the first release recorded no version
 	}
 	if err != nil {
-		return 0, fmt.Errorf("read the control database's schema version: %w", err)
+		return 0, false, fmt.Errorf("read the control database's schema version: %w", err)
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 0 {
-		return 0, fmt.Errorf("the control database's schema version %q is not a version", v)
+		return 0, false, fmt.Errorf("the control database's schema version %q is not a version", v)
 	}
-	return n, nil
+	return n, true, nil
 }
 
-func putVersion(ctx context.Context, tx *sql.Tx, v int) error {
+func (settingsRecord) Write(ctx context.Context, tx *sql.Tx, _ string, v int) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO settings(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`,
 		versionKey, []byte(strconv.Itoa(v)))
 	return err
-}
-
-// apply runs the migration and records version to, in one transaction.
-func (m migration) apply(ctx context.Context, conn *sql.Conn, to int) (err error) {
-	if m.rebuild {
-		// Dropping a table that others refer to would, with foreign keys
-		// on, delete every row that refers to it (ON DELETE CASCADE).
-		// The setting cannot change inside a transaction, so it is off
-		// around it, and the keys are checked before the commit instead.
-		if _, err := conn.ExecContext(ctx, `PRAGMA foreign_keys = OFF`); err != nil {
-			return err
-		}
-		defer func() {
-			if _, e := conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA foreign_keys = ON`); e != nil && err == nil {
-				err = fmt.Errorf("turn foreign keys back on: %w", e)
-			}
-		}()
-	}
-	return store.Tx(ctx, conn, func(tx *sql.Tx) error {
-		if err := m.run(ctx, tx); err != nil {
-			return err
-		}
-		if err := checkForeignKeys(ctx, tx); err != nil {
-			return err
-		}
-		return putVersion(ctx, tx, to)
-	})
-}
-
-// checkForeignKeys fails when any row refers to one that does not exist.
-func checkForeignKeys(ctx context.Context, tx *sql.Tx) error {
-	rows, err := tx.QueryContext(ctx, `PRAGMA foreign_key_check`)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	if rows.Next() {
-		var table, parent string
-		var rowid sql.NullInt64
-		var fk int
-		if err := rows.Scan(&table, &rowid, &parent, &fk); err != nil {
-			return err
-		}
-		return fmt.Errorf("row %d of %s refers to a missing row of %s", rowid.Int64, table, parent)
-	}
-	return rows.Err()
 }
 
 // neverReuseIDs gives users and tenants AUTOINCREMENT ids. Without it

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/holdfast/holdfast/internal/migrate"
 	"github.com/holdfast/holdfast/internal/store"
 )
 
@@ -71,7 +72,7 @@ func Open(path string) (*Store, error) {
 // New uses db, creating the tables if missing and upgrading a database
 // an earlier release wrote (migrate.go).
 func New(db *sql.DB) (*Store, error) {
-	if err := migrate(context.Background(), db); err != nil {
+	if err := migrate.Run(context.Background(), db, controlSchema); err != nil {
 		return nil, err
 	}
 	return &Store{db: db, now: time.Now}, nil
