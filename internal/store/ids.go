@@ -14,82 +14,80 @@ import (
 // Before resource IDs were typed, instances and routes were named without
 // their site (instance/<name>, route/<name>); sites, networks and
 // firewalls already carried it and print as they did. migrateIDs rewrites
-// the resources table of a database written then into the current form.
-// It changes nothing in a database whose IDs all parse, so running it at
-// every open is safe; it is the first step of the store's migrations.
+// the resources table of a database written then into the current form:
+// it is the store's migration from version 1 to 2. It changes nothing in a
+// database whose IDs all parse.
 //
 // The intent log keeps the IDs as they were: it is history, and open
 // intents are resolved by observing the engines, not by their IDs.
-func migrateIDs(ctx context.Context, db *sql.DB) error {
-	return Tx(ctx, db, func(tx *sql.Tx) error {
-		type row struct{ id, kind, site, deps, attrs string }
-		rows, err := tx.QueryContext(ctx, `SELECT id, kind, site, deps, attrs FROM resources`)
-		if err != nil {
+func migrateIDs(ctx context.Context, tx *sql.Tx) error {
+	type row struct{ id, kind, site, deps, attrs string }
+	rows, err := tx.QueryContext(ctx, `SELECT id, kind, site, deps, attrs FROM resources`)
+	if err != nil {
+		return err
+	}
+	var all []row
+	stale := false
+	for rows.Next() {
+		var r row
+		if err := rows.Scan(&r.id, &r.kind, &r.site, &r.deps, &r.attrs); err != nil {
+			rows.Close()
 			return err
 		}
-		var all []row
-		stale := false
-		for rows.Next() {
-			var r row
-			if err := rows.Scan(&r.id, &r.kind, &r.site, &r.deps, &r.attrs); err != nil {
-				rows.Close()
+		if _, err := compile.ParseID(r.id); err != nil {
+			stale = true
+		}
+		all = append(all, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || !stale {
+		return err
+	}
+	sites, err := instanceSites(ctx, tx)
+	if err != nil {
+		return err
+	}
+	for _, r := range all {
+		if _, name, old := strings.Cut(r.id, "/"); old && r.kind == compile.ResInstance && r.site != "" && !strings.Contains(name, "/") {
+			sites[name] = r.site
+		}
+	}
+	for _, r := range all {
+		var deps []string
+		if err := json.Unmarshal([]byte(r.deps), &deps); err != nil {
+			return fmt.Errorf("resource %s: deps: %w", r.id, err)
+		}
+		var attrs map[string]string
+		if err := json.Unmarshal([]byte(r.attrs), &attrs); err != nil {
+			return fmt.Errorf("resource %s: attrs: %w", r.id, err)
+		}
+		site := r.site
+		if r.kind == compile.ResRoute && site == "" {
+			site = routeSiteV1(deps, attrs["failover"], sites)
+		}
+		id, ok := rewriteIDV1(r.id, site)
+		newDeps := make([]string, 0, len(deps))
+		for _, d := range deps {
+			_, name, _ := strings.Cut(d, "/")
+			if nd, ok := rewriteIDV1(d, sites[name]); ok {
+				newDeps = append(newDeps, nd)
+			}
+		}
+		// A row whose site cannot be told is forgotten: the engine
+		// that has it still reports it, and the plan adopts it as
+		// found, as after a crash between making and recording.
+		if !ok {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM resources WHERE id = ?`, r.id); err != nil {
 				return err
 			}
-			if _, err := compile.ParseID(r.id); err != nil {
-				stale = true
-			}
-			all = append(all, r)
+			continue
 		}
-		rows.Close()
-		if err := rows.Err(); err != nil || !stale {
-			return err
+		depsJSON, _ := json.Marshal(newDeps) // a list of strings always marshals
+		if _, err := tx.ExecContext(ctx, `UPDATE resources SET id = ?, site = ?, deps = ? WHERE id = ?`, id, site, string(depsJSON), r.id); err != nil {
+			return fmt.Errorf("resource %s: %w", r.id, err)
 		}
-		sites, err := instanceSites(ctx, tx)
-		if err != nil {
-			return err
-		}
-		for _, r := range all {
-			if _, name, old := strings.Cut(r.id, "/"); old && r.kind == compile.ResInstance && r.site != "" && !strings.Contains(name, "/") {
-				sites[name] = r.site
-			}
-		}
-		for _, r := range all {
-			var deps []string
-			if err := json.Unmarshal([]byte(r.deps), &deps); err != nil {
-				return fmt.Errorf("resource %s: deps: %w", r.id, err)
-			}
-			var attrs map[string]string
-			if err := json.Unmarshal([]byte(r.attrs), &attrs); err != nil {
-				return fmt.Errorf("resource %s: attrs: %w", r.id, err)
-			}
-			site := r.site
-			if r.kind == compile.ResRoute && site == "" {
-				site = routeSiteV1(deps, attrs["failover"], sites)
-			}
-			id, ok := rewriteIDV1(r.id, site)
-			newDeps := make([]string, 0, len(deps))
-			for _, d := range deps {
-				_, name, _ := strings.Cut(d, "/")
-				if nd, ok := rewriteIDV1(d, sites[name]); ok {
-					newDeps = append(newDeps, nd)
-				}
-			}
-			// A row whose site cannot be told is forgotten: the engine
-			// that has it still reports it, and the plan adopts it as
-			// found, as after a crash between making and recording.
-			if !ok {
-				if _, err := tx.ExecContext(ctx, `DELETE FROM resources WHERE id = ?`, r.id); err != nil {
-					return err
-				}
-				continue
-			}
-			depsJSON, _ := json.Marshal(newDeps) // a list of strings always marshals
-			if _, err := tx.ExecContext(ctx, `UPDATE resources SET id = ?, site = ?, deps = ? WHERE id = ?`, id, site, string(depsJSON), r.id); err != nil {
-				return fmt.Errorf("resource %s: %w", r.id, err)
-			}
-		}
-		return nil
-	})
+	}
+	return nil
 }
 
 // instanceSites reads every allocated instance's site.

@@ -28,10 +28,12 @@ var schema string
 // versioning wrote it; a new version is one more entry in Steps, and
 // schema.sql changed to what the steps make.
 var stateSchema = &migrate.Schema{
-	Name:   "store",
-	SQL:    schema,
-	First:  1,
-	Steps:  []migrate.Step{},
+	Name:  "store",
+	SQL:   schema,
+	First: 1,
+	Steps: []migrate.Step{
+		{What: "instance and route IDs carry their site", Run: migrateIDs}, // v1 -> v2
+	},
 	Tables: []string{"allocations", "resources", "intents", "runs"},
 }
 
@@ -49,10 +51,6 @@ func Open(path string) (*Store, error) {
 	if err := migrate.Run(context.Background(), db, stateSchema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("state %s: %w", path, err)
-	}
-	if err := migrateIDs(context.Background(), db); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("migrate state %s: resource IDs: %w", path, err)
 	}
 	return &Store{db: db}, nil
 }
