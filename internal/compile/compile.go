@@ -28,6 +28,17 @@ func Compile(s *spec.Spec, prev Allocations) (*State, Allocations, spec.Diagnost
 // CompileWith is Compile with what engines know about the infrastructure:
 // VMIDs taken by others and the nodes' free memory.
 func CompileWith(s *spec.Spec, prev Allocations, opts Options) (*State, Allocations, spec.Diagnostics) {
+	if !s.Valid() {
+		// The compiler relies on every default validation fills in; a
+		// spec with errors is reported, not compiled.
+		var d spec.Diagnostics
+		file := ""
+		if len(s.Files) > 0 {
+			file = s.Files[0]
+		}
+		d.Errorf(spec.Pos{File: file, Line: 1, Col: 1}, "the spec has errors, or was not validated: it cannot be compiled until it validates")
+		return &State{}, prev, d
+	}
 	c := &compiler{s: s, prev: prev, opts: opts}
 	c.state = &State{Cloud: s.Cloud.Name, Domain: s.Cloud.Domain}
 	c.sites()

@@ -24,6 +24,14 @@ type SiteAttrs interface {
 	SiteAttrs(settings any) map[string]string
 }
 
+// SettingsDecoder is implemented by an EngineSpec whose settings are read
+// back from a state's JSON (a state handed to another process, as the
+// conformance suite's crash tests do): NewSettings returns an empty value
+// of the type Settings returns, to decode into.
+type SettingsDecoder interface {
+	NewSettings() any
+}
+
 var (
 	enginesMu sync.RWMutex
 	engines   = map[string]EngineSpec{}
@@ -79,4 +87,33 @@ func (s Site) MarshalJSON() ([]byte, error) {
 	out.Write(settings)
 	out.WriteByte('}')
 	return out.Bytes(), nil
+}
+
+// UnmarshalJSON reads what MarshalJSON writes: the settings under the
+// engine's name go into the engine's settings type when it has a
+// SettingsDecoder, else they are kept as raw JSON.
+func (s *Site) UnmarshalJSON(b []byte) error {
+	type plain Site // without this method
+	if err := json.Unmarshal(b, (*plain)(s)); err != nil {
+		return err
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(b, &fields); err != nil {
+		return err
+	}
+	raw, ok := fields[s.Engine]
+	if !ok || s.Engine == "" {
+		return nil
+	}
+	dec, ok := engineSpec(s.Engine).(SettingsDecoder)
+	if !ok {
+		s.Settings = raw
+		return nil
+	}
+	v := dec.NewSettings()
+	if err := json.Unmarshal(raw, v); err != nil {
+		return fmt.Errorf("site %q: %s settings: %w", s.Name, s.Engine, err)
+	}
+	s.Settings = v
+	return nil
 }

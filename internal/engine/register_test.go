@@ -56,6 +56,8 @@ func (kilnSpec) Settings(_ *spec.Spec, _ string, site *spec.Site) any {
 	return out
 }
 
+func (kilnSpec) NewSettings() any { return &kilnSettings{} }
+
 func (kilnSpec) SiteAttrs(settings any) map[string]string {
 	return map[string]string{"kiln": settings.(*kilnSettings).Kiln}
 }
@@ -135,6 +137,13 @@ func TestANewEngineIsOnePackage(t *testing.T) {
 	}
 	if want := `{"name":"s","engine":"kiln","nodes":["n1"],"kiln":{"kiln":"kiln://k1","heat":5,"glaze":"gloss"}}`; string(b) != want {
 		t.Errorf("site JSON:\n got %s\nwant %s", b, want)
+	}
+	var back compile.Site
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := back.Settings.(*kilnSettings); !ok || *got != *settings {
+		t.Errorf("settings read back from the site's JSON = %#v, want %#v", back.Settings, settings)
 	}
 	if r := st.Resources[0]; r.Kind != compile.ResSite || r.Attrs["kiln"] != "kiln://k1" || r.Attrs["engine"] != "kiln" {
 		t.Errorf("site resource %+v lacks the engine's attributes", r)

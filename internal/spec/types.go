@@ -25,7 +25,15 @@ type Spec struct {
 
 	// Files lists the files the spec was read from, in load order.
 	Files []string `yaml:"-"`
+
+	// valid is set by a Validate that found no errors: only then is
+	// every default filled in for the compiler.
+	valid bool
 }
+
+// Valid reports whether the spec has passed Validate without errors, as
+// the compiler requires.
+func (s *Spec) Valid() bool { return s.valid }
 
 // Cloud names the cloud.
 type Cloud struct {
@@ -109,7 +117,7 @@ type Flavor struct {
 // Template is an image instances are created from.
 type Template struct {
 	Meta        `yaml:"-"`
-	Image       string `yaml:"image" required:"true" doc:"Image reference: a template VMID on Proxmox, a rootfs directory on the local engine, or an image file name."`
+	Image       string `yaml:"image" required:"true" doc:"Image reference, read by the site's engine: a template name or VMID, a root filesystem directory, or an image file name."`
 	OS          string `yaml:"os" doc:"Operating system, informational."`
 	CloudInit   *bool  `yaml:"cloud-init" doc:"Whether the image takes cloud-init (default true)."`
 	Description string `yaml:"description" doc:"Free text."`

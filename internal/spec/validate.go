@@ -48,6 +48,7 @@ func Validate(s *Spec) Diagnostics {
 	v.spread()
 	v.routes()
 	v.diags.Sort()
+	s.valid = !v.diags.HasErrors()
 	return v.diags
 }
 

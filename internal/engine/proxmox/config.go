@@ -70,6 +70,9 @@ type siteSpec struct{}
 // NewBlock is an empty proxmox block for spec's decoder to fill.
 func (siteSpec) NewBlock() any { return &Block{} }
 
+// NewSettings is an empty Config for a state's JSON to be read into.
+func (siteSpec) NewSettings() any { return &Config{} }
+
 // SiteAttrs are the settings whose change the engine must act on, in the
 // site resource's attributes.
 func (siteSpec) SiteAttrs(settings any) map[string]string {
