@@ -11,7 +11,6 @@ import (
 	"github.com/holdfast/holdfast/internal/compile"
 	"github.com/holdfast/holdfast/internal/engine/enginetest"
 	"github.com/holdfast/holdfast/internal/engine/sim"
-	"github.com/holdfast/holdfast/internal/spec"
 )
 
 func TestMain(m *testing.M) { enginetest.Main(m) }
@@ -157,20 +156,7 @@ func objects(t enginetest.T, root string) []sim.Object {
 // a route — for the sim engine, which the spec names like any other:
 // registering is all an engine does to be one a spec may use.
 func simDesired(t enginetest.T, cloud string) *compile.State {
-	t.Helper()
-	file := filepath.Join(t.TempDir(), "cloud.yaml")
-	if err := os.WriteFile(file, []byte(fmt.Sprintf(simSpec, cloud)), 0o600); err != nil {
-		t.Fatalf("%v", err)
-	}
-	s, diags := spec.Check(file)
-	if diags.HasErrors() {
-		t.Fatalf("%v", diags.Err())
-	}
-	st, _, diags := compile.Compile(s, compile.Allocations{})
-	if diags.HasErrors() {
-		t.Fatalf("%v", diags.Err())
-	}
-	return st
+	return enginetest.Compile(t, fmt.Sprintf(simSpec, cloud))
 }
 
 const simSpec = `

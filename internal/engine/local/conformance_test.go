@@ -20,7 +20,6 @@ import (
 	"github.com/holdfast/holdfast/internal/compile"
 	"github.com/holdfast/holdfast/internal/engine/enginetest"
 	"github.com/holdfast/holdfast/internal/engine/local"
-	"github.com/holdfast/holdfast/internal/spec"
 	"github.com/holdfast/holdfast/internal/testenv"
 )
 
@@ -65,9 +64,7 @@ func TestConformance(t *testing.T) {
 // compiled is a small cloud for the local engine: an edge, one node, two
 // zones, two instances.
 func compiled(t enginetest.T, cloud string) *compile.State {
-	t.Helper()
-	file := filepath.Join(t.TempDir(), "cloud.yaml")
-	if err := os.WriteFile(file, []byte(fmt.Sprintf(`
+	return enginetest.Compile(t, fmt.Sprintf(`
 cloud: {name: %s, domain: ct.example}
 sites: {s: {engine: local, nodes: [n1]}}
 zones:
@@ -77,18 +74,7 @@ roles: {r: {vmids: 100-199}}
 instances:
   a1: {role: r, zone: app, ports: [8080]}
   d1: {role: r, zone: db, ports: [5432], ingress: [{from: app, ports: [5432]}]}
-`, cloud)), 0o600); err != nil {
-		t.Fatalf("%v", err)
-	}
-	s, diags := spec.Check(file)
-	if diags.HasErrors() {
-		t.Fatalf("%v", diags.Err())
-	}
-	st, _, diags := compile.Compile(s, compile.Allocations{})
-	if diags.HasErrors() {
-		t.Fatalf("%v", diags.Err())
-	}
-	return st
+`, cloud))
 }
 
 // namespaces lists the named network namespaces starting with prefix.
