@@ -112,8 +112,8 @@ func TestCARoundTripKeepsTheKeySealed(t *testing.T) {
 	}
 
 	// Printing the CA shows no key either.
-	for _, s := range []string{fmt.Sprintf("%v", ca), fmt.Sprintf("%+v", *ca), fmt.Sprintf("%#v", *ca)} {
-		if bytes.Contains([]byte(s), pemKey) || bytes.Contains([]byte(s), []byte(fmt.Sprint(raw))) {
+	for _, s := range []string{fmt.Sprintf("%v", ca), fmt.Sprintf("%+v", ca), fmt.Sprintf("%#v", ca)} {
+		if bytes.Contains([]byte(s), pemKey) || strings.Contains(s, strings.Trim(fmt.Sprintf("%d", raw[:8]), "[]")) {
 			t.Fatalf("printing the CA shows its key: %s", s)
 		}
 	}

@@ -53,15 +53,9 @@ func (d Drift) Revokes() bool {
 // certificate is right. It is what the reconciler asks to decide whether
 // to reissue, and what status prints.
 func (ca *CA) Check(certPEM []byte, m Member, now time.Time) ([]Drift, error) {
-	c, rest, err := cert.UnmarshalCertificateFromPEM(certPEM)
-	if err != nil {
-		return []Drift{{DriftInvalid, err.Error()}}, nil
-	}
-	if len(rest) != 0 && strings.TrimSpace(string(rest)) != "" {
-		return []Drift{{DriftInvalid, "more than one certificate"}}, nil
-	}
-	if c.IsCA() {
-		return []Drift{{DriftInvalid, "a CA certificate, not a host certificate"}}, nil
+	c, fp, why := parseHost(certPEM)
+	if why != "" {
+		return []Drift{{DriftInvalid, why}}, nil
 	}
 	blocklist, err := ca.Blocklist(now)
 	if err != nil {
@@ -79,10 +73,6 @@ func (ca *CA) Check(certPEM []byte, m Member, now time.Time) ([]Drift, error) {
 		add(DriftExpired, "valid from %s until %s", c.NotBefore().UTC().Format(time.RFC3339), c.NotAfter().UTC().Format(time.RFC3339))
 	case NeedsRenewal(c, now):
 		add(DriftExpiring, "expires %s, less than a third of its life left", c.NotAfter().UTC().Format(time.RFC3339))
-	}
-	fp, err := c.Fingerprint()
-	if err != nil {
-		return []Drift{{DriftInvalid, err.Error()}}, nil
 	}
 	if slices.Contains(blocklist, fp) {
 		add(DriftRevoked, "fingerprint %s is blocklisted", fp)
@@ -108,6 +98,24 @@ func (ca *CA) Check(certPEM []byte, m Member, now time.Time) ([]Drift, error) {
 		}
 	}
 	return d, nil
+}
+
+// parseHost reads one host certificate and its fingerprint, or says why
+// it cannot.
+func parseHost(certPEM []byte) (c cert.Certificate, fp, why string) {
+	c, rest, err := cert.UnmarshalCertificateFromPEM(certPEM)
+	switch {
+	case err != nil:
+		return nil, "", err.Error()
+	case strings.TrimSpace(string(rest)) != "":
+		return nil, "", "more than one certificate"
+	case c.IsCA():
+		return nil, "", "a CA certificate, not a host certificate"
+	}
+	if fp, err = c.Fingerprint(); err != nil {
+		return nil, "", err.Error()
+	}
+	return c, fp, ""
 }
 
 func short(fp string) string {
