@@ -13,6 +13,9 @@ import (
 	"github.com/slackhq/nebula"
 	"github.com/slackhq/nebula/cert"
 	"github.com/slackhq/nebula/config"
+
+	"github.com/holdfast/holdfast/internal/overlay"
+	"github.com/holdfast/holdfast/internal/server"
 )
 
 // TestOverlayCertForAWorkstation issues an operator's certificate twice
@@ -108,6 +111,14 @@ func TestOverlayCertForAWorkstation(t *testing.T) {
 	ca2, _ := os.ReadFile(filepath.Join(desk, "ca.crt"))
 	if string(ca2) != string(caPEM) {
 		t.Fatal("the second certificate came with another CA")
+	}
+}
+
+// The overlay CA is sealed under the control plane's master key, so that
+// `holdfast serve` opens it; the two packages must agree on where it is.
+func TestOverlayCAUsesTheControlPlanesMasterKey(t *testing.T) {
+	if got, want := overlay.MasterKeyPath("/s", "c"), filepath.Join(server.Dir("/s", "c"), "master.key"); got != want {
+		t.Fatalf("overlay seals under %s, the control plane's master key is %s", got, want)
 	}
 }
 

@@ -49,6 +49,9 @@ type Written struct {
 // (0644), host.key and config.yml (0600). config.yml names the three
 // files by absolute path, as `nebula -config config.yml` reads them.
 func IssueWorkstation(o WorkstationOptions) (*Written, error) {
+	if o.StateDir == "" {
+		return nil, errors.New("no state directory")
+	}
 	cloud, err := findCloud(o.StateDir, o.Cloud)
 	if err != nil {
 		return nil, err
