@@ -124,10 +124,21 @@ func TestOverlayCAUsesTheControlPlanesMasterKey(t *testing.T) {
 
 func TestOverlayCertRefusesBadInput(t *testing.T) {
 	state := t.TempDir()
+	two := t.TempDir()
+	for _, c := range []string{"a", "b"} {
+		if err := os.MkdirAll(filepath.Join(two, c), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(two, c, "state.db"), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, args := range [][]string{
 		{"overlay", "cert", "laptop", "--state-dir", state, "--cloud", "c", "--ip", "10.10.10.200/24"},                 // no -o
 		{"overlay", "cert", "laptop", "--state-dir", state, "--cloud", "c", "--ip", "10.10.10.200", "-o", t.TempDir()}, // no prefix length
 		{"overlay", "cert", "laptop", "--state-dir", state, "--ip", "10.10.10.200/24", "-o", t.TempDir()},              // no cloud at all
+		{"overlay", "cert", "laptop", "--state-dir", two, "--ip", "10.10.10.200/24", "-o", t.TempDir()},                // which of two clouds?
+		{"overlay", "cert", "laptop", "--state-dir", state, "--cloud", "../x", "--ip", "10.10.10.200/24", "-o", t.TempDir()},
 		{"overlay", "cert", "laptop", "--state-dir", state, "--cloud", "c", "--ip", "10.10.10.200/24", "-o", t.TempDir(), "--lighthouse", "10.10.10.1"},
 	} {
 		if _, _, err := run(t, args...); err == nil {
