@@ -172,7 +172,9 @@ func Config(n NodeConfig) ([]byte, error) {
 	for _, r := range n.Inbound {
 		y := ruleYAML{Port: pick(r.Port, "any"), Proto: r.Proto, Host: r.Host, Group: r.Group, Groups: r.Groups, CIDR: r.CIDR}
 		if r.Proto == "icmp" {
-			y.Port = "" // Nebula ignores it, with a warning
+			// ICMP has no ports; Nebula 1.6 still requires the key (later
+			// releases ignore it, with a warning).
+			y.Port = "any"
 		}
 		c.Firewall.Inbound = append(c.Firewall.Inbound, y)
 	}

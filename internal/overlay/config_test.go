@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -58,7 +59,7 @@ func firewallOf(t *testing.T, rendered []byte, host cert.Certificate) *nebula.Fi
 
 var arvandorLighthouses = []Lighthouse{
 	{IP: netip.MustParseAddr("10.10.10.1"), Underlay: []string{"192.168.100.11:4242"}},
-	{IP: netip.MustParseAddr("10.10.10.2"), Underlay: []string{"192.168.100.12:4242", "lh2.example.org:4242"}},
+	{IP: netip.MustParseAddr("10.10.10.2"), Underlay: []string{"192.168.100.12:4242", "localhost:4242"}},
 }
 
 func TestConfigIsNebulasOwn(t *testing.T) {
@@ -267,5 +268,61 @@ func TestConfigRefusesWhatNebulaWould(t *testing.T) {
 		if _, err := Config(n); err == nil {
 			t.Errorf("%s: rendered", name)
 		}
+	}
+}
+
+// TestStockNebulaAcceptsTheConfig runs the nebula binary operators install
+// (Debian's is 1.6) in its config-test mode on a member's config with
+// every kind of rule and a blocklist: what Holdfast renders must start
+// the stock client too, not only the library it links.
+func TestStockNebulaAcceptsTheConfig(t *testing.T) {
+	bin, err := exec.LookPath("nebula")
+	if err != nil {
+		t.Skip("no nebula binary on PATH (apt-get install nebula)")
+	}
+	ca := newCA(t, CAOptions{})
+	now := time.Now()
+	h, err := ca.Issue(Member{Name: "postgres-01", IP: netip.MustParsePrefix("10.10.10.21/24"), Groups: []string{"infra"}}, IssueOptions{Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := ca.Issue(Member{Name: "game-01", IP: netip.MustParsePrefix("10.10.10.50/24")}, IssueOptions{Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.Revoke(old.CertPEM, now); err != nil {
+		t.Fatal(err)
+	}
+	bl, err := ca.Blocklist(now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rendered, err := Config(NodeConfig{
+		PKI:         InlinePKI(ca, h, bl),
+		Lighthouses: arvandorLighthouses,
+		ListenPort:  DefaultPort,
+		Inbound: []Rule{
+			{Port: "5432", Proto: "tcp", Group: "infra"},
+			{Port: "5432", Proto: "tcp", Groups: []string{"projects", "db"}},
+			{Port: "9100-9102", Proto: "tcp", Host: "monitor-01"},
+			{Port: "53", Proto: "udp", CIDR: "10.10.10.0/24"},
+			{Proto: "icmp", Group: "admin"},
+			{Proto: "any", Host: "any"},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "config.yml")
+	if err := os.WriteFile(path, rendered, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "-test", "-config", path).CombinedOutput()
+	if err != nil {
+		// Its output holds the config with the test key; it is a test key.
+		t.Fatalf("%s -test refuses the config: %v\n%s", bin, err, out)
+	}
+	if !strings.Contains(string(out), "Firewall started") {
+		t.Fatalf("%s -test did not get to the firewall:\n%s", bin, out)
 	}
 }
