@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -111,9 +112,9 @@ func (n *Node) Err() error {
 //
 // Nebula's own reload only logs what it cannot apply, so Reload first
 // checks configYAML the way `nebula -test` does, and afterwards that the
-// certificate in use is the new one: a certificate whose overlay address
-// changed cannot be hot-swapped and needs a restart, which Reload reports
-// as an error (ErrRestartNeeded) with the old configuration still running.
+// certificate in use is the new one. A certificate whose overlay address
+// changed cannot be hot-swapped and needs a restart: Reload refuses it
+// (ErrRestartNeeded) and the old configuration keeps running, whole.
 // The tun device and the listen port are fixed at Start.
 func (n *Node) Reload(configYAML []byte) error {
 	n.mu.Lock()
@@ -125,26 +126,39 @@ func (n *Node) Reload(configYAML []byte) error {
 	if err != nil {
 		return err
 	}
+	var inUse cert.Certificate
+	if len(n.addrs) > 0 {
+		inUse = n.ctl.GetCertByVpnIp(n.addrs[0])
+	}
+	// Nebula keeps its old certificate when the new one's networks or curve
+	// differ, but would apply the rest of the configuration: refuse the
+	// whole reload instead, so the running configuration stays one whole.
+	for _, c := range want {
+		if inUse != nil && c.Version() == inUse.Version() &&
+			(!slices.Equal(c.Networks(), inUse.Networks()) || c.Curve() != inUse.Curve()) {
+			return fmt.Errorf("%w: the new certificate's networks %v or curve %s differ from the running %v %s",
+				ErrRestartNeeded, c.Networks(), c.Curve(), inUse.Networks(), inUse.Curve())
+		}
+	}
 	if err := n.cfg.ReloadConfigString(string(configYAML)); err != nil {
 		return fmt.Errorf("nebula reload: %w", err)
 	}
-	if len(n.addrs) == 0 {
+	if inUse == nil {
 		return nil
 	}
-	inUse := n.ctl.GetCertByVpnIp(n.addrs[0])
-	if inUse == nil {
+	if inUse = n.ctl.GetCertByVpnIp(n.addrs[0]); inUse == nil {
 		return fmt.Errorf("nebula reload: no certificate in use for %s", n.addrs[0])
 	}
 	fp, err := inUse.Fingerprint()
 	if err != nil {
 		return fmt.Errorf("nebula reload: %w", err)
 	}
-	for _, w := range want {
-		if w == fp {
+	for _, c := range want {
+		if w, err := c.Fingerprint(); err == nil && w == fp {
 			return nil
 		}
 	}
-	return fmt.Errorf("%w: the new certificate was not taken (its overlay networks or curve differ from %v)", ErrRestartNeeded, n.addrs)
+	return fmt.Errorf("nebula reload: the new certificate was not taken (see Nebula's log)")
 }
 
 // ErrRestartNeeded says a configuration cannot be applied by a reload.
@@ -165,9 +179,9 @@ func Check(configYAML []byte) error {
 	return nil
 }
 
-// configCerts returns the fingerprints of the host certificates pki.cert
-// names in configYAML, inline PEM or a file.
-func configCerts(configYAML []byte) ([]string, error) {
+// configCerts returns the host certificates pki.cert holds in configYAML,
+// inline PEM or a file.
+func configCerts(configYAML []byte) ([]cert.Certificate, error) {
 	c := config.NewC(discard)
 	if err := c.LoadString(string(configYAML)); err != nil {
 		return nil, fmt.Errorf("nebula config: %w", err)
@@ -180,20 +194,16 @@ func configCerts(configYAML []byte) ([]string, error) {
 		}
 		raw = b
 	}
-	var fps []string
+	var crts []cert.Certificate
 	for len(bytes.TrimSpace(raw)) > 0 {
 		crt, rest, err := cert.UnmarshalCertificateFromPEM(raw)
 		if err != nil {
 			return nil, fmt.Errorf("nebula config: pki.cert: %w", err)
 		}
-		fp, err := crt.Fingerprint()
-		if err != nil {
-			return nil, fmt.Errorf("nebula config: pki.cert: %w", err)
-		}
-		fps = append(fps, fp)
+		crts = append(crts, crt)
 		raw = rest
 	}
-	return fps, nil
+	return crts, nil
 }
 
 // Health is what the running Nebula sees, for the agent's status report.

@@ -63,6 +63,7 @@ type testMesh struct {
 	members  []*member
 	byName   map[string]*member
 	dir      string
+	ca       *testCA
 }
 
 // newMesh creates the namespaces, the certificates and the configurations
@@ -81,6 +82,7 @@ func newMesh(t *testing.T, specs ...memberSpec) *testMesh {
 	ip(t, "-n", m.underlay, "link", "set", "br0", "up")
 
 	ca := newTestCA(t)
+	m.ca = ca
 	var lighthouses []*member
 	for i, s := range specs {
 		mb := &member{
@@ -228,15 +230,21 @@ func (mb *member) health(t testing.TB) mesh.Health {
 
 // reload gives mb's running Nebula the configuration cfg.
 func (m *testMesh) reload(mb *member, cfg nebulaConfig) {
+	m.t.Helper()
+	if got := m.tryReload(mb, cfg); got != "ok" {
+		m.t.Fatalf("reload %s: %s", mb.name, got)
+	}
+}
+
+// tryReload is reload, returning the child's answer: "ok" or "error: …".
+func (m *testMesh) tryReload(mb *member, cfg nebulaConfig) string {
 	t := m.t
 	t.Helper()
 	path := filepath.Join(m.dir, mb.name+"-reload.yaml")
 	if err := os.WriteFile(path, cfg.yaml(t), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if got := mb.ask(t, "reload "+path); got != "ok" {
-		t.Fatalf("reload %s: %s", mb.name, got)
-	}
+	return mb.ask(t, "reload "+path)
 }
 
 // dial connects from inside from's namespace to addr.
