@@ -107,7 +107,7 @@ func (n *Node) Err() error {
 
 // Reload applies a new configuration without a restart: certificates, the
 // CA pool and blocklist, the firewall and the lighthouse settings take
-// effect at once; tunnels of a newly blocklisted certificate are torn down
+// effect at once (a new certificate by re-handshaking every tunnel); tunnels of a newly blocklisted certificate are torn down
 // at Nebula's next check of each tunnel (timers.connection_alive_interval).
 //
 // Nebula's own reload only logs what it cannot apply, so Reload first
@@ -127,8 +127,13 @@ func (n *Node) Reload(configYAML []byte) error {
 		return err
 	}
 	var inUse cert.Certificate
+	var oldFP string
 	if len(n.addrs) > 0 {
-		inUse = n.ctl.GetCertByVpnIp(n.addrs[0])
+		if inUse = n.ctl.GetCertByVpnIp(n.addrs[0]); inUse != nil {
+			if oldFP, err = inUse.Fingerprint(); err != nil {
+				return fmt.Errorf("nebula reload: %w", err)
+			}
+		}
 	}
 	// Nebula keeps its old certificate when the new one's networks or curve
 	// differ, but would apply the rest of the configuration: refuse the
@@ -153,12 +158,29 @@ func (n *Node) Reload(configYAML []byte) error {
 	if err != nil {
 		return fmt.Errorf("nebula reload: %w", err)
 	}
+	taken := false
 	for _, c := range want {
 		if w, err := c.Fingerprint(); err == nil && w == fp {
-			return nil
+			taken = true
 		}
 	}
-	return fmt.Errorf("nebula reload: the new certificate was not taken (see Nebula's log)")
+	if !taken {
+		return fmt.Errorf("nebula reload: the new certificate was not taken (see Nebula's log)")
+	}
+	if fp != oldFP {
+		// Nebula presents a new certificate only on a tunnel's next
+		// handshake, which it starts itself when the tunnel next carries
+		// traffic both ways; a peer whose firewall dropped the old
+		// certificate sends nothing back, and waits out
+		// timers.pending_deletion_interval. Re-handshake every tunnel now:
+		// the old one carries traffic until the new one is up.
+		for _, h := range n.ctl.ListHostmapHosts(false) {
+			if len(h.VpnAddrs) > 0 {
+				n.ctl.CreateTunnel(h.VpnAddrs[0])
+			}
+		}
+	}
+	return nil
 }
 
 // ErrRestartNeeded says a configuration cannot be applied by a reload.

@@ -42,11 +42,13 @@ func TestReloadCertificateAndFirewall(t *testing.T) {
 		memberSpec{name: "b", groups: []string{"games"}, allowFrom: []string{"any"}},
 	)
 	a, b := m.byName["a"], m.byName["b"]
+	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if !m.denied(ctx, b, a) {
 		t.Fatal("games reached a member that admits only admin")
 	}
+	t.Logf("games denied (%s)", time.Since(start).Round(time.Millisecond))
 
 	// b's new certificate carries admin: b re-handshakes with it, and a
 	// lets it in.
@@ -60,6 +62,7 @@ func TestReloadCertificateAndFirewall(t *testing.T) {
 	if !eventually(ctx, 100*time.Millisecond, func() bool { return m.echo(b, a, []byte("admin now"), 500*time.Millisecond) == nil }) {
 		t.Fatalf("b with its admin certificate never reached a: %s", a.health(t))
 	}
+	t.Logf("b reaches a with its new certificate (%s)", time.Since(start).Round(time.Millisecond))
 
 	// a's firewall now admits only infrastructure: b is out again.
 	fw := a.cfg
@@ -68,6 +71,7 @@ func TestReloadCertificateAndFirewall(t *testing.T) {
 	if !m.denied(ctx, b, a) {
 		t.Fatal("b reached a after a's firewall stopped admitting admin")
 	}
+	t.Logf("a's new firewall denies b (%s)", time.Since(start).Round(time.Millisecond))
 
 	// Another overlay address is a restart, not a reload.
 	moved := m.ca.issue(t, "b", netip.MustParsePrefix("10.10.10.99/24"), []string{"admin"})
