@@ -23,7 +23,7 @@ type capture struct {
 	stop   chan struct{}
 }
 
-func startCapture(t *testing.T, nsPath, ifname string) *capture {
+func startCapture(t testing.TB, nsPath, ifname string) *capture {
 	t.Helper()
 	c := &capture{fd: -1, done: make(chan struct{}), stop: make(chan struct{})}
 	err := nsthread.In(nsPath, func() error {

@@ -58,7 +58,7 @@ type member struct {
 }
 
 type testMesh struct {
-	t        *testing.T
+	t        testing.TB
 	underlay string // the underlay namespace's name
 	members  []*member
 	byName   map[string]*member
@@ -68,7 +68,7 @@ type testMesh struct {
 
 // newMesh creates the namespaces, the certificates and the configurations
 // of specs, and starts every member (lighthouses first).
-func newMesh(t *testing.T, specs ...memberSpec) *testMesh {
+func newMesh(t testing.TB, specs ...memberSpec) *testMesh {
 	t.Helper()
 	var b [3]byte
 	if _, err := rand.Read(b[:]); err != nil {
@@ -305,7 +305,7 @@ func eventually(ctx context.Context, interval time.Duration, cond func() bool) b
 
 // prefixWriter logs a child's stderr, line by line, in the test's log.
 type prefixWriter struct {
-	t      *testing.T
+	t      testing.TB
 	prefix string
 	mu     sync.Mutex
 	buf    []byte
