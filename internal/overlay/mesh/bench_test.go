@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -39,31 +40,49 @@ func BenchmarkOverlayThroughput(b *testing.B) {
 		m.waitOverlay(b, src, dst)
 		m.throughput(b, src, dst, netip.AddrPortFrom(dst.overlay, sinkPort), chunk)
 	})
-	stock, err := exec.LookPath("nebula")
-	if err != nil {
+	// The stock binaries: Debian's nebula package (the anchor, an
+	// older Nebula), and cmd/nebula built from the very module version
+	// Holdfast embeds, which separates embedding from version differences.
+	type binary struct{ name, path string }
+	var stock []binary
+	if p, err := exec.LookPath("nebula"); err == nil {
+		stock = append(stock, binary{"stock-debian", p})
+	} else {
 		b.Logf("no stock nebula binary (Debian's nebula package): %v", err)
-		return
 	}
-	// The children go, and the stock binary runs the same configurations
-	// in the same namespaces (once: b.Run may call its function again).
+	if goTool, err := exec.LookPath("go"); err == nil {
+		p := filepath.Join(b.TempDir(), "nebula")
+		if out, err := exec.Command(goTool, "build", "-o", p, "github.com/slackhq/nebula/cmd/nebula").CombinedOutput(); err != nil {
+			b.Logf("building cmd/nebula: %v: %s", err, out)
+		} else {
+			stock = append(stock, binary{"stock-module", p})
+		}
+	}
+	// The children go, and each stock binary in turn runs the same
+	// configurations in the same namespaces (started outside b.Run, which
+	// may call its function more than once).
 	for _, mb := range []*member{src, dst} {
 		mb.kill()
 	}
-	for _, mb := range []*member{src, dst} {
-		cmd := exec.Command("ip", "netns", "exec", mb.ns, stock, "-config", mb.cfgPath)
-		if err := cmd.Start(); err != nil {
-			b.Fatal(err)
+	for _, bin := range stock {
+		var cmds []*exec.Cmd
+		for _, mb := range []*member{src, dst} {
+			cmd := exec.Command("ip", "netns", "exec", mb.ns, bin.path, "-config", mb.cfgPath)
+			if err := cmd.Start(); err != nil {
+				b.Fatal(err)
+			}
+			cmds = append(cmds, cmd)
 		}
-		b.Cleanup(func() {
+		b.Run(bin.name, func(b *testing.B) {
+			// No child serves the echo port now: throughput waits for
+			// the tunnel with its sink.
+			m.throughput(b, src, dst, netip.AddrPortFrom(dst.overlay, sinkPort), chunk)
+		})
+		for _, cmd := range cmds {
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
-		})
+		}
 	}
-	b.Run("stock", func(b *testing.B) {
-		// No child serves the echo port now: throughput waits for the
-		// tunnel with its sink.
-		m.throughput(b, src, dst, netip.AddrPortFrom(dst.overlay, sinkPort), chunk)
-	})
 }
 
 // waitOverlay waits until from reaches to over the overlay.

@@ -15,7 +15,7 @@ type nebulaConfig struct {
 	Listen        listenConfig        `yaml:"listen"`
 	Punchy        punchyConfig        `yaml:"punchy"`
 	Tun           tunConfig           `yaml:"tun"`
-	Timers        timersConfig        `yaml:"timers"`
+	Timers        *timersConfig       `yaml:"timers,omitempty"`
 	Firewall      firewallConfig      `yaml:"firewall"`
 }
 
@@ -50,7 +50,7 @@ type timersConfig struct {
 	// How often Nebula checks each tunnel (and drops those whose peer's
 	// certificate became invalid or blocklisted); 5 s by default, 1 s here
 	// so that the revocation test is short.
-	ConnectionAliveInterval int `yaml:"connection_alive_interval"`
+	ConnectionAliveInterval int `yaml:"connection_alive_interval,omitempty"`
 }
 
 type firewallConfig struct {

@@ -44,6 +44,12 @@ type Node struct {
 // stops it, as Stop does. A nil logger discards Nebula's log; otherwise
 // Nebula's informational chatter is logged at debug level (see quietHandler).
 func Start(ctx context.Context, configYAML []byte, logger *slog.Logger) (*Node, error) {
+	// Nebula's config test first: it changes nothing on the machine, and a
+	// configuration Nebula would panic on (it does, on some zero timers)
+	// is refused before a tun device or a socket exists.
+	if err := Check(configYAML); err != nil {
+		return nil, err
+	}
 	l := quiet(logger)
 	c := config.NewC(l)
 	if err := c.LoadString(string(configYAML)); err != nil {
@@ -122,7 +128,11 @@ func (n *Node) Reload(configYAML []byte) error {
 	if err := Check(configYAML); err != nil {
 		return err
 	}
-	want, err := configCerts(configYAML)
+	parsed := config.NewC(discard)
+	if err := parsed.LoadString(string(configYAML)); err != nil {
+		return fmt.Errorf("nebula config: %w", err)
+	}
+	want, err := configCerts(parsed)
 	if err != nil {
 		return err
 	}
@@ -188,7 +198,12 @@ var ErrRestartNeeded = errors.New("nebula needs a restart")
 
 // Check reports whether configYAML is a configuration Nebula would run,
 // without changing anything on the machine (Nebula's config test).
-func Check(configYAML []byte) error {
+func Check(configYAML []byte) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("nebula config: refused by Nebula (it panicked: %v)", p)
+		}
+	}()
 	// The config test logs the whole configuration, private key included:
 	// its log goes nowhere.
 	c := config.NewC(discard)
@@ -198,23 +213,47 @@ func Check(configYAML []byte) error {
 	if _, err := nebula.Main(c, true, "", discard, nil); err != nil {
 		return fmt.Errorf("nebula config: %w", err)
 	}
+	// Nebula's test does not check the member's own certificate against
+	// its CA; a member whose certificate the mesh will refuse is refused
+	// here.
+	caPEM, err := pemOrFile(c, "pki.ca")
+	if err != nil {
+		return err
+	}
+	pool, err := cert.NewCAPoolFromPEM(caPEM)
+	if err != nil {
+		return fmt.Errorf("nebula config: pki.ca: %w", err)
+	}
+	crts, err := configCerts(c)
+	if err != nil {
+		return err
+	}
+	for _, crt := range crts {
+		if _, err := pool.VerifyCertificate(time.Now(), crt); err != nil {
+			return fmt.Errorf("nebula config: pki.cert %q: %w", crt.Name(), err)
+		}
+	}
 	return nil
 }
 
-// configCerts returns the host certificates pki.cert holds in configYAML,
-// inline PEM or a file.
-func configCerts(configYAML []byte) ([]cert.Certificate, error) {
-	c := config.NewC(discard)
-	if err := c.LoadString(string(configYAML)); err != nil {
-		return nil, fmt.Errorf("nebula config: %w", err)
+// pemOrFile returns the PEM at key in c: inline, or the file it names.
+func pemOrFile(c *config.C, key string) ([]byte, error) {
+	raw := []byte(c.GetString(key, ""))
+	if bytes.Contains(raw, []byte("-----BEGIN")) {
+		return raw, nil
 	}
-	raw := []byte(c.GetString("pki.cert", ""))
-	if !bytes.Contains(raw, []byte("-----BEGIN")) {
-		b, err := os.ReadFile(string(raw))
-		if err != nil {
-			return nil, fmt.Errorf("nebula config: pki.cert: %w", err)
-		}
-		raw = b
+	b, err := os.ReadFile(string(raw))
+	if err != nil {
+		return nil, fmt.Errorf("nebula config: %s: %w", key, err)
+	}
+	return b, nil
+}
+
+// configCerts returns the host certificates pki.cert holds in c.
+func configCerts(c *config.C) ([]cert.Certificate, error) {
+	raw, err := pemOrFile(c, "pki.cert")
+	if err != nil {
+		return nil, err
 	}
 	var crts []cert.Certificate
 	for len(bytes.TrimSpace(raw)) > 0 {

@@ -3,6 +3,7 @@ package mesh_test
 import (
 	"context"
 	"net/netip"
+	"os/exec"
 	"slices"
 	"sync"
 	"testing"
@@ -168,5 +169,33 @@ func TestRevocationByReload(t *testing.T) {
 	// The rest of the mesh is untouched.
 	if err := m.echo(b, m.byName["lighthouse"], []byte("still"), 5*time.Second); err != nil {
 		t.Errorf("b lost the lighthouse: %v", err)
+	}
+}
+
+// TestStop stops a member the way the agent does (Node.Stop): its peers
+// learn at once that its tunnels are closed, rather than after Nebula's
+// dead-tunnel timeouts, and its tun device is gone from its namespace.
+func TestStop(t *testing.T) {
+	testenv.NeedRoot(t, "network namespaces and tun devices")
+	t.Parallel()
+	m := newMesh(t,
+		memberSpec{name: "a", groups: []string{"admin"}, allowFrom: []string{"any"}, lighthouse: true},
+		memberSpec{name: "b", groups: []string{"infrastructure"}, allowFrom: []string{"any"}},
+	)
+	a, b := m.byName["a"], m.byName["b"]
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if !eventually(ctx, 100*time.Millisecond, func() bool { return m.echo(b, a, []byte("hi"), 500*time.Millisecond) == nil }) {
+		t.Fatalf("b never reached a: %s", b.health(t))
+	}
+	b.stop(t)
+	// Nebula's own timeouts would take over 10 s (pending deletion).
+	gone, cancelGone := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancelGone()
+	if !eventually(gone, 50*time.Millisecond, func() bool { return !a.health(t).Up(b.overlay) }) {
+		t.Errorf("a still has a tunnel to the stopped b: %s", a.health(t))
+	}
+	if out, err := exec.Command("ip", "-n", b.ns, "link", "show", "nebula1").CombinedOutput(); err == nil {
+		t.Errorf("b's tun device outlived Nebula: %s", out)
 	}
 }

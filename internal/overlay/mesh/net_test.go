@@ -112,7 +112,7 @@ func newMesh(t testing.TB, specs ...memberSpec) *testMesh {
 			Lighthouse: lighthouseConfig{AmLighthouse: mb.lighthouse, Interval: 1},
 			Listen:     listenConfig{Host: "0.0.0.0", Port: nebulaPort},
 			Tun:        tunConfig{Dev: "nebula1"},
-			Timers:     timersConfig{ConnectionAliveInterval: 1},
+			Timers:     &timersConfig{ConnectionAliveInterval: 1},
 			Firewall: firewallConfig{
 				Outbound: []firewallRule{{Port: "any", Proto: "any", Host: "any"}},
 			},
@@ -199,6 +199,19 @@ func (mb *member) kill() {
 	}
 	_ = mb.cmd.Process.Kill()
 	_ = mb.cmd.Wait()
+	mb.cmd = nil
+}
+
+// stop asks mb's child to stop (its stdin closes: mesh's Node.Stop) and
+// waits for it to exit.
+func (mb *member) stop(t testing.TB) {
+	t.Helper()
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	_ = mb.stdin.Close()
+	if err := mb.cmd.Wait(); err != nil {
+		t.Errorf("%s: %v", mb.name, err)
+	}
 	mb.cmd = nil
 }
 
