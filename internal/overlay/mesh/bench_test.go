@@ -1,14 +1,19 @@
 package mesh_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -34,11 +39,12 @@ func BenchmarkOverlayThroughput(b *testing.B) {
 	const sinkPort = 7200
 
 	b.Run("underlay", func(b *testing.B) {
-		m.throughput(b, src, dst, netip.AddrPortFrom(dst.underlay, sinkPort), chunk)
+		m.throughput(b, src, dst, netip.AddrPortFrom(dst.underlay, sinkPort), chunk, nil)
 	})
 	b.Run("embedded", func(b *testing.B) {
 		m.waitOverlay(b, src, dst)
-		m.throughput(b, src, dst, netip.AddrPortFrom(dst.overlay, sinkPort), chunk)
+		m.throughput(b, src, dst, netip.AddrPortFrom(dst.overlay, sinkPort), chunk,
+			[]int{src.cmd.Process.Pid, dst.cmd.Process.Pid})
 	})
 	// The stock binaries: Debian's nebula package (the anchor, an
 	// older Nebula), and cmd/nebula built from the very module version
@@ -66,17 +72,19 @@ func BenchmarkOverlayThroughput(b *testing.B) {
 	}
 	for _, bin := range stock {
 		var cmds []*exec.Cmd
+		var pids []int
 		for _, mb := range []*member{src, dst} {
 			cmd := exec.Command("ip", "netns", "exec", mb.ns, bin.path, "-config", mb.cfgPath)
 			if err := cmd.Start(); err != nil {
 				b.Fatal(err)
 			}
 			cmds = append(cmds, cmd)
+			pids = append(pids, cmd.Process.Pid) // ip netns exec execs the binary
 		}
 		b.Run(bin.name, func(b *testing.B) {
 			// No child serves the echo port now: throughput waits for
 			// the tunnel with its sink.
-			m.throughput(b, src, dst, netip.AddrPortFrom(dst.overlay, sinkPort), chunk)
+			m.throughput(b, src, dst, netip.AddrPortFrom(dst.overlay, sinkPort), chunk, pids)
 		})
 		for _, cmd := range cmds {
 			_ = cmd.Process.Kill()
@@ -98,8 +106,11 @@ func (m *testMesh) waitOverlay(b *testing.B, from, to *member) {
 }
 
 // throughput sends b.N chunks from one member to a sink at addr in the
-// other's namespace.
-func (m *testMesh) throughput(b *testing.B, from, to *member, addr netip.AddrPort, chunk int) {
+// other's namespace. With the pids of the two Nebula processes it also
+// reports the CPU time they spent per byte (nebula-cpu-ns/B): on a machine
+// shared with other work, throughput swings with the load, while the CPU
+// a byte costs is what embedding could change.
+func (m *testMesh) throughput(b *testing.B, from, to *member, addr netip.AddrPort, chunk int, pids []int) {
 	b.Helper()
 	var ln net.Listener
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -128,6 +139,7 @@ func (m *testMesh) throughput(b *testing.B, from, to *member, addr netip.AddrPor
 	defer func() { _ = c.Close() }()
 	buf := make([]byte, chunk)
 	b.SetBytes(int64(chunk))
+	cpu0 := cpuTime(b, pids)
 	b.ResetTimer()
 	for range b.N {
 		if _, err := c.Write(buf); err != nil {
@@ -142,6 +154,9 @@ func (m *testMesh) throughput(b *testing.B, from, to *member, addr netip.AddrPor
 		b.Fatal(err)
 	}
 	b.StopTimer()
+	if pids != nil {
+		b.ReportMetric(float64(cpuTime(b, pids)-cpu0)/float64(b.N*chunk), "nebula-cpu-ns/B")
+	}
 	if n := binary.BigEndian.Uint64(got[:]); n != uint64(b.N*chunk) {
 		b.Fatalf("the sink received %d bytes, sent %d", n, b.N*chunk)
 	}
@@ -165,4 +180,28 @@ func sink(ln net.Listener) {
 			_, _ = c.Write(out[:])
 		}()
 	}
+}
+
+// cpuTime is the user and system CPU time the processes have used.
+func cpuTime(b *testing.B, pids []int) time.Duration {
+	b.Helper()
+	var total time.Duration
+	for _, pid := range pids {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			b.Fatal(err)
+		}
+		// The command name may hold spaces; the fields after it don't.
+		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		// utime and stime are fields 14 and 15 of the line, 12 and 13
+		// after the name, in clock ticks (USER_HZ, 100 on Linux).
+		for _, f := range fields[11:13] {
+			ticks, err := strconv.ParseInt(f, 10, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			total += time.Duration(ticks) * 10 * time.Millisecond
+		}
+	}
+	return total
 }
