@@ -31,7 +31,6 @@ import (
 type Node struct {
 	ctl    *nebula.Control
 	cfg    *config.C
-	log    *slog.Logger
 	addrs  []netip.Addr // this member's overlay addresses (from its certificate)
 	mu     sync.Mutex   // serialises Reload and Stop
 	stop   chan struct{}
@@ -64,7 +63,7 @@ func Start(ctx context.Context, configYAML []byte, logger *slog.Logger) (*Node, 
 	if err := ctl.Start(); err != nil {
 		return nil, fmt.Errorf("nebula start: %w", err)
 	}
-	n := &Node{ctl: ctl, cfg: c, log: l, stop: make(chan struct{}), waited: make(chan struct{})}
+	n := &Node{ctl: ctl, cfg: c, stop: make(chan struct{}), waited: make(chan struct{})}
 	for _, p := range ctl.Device().Networks() {
 		n.addrs = append(n.addrs, p.Addr())
 	}
