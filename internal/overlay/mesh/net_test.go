@@ -1,0 +1,339 @@
+package mesh_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/holdfast/holdfast/internal/nsthread"
+	"github.com/holdfast/holdfast/internal/overlay/mesh"
+)
+
+// The test topology, as on Arvandor's host: an underlay bridge
+// (192.168.100.0/24) in a namespace of its own, and per member a namespace
+// with a veth into the bridge. Each member runs Nebula in a child process
+// inside its namespace; the overlay is 10.10.10.0/24.
+
+const (
+	nebulaPort = 4242
+	echoPort   = 7000 // each child's echo server, on its overlay address
+)
+
+// memberSpec is a member to create: its name, groups, and the groups whose
+// members may reach it (the inbound firewall: default deny).
+type memberSpec struct {
+	name       string
+	groups     []string
+	allowFrom  []string // groups; "any" allows every member
+	lighthouse bool
+}
+
+type member struct {
+	memberSpec
+	ns       string // network namespace name
+	port     string // its veth's name in the underlay namespace
+	underlay netip.Addr
+	overlay  netip.Addr
+	cert     hostCert
+	cfg      nebulaConfig
+	cfgPath  string
+
+	mu     sync.Mutex // one exchange with the child at a time
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	stdout *bufio.Reader
+}
+
+type testMesh struct {
+	t        testing.TB
+	underlay string // the underlay namespace's name
+	members  []*member
+	byName   map[string]*member
+	dir      string
+	ca       *testCA
+}
+
+// newMesh creates the namespaces, the certificates and the configurations
+// of specs, and starts every member (lighthouses first).
+func newMesh(t testing.TB, specs ...memberSpec) *testMesh {
+	t.Helper()
+	var b [3]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	prefix := "hfm" + hex.EncodeToString(b[:])
+	m := &testMesh{t: t, underlay: prefix + "-ul", byName: map[string]*member{}, dir: t.TempDir()}
+	ip(t, "netns", "add", m.underlay)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", m.underlay).Run() })
+	ip(t, "-n", m.underlay, "link", "add", "br0", "type", "bridge")
+	ip(t, "-n", m.underlay, "link", "set", "br0", "up")
+
+	ca := newTestCA(t)
+	m.ca = ca
+	var lighthouses []*member
+	for i, s := range specs {
+		mb := &member{
+			memberSpec: s,
+			ns:         fmt.Sprintf("%s-%d", prefix, i),
+			port:       fmt.Sprintf("p%d", i),
+			underlay:   netip.AddrFrom4([4]byte{192, 168, 100, byte(10 + i)}),
+			overlay:    netip.AddrFrom4([4]byte{10, 10, 10, byte(10 + i)}),
+		}
+		mb.cert = ca.issue(t, s.name, netip.PrefixFrom(mb.overlay, 24), s.groups)
+		ip(t, "netns", "add", mb.ns)
+		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", mb.ns).Run() })
+		ip(t, "-n", m.underlay, "link", "add", mb.port, "type", "veth", "peer", "name", "eth0", "netns", mb.ns)
+		ip(t, "-n", m.underlay, "link", "set", mb.port, "master", "br0", "up")
+		ip(t, "-n", mb.ns, "addr", "add", netip.PrefixFrom(mb.underlay, 24).String(), "dev", "eth0")
+		ip(t, "-n", mb.ns, "link", "set", "eth0", "up")
+		ip(t, "-n", mb.ns, "link", "set", "lo", "up")
+		m.members = append(m.members, mb)
+		m.byName[s.name] = mb
+		if s.lighthouse {
+			lighthouses = append(lighthouses, mb)
+		}
+	}
+	for _, mb := range m.members {
+		mb.cfg = nebulaConfig{
+			PKI:        pkiConfig{CA: string(ca.pem), Cert: string(mb.cert.crt), Key: string(mb.cert.key)},
+			Lighthouse: lighthouseConfig{AmLighthouse: mb.lighthouse, Interval: 1},
+			Listen:     listenConfig{Host: "0.0.0.0", Port: nebulaPort},
+			Tun:        tunConfig{Dev: "nebula1"},
+			Timers:     &timersConfig{ConnectionAliveInterval: 1},
+			Firewall: firewallConfig{
+				Outbound: []firewallRule{{Port: "any", Proto: "any", Host: "any"}},
+			},
+		}
+		if !mb.lighthouse {
+			mb.cfg.StaticHostMap = map[string][]string{}
+			for _, lh := range lighthouses {
+				mb.cfg.StaticHostMap[lh.overlay.String()] = []string{netip.AddrPortFrom(lh.underlay, nebulaPort).String()}
+				mb.cfg.Lighthouse.Hosts = append(mb.cfg.Lighthouse.Hosts, lh.overlay.String())
+			}
+		}
+		for _, g := range mb.allowFrom {
+			r := firewallRule{Port: "any", Proto: "any", Group: g}
+			if g == "any" {
+				r = firewallRule{Port: "any", Proto: "any", Host: "any"}
+			}
+			mb.cfg.Firewall.Inbound = append(mb.cfg.Firewall.Inbound, r)
+		}
+		mb.cfgPath = filepath.Join(m.dir, mb.name+".yaml")
+		if err := os.WriteFile(mb.cfgPath, mb.cfg.yaml(t), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, mb := range lighthouses {
+		m.start(mb)
+	}
+	for _, mb := range m.members {
+		if !mb.lighthouse {
+			m.start(mb)
+		}
+	}
+	return m
+}
+
+func ip(t testing.TB, args ...string) {
+	t.Helper()
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+}
+
+func (m *testMesh) nsPath(ns string) string { return filepath.Join("/run/netns", ns) }
+
+// start runs mb's child in its namespace and waits until it serves.
+func (m *testMesh) start(mb *member) {
+	t := m.t
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("ip", "netns", "exec", mb.ns, exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(),
+		envChildConfig+"="+mb.cfgPath,
+		envChildServe+"="+netip.AddrPortFrom(mb.overlay, echoPort).String())
+	cmd.Stderr = &prefixWriter{t: t, prefix: mb.name}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	mb.mu.Lock()
+	mb.cmd, mb.stdin, mb.stdout = cmd, stdin, bufio.NewReader(stdout)
+	mb.mu.Unlock()
+	t.Cleanup(func() { mb.kill() })
+	line, err := mb.stdout.ReadString('\n')
+	if err != nil || line != "ready\n" {
+		t.Fatalf("%s did not start: %q %v", mb.name, line, err)
+	}
+}
+
+// kill ends mb's child at once (SIGKILL: no goodbye to its peers).
+func (mb *member) kill() {
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	if mb.cmd == nil {
+		return
+	}
+	_ = mb.cmd.Process.Kill()
+	_ = mb.cmd.Wait()
+	mb.cmd = nil
+}
+
+// stop asks mb's child to stop (its stdin closes: mesh's Node.Stop) and
+// waits for it to exit.
+func (mb *member) stop(t testing.TB) {
+	t.Helper()
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	_ = mb.stdin.Close()
+	if err := mb.cmd.Wait(); err != nil {
+		t.Errorf("%s: %v", mb.name, err)
+	}
+	mb.cmd = nil
+}
+
+func (mb *member) ask(t testing.TB, req string) string {
+	t.Helper()
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	if mb.cmd == nil {
+		t.Fatalf("%s is not running", mb.name)
+	}
+	if _, err := io.WriteString(mb.stdin, req+"\n"); err != nil {
+		t.Fatalf("%s: %v", mb.name, err)
+	}
+	line, err := mb.stdout.ReadString('\n')
+	if err != nil {
+		t.Fatalf("%s: %s: %v", mb.name, req, err)
+	}
+	return strings.TrimSuffix(line, "\n")
+}
+
+func (mb *member) health(t testing.TB) mesh.Health {
+	t.Helper()
+	var h mesh.Health
+	if err := json.Unmarshal([]byte(mb.ask(t, "health")), &h); err != nil {
+		t.Fatalf("%s health: %v", mb.name, err)
+	}
+	return h
+}
+
+// reload gives mb's running Nebula the configuration cfg.
+func (m *testMesh) reload(mb *member, cfg nebulaConfig) {
+	m.t.Helper()
+	if got := m.tryReload(mb, cfg); got != "ok" {
+		m.t.Fatalf("reload %s: %s", mb.name, got)
+	}
+}
+
+// tryReload is reload, returning the child's answer: "ok" or "error: …".
+func (m *testMesh) tryReload(mb *member, cfg nebulaConfig) string {
+	t := m.t
+	t.Helper()
+	path := filepath.Join(m.dir, mb.name+"-reload.yaml")
+	if err := os.WriteFile(path, cfg.yaml(t), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return mb.ask(t, "reload "+path)
+}
+
+// dial connects from inside from's namespace to addr.
+func (m *testMesh) dial(from *member, addr netip.AddrPort, timeout time.Duration) (net.Conn, error) {
+	var c net.Conn
+	err := nsthread.In(m.nsPath(from.ns), func() error {
+		var err error
+		c, err = net.DialTimeout("tcp", addr.String(), timeout)
+		return err
+	})
+	return c, err
+}
+
+// echo connects from one member to another's echo port over the overlay,
+// sends msg and reads it back.
+func (m *testMesh) echo(from, to *member, msg []byte, timeout time.Duration) error {
+	c, err := m.dial(from, netip.AddrPortFrom(to.overlay, echoPort), timeout)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = c.Close() }()
+	return roundTrip(c, msg, timeout)
+}
+
+func roundTrip(c net.Conn, msg []byte, timeout time.Duration) error {
+	if err := c.SetDeadline(time.Now().Add(timeout)); err != nil {
+		return err
+	}
+	if _, err := c.Write(msg); err != nil {
+		return err
+	}
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, got); err != nil {
+		return err
+	}
+	if string(got) != string(msg) {
+		return fmt.Errorf("echo: got %q, sent %q", got, msg)
+	}
+	return nil
+}
+
+// eventually polls cond until it holds or the deadline passes; the
+// handshakes of a fresh mesh take a moment.
+func eventually(ctx context.Context, interval time.Duration, cond func() bool) bool {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		if cond() {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return cond()
+		case <-tick.C:
+		}
+	}
+}
+
+// prefixWriter logs a child's stderr, line by line, in the test's log.
+type prefixWriter struct {
+	t      testing.TB
+	prefix string
+	mu     sync.Mutex
+	buf    []byte
+}
+
+func (w *prefixWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	for {
+		i := strings.IndexByte(string(w.buf), '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		w.t.Logf("%s: %s", w.prefix, w.buf[:i])
+		w.buf = w.buf[i+1:]
+	}
+}
