@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -74,8 +75,8 @@ func TestShowJSONContract(t *testing.T) {
 	p := writeSpec(t, good)
 	for what, fields := range map[string][]string{
 		"zones":     {"name", "type", "vlan", "cidr", "gateway", "dhcp_start", "dhcp_end", "access_to"},
-		"instances": {"name", "site", "node", "role", "vmid", "zone", "ip", "mac", "fqdn"},
-		"flows":     {"from", "to", "proto", "ports"},
+		"instances": {"name", "site", "node", "role", "vmid", "zone", "ip", "mac", "fqdn", "groups", "overlay_ip"},
+		"flows":     {"from", "to", "proto", "ports", "kind", "enforced_by"},
 	} {
 		out, _, err := run(t, "show", what, p, "-o", "json")
 		if err != nil {
@@ -138,5 +139,61 @@ func TestSchemaIsJSON(t *testing.T) {
 	var v map[string]any
 	if err != nil || json.Unmarshal([]byte(out), &v) != nil || v["$schema"] == nil {
 		t.Errorf("schema: err = %v, output not a JSON Schema", err)
+	}
+}
+
+// show instances -o json carries each instance's overlay groups and
+// address, and show flows what enforces each flow: Arvandor's dns is in
+// infrastructure at 10.10.10.11, a VM without groups is in the overlay at
+// no address, and group flows are the overlay's.
+func TestShowOverlayJSON(t *testing.T) {
+	state := t.TempDir()
+	out, _, err := run(t, "show", "instances", "../../examples/arvandor", "--state-dir", state, "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inst []struct {
+		Name      string   `json:"name"`
+		Groups    []string `json:"groups"`
+		OverlayIP *string  `json:"overlay_ip"`
+	}
+	if err := json.Unmarshal([]byte(out), &inst); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, in := range inst {
+		if in.OverlayIP == nil {
+			t.Errorf("instance %s: no overlay_ip field", in.Name)
+		}
+		if in.Name == "dns" {
+			found = true
+			if !slices.Equal(in.Groups, []string{"infrastructure"}) || in.OverlayIP == nil || *in.OverlayIP != "10.10.10.11" {
+				t.Errorf("dns: groups %v overlay_ip %v, want [infrastructure] 10.10.10.11", in.Groups, in.OverlayIP)
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("no dns in %s", out)
+	}
+
+	out, _, err = run(t, "show", "flows", "../../examples/arvandor", "--state-dir", state, "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var flows []struct {
+		From, To, Kind string
+		EnforcedBy     string `json:"enforced_by"`
+	}
+	if err := json.Unmarshal([]byte(out), &flows); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range flows {
+		if want := map[bool]string{true: "overlay", false: "zone-firewall"}[f.Kind == "overlay"]; f.EnforcedBy != want {
+			t.Errorf("flow %s -> %s (%s): enforced_by %q, want %q", f.From, f.To, f.Kind, f.EnforcedBy, want)
+		}
+	}
+	table, _, err := run(t, "show", "flows", "../../examples/arvandor", "--state-dir", state)
+	if err != nil || !strings.Contains(table, "ENFORCED-BY") || !strings.Contains(table, "group:projects") {
+		t.Errorf("show flows table: %v\n%s", err, table)
 	}
 }

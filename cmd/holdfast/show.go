@@ -39,16 +39,17 @@ whole desired state as JSON.`,
 		showCmd("instances", "Instances with their site, node, VMID, address and name", func(st *compile.State) (any, []string, [][]string) {
 			rows := make([][]string, 0, len(st.Instances))
 			for _, in := range st.Instances {
-				rows = append(rows, []string{in.Name, in.Site, in.Node, dash(in.Role), strconv.Itoa(in.VMID), in.Zone, in.IP, in.MAC, in.FQDN})
+				rows = append(rows, []string{in.Name, in.Site, in.Node, dash(in.Role), strconv.Itoa(in.VMID), in.Zone, in.IP, in.MAC, in.FQDN,
+					dash(strings.Join(in.Groups, ",")), dash(in.OverlayIP)})
 			}
-			return st.Instances, []string{"NAME", "SITE", "NODE", "ROLE", "VMID", "ZONE", "IP", "MAC", "FQDN"}, rows
+			return st.Instances, []string{"NAME", "SITE", "NODE", "ROLE", "VMID", "ZONE", "IP", "MAC", "FQDN", "GROUPS", "OVERLAY-IP"}, rows
 		}),
 		showCmd("flows", "The allowed flows; everything else is denied", func(st *compile.State) (any, []string, [][]string) {
 			rows := make([][]string, 0, len(st.Flows))
 			for _, f := range st.Flows {
-				rows = append(rows, []string{f.From, f.To, f.Proto, dash(strings.Join(f.Ports, ",")), f.Kind})
+				rows = append(rows, []string{f.From, f.To, f.Proto, dash(strings.Join(f.Ports, ",")), f.Kind, f.EnforcedBy})
 			}
-			return st.Flows, []string{"FROM", "TO", "PROTO", "PORTS", "KIND"}, rows
+			return st.Flows, []string{"FROM", "TO", "PROTO", "PORTS", "KIND", "ENFORCED-BY"}, rows
 		}),
 		showCmd("routes", "Public routes with their front ends and backends", func(st *compile.State) (any, []string, [][]string) {
 			rows := make([][]string, 0, len(st.Routes))

@@ -161,13 +161,17 @@ func (c *compiler) instances() {
 	c.place(names)
 	c.number(names)
 	c.address(names)
+	c.overlay(names)
 	for _, name := range names {
 		out := c.instIndex[name]
-		alloc := InstanceAlloc{VMID: out.VMID, Site: out.Site, Node: out.Node, Addrs: make(map[string]string, len(out.NICs))}
+		alloc := InstanceAlloc{VMID: out.VMID, Site: out.Site, Node: out.Node, Addrs: make(map[string]string, len(out.NICs)+1)}
 		for j := range out.NICs {
 			nic := &out.NICs[j]
 			nic.MAC = MAC(out.VMID, nic.Index)
 			alloc.Addrs[nic.Zone] = nic.IP
+		}
+		if out.OverlayIP != "" {
+			alloc.Addrs[OverlayAddrKey] = out.OverlayIP
 		}
 		if len(out.NICs) > 0 {
 			out.Zone, out.IP, out.MAC = out.NICs[0].Zone, out.NICs[0].IP, out.NICs[0].MAC

@@ -3,6 +3,7 @@ package compile_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"net/netip"
 	"os"
@@ -192,12 +193,30 @@ func checkArvandor(t *testing.T, s *spec.Spec, st *compile.State) {
 
 	// "VMs query 10.10.10.11 (DNS server) via Nebula."
 	dns := exInstance(t, st, "dns")
-	if dns.VMID != 1001 || dns.IP != "10.10.10.11" || !slices.Contains(dns.Ports, compile.Port{Port: 53, Proto: "udp"}) {
-		t.Errorf("dns: VMID %d address %s ports %v, want 1001, 10.10.10.11 serving 53/udp", dns.VMID, dns.IP, dns.Ports)
+	if dns.VMID != 1001 || dns.OverlayIP != "10.10.10.11" || !slices.Contains(dns.Ports, compile.Port{Port: 53, Proto: "udp"}) {
+		t.Errorf("dns: VMID %d overlay address %s ports %v, want 1001, 10.10.10.11 serving 53/udp", dns.VMID, dns.OverlayIP, dns.Ports)
 	}
 	zones := exZones(st)
-	if z := zones["nebula"]; z.CIDR != "10.10.10.0/24" {
-		t.Errorf("nebula zone is %s, want 10.10.10.0/24", z.CIDR)
+	if z := zones["nebula"]; z.CIDR != "10.10.10.0/24" || z.Type != "overlay" {
+		t.Errorf("nebula zone is %s %s, want the overlay 10.10.10.0/24", z.Type, z.CIDR)
+	}
+	// The overlay: 10.10.10.0/24, <hostname>.nebula, every VM a member at
+	// its VMID-derived address, and all application traffic on it: no VM
+	// has an interface but the bridge.
+	if o := st.Overlay; o == nil || o.CIDR != "10.10.10.0/24" || o.Domain != "nebula" || o.Zone != "nebula" || len(o.Members) != len(st.Instances) {
+		t.Errorf("overlay %+v, want 10.10.10.0/24, domain nebula, zone nebula, every instance a member", o)
+	} else {
+		for _, m := range o.Members {
+			in := exInstance(t, st, m.Name)
+			if want := fmt.Sprintf("10.10.10.%d/24", compile.VMIDAddrOffset(in.VMID)); m.OverlayIP != want || m.FQDN != m.Name+".nebula" {
+				t.Errorf("member %s: %s %s, want %s %s.nebula", m.Name, m.OverlayIP, m.FQDN, want, m.Name)
+			}
+		}
+	}
+	for _, in := range st.Instances {
+		if len(in.NICs) != 1 || in.Zone != "provisioning" {
+			t.Errorf("instance %s: interfaces %+v, want only the bridge", in.Name, in.NICs)
+		}
 	}
 	if z := zones["provisioning"]; z.CIDR != "192.168.100.0/24" {
 		t.Errorf("provisioning zone (vmbr1) is %s, want 192.168.100.0/24", z.CIDR)
@@ -244,6 +263,26 @@ func checkArvandor(t *testing.T, s *spec.Spec, st *compile.State) {
 // ---- Tasmanian Cloud (its architecture and security pages) --------------
 
 func checkTasmanian(t *testing.T, s *spec.Spec, st *compile.State) {
+	// The mesh: Netbird's range, the Netbird server as its lighthouse, and
+	// the three groups: customers are reached by management only, and
+	// reach nothing.
+	if o := st.Overlay; o == nil || o.CIDR != "100.64.0.0/10" || o.Zone != "netbird" || len(o.Lighthouses) != 1 || o.Lighthouses[0].Instance != "netbird" {
+		t.Errorf("overlay %+v, want 100.64.0.0/10 (zone netbird) with the lighthouse netbird", o)
+	} else {
+		for _, m := range o.Members {
+			var from []string
+			for _, r := range m.Inbound {
+				from = append(from, r.Group)
+			}
+			want := []string{"infrastructure", "management"}
+			if !slices.Contains(m.Groups, "infrastructure") {
+				want = []string{"management"}
+			}
+			if !slices.Equal(from, want) {
+				t.Errorf("member %s (groups %v) is reached by %v, want %v", m.Name, m.Groups, from, want)
+			}
+		}
+	}
 	// The "Network Segmentation" table.
 	type vlanCIDR struct {
 		vlan int // -1: overlay, no VLAN

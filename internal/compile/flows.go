@@ -22,6 +22,9 @@ func (c *compiler) flows() {
 	if c.state.Flows == nil {
 		c.state.Flows = []Flow{}
 	}
+	for i := range c.state.Flows {
+		c.state.Flows[i].EnforcedBy = enforcedBy(c.state.Flows[i].Kind)
+	}
 }
 
 // zoneFlows are what zones' access-to grants: subnet to subnet, or out to
@@ -141,6 +144,15 @@ func (c *compiler) overlayFlows() []Flow {
 		}
 	}
 	return fs
+}
+
+// enforcedBy says what enforces a flow of a kind: group flows only the
+// overlay can, since a group is a certificate's, not an address's.
+func enforcedBy(kind string) string {
+	if kind == KindOverlay {
+		return EnforcedByOverlay
+	}
+	return EnforcedByZoneFirewall
 }
 
 func zoneFlow(from, to Zone) Flow {
@@ -317,6 +329,9 @@ func (c *compiler) firewallAttrs(site string) map[string]string {
 		if f.Kind == KindOverlay || !carried(f.From) && !carried(f.To) {
 			continue
 		}
+		// EnforcedBy follows from the kind; leaving it out keeps the digest
+		// of a firewall compiled before the field existed.
+		f.EnforcedBy = ""
 		_ = enc.Encode(f) // writing to a hash cannot fail
 		n++
 	}

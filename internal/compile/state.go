@@ -15,6 +15,9 @@ type State struct {
 	Instances []Instance `json:"instances"`
 	Flows     []Flow     `json:"flows"`
 	Routes    []Route    `json:"routes"`
+	// Overlay is the overlay mesh and its members; nil when the spec has
+	// no overlay section.
+	Overlay *Overlay `json:"overlay,omitempty"`
 	// Resources are what engines create, in dependency order: every
 	// resource comes after the ones it depends on.
 	Resources []Resource `json:"resources"`
@@ -72,6 +75,7 @@ type Instance struct {
 	Image     string   `json:"image,omitempty"`   // the template's image
 	Command   []string `json:"command,omitempty"` // local engine: the service to run
 	Groups    []string `json:"groups"`
+	OverlayIP string   `json:"overlay_ip"` // the member's overlay address; empty when the instance is no member
 	Ports     []Port   `json:"ports"`
 	DependsOn []string `json:"depends_on"`
 	HA        bool     `json:"ha"`
@@ -118,7 +122,17 @@ type Flow struct {
 	Kind     string   `json:"kind"`      // access, internet, pinhole, egress, route or overlay
 	FromCIDR string   `json:"from_cidr"` // source addresses; empty for internet and groups
 	ToCIDR   string   `json:"to_cidr"`   // destination addresses; empty for internet and groups
+	// EnforcedBy says what enforces the flow, set from its kind: the zone
+	// firewall of the sites carrying its zones, or the overlay's firewall
+	// on each member.
+	EnforcedBy string `json:"enforced_by"`
 }
+
+// What enforces a flow.
+const (
+	EnforcedByZoneFirewall = "zone-firewall" // the site's firewall between zones (the engine's)
+	EnforcedByOverlay      = "overlay"       // Nebula's firewall on each member, from its certificate's groups
+)
 
 // Flow kinds.
 const (

@@ -97,6 +97,14 @@ groups:
     can-access: [all]
     description: operators
   users: {}
+overlay:
+  cidr: 100.64.0.0/10
+  domain: mesh.demo.example.org
+  lighthouses:
+    - fw
+    - {address: "lh.example.net:4242", overlay-ip: 100.64.0.1}
+  port: 4243
+  description: the mesh
 instances:
   fw:
     site: north
@@ -112,6 +120,7 @@ instances:
     memory: 1536M
     disk: 40G
     groups: [admins]
+    overlay-ip: 100.64.0.10
     ports:
       - 443
       - 53/udp

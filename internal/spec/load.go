@@ -186,6 +186,13 @@ func (s *Spec) merge(other *Spec, diags *Diagnostics) {
 			s.Tenancy = other.Tenancy
 		}
 	}
+	if other.Overlay != nil {
+		if s.Overlay != nil {
+			diags.Errorf(other.Overlay.Pos, "overlay: defined again (first at %s); a cloud has one overlay", s.Overlay.Pos)
+		} else {
+			s.Overlay = other.Overlay
+		}
+	}
 	mergeMap(&s.Sites, other.Sites, "site", diags)
 	mergeMap(&s.Zones, other.Zones, "zone", diags)
 	mergeMap(&s.Roles, other.Roles, "role", diags)

@@ -163,6 +163,9 @@ func (g *schemaGen) object(t reflect.Type) map[string]any {
 	if required != nil {
 		out["required"] = required
 	}
+	if t == reflect.TypeFor[Lighthouse]() {
+		return map[string]any{"oneOf": []any{map[string]any{"type": "string", "pattern": namePattern.String()}, out}}
+	}
 	if t == reflect.TypeFor[Port]() {
 		return map[string]any{"oneOf": []any{
 			map[string]any{"type": "integer", "minimum": 1, "maximum": 65535},

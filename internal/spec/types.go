@@ -19,6 +19,7 @@ type Spec struct {
 	Flavors   map[string]*Flavor   `yaml:"flavors" doc:"Named sizes: vCPUs, memory and disk."`
 	Templates map[string]*Template `yaml:"templates" doc:"Images instances are created from."`
 	Groups    map[string]*Group    `yaml:"groups" doc:"Overlay identity groups and which groups they may reach."`
+	Overlay   *Overlay             `yaml:"overlay" doc:"The overlay mesh (Nebula) whose members are the instances with groups."`
 	Instances map[string]*Instance `yaml:"instances" doc:"VMs (system containers on the local engine)."`
 	Routes    map[string]*Route    `yaml:"routes" doc:"Public hostnames at a site's front end, with failover to backends at the peer site."`
 	Tenancy   *Tenancy             `yaml:"tenancy" doc:"The pool tenants' networks and instances are allocated from, for holdfast serve."`
@@ -130,6 +131,43 @@ type Group struct {
 	Description string   `yaml:"description" doc:"Free text."`
 }
 
+// Overlay is the cloud's overlay mesh, realized with Nebula: every instance
+// with groups is a member, with a certificate carrying its groups and a
+// firewall compiled from the groups' can-access.
+type Overlay struct {
+	Meta        `yaml:"-"`
+	CIDR        string        `yaml:"cidr" required:"true" doc:"IPv4 network of the overlay, e.g. 10.10.10.0/24. It overlaps no zone, except an overlay-type zone with exactly this cidr, which stands for the overlay in zone lists."`
+	Domain      string        `yaml:"domain" pattern:"domain" doc:"DNS domain of overlay names: a member is <instance>.<domain> at its overlay address (default: the cloud's domain)."`
+	Lighthouses []*Lighthouse `yaml:"lighthouses" required:"true" doc:"Where members find each other: member instances (by name), or {address: host:port, overlay-ip} for a lighthouse outside the cloud."`
+	Port        *int          `yaml:"port" min:"1" max:"65535" doc:"UDP port every member listens on, on its underlay addresses (default 4242)."`
+	Description string        `yaml:"description" doc:"Free text."`
+
+	// Net is filled by Validate: the overlay with defaults applied.
+	Net OverlayNet `yaml:"-"`
+}
+
+// OverlayNet is an overlay section after defaults are applied.
+type OverlayNet struct {
+	Prefix netip.Prefix // invalid when the cidr is
+	Domain string
+	Port   int
+	// Zone is the overlay-type zone with the overlay's cidr, which stands
+	// for the overlay in zone lists; empty when there is none.
+	Zone string
+}
+
+// DefaultOverlayPort is Nebula's usual listen port.
+const DefaultOverlayPort = 4242
+
+// Lighthouse is one of an overlay's lighthouses: a member instance, or a
+// lighthouse outside the cloud. In YAML a plain name means an instance.
+type Lighthouse struct {
+	Meta      `yaml:"-"`
+	Instance  string `yaml:"instance" doc:"A member instance that serves as a lighthouse; reached on its first interface's address at the overlay's port."`
+	Address   string `yaml:"address" doc:"host:port of a lighthouse outside the cloud, on the underlay."`
+	OverlayIP string `yaml:"overlay-ip" doc:"The outside lighthouse's overlay address (with address)."`
+}
+
 // Instance is one VM.
 type Instance struct {
 	Meta        `yaml:"-"`
@@ -147,7 +185,8 @@ type Instance struct {
 	CPUs        *int     `yaml:"cpus" doc:"vCPUs, overriding the flavor."`
 	Memory      *Size    `yaml:"memory" doc:"Memory, overriding the flavor."`
 	Disk        *Size    `yaml:"disk" doc:"Disk, overriding the flavor."`
-	Groups      []string `yaml:"groups" doc:"Overlay groups the instance's certificate carries."`
+	Groups      []string `yaml:"groups" doc:"Overlay groups the instance's certificate carries; with an overlay, an instance with groups is a member."`
+	OverlayIP   string   `yaml:"overlay-ip" doc:"Explicit overlay address of a member, inside the overlay's cidr. Default: derived from the VMID when the role has ip: vmid, else allocated from the cidr."`
 	Ports       []*Port  `yaml:"ports" doc:"Ports the instance serves."`
 	Ingress     []*Rule  `yaml:"ingress" doc:"Pinholes: who may reach which of its ports (from a zone or 'internet')."`
 	Egress      []*Rule  `yaml:"egress" doc:"Narrow flows out of the instance to a zone or 'internet'."`

@@ -45,6 +45,7 @@ func Validate(s *Spec) Diagnostics {
 	v.tenantZones()
 	v.groups()
 	v.instances()
+	v.overlay()
 	v.spread()
 	v.routes()
 	v.diags.Sort()
