@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -74,6 +75,13 @@ type NodeConfig struct {
 	ListenPort   int    // 0: any free port (fine for a workstation, not a lighthouse)
 	TunDevice    string // zero: DefaultTunDevice
 	Inbound      []Rule
+	// LighthouseInterval is how often a member reports itself to the
+	// lighthouses (zero: every 60 s).
+	LighthouseInterval time.Duration
+	// AliveInterval is how often Nebula checks each tunnel, and so how
+	// soon a revoked or expired peer loses its tunnels (zero: Nebula's
+	// default, 5 s). Whole seconds; Nebula refuses zero itself.
+	AliveInterval time.Duration
 }
 
 // The YAML shapes of the parts of Nebula's config that Holdfast sets
@@ -86,6 +94,7 @@ type (
 		Listen        listenYAML          `yaml:"listen"`
 		Punchy        punchyYAML          `yaml:"punchy"`
 		Tun           tunYAML             `yaml:"tun"`
+		Timers        *timersYAML         `yaml:"timers,omitempty"`
 		Logging       loggingYAML         `yaml:"logging"`
 		Firewall      firewallYAML        `yaml:"firewall"`
 	}
@@ -112,6 +121,9 @@ type (
 	tunYAML struct {
 		Disabled bool   `yaml:"disabled"`
 		Dev      string `yaml:"dev"`
+	}
+	timersYAML struct {
+		ConnectionAliveInterval int `yaml:"connection_alive_interval"`
 	}
 	loggingYAML struct {
 		Level  string `yaml:"level"`
@@ -159,6 +171,12 @@ func Config(n NodeConfig) ([]byte, error) {
 			Outbound:       []ruleYAML{{Port: "any", Proto: "any", Host: "any"}},
 			Inbound:        []ruleYAML{},
 		},
+	}
+	if n.LighthouseInterval > 0 {
+		c.Lighthouse.Interval = int(n.LighthouseInterval / time.Second)
+	}
+	if n.AliveInterval > 0 {
+		c.Timers = &timersYAML{ConnectionAliveInterval: int(n.AliveInterval / time.Second)}
 	}
 	if len(n.Lighthouses) > 0 {
 		c.StaticHostMap = map[string][]string{}
@@ -217,6 +235,14 @@ func (n NodeConfig) check() error {
 	}
 	if n.AmLighthouse && n.ListenPort == 0 {
 		errs = append(errs, errors.New("a lighthouse needs a fixed listen port"))
+	}
+	for _, iv := range []struct {
+		name string
+		d    time.Duration
+	}{{"lighthouse interval", n.LighthouseInterval}, {"alive interval", n.AliveInterval}} {
+		if iv.d < 0 || iv.d%time.Second != 0 {
+			errs = append(errs, fmt.Errorf("%s %s: want whole seconds", iv.name, iv.d))
+		}
 	}
 	seen := map[netip.Addr]bool{}
 	for _, lh := range n.Lighthouses {

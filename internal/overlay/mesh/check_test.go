@@ -5,9 +5,11 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/holdfast/holdfast/internal/overlay"
 	"github.com/holdfast/holdfast/internal/overlay/mesh"
 )
 
@@ -15,34 +17,35 @@ import (
 // without root and without touching the machine.
 func TestCheck(t *testing.T) {
 	ca := newTestCA(t)
-	hc := ca.issue(t, "a", netip.MustParsePrefix("10.10.10.10/24"), []string{"admin"})
-	good := nebulaConfig{
-		PKI:    pkiConfig{CA: string(ca.pem), Cert: string(hc.crt), Key: string(hc.key)},
-		Listen: listenConfig{Host: "0.0.0.0", Port: nebulaPort},
-		Tun:    tunConfig{Dev: "nebula1"},
-		Firewall: firewallConfig{
-			Inbound: []firewallRule{{Port: "any", Proto: "any", Group: "admin"}},
-		},
+	hc := issue(t, ca, "a", netip.MustParsePrefix("10.10.10.10/24"), []string{"admin"})
+	n := overlay.NodeConfig{
+		PKI:        overlay.InlinePKI(ca, hc, nil),
+		ListenPort: nebulaPort,
+		Inbound:    []overlay.Rule{{Proto: "any", Group: "admin"}},
 	}
-	if err := mesh.Check(good.yaml(t)); err != nil {
+	good := render(t, n)
+	if err := mesh.Check(good); err != nil {
 		t.Fatalf("a good configuration: %v", err)
 	}
 
-	other := newTestCA(t)
-	wrongCA := good
-	wrongCA.PKI.CA = string(other.pem)
-	badRule := good
-	badRule.Firewall.Inbound = []firewallRule{{Port: "any", Proto: "smoke", Group: "admin"}}
-	noKey := good
-	noKey.PKI.Key = ""
-	for name, c := range map[string]nebulaConfig{
-		"a certificate of another CA": wrongCA, "a bad firewall rule": badRule, "no key": noKey,
+	// What Holdfast's renderer would refuse itself is written here by
+	// hand, from the good configuration.
+	wrongCA := n
+	wrongCA.PKI.CA = newTestCA(t).CertPEM()
+	i := bytes.LastIndex(good, []byte("proto: any")) // the inbound rule, last
+	if i < 0 {
+		t.Fatalf("the rendered configuration has no rule to spoil:\n%s", good)
+	}
+	badRule := slices.Concat(good[:i], []byte("proto: smoke"), good[i+len("proto: any"):])
+	noKey := bytes.Replace(good, []byte("PRIVATE KEY"), []byte("PRIVATE KAY"), 2)
+	for name, c := range map[string][]byte{
+		"a certificate of another CA": render(t, wrongCA), "a bad firewall rule": badRule, "a broken key": noKey,
 	} {
-		if err := mesh.Check(c.yaml(t)); err == nil {
+		if err := mesh.Check(c); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
-	zero := append(good.yaml(t), []byte("timers:\n  connection_alive_interval: 0\n")...)
+	zero := append(slices.Clone(good), []byte("timers:\n  connection_alive_interval: 0\n")...)
 	if err := mesh.Check(zero); err == nil {
 		t.Error("a zero connection_alive_interval: accepted")
 	}

@@ -142,8 +142,17 @@ func TestRevocationByReload(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// a is revoked at the CA, and b's configuration gets the CA's
+	// blocklist, as the agent delivers it.
+	if err := m.ca.Revoke(a.cert.CertPEM, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	blocklist, err := m.ca.Blocklist(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg := b.cfg
-	cfg.PKI.Blocklist = []string{a.cert.fingerprint}
+	cfg.PKI.Blocklist = blocklist
 	m.reload(b, cfg)
 
 	// The existing tunnel goes: b drops a from its hostmap.

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/holdfast/holdfast/internal/nsthread"
+	"github.com/holdfast/holdfast/internal/overlay"
 	"github.com/holdfast/holdfast/internal/overlay/mesh"
 )
 
@@ -47,8 +48,8 @@ type member struct {
 	port     string // its veth's name in the underlay namespace
 	underlay netip.Addr
 	overlay  netip.Addr
-	cert     hostCert
-	cfg      nebulaConfig
+	cert     *overlay.HostCert
+	cfg      overlay.NodeConfig
 	cfgPath  string
 
 	mu     sync.Mutex // one exchange with the child at a time
@@ -63,7 +64,7 @@ type testMesh struct {
 	members  []*member
 	byName   map[string]*member
 	dir      string
-	ca       *testCA
+	ca       *overlay.CA
 }
 
 // newMesh creates the namespaces, the certificates and the configurations
@@ -92,7 +93,7 @@ func newMesh(t testing.TB, specs ...memberSpec) *testMesh {
 			underlay:   netip.AddrFrom4([4]byte{192, 168, 100, byte(10 + i)}),
 			overlay:    netip.AddrFrom4([4]byte{10, 10, 10, byte(10 + i)}),
 		}
-		mb.cert = ca.issue(t, s.name, netip.PrefixFrom(mb.overlay, 24), s.groups)
+		mb.cert = issue(t, ca, s.name, netip.PrefixFrom(mb.overlay, 24), s.groups)
 		ip(t, "netns", "add", mb.ns)
 		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", mb.ns).Run() })
 		ip(t, "-n", m.underlay, "link", "add", mb.port, "type", "veth", "peer", "name", "eth0", "netns", mb.ns)
@@ -107,32 +108,29 @@ func newMesh(t testing.TB, specs ...memberSpec) *testMesh {
 		}
 	}
 	for _, mb := range m.members {
-		mb.cfg = nebulaConfig{
-			PKI:        pkiConfig{CA: string(ca.pem), Cert: string(mb.cert.crt), Key: string(mb.cert.key)},
-			Lighthouse: lighthouseConfig{AmLighthouse: mb.lighthouse, Interval: 1},
-			Listen:     listenConfig{Host: "0.0.0.0", Port: nebulaPort},
-			Tun:        tunConfig{Dev: "nebula1"},
-			Timers:     &timersConfig{ConnectionAliveInterval: 1},
-			Firewall: firewallConfig{
-				Outbound: []firewallRule{{Port: "any", Proto: "any", Host: "any"}},
-			},
+		mb.cfg = overlay.NodeConfig{
+			PKI:          overlay.InlinePKI(ca, mb.cert, nil),
+			AmLighthouse: mb.lighthouse,
+			ListenPort:   nebulaPort,
+			// Short, so that the tests are: members find the lighthouse
+			// within a second, and a revocation ends tunnels within one.
+			LighthouseInterval: time.Second,
+			AliveInterval:      time.Second,
 		}
-		if !mb.lighthouse {
-			mb.cfg.StaticHostMap = map[string][]string{}
-			for _, lh := range lighthouses {
-				mb.cfg.StaticHostMap[lh.overlay.String()] = []string{netip.AddrPortFrom(lh.underlay, nebulaPort).String()}
-				mb.cfg.Lighthouse.Hosts = append(mb.cfg.Lighthouse.Hosts, lh.overlay.String())
+		for _, lh := range lighthouses {
+			if lh != mb {
+				mb.cfg.Lighthouses = append(mb.cfg.Lighthouses, overlay.Lighthouse{IP: lh.overlay, Underlay: []string{netip.AddrPortFrom(lh.underlay, nebulaPort).String()}})
 			}
 		}
 		for _, g := range mb.allowFrom {
-			r := firewallRule{Port: "any", Proto: "any", Group: g}
+			r := overlay.Rule{Proto: "any", Group: g}
 			if g == "any" {
-				r = firewallRule{Port: "any", Proto: "any", Host: "any"}
+				r = overlay.Rule{Proto: "any", Host: "any"}
 			}
-			mb.cfg.Firewall.Inbound = append(mb.cfg.Firewall.Inbound, r)
+			mb.cfg.Inbound = append(mb.cfg.Inbound, r)
 		}
 		mb.cfgPath = filepath.Join(m.dir, mb.name+".yaml")
-		if err := os.WriteFile(mb.cfgPath, mb.cfg.yaml(t), 0o600); err != nil {
+		if err := os.WriteFile(mb.cfgPath, render(t, mb.cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -242,19 +240,20 @@ func (mb *member) health(t testing.TB) mesh.Health {
 }
 
 // reload gives mb's running Nebula the configuration cfg.
-func (m *testMesh) reload(mb *member, cfg nebulaConfig) {
+func (m *testMesh) reload(mb *member, cfg overlay.NodeConfig) {
 	m.t.Helper()
-	if got := m.tryReload(mb, cfg); got != "ok" {
+	if got := m.tryReload(mb, render(m.t, cfg)); got != "ok" {
 		m.t.Fatalf("reload %s: %s", mb.name, got)
 	}
 }
 
-// tryReload is reload, returning the child's answer: "ok" or "error: …".
-func (m *testMesh) tryReload(mb *member, cfg nebulaConfig) string {
+// tryReload gives mb's running Nebula the configuration cfg, as YAML,
+// and returns the child's answer: "ok" or "error: …".
+func (m *testMesh) tryReload(mb *member, cfg []byte) string {
 	t := m.t
 	t.Helper()
 	path := filepath.Join(m.dir, mb.name+"-reload.yaml")
-	if err := os.WriteFile(path, cfg.yaml(t), 0o600); err != nil {
+	if err := os.WriteFile(path, cfg, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return mb.ask(t, "reload "+path)

@@ -1,92 +1,53 @@
 package mesh_test
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
 	"net/netip"
+	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/slackhq/nebula/cert"
-	"golang.org/x/crypto/curve25519"
+	"github.com/holdfast/holdfast/internal/auth"
+	"github.com/holdfast/holdfast/internal/overlay"
 )
 
-// The tests' own CA, built on Nebula's cert package directly. (Holdfast's
-// production CA lives in package overlay; these tests only need certificates
-// Nebula accepts.) Version 1 certificates, because the benchmark runs the
-// same certificates in Debian's stock nebula (1.6), which knows no other.
+// The tests' certificates and configurations are Holdfast's own: the
+// overlay's CA (package overlay) issues them and its renderer writes the
+// configuration, so that the real tunnels below prove those too. The
+// certificates are version 1 (the CA's default), which the benchmark's
+// Debian nebula (1.6) also reads.
 
-type testCA struct {
-	crt cert.Certificate
-	key ed25519.PrivateKey
-	pem []byte
-}
-
-func newTestCA(t testing.TB) *testCA {
+func newTestCA(t testing.TB) *overlay.CA {
 	t.Helper()
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	key, err := auth.LoadOrCreateMasterKey(filepath.Join(t.TempDir(), "master.key"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := time.Now().Add(-time.Minute)
-	tbs := &cert.TBSCertificate{
-		Version:   cert.Version1,
-		Name:      "holdfast test overlay",
-		IsCA:      true,
-		NotBefore: now,
-		NotAfter:  now.Add(24 * time.Hour),
-		PublicKey: pub,
-		Curve:     cert.Curve_CURVE25519,
-	}
-	crt, err := tbs.Sign(nil, cert.Curve_CURVE25519, priv)
+	box, err := auth.NewBox(key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := crt.MarshalPEM()
+	ca, err := overlay.Create(filepath.Join(t.TempDir(), "overlay"), box, overlay.CAOptions{Name: "holdfast test overlay"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testCA{crt: crt, key: priv, pem: p}
+	return ca
 }
 
-// hostCert is a member's certificate and key, PEM, and the certificate's
-// fingerprint (what a blocklist names).
-type hostCert struct {
-	crt, key    []byte
-	fingerprint string
-}
-
-func (ca *testCA) issue(t testing.TB, name string, addr netip.Prefix, groups []string) hostCert {
+func issue(t testing.TB, ca *overlay.CA, name string, addr netip.Prefix, groups []string) *overlay.HostCert {
 	t.Helper()
-	priv := make([]byte, curve25519.ScalarSize)
-	if _, err := rand.Read(priv); err != nil {
-		t.Fatal(err)
-	}
-	pub, err := curve25519.X25519(priv, curve25519.Basepoint)
+	h, err := ca.Issue(overlay.Member{Name: name, IP: addr, Groups: groups}, overlay.IssueOptions{Now: time.Now()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tbs := &cert.TBSCertificate{
-		Version:   cert.Version1,
-		Name:      name,
-		Networks:  []netip.Prefix{addr},
-		Groups:    groups,
-		NotBefore: ca.crt.NotBefore(),
-		NotAfter:  ca.crt.NotAfter().Add(-time.Minute),
-		PublicKey: pub,
-		Curve:     cert.Curve_CURVE25519,
-	}
-	crt, err := tbs.Sign(ca.crt, cert.Curve_CURVE25519, ca.key)
+	return h
+}
+
+// render is n as Nebula's YAML, through Holdfast's renderer.
+func render(t testing.TB, n overlay.NodeConfig) []byte {
+	t.Helper()
+	b, err := overlay.Config(n)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := crt.MarshalPEM()
-	if err != nil {
-		t.Fatal(err)
-	}
-	fp, err := crt.Fingerprint()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return hostCert{crt: p, key: cert.MarshalPrivateKeyToPEM(cert.Curve_CURVE25519, priv), fingerprint: fp}
+	return b
 }

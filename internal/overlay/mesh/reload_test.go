@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/holdfast/holdfast/internal/overlay"
 	"github.com/holdfast/holdfast/internal/testenv"
 )
 
@@ -52,9 +53,9 @@ func TestReloadCertificateAndFirewall(t *testing.T) {
 
 	// b's new certificate carries admin: b re-handshakes with it, and a
 	// lets it in.
-	admin := m.ca.issue(t, "b", netip.PrefixFrom(b.overlay, 24), []string{"admin"})
+	admin := issue(t, m.ca, "b", netip.PrefixFrom(b.overlay, 24), []string{"admin"})
 	cfg := b.cfg
-	cfg.PKI.Cert, cfg.PKI.Key = string(admin.crt), string(admin.key)
+	cfg.PKI.Cert, cfg.PKI.Key = admin.CertPEM, admin.Key
 	m.reload(b, cfg)
 	if h := b.health(t); !slices.Equal(h.CertGroups, []string{"admin"}) {
 		t.Fatalf("b's certificate in use after the reload: %v", h.CertGroups)
@@ -66,7 +67,7 @@ func TestReloadCertificateAndFirewall(t *testing.T) {
 
 	// a's firewall now admits only infrastructure: b is out again.
 	fw := a.cfg
-	fw.Firewall.Inbound = []firewallRule{{Port: "any", Proto: "any", Group: "infrastructure"}}
+	fw.Inbound = []overlay.Rule{{Proto: "any", Group: "infrastructure"}}
 	m.reload(a, fw)
 	if !m.denied(ctx, b, a) {
 		t.Fatal("b reached a after a's firewall stopped admitting admin")
@@ -74,12 +75,12 @@ func TestReloadCertificateAndFirewall(t *testing.T) {
 	t.Logf("a's new firewall denies b (%s)", time.Since(start).Round(time.Millisecond))
 
 	// Another overlay address is a restart, not a reload.
-	moved := m.ca.issue(t, "b", netip.MustParsePrefix("10.10.10.99/24"), []string{"admin"})
-	cfg.PKI.Cert, cfg.PKI.Key = string(moved.crt), string(moved.key)
-	if got := m.tryReload(b, cfg); !strings.Contains(got, "needs a restart") {
+	moved := issue(t, m.ca, "b", netip.MustParsePrefix("10.10.10.99/24"), []string{"admin"})
+	cfg.PKI.Cert, cfg.PKI.Key = moved.CertPEM, moved.Key
+	if got := m.tryReload(b, render(t, cfg)); !strings.Contains(got, "needs a restart") {
 		t.Errorf("reload with another address: %q, want a restart-needed error", got)
 	}
-	if got := m.tryReload(b, nebulaConfig{}); !strings.HasPrefix(got, "error: ") {
+	if got := m.tryReload(b, []byte("{}\n")); !strings.HasPrefix(got, "error: ") {
 		t.Errorf("reload with an empty configuration: %q, want an error", got)
 	}
 	if h := b.health(t); !h.Running || !slices.Equal(h.CertGroups, []string{"admin"}) {
