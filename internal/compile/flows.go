@@ -289,7 +289,20 @@ func (c *compiler) resources() {
 			"backend_port": strconv.Itoa(r.BackendPort), "failover": strings.Join(r.Failover, ","),
 		}))
 	}
+	if o := c.state.Overlay; o != nil {
+		// A member's certificate carries its address and groups; a
+		// change of either is a new certificate (and the old one revoked).
+		for _, m := range o.Members {
+			rs = append(rs, NewResource(MemberID(m.Site, m.Name), nil, MemberAttrs(m.OverlayIP, m.Groups)))
+		}
+	}
 	c.state.Resources = order(rs)
+}
+
+// MemberAttrs are a member resource's attributes: what its certificate
+// says of it.
+func MemberAttrs(overlayIP string, groups []string) map[string]string {
+	return map[string]string{"overlay_ip": overlayIP, "groups": strings.Join(groups, ",")}
 }
 
 // SSHKeysDigest names a list of authorized keys in an instance's

@@ -26,13 +26,16 @@ const (
 	ResFirewall = "firewall"
 	ResInstance = "instance"
 	ResRoute    = "route"
+	// ResMember is an instance's membership of the overlay: the
+	// certificate Holdfast's overlay CA issued it.
+	ResMember = "member"
 )
 
 // named says, for each kind Holdfast knows, whether its IDs carry a name.
 // Kinds not listed (an engine's own) may have one or not.
 var named = map[string]bool{
 	ResSite: false, ResFirewall: false,
-	ResNetwork: true, ResInstance: true, ResRoute: true,
+	ResNetwork: true, ResInstance: true, ResRoute: true, ResMember: true,
 }
 
 // SiteID is the ID of a site resource.
@@ -49,6 +52,9 @@ func InstanceID(site, name string) ID { return ID{Kind: ResInstance, Site: site,
 
 // RouteID is the ID of a route at its front ends' site.
 func RouteID(site, name string) ID { return ID{Kind: ResRoute, Site: site, Name: name} }
+
+// MemberID is the ID of an instance's overlay membership.
+func MemberID(site, name string) ID { return ID{Kind: ResMember, Site: site, Name: name} }
 
 // String prints the ID as kind/site/name, or kind/site when it has no name.
 func (id ID) String() string {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/holdfast/holdfast/internal/compile"
 	"github.com/holdfast/holdfast/internal/engine"
+	"github.com/holdfast/holdfast/internal/overlay"
 	"github.com/holdfast/holdfast/internal/reconcile"
 	"github.com/holdfast/holdfast/internal/spec"
 	"github.com/holdfast/holdfast/internal/store"
@@ -353,10 +354,12 @@ func (c *Cloud) Status(ctx context.Context) ([]Status, error) {
 	return out, nil
 }
 
-// multi dispatches each resource to the engine of its site.
+// multi dispatches each resource to the engine of its site, and overlay
+// memberships, which are Holdfast's own (its CA), to the overlay's members.
 type multi struct {
 	bySite  map[string]engine.Engine
 	engines []engine.Engine
+	members *overlay.Members
 
 	mu sync.Mutex
 	// observer is the engine that last reported each resource: it alone
@@ -365,7 +368,7 @@ type multi struct {
 }
 
 func newMulti(st *compile.State, dir string) (*multi, error) {
-	m := &multi{bySite: map[string]engine.Engine{}}
+	m := &multi{bySite: map[string]engine.Engine{}, members: overlay.NewMembers(filepath.Dir(dir), st.Cloud, st)}
 	byKind := map[string][]string{}
 	for _, s := range st.Sites {
 		byKind[s.Engine] = append(byKind[s.Engine], s.Name)
@@ -394,6 +397,9 @@ func newMulti(st *compile.State, dir string) (*multi, error) {
 // spec has no engine of its own: its resources go to the engine that
 // reported them.
 func (m *multi) pick(r compile.Resource) (engine.Engine, error) {
+	if r.ID.Kind == compile.ResMember {
+		return m.members, nil
+	}
 	site := r.ID.Site
 	if site == "" {
 		return nil, fmt.Errorf("%s has no site, so no engine can be told to act on it", r.ID)
@@ -413,7 +419,7 @@ func (m *multi) pick(r compile.Resource) (engine.Engine, error) {
 func (m *multi) Observe(ctx context.Context) ([]engine.Observed, error) {
 	var out []engine.Observed
 	observer := map[compile.ID]engine.Engine{}
-	for _, e := range m.engines {
+	for _, e := range slices.Concat(m.engines, []engine.Engine{m.members}) {
 		obs, err := e.Observe(ctx)
 		if err != nil {
 			return nil, err
