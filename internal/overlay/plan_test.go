@@ -6,11 +6,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/holdfast/holdfast/internal/auth"
 	"github.com/holdfast/holdfast/internal/compile"
 	_ "github.com/holdfast/holdfast/internal/engine/engines" // the examples' sites name engines
 	"github.com/holdfast/holdfast/internal/overlay"
 	"github.com/holdfast/holdfast/internal/overlay/mesh"
+	"github.com/holdfast/holdfast/internal/overlay/overlaytest"
 	"github.com/holdfast/holdfast/internal/spec"
 )
 
@@ -30,18 +30,7 @@ func TestPlanArvandor(t *testing.T) {
 	if st.Overlay == nil || len(st.Overlay.Members) == 0 {
 		t.Fatal("arvandor compiles without overlay members")
 	}
-	key, err := auth.LoadOrCreateMasterKey(filepath.Join(t.TempDir(), "master.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	box, err := auth.NewBox(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := overlay.Create(filepath.Join(t.TempDir(), "overlay"), box, overlay.CAOptions{Name: "arvandor overlay CA"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca := overlaytest.NewCA(t, "arvandor overlay CA")
 	lighthouses := 0
 	for _, cm := range st.Overlay.Members {
 		m, n, err := overlay.Plan(st.Overlay, cm.Name)

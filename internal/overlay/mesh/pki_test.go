@@ -2,12 +2,11 @@ package mesh_test
 
 import (
 	"net/netip"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/holdfast/holdfast/internal/auth"
 	"github.com/holdfast/holdfast/internal/overlay"
+	"github.com/holdfast/holdfast/internal/overlay/overlaytest"
 )
 
 // The tests' certificates and configurations are Holdfast's own: the
@@ -16,22 +15,7 @@ import (
 // certificates are version 1 (the CA's default), which the benchmark's
 // Debian nebula (1.6) also reads.
 
-func newTestCA(t testing.TB) *overlay.CA {
-	t.Helper()
-	key, err := auth.LoadOrCreateMasterKey(filepath.Join(t.TempDir(), "master.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	box, err := auth.NewBox(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := overlay.Create(filepath.Join(t.TempDir(), "overlay"), box, overlay.CAOptions{Name: "holdfast test overlay"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ca
-}
+func newTestCA(t testing.TB) *overlay.CA { return overlaytest.NewCA(t, "holdfast test overlay") }
 
 func issue(t testing.TB, ca *overlay.CA, name string, addr netip.Prefix, groups []string) *overlay.HostCert {
 	t.Helper()
