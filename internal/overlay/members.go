@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/holdfast/holdfast/internal/atomicfile"
 	"github.com/holdfast/holdfast/internal/auth"
 	"github.com/holdfast/holdfast/internal/compile"
 	"github.com/holdfast/holdfast/internal/engine"
@@ -216,10 +217,10 @@ func (m *Members) Ensure(ctx context.Context, r compile.Resource) error {
 	}
 	// The key first: a crash between the two leaves the old certificate
 	// (or none), which the next apply replaces again.
-	if err := writeFileAtomic(m.keyFile(r.ID), sealed); err != nil {
+	if err := atomicfile.Write(m.keyFile(r.ID), sealed, 0o600); err != nil {
 		return err
 	}
-	return writeFileAtomic(m.certPath(r.ID), h.CertPEM)
+	return atomicfile.Write(m.certPath(r.ID), h.CertPEM, 0o600)
 }
 
 // Delete revokes the member's certificate and removes it; a member

@@ -13,6 +13,8 @@ import (
 
 	"github.com/slackhq/nebula/cert"
 	"golang.org/x/sys/unix"
+
+	"github.com/holdfast/holdfast/internal/atomicfile"
 )
 
 // Revoked is one blocklisted host certificate.
@@ -109,7 +111,7 @@ func (ca *CA) updateBlocklist(now time.Time, change func([]Revoked) []Revoked) e
 	if err != nil {
 		return fmt.Errorf("blocklist: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(ca.dir, blocklistFile), append(b, '\n')); err != nil {
+	if err := atomicfile.Write(filepath.Join(ca.dir, blocklistFile), append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("blocklist: %w", err)
 	}
 	return nil

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/holdfast/holdfast/internal/atomicfile"
 	"github.com/holdfast/holdfast/internal/auth"
 )
 
@@ -121,7 +122,7 @@ func IssueWorkstation(o WorkstationOptions) (*Written, error) {
 		{w.CA, ca.CertPEM(), 0o644},
 		{w.Config, config, 0o600},
 	} {
-		if err := writeFileMode(f.path, f.data, f.mode); err != nil {
+		if err := atomicfile.Write(f.path, f.data, f.mode); err != nil {
 			return nil, fmt.Errorf("write %s: %w", f.path, err)
 		}
 	}
@@ -154,18 +155,6 @@ func findCloud(stateDir, cloud string) (string, error) {
 		return clouds[0], nil
 	}
 	return "", fmt.Errorf("clouds %s under %s: say which with --cloud", strings.Join(clouds, ", "), stateDir)
-}
-
-// writeFileMode writes path atomically with mode; an existing file (a
-// certificate issued before) is replaced.
-func writeFileMode(path string, data []byte, mode os.FileMode) error {
-	if err := writeFileAtomic(path, data); err != nil {
-		return err
-	}
-	if mode == 0o600 {
-		return nil
-	}
-	return os.Chmod(path, mode)
 }
 
 // ParseLighthouse reads a lighthouse as OVERLAY_IP=HOST:PORT[,HOST:PORT…],

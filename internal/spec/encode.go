@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/holdfast/holdfast/internal/atomicfile"
 )
 
 // The encoder is the loader's inverse: it walks the same yaml tags, so a
@@ -125,7 +127,7 @@ func Write(s *Spec, dir string) error {
 		return fmt.Errorf("write spec: %w", err)
 	}
 	for _, name := range SortedNames(files) {
-		if err := writeFileAtomic(filepath.Join(dir, name), files[name]); err != nil {
+		if err := atomicfile.Write(filepath.Join(dir, name), files[name], 0o644); err != nil {
 			return fmt.Errorf("write spec: %w", err)
 		}
 	}
@@ -148,30 +150,10 @@ func WriteFile(s *Spec, path string) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(path, data); err != nil {
+	if err := atomicfile.Write(path, data, 0o644); err != nil {
 		return fmt.Errorf("write spec: %w", err)
 	}
 	return nil
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // a no-op once renamed
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 // encodeValue renders one non-empty value.

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/holdfast/holdfast/internal/atomicfile"
 	"github.com/holdfast/holdfast/internal/compile"
 	"github.com/holdfast/holdfast/internal/engine/local/container"
 )
@@ -105,7 +106,7 @@ func writeRecord(dir string, rec instanceRecord) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(dir, recordFile), b, 0o600)
+	return atomicfile.Write(filepath.Join(dir, recordFile), b, 0o600)
 }
 
 // writeKeys puts the instance's authorized_keys in place (0700 directory,
@@ -127,7 +128,7 @@ func writeKeys(dir string, keys []string) error {
 		}
 		return nil
 	}
-	return writeFileAtomic(file, []byte(strings.Join(keys, "\n")+"\n"), 0o600)
+	return atomicfile.Write(file, []byte(strings.Join(keys, "\n")+"\n"), 0o600)
 }
 
 // keysDigest reads back the authorized_keys an instance has, as
@@ -155,27 +156,6 @@ func keysDigest(dir string) string {
 		return compile.SSHKeysDigest(nil)
 	}
 	return compile.SSHKeysDigest(strings.Split(text, "\n"))
-}
-
-// writeFileAtomic replaces path through a temporary file and a rename.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name()) // fails harmlessly after the rename
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }
 
 // ensureInstance makes the instance's namespace and interfaces and runs

@@ -21,6 +21,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/holdfast/holdfast/internal/atomicfile"
 	"github.com/holdfast/holdfast/internal/nsthread"
 )
 
@@ -147,7 +148,7 @@ func prepareStart(cfg Config) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(cfg.Dir, configFile), conf); err != nil {
+	if err := atomicfile.Write(filepath.Join(cfg.Dir, configFile), conf, 0o600); err != nil {
 		return err
 	}
 	if cfg.Overlay == "" {
@@ -606,7 +607,7 @@ func Resize(ctx context.Context, dir string, cpus int, memoryMiB int64) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(dir, configFile), conf)
+	return atomicfile.Write(filepath.Join(dir, configFile), conf, 0o600)
 }
 
 // pidRecord is the pid file. Start is the init's start time in clock ticks
@@ -634,7 +635,7 @@ func writePIDFile(dir string, rec pidRecord) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(dir, pidFile), b)
+	return atomicfile.Write(filepath.Join(dir, pidFile), b, 0o600)
 }
 
 func readConfig(dir string) (Config, error) {
@@ -647,28 +648,6 @@ func readConfig(dir string) (Config, error) {
 		return cfg, fmt.Errorf("%s: %w", filepath.Join(dir, configFile), err)
 	}
 	return cfg, nil
-}
-
-// writeFileAtomic writes through a temporary file and a rename, so that a
-// reader (or a crash) sees the old content or the new, never a part.
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name()) // fails harmlessly after the rename
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }
 
 // procInfo is what /proc/<pid>/stat says about a process.
