@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -164,22 +163,12 @@ func (m *testMesh) throughput(b *testing.B, from, to *member, addr netip.AddrPor
 
 // sink counts what each connection sends and, at its end, answers the count.
 func sink(ln net.Listener) {
-	for {
-		c, err := ln.Accept()
-		if errors.Is(err, net.ErrClosed) {
-			return
-		}
-		if err != nil {
-			continue
-		}
-		go func() {
-			defer func() { _ = c.Close() }()
-			n, _ := io.Copy(io.Discard, c)
-			var out [8]byte
-			binary.BigEndian.PutUint64(out[:], uint64(n))
-			_, _ = c.Write(out[:])
-		}()
-	}
+	serve(ln, func(c net.Conn) {
+		n, _ := io.Copy(io.Discard, c)
+		var out [8]byte
+		binary.BigEndian.PutUint64(out[:], uint64(n))
+		_, _ = c.Write(out[:])
+	})
 }
 
 // cpuTime is the user and system CPU time the processes have used.

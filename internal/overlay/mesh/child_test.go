@@ -94,6 +94,11 @@ func runChild() error {
 
 // serveEcho echoes what each connection sends, until the listener closes.
 func serveEcho(ln net.Listener) {
+	serve(ln, func(c net.Conn) { _, _ = io.Copy(c, c) })
+}
+
+// serve runs handle on each connection ln accepts, until it closes.
+func serve(ln net.Listener, handle func(net.Conn)) {
 	for {
 		c, err := ln.Accept()
 		if errors.Is(err, net.ErrClosed) {
@@ -104,7 +109,7 @@ func serveEcho(ln net.Listener) {
 		}
 		go func() {
 			defer func() { _ = c.Close() }()
-			_, _ = io.Copy(c, c)
+			handle(c)
 		}()
 	}
 }
