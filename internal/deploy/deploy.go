@@ -7,6 +7,7 @@ package deploy
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -20,8 +21,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/holdfast/holdfast/internal/atomicfile"
 	"github.com/holdfast/holdfast/internal/compile"
 	"github.com/holdfast/holdfast/internal/engine"
+	"github.com/holdfast/holdfast/internal/guest"
 	"github.com/holdfast/holdfast/internal/overlay"
 	"github.com/holdfast/holdfast/internal/reconcile"
 	"github.com/holdfast/holdfast/internal/spec"
@@ -284,6 +287,9 @@ func (c *Cloud) Apply(ctx context.Context, p reconcile.Plan) (reconcile.Result, 
 		if err := c.store.SaveAllocations(ctx, c.next); err != nil {
 			return reconcile.Result{}, fmt.Errorf("state: %w", err)
 		}
+		if err := writeApplied(c.Dir, c.Desired); err != nil {
+			return reconcile.Result{}, fmt.Errorf("state: %w", err)
+		}
 		res, err := c.runner.Apply(ctx, p)
 		res.Done += done
 		if attempt == maxReallocations || !slices.ContainsFunc(res.Errors, isTaken) {
@@ -299,6 +305,23 @@ func (c *Cloud) Apply(ctx context.Context, p reconcile.Plan) (reconcile.Result, 
 			return res, err
 		}
 	}
+}
+
+// AppliedFile is the state the last apply of cloud set out to make, which
+// the guest service hands out from (guest.FileState): agents see what was
+// applied, not a spec edit nobody applied yet.
+func AppliedFile(stateDir, cloud string) string {
+	return filepath.Join(stateDir, cloud, "applied.json")
+}
+
+// writeApplied writes it before the apply's first step, so that an
+// instance made by the apply finds its configuration when it boots.
+func writeApplied(dir string, st *compile.State) error {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(filepath.Join(dir, "applied.json"), b, 0o600)
 }
 
 // maxReallocations bounds how often Apply re-allocates VMIDs that were
@@ -369,6 +392,10 @@ type multi struct {
 
 func newMulti(st *compile.State, dir string) (*multi, error) {
 	m := &multi{bySite: map[string]engine.Engine{}, members: overlay.NewMembers(filepath.Dir(dir), st.Cloud, st)}
+	agents, err := guest.OpenCredentials(filepath.Dir(dir), st.Cloud)
+	if err != nil {
+		return nil, fmt.Errorf("agent credentials: %w", err)
+	}
 	byKind := map[string][]string{}
 	for _, s := range st.Sites {
 		byKind[s.Engine] = append(byKind[s.Engine], s.Name)
@@ -380,7 +407,7 @@ func newMulti(st *compile.State, dir string) (*multi, error) {
 			}
 		}
 	}) {
-		e, err := engine.New(kind, engine.Config{Cloud: st.Cloud, Sites: byKind[kind], StateDir: filepath.Join(dir, kind), Desired: st})
+		e, err := engine.New(kind, engine.Config{Cloud: st.Cloud, Sites: byKind[kind], StateDir: filepath.Join(dir, kind), Desired: st, Agents: agents})
 		if err != nil {
 			m.Close()
 			return nil, fmt.Errorf("engine %s for sites %s: %w", kind, strings.Join(byKind[kind], ", "), err)

@@ -52,6 +52,19 @@ type Config struct {
 	// nil when the engine is made only for an optional operation on what
 	// exists (Execer, Pinger): New must then succeed without it.
 	Desired *compile.State
+	// Agents are the instances' agent credentials, which the engine
+	// delivers into each instance so that its Holdfast agent can fetch
+	// its guest configuration. Nil: deliver none.
+	Agents Agents
+}
+
+// Agents hands out the agent credential of each instance.
+type Agents interface {
+	// Token is the instance's current agent token.
+	Token(id compile.ID) string
+	// Equal reports, in constant time, whether token is the instance's
+	// current one: an engine reads back what an instance holds with it.
+	Equal(id compile.ID, token string) bool
 }
 
 // The operations below are what only some engines can do. The CLI asks an

@@ -290,3 +290,27 @@ func memberKeyAD(id compile.ID, fingerprint string) []byte {
 
 // Close releases nothing: files are opened per call.
 func (m *Members) Close() error { return nil }
+
+// Node is the member's Nebula config with its PKI inline — the CA, its
+// certificate and key, and the CA's blocklist as it is now — as its agent
+// gets it. fs.ErrNotExist when the member has no certificate yet.
+func (m *Members) Node(o *compile.Overlay, id compile.ID) (NodeConfig, error) {
+	_, n, err := Plan(o, id.Name)
+	if err != nil {
+		return NodeConfig{}, err
+	}
+	certPEM, key, err := m.Credentials(id)
+	if err != nil {
+		return NodeConfig{}, err
+	}
+	ca, err := m.authority(false)
+	if err != nil {
+		return NodeConfig{}, err
+	}
+	blocklist, err := ca.Blocklist(m.now())
+	if err != nil {
+		return NodeConfig{}, err
+	}
+	n.PKI = PKI{CA: ca.CertPEM(), Cert: certPEM, Key: key, Blocklist: blocklist}
+	return n, nil
+}

@@ -1,0 +1,108 @@
+package guest
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/holdfast/holdfast/internal/compile"
+	"github.com/holdfast/holdfast/internal/overlay"
+)
+
+// Config is one instance's guest configuration: what its agent applies.
+type Config struct {
+	Instance compile.ID `json:"instance"`
+	// Overlay is the instance's Nebula member config; nil when the
+	// instance is not a member, or not yet (its certificate is issued by
+	// the apply that made it a member).
+	Overlay *OverlayConfig `json:"overlay,omitempty"`
+}
+
+// OverlayConfig is a member's part of the overlay.
+type OverlayConfig struct {
+	Address string   `json:"address"` // its overlay address, with the overlay's prefix length
+	Groups  []string `json:"groups,omitempty"`
+	// Nebula is its Nebula config (YAML), PKI inline: it holds the
+	// member's private key.
+	Nebula string `json:"nebula"`
+}
+
+// Version names a config's content: the same config, the same version.
+func (c Config) Version() string {
+	b, _ := json.Marshal(c)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:16])
+}
+
+// Build is the guest configuration of the instance id in st, from the
+// cloud's files under stateDir. tune, when set, adjusts each member's
+// Nebula config before it is rendered (intervals).
+func Build(stateDir string, st *compile.State, id compile.ID, tune func(*overlay.NodeConfig)) (Config, error) {
+	c := Config{Instance: id}
+	if st.Overlay == nil {
+		return c, nil
+	}
+	var m *compile.Member
+	for i := range st.Overlay.Members {
+		if mm := &st.Overlay.Members[i]; mm.Name == id.Name && mm.Site == id.Site {
+			m = mm
+		}
+	}
+	if m == nil {
+		return c, nil
+	}
+	n, err := overlay.NewMembers(stateDir, st.Cloud, st).Node(st.Overlay, compile.MemberID(id.Site, id.Name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return c, nil // no certificate yet: the apply that issues it is under way
+	}
+	if err != nil {
+		return c, fmt.Errorf("%s: overlay: %w", id, err)
+	}
+	if tune != nil {
+		tune(&n)
+	}
+	yaml, err := overlay.Config(n)
+	if err != nil {
+		return c, fmt.Errorf("%s: overlay: %w", id, err)
+	}
+	c.Overlay = &OverlayConfig{Address: m.OverlayIP, Groups: m.Groups, Nebula: string(yaml)}
+	return c, nil
+}
+
+// FileState reads a compiled state that another process writes (deploy's
+// applied state), again only when the file has changed.
+func FileState(path string) func() (*compile.State, error) {
+	var (
+		mu    sync.Mutex
+		st    *compile.State
+		mtime time.Time
+		size  int64
+	)
+	return func() (*compile.State, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		fi, err := os.Stat(path)
+		if err != nil {
+			return nil, err
+		}
+		if st != nil && fi.ModTime().Equal(mtime) && fi.Size() == size {
+			return st, nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		var next compile.State
+		if err := json.Unmarshal(b, &next); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		st, mtime, size = &next, fi.ModTime(), fi.Size()
+		return st, nil
+	}
+}

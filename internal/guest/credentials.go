@@ -1,0 +1,136 @@
+package guest
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+
+	"github.com/holdfast/holdfast/internal/atomicfile"
+	"github.com/holdfast/holdfast/internal/auth"
+	"github.com/holdfast/holdfast/internal/compile"
+	"github.com/holdfast/holdfast/internal/overlay"
+)
+
+// TokenPrefix starts every agent token, so that one found in a log or a
+// paste is recognized for what it is.
+const TokenPrefix = "hfa_"
+
+// Dir is where a cloud's guest layer keeps its files under stateDir.
+func Dir(stateDir, cloud string) string { return filepath.Join(stateDir, cloud, "guest") }
+
+// Credentials are the agent tokens of a cloud's instances.
+//
+// A token is HMAC-SHA256, under a key derived from the cloud's master key,
+// of the instance's ID and its generation; only the generations are kept
+// (generations.json), so a copy of the state directory without the master
+// key yields no token, and Rotate ends an instance's token by moving its
+// generation on.
+type Credentials struct {
+	key  []byte
+	file string
+
+	mu   sync.Mutex
+	gens map[string]int // by instance ID; absent = generation 0
+}
+
+// OpenCredentials loads the credentials of cloud under stateDir, creating
+// the master key when there is none yet.
+func OpenCredentials(stateDir, cloud string) (*Credentials, error) {
+	path := overlay.MasterKeyPath(stateDir, cloud)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	master, err := auth.LoadOrCreateMasterKey(path)
+	if err != nil {
+		return nil, err
+	}
+	mac := hmac.New(sha256.New, master)
+	mac.Write([]byte("holdfast agent tokens v1"))
+	c := &Credentials{key: mac.Sum(nil), file: filepath.Join(Dir(stateDir, cloud), "generations.json"), gens: map[string]int{}}
+	b, err := os.ReadFile(c.file)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return nil, err
+	default:
+		if err := json.Unmarshal(b, &c.gens); err != nil {
+			return nil, fmt.Errorf("%s: %w", c.file, err)
+		}
+	}
+	return c, nil
+}
+
+// Token is the instance's current agent token.
+func (c *Credentials) Token(id compile.ID) string {
+	c.mu.Lock()
+	gen := c.gens[id.String()]
+	c.mu.Unlock()
+	return c.token(id, gen)
+}
+
+func (c *Credentials) token(id compile.ID, gen int) string {
+	mac := hmac.New(sha256.New, c.key)
+	mac.Write([]byte(id.String() + "\x00" + strconv.Itoa(gen)))
+	return TokenPrefix + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// Generation is how often the instance's token has been rotated.
+func (c *Credentials) Generation(id compile.ID) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gens[id.String()]
+}
+
+// Rotate gives the instance a new token; the old one is refused from now
+// on. The engine delivers the new one on the next apply.
+func (c *Credentials) Rotate(id compile.ID) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	next := map[string]int{}
+	for k, v := range c.gens {
+		next[k] = v
+	}
+	next[id.String()]++
+	b, err := json.MarshalIndent(next, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(c.file), 0o700); err != nil {
+		return err
+	}
+	if err := atomicfile.Write(c.file, append(b, '\n'), 0o600); err != nil {
+		return err
+	}
+	c.gens = next
+	return nil
+}
+
+// Identify finds which of ids token belongs to. Every candidate is
+// compared, in constant time, whatever matched, so the time taken says
+// nothing of how close a guess was or which instance it hit.
+func (c *Credentials) Identify(token string, ids []compile.ID) (compile.ID, bool) {
+	var found compile.ID
+	hit := 0
+	for _, id := range ids {
+		want := c.Token(id)
+		if subtle.ConstantTimeCompare([]byte(token), []byte(want)) == 1 {
+			found, hit = id, 1
+		}
+	}
+	return found, hit == 1
+}
+
+// Equal reports whether token is the instance's current one, in constant
+// time: an engine checks the token an instance holds with it.
+func (c *Credentials) Equal(id compile.ID, token string) bool {
+	return subtle.ConstantTimeCompare([]byte(token), []byte(c.Token(id))) == 1
+}

@@ -1,0 +1,204 @@
+package guest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/holdfast/holdfast/internal/compile"
+	"github.com/holdfast/holdfast/internal/overlay"
+)
+
+// Server answers the agents of one cloud.
+type Server struct {
+	StateDir, Cloud string
+	// State is the state the last apply made (FileState of deploy's
+	// applied state file).
+	State       func() (*compile.State, error)
+	Credentials *Credentials
+	Reports     *Reports
+	Log         *slog.Logger
+	// Tune, when set, adjusts each member's Nebula config (intervals).
+	Tune func(*overlay.NodeConfig)
+	Now  func() time.Time
+}
+
+// maxHealthBody bounds a health report.
+const maxHealthBody = 64 << 10
+
+type localConnKey struct{}
+
+// Serve answers on ln until ctx ends. Requests through a unix socket are
+// identified by their token alone; through TCP, also by their address.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if _, ok := c.(*net.UnixConn); ok {
+				return context.WithValue(ctx, localConnKey{}, true)
+			}
+			return ctx
+		},
+		ErrorLog: slog.NewLogLogger(s.log().Handler(), slog.LevelWarn),
+	}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(sctx)
+	}()
+	err := hs.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+func (s *Server) log() *slog.Logger {
+	if s.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return s.Log
+}
+
+func (s *Server) now() time.Time {
+	if s.Now == nil {
+		return time.Now()
+	}
+	return s.Now()
+}
+
+// Handler is the agent API. Behind Serve it knows which connections are
+// local; used alone (in another server), every request is checked by its
+// address too.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/agent/config", s.config)
+	mux.HandleFunc("POST /v1/agent/health", s.health)
+	return mux
+}
+
+// caller identifies the instance a request is from: its token, and its
+// address unless it came through the local socket.
+func (s *Server) caller(r *http.Request) (*compile.State, compile.Instance, bool) {
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || !strings.HasPrefix(token, TokenPrefix) {
+		return nil, compile.Instance{}, false
+	}
+	st, err := s.State()
+	if err != nil {
+		s.log().Warn("guest: no applied state", "err", err)
+		return nil, compile.Instance{}, false
+	}
+	id, in, ok := Identify(s.Credentials, st, token)
+	if !ok {
+		return nil, compile.Instance{}, false
+	}
+	if local, _ := r.Context().Value(localConnKey{}).(bool); !local && !FromInstance(r.RemoteAddr, in) {
+		s.log().Warn("guest: an instance's token from another address", "instance", id.String(), "from", r.RemoteAddr)
+		return nil, compile.Instance{}, false
+	}
+	return st, in, true
+}
+
+// Identify finds the instance of st whose token this is.
+func Identify(c *Credentials, st *compile.State, token string) (compile.ID, compile.Instance, bool) {
+	ids := make([]compile.ID, len(st.Instances))
+	for i, in := range st.Instances {
+		ids[i] = compile.InstanceID(in.Site, in.Name)
+	}
+	id, ok := c.Identify(token, ids)
+	if !ok {
+		return id, compile.Instance{}, false
+	}
+	for _, in := range st.Instances {
+		if in.Site == id.Site && in.Name == id.Name {
+			return id, in, true
+		}
+	}
+	return id, compile.Instance{}, false
+}
+
+// FromInstance reports whether remoteAddr (host:port) is one of the
+// instance's own addresses.
+func FromInstance(remoteAddr string, in compile.Instance) bool {
+	ap, err := netip.ParseAddrPort(remoteAddr)
+	if err != nil {
+		return false
+	}
+	a := ap.Addr().Unmap()
+	for _, nic := range in.NICs {
+		if ip, err := netip.ParseAddr(nic.IP); err == nil && ip == a {
+			return true
+		}
+	}
+	return false
+}
+
+func unauthorized(w http.ResponseWriter) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="holdfast agent"`)
+	problem(w, http.StatusUnauthorized, "not an agent of this cloud", "the token names no instance, or the request is not from its address")
+}
+
+func problem(w http.ResponseWriter, code int, title, detail string) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(map[string]any{"type": "about:blank", "title": title, "status": code, "detail": detail})
+}
+
+func (s *Server) config(w http.ResponseWriter, r *http.Request) {
+	st, in, ok := s.caller(r)
+	if !ok {
+		unauthorized(w)
+		return
+	}
+	id := compile.InstanceID(in.Site, in.Name)
+	c, err := Build(s.StateDir, st, id, s.Tune)
+	if err != nil {
+		s.log().Error("guest: config", "instance", id.String(), "err", err)
+		problem(w, http.StatusInternalServerError, "the configuration could not be made", "see the control plane's log")
+		return
+	}
+	etag := `"` + c.Version() + `"`
+	w.Header().Set("ETag", etag)
+	w.Header().Set("Cache-Control", "no-store")
+	if r.Header.Get("If-None-Match") == etag {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(c)
+}
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	_, in, ok := s.caller(r)
+	if !ok {
+		unauthorized(w)
+		return
+	}
+	var h Health
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxHealthBody))
+	if err := dec.Decode(&h); err != nil {
+		problem(w, http.StatusBadRequest, "not a health report", err.Error())
+		return
+	}
+	rep := Report{Health: h, Received: s.now().UTC()}
+	if local, _ := r.Context().Value(localConnKey{}).(bool); !local {
+		rep.From = r.RemoteAddr
+	}
+	if err := s.Reports.Put(compile.InstanceID(in.Site, in.Name), rep); err != nil {
+		s.log().Error("guest: keeping a health report", "instance", in.Name, "err", err)
+		problem(w, http.StatusInternalServerError, "the report could not be kept", "see the control plane's log")
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
