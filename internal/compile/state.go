@@ -52,8 +52,11 @@ type Zone struct {
 	State              string   `json:"state"`
 	Present            bool     `json:"present"`
 	Isolated           bool     `json:"isolated"`
-	Sites              []string `json:"sites"`
-	Tenant             string   `json:"tenant,omitempty"` // the owning tenant of a tenant network
+	// IsolateInstances: the zone's instances do not reach each other on
+	// it, only its gateway side and the flows allowed within it.
+	IsolateInstances bool     `json:"isolate_instances"`
+	Sites            []string `json:"sites"`
+	Tenant           string   `json:"tenant,omitempty"` // the owning tenant of a tenant network
 }
 
 // Instance is a compiled instance.
