@@ -220,3 +220,19 @@ func (p *overlayPool) next() (netip.Addr, bool) {
 	}
 	return netip.Addr{}, false
 }
+
+// HasGuest reports whether the instance has guest configuration for its
+// Holdfast agent to apply — today, membership of the overlay. Engines
+// whose instances cost a process per agent (the local engine) run agents
+// only there.
+func (s *State) HasGuest(site, name string) bool {
+	if s == nil || s.Overlay == nil {
+		return false
+	}
+	for _, m := range s.Overlay.Members {
+		if m.Site == site && m.Name == name {
+			return true
+		}
+	}
+	return false
+}

@@ -371,10 +371,15 @@ func (c *Cloud) Status(ctx context.Context) ([]Status, error) {
 			if err != nil {
 				return nil, err
 			}
-			s.Agent = &AgentStatus{}
-			s.Agent.State, s.Agent.Detail = guest.Summary(rep, ok, now)
-			if ok {
-				s.Agent.Report = &rep
+			// An instance with nothing for an agent to do may run none
+			// (the local engine's): it has an agent column only once
+			// one reported.
+			if ok || c.Desired.HasGuest(r.ID.Site, r.ID.Name) {
+				s.Agent = &AgentStatus{}
+				s.Agent.State, s.Agent.Detail = guest.Summary(rep, ok, now)
+				if ok {
+					s.Agent.Report = &rep
+				}
 			}
 		}
 		o, ok := found[r.ID]

@@ -88,7 +88,7 @@ func (e *Engine) containerConfig(in compile.Instance) container.Config {
 		cfg.Binds = append(cfg.Binds, container.Bind{Source: filepath.Join(dir, homeDir), Target: "/root"})
 	}
 	cfg.Binds = append(cfg.Binds, container.Bind{Source: filepath.Join(dir, sshDir), Target: "/root/.ssh"})
-	if e.agents != nil && agentRunsIn(cfg.Rootfs) {
+	if e.agents != nil && e.desired.HasGuest(in.Site, in.Name) && agentRunsIn(cfg.Rootfs) {
 		// The guest service's socket directory, not the socket: a
 		// service that restarts makes a new socket, which the instance
 		// then sees.
