@@ -56,9 +56,11 @@ const (
 
 func (s *Server) noCloudRoutes(mux *http.ServeMux) {
 	for name, h := range map[string]func(http.ResponseWriter, *http.Request, *compile.State, compile.Instance, string){
-		"meta-data":      s.metaData,
-		"user-data":      s.userData,
-		"vendor-data":    func(w http.ResponseWriter, _ *http.Request, _ *compile.State, _ compile.Instance, _ string) { text(w, "") },
+		"meta-data": s.metaData,
+		"user-data": s.userData,
+		"vendor-data": func(w http.ResponseWriter, _ *http.Request, _ *compile.State, _ compile.Instance, _ string) {
+			text(w, "")
+		},
 		"network-config": s.networkConfig,
 		"holdfast":       s.agentBinary,
 	} {

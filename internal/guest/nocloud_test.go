@@ -96,9 +96,9 @@ func TestNoCloudServesAVMItsOwnSeed(t *testing.T) {
 		t.Fatalf("user-data: %d\n%s", code, body)
 	}
 	var ud struct {
-		SSHKeys    []string `yaml:"ssh_authorized_keys"`
+		SSHKeys    []string                                      `yaml:"ssh_authorized_keys"`
 		WriteFiles []struct{ Path, Permissions, Content string } `yaml:"write_files"`
-		RunCmd     [][]string                                     `yaml:"runcmd"`
+		RunCmd     [][]string                                    `yaml:"runcmd"`
 	}
 	if err := yaml.Unmarshal([]byte(body), &ud); err != nil {
 		t.Fatalf("user-data is not YAML: %v\n%s", err, body)
