@@ -44,6 +44,24 @@ func NoCloudSeed(base, token string) string {
 	return "ds=nocloud-net;s=" + strings.TrimSuffix(base, "/") + NoCloudPath(token)
 }
 
+// ParseNoCloudSeed reads a seed NoCloudSeed made: the metadata service's
+// URL and the token; false when seed is not one.
+func ParseNoCloudSeed(seed string) (base, token string, ok bool) {
+	rest, ok := strings.CutPrefix(seed, "ds=nocloud-net;s=")
+	if !ok {
+		return "", "", false
+	}
+	rest, ok = strings.CutSuffix(rest, "/")
+	if !ok {
+		return "", "", false
+	}
+	i := strings.LastIndex(rest, "/nocloud/")
+	if i < 0 || !strings.HasPrefix(rest[i+len("/nocloud/"):], TokenPrefix) {
+		return "", "", false
+	}
+	return rest[:i], rest[i+len("/nocloud/"):], true
+}
+
 // Where the user-data puts the agent in the instance.
 const (
 	agentConfigFile = "/etc/holdfast/agent.json"

@@ -180,4 +180,12 @@ func TestNoCloudSeed(t *testing.T) {
 	if got != "ds=nocloud-net;s=http://192.168.100.1:8442/nocloud/hfa_x/" {
 		t.Errorf("seed = %q", got)
 	}
+	if base, token, ok := guest.ParseNoCloudSeed(got); !ok || base != "http://192.168.100.1:8442" || token != "hfa_x" {
+		t.Errorf("ParseNoCloudSeed(%q) = %q, %q, %v", got, base, token, ok)
+	}
+	for _, s := range []string{"", "ds=nocloud-net;s=http://h/", "ds=nocloud;s=http://h/nocloud/hfa_x/", "ds=nocloud-net;s=http://h/nocloud/x/", "ds=nocloud-net;s=http://h/nocloud/hfa_x"} {
+		if _, _, ok := guest.ParseNoCloudSeed(s); ok {
+			t.Errorf("ParseNoCloudSeed(%q) takes it for a Holdfast seed", s)
+		}
+	}
 }

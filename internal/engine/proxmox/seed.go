@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/holdfast/holdfast/internal/compile"
+	// guest is this package's word for a VM found on the cluster.
 	agentguest "github.com/holdfast/holdfast/internal/guest"
 )
 
@@ -88,23 +89,15 @@ func (e *Engine) seedWanted(s *site) bool {
 	return e.agents != nil && s.cfg.MetadataURL != ""
 }
 
-// holdsSeed reports whether a serial is a Holdfast NoCloud seed (of any
-// instance, any URL).
-func holdsSeed(serial string) bool {
-	return strings.HasPrefix(serial, "ds=nocloud-net;s=") && strings.Contains(serial, agentguest.NoCloudPath(agentguest.TokenPrefix))
+// seedIsCurrent reports whether serial is the instance's seed from the
+// site's metadata service with its current token, comparing the token in
+// constant time.
+func (e *Engine) seedIsCurrent(s *site, in *compile.Instance, serial string) bool {
+	base, token, ok := agentguest.ParseNoCloudSeed(serial)
+	return ok && base == s.cfg.MetadataURL && e.agents.Equal(compile.InstanceID(in.Site, in.Name), token)
 }
 
-// seedIsCurrent reports whether serial is the instance's seed with its
-// current token, comparing the token in constant time.
-func (e *Engine) seedIsCurrent(s *site, in *compile.Instance, serial string) bool {
-	prefix := strings.TrimSuffix(agentguest.NoCloudSeed(s.cfg.MetadataURL, agentguest.TokenPrefix), agentguest.TokenPrefix+"/")
-	rest, ok := strings.CutPrefix(serial, prefix)
-	if !ok {
-		return false
-	}
-	token, ok := strings.CutSuffix(rest, "/")
-	return ok && e.agents.Equal(compile.InstanceID(in.Site, in.Name), token)
-}
+func isSeed(serial string) bool { _, _, ok := agentguest.ParseNoCloudSeed(serial); return ok }
 
 // seedDrift says how a VM's smbios1 differs from the seed it should
 // carry, without the token: drift is printed.
@@ -115,7 +108,7 @@ func (e *Engine) seedDrift(s *site, in *compile.Instance, current string) []stri
 		return []string{"smbios1 carries no agent seed"}
 	case e.seedWanted(s) && !e.seedIsCurrent(s, in, serial):
 		return []string{"smbios1's seed is not this instance's current one"}
-	case !e.seedWanted(s) && holdsSeed(serial):
+	case !e.seedWanted(s) && isSeed(serial):
 		return []string{"smbios1 carries an agent seed, want none (no metadata-url)"}
 	}
 	return nil
