@@ -234,9 +234,16 @@ spec). Exits 1 when anything is not ok.`,
 		} else {
 			rows := make([][]string, 0, len(st))
 			for _, s := range st {
-				rows = append(rows, []string{s.ID.String(), s.State, dash(strings.Join(s.Drift, "; "))})
+				agent := ""
+				if s.Agent != nil {
+					agent = s.Agent.State
+					if s.Agent.Detail != "" {
+						agent += ": " + s.Agent.Detail
+					}
+				}
+				rows = append(rows, []string{s.ID.String(), s.State, dash(strings.Join(s.Drift, "; ")), dash(agent)})
 			}
-			err = table(cmd.OutOrStdout(), []string{"RESOURCE", "STATE", "DRIFT"}, rows)
+			err = table(cmd.OutOrStdout(), []string{"RESOURCE", "STATE", "DRIFT", "AGENT"}, rows)
 		}
 		if err == nil && bad > 0 {
 			fmt.Fprintf(cmd.ErrOrStderr(), "%d of %d resources are not as the spec says; `holdfast apply` repairs them\n", bad, len(st))

@@ -43,7 +43,7 @@ instances, overlay groups, routes — into running infrastructure, and keeps it 
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServe(), newAudit(), newPing(), newOverlay())
+	root.AddCommand(newServe(), newAudit(), newPing(), newOverlay(), newAgent())
 	root.AddCommand(newValidate(), newPlan(), newShow(), newSchema(), newImport(), newDev(), newApply(), newDestroy(), newStatus(), newExec(), newUp())
 	root.AddCommand(remoteCommands()...)
 	return root

@@ -38,6 +38,7 @@ type serveFlags struct {
 	oidcRedir   string
 	witness     string
 	cpInterval  time.Duration
+	guestListen string
 }
 
 func (f *serveFlags) add(cmd *cobra.Command) {
@@ -56,6 +57,7 @@ func (f *serveFlags) add(cmd *cobra.Command) {
 	fl.StringVar(&f.oidcSecret, "oidc-client-secret-file", "", "file holding the OpenID Connect client secret")
 	fl.StringVar(&f.oidcRedir, "oidc-redirect-url", "", "this server's callback URL registered at the provider (…/v1/auth/oidc/callback)")
 	fl.StringVar(&f.witness, "audit-witness", "", "http(s) URL to POST every audit checkpoint to, besides "+server.AuditCheckpointsFile)
+	fl.StringVar(&f.guestListen, "guest-listen", "", "TCP address to serve instances' agents and the Proxmox metadata service on, besides the local socket (e.g. 192.168.100.1:8442)")
 	fl.DurationVar(&f.cpInterval, "audit-checkpoint-interval", audit.DefaultCheckpointInterval, "the longest an audit entry waits for a signed checkpoint (give audit verify the same)")
 }
 
@@ -116,7 +118,7 @@ func runServe(ctx context.Context, cmd *cobra.Command, path string, st *stateFla
 		resync = -1
 	}
 	s, err := server.New(server.Config{SpecPath: path, StateDir: st.stateDir, Logger: log, Realize: !f.noReconcile, Resync: resync,
-		AuditWitness: f.witness, AuditCheckpointInterval: f.cpInterval})
+		AuditWitness: f.witness, AuditCheckpointInterval: f.cpInterval, GuestListen: f.guestListen})
 	if err != nil {
 		return err
 	}

@@ -340,6 +340,15 @@ type Status struct {
 	Site  string     `json:"site,omitempty"`
 	State string     `json:"state"` // ok, missing, drifted, unexpected (exists but is not desired)
 	Drift []string   `json:"drift,omitempty"`
+	// Agent is the health its agent last reported, for an instance.
+	Agent *AgentStatus `json:"agent,omitempty"`
+}
+
+// AgentStatus is an instance's agent as its last report has it.
+type AgentStatus struct {
+	State  string        `json:"state"` // ok, unhealthy, silent (no report for a while), unknown (never reported)
+	Detail string        `json:"detail"`
+	Report *guest.Report `json:"report,omitempty"`
 }
 
 // Status observes every desired resource and anything unexpected.
@@ -353,8 +362,21 @@ func (c *Cloud) Status(ctx context.Context) ([]Status, error) {
 		found[o.ID] = o
 	}
 	var out []Status
+	reports := guest.NewReports(filepath.Dir(c.Dir), c.Desired.Cloud)
+	now := time.Now()
 	for _, r := range c.Desired.Resources {
 		s := Status{ID: r.ID, Kind: r.Kind, Site: r.Site, State: "ok"}
+		if r.ID.Kind == compile.ResInstance {
+			rep, ok, err := reports.Get(r.ID)
+			if err != nil {
+				return nil, err
+			}
+			s.Agent = &AgentStatus{}
+			s.Agent.State, s.Agent.Detail = guest.Summary(rep, ok, now)
+			if ok {
+				s.Agent.Report = &rep
+			}
+		}
 		o, ok := found[r.ID]
 		switch {
 		case !ok:

@@ -65,7 +65,15 @@ type Agents interface {
 	// Equal reports, in constant time, whether token is the instance's
 	// current one: an engine reads back what an instance holds with it.
 	Equal(id compile.ID, token string) bool
+	// SocketDir is the directory holding the guest service's unix
+	// socket (SocketName), for instances on this host (the local
+	// engine binds it into each); instances elsewhere reach the service
+	// over the network.
+	SocketDir() string
 }
+
+// SocketName is the guest service's socket in Agents.SocketDir.
+const SocketName = "agent.sock"
 
 // The operations below are what only some engines can do. The CLI asks an
 // engine for them (through deploy) instead of building paths or namespace

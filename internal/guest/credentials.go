@@ -20,6 +20,10 @@ import (
 	"github.com/holdfast/holdfast/internal/overlay"
 )
 
+// SocketDir holds the guest service's unix socket (engine.SocketName),
+// which the local engine binds into its instances.
+func SocketDir(stateDir, cloud string) string { return filepath.Join(Dir(stateDir, cloud), "sock") }
+
 // TokenPrefix starts every agent token, so that one found in a log or a
 // paste is recognized for what it is.
 const TokenPrefix = "hfa_"
@@ -35,8 +39,9 @@ func Dir(stateDir, cloud string) string { return filepath.Join(stateDir, cloud, 
 // key yields no token, and Rotate ends an instance's token by moving its
 // generation on.
 type Credentials struct {
-	key  []byte
-	file string
+	key     []byte
+	file    string
+	sockDir string
 
 	mu   sync.Mutex
 	gens map[string]int // by instance ID; absent = generation 0
@@ -55,7 +60,8 @@ func OpenCredentials(stateDir, cloud string) (*Credentials, error) {
 	}
 	mac := hmac.New(sha256.New, master)
 	mac.Write([]byte("holdfast agent tokens v1"))
-	c := &Credentials{key: mac.Sum(nil), file: filepath.Join(Dir(stateDir, cloud), "generations.json"), gens: map[string]int{}}
+	c := &Credentials{key: mac.Sum(nil), file: filepath.Join(Dir(stateDir, cloud), "generations.json"),
+		sockDir: SocketDir(stateDir, cloud), gens: map[string]int{}}
 	b, err := os.ReadFile(c.file)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -113,6 +119,9 @@ func (c *Credentials) Rotate(id compile.ID) error {
 	c.gens = next
 	return nil
 }
+
+// SocketDir is where the cloud's guest service listens for local instances.
+func (c *Credentials) SocketDir() string { return c.sockDir }
 
 // Identify finds which of ids token belongs to. Every candidate is
 // compared, in constant time, whatever matched, so the time taken says

@@ -19,9 +19,12 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/holdfast/holdfast/internal/audit"
+	"github.com/holdfast/holdfast/internal/deploy"
+	"github.com/holdfast/holdfast/internal/guest"
 )
 
 // TLS says how the server is reached. With no files given, a self-signed
@@ -131,6 +134,12 @@ func (s *Server) Run(ctx context.Context, addr string, t TLS, ready func(Listeni
 		l = Listening{URL: "https://" + ln.Addr().String(), Fingerprint: "sha256:" + hex.EncodeToString(sum[:]), CertFile: certFile}
 		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 	}
+	stopGuest, err := s.serveGuest(ctx)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer stopGuest()
 	s.Start()
 	// Start-up hashed the first operator's password (64 MiB of argon2id
 	// scratch); hand that back before idling.
@@ -159,6 +168,44 @@ func (s *Server) Run(ctx context.Context, addr string, t TLS, ready func(Listeni
 	}
 	s.log.Info("stopped")
 	return err
+}
+
+// serveGuest serves the cloud's agents (package guest) on the unix socket
+// the local engine binds into its instances, and on GuestListen when set.
+// The returned function stops it.
+func (s *Server) serveGuest(ctx context.Context) (func(), error) {
+	creds, err := guest.OpenCredentials(s.cfg.StateDir, s.cloud)
+	if err != nil {
+		return nil, fmt.Errorf("guest service: %w", err)
+	}
+	g := &guest.Server{StateDir: s.cfg.StateDir, Cloud: s.cloud, Credentials: creds,
+		State:   guest.FileState(deploy.AppliedFile(s.cfg.StateDir, s.cloud)),
+		Reports: guest.NewReports(s.cfg.StateDir, s.cloud), Log: s.log.With("service", "guest"), Now: s.now}
+	lns := []net.Listener{}
+	sock, err := guest.ListenSocket(guest.SocketDir(s.cfg.StateDir, s.cloud))
+	if err != nil {
+		return nil, fmt.Errorf("guest service: %w", err)
+	}
+	lns = append(lns, sock)
+	if s.cfg.GuestListen != "" {
+		tcp, err := net.Listen("tcp", s.cfg.GuestListen)
+		if err != nil {
+			sock.Close()
+			return nil, fmt.Errorf("guest service: %w", err)
+		}
+		lns = append(lns, tcp)
+	}
+	gctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for _, ln := range lns {
+		s.log.Info("serving agents", "address", ln.Addr().String())
+		wg.Go(func() {
+			if err := g.Serve(gctx, ln); err != nil {
+				s.log.Error("guest service", "address", ln.Addr().String(), "err", err)
+			}
+		})
+	}
+	return func() { cancel(); wg.Wait() }, nil
 }
 
 // certificate loads the given certificate, or the one generated before,

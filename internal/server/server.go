@@ -57,6 +57,10 @@ type Config struct {
 	// signed checkpoint (0: audit.DefaultCheckpointInterval). `holdfast
 	// audit verify` must be given the same.
 	AuditCheckpointInterval time.Duration
+	// GuestListen, if set, is a TCP address to serve the guest service
+	// on besides its unix socket, for agents on other machines (Proxmox
+	// VMs: the metadata URL the operator routes to it).
+	GuestListen string
 	// Now is the clock (tests); time.Now when nil.
 	Now func() time.Time
 }

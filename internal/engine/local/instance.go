@@ -16,8 +16,10 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/holdfast/holdfast/internal/agent"
 	"github.com/holdfast/holdfast/internal/atomicfile"
 	"github.com/holdfast/holdfast/internal/compile"
+	"github.com/holdfast/holdfast/internal/engine"
 	"github.com/holdfast/holdfast/internal/engine/local/container"
 )
 
@@ -30,15 +32,19 @@ func nicLink(vmid, index int) string { return "v" + strconv.Itoa(vmid) + "n" + s
 //
 //	instance.json  the reboot and rebuild generations last realized
 //	ssh/           bound at /root/.ssh inside: authorized_keys from the spec
+//	agent/         bound at /run/holdfast/agent inside: the agent's settings
+//	               (agent.json), its token, and its state (the last
+//	               configuration it applied)
 //	home/          without a root file system: bound at /root, the
 //	               instance's own home on the host's file system
 //	overlay/       with a root file system: the instance's writable layer
 //	               over the template, which is never written
 //
 // home/ and overlay/ are the instance's writable state: a rebuild empties
-// them. ssh/ and instance.json are the engine's and survive it.
+// them. ssh/, agent/ and instance.json are the engine's and survive it.
 const (
 	recordFile = "instance.json"
+	agentDir   = "agent"
 	sshDir     = "ssh"
 	homeDir    = "home"
 	overlayDir = "overlay"
@@ -80,7 +86,66 @@ func (e *Engine) containerConfig(in compile.Instance) container.Config {
 		cfg.Binds = append(cfg.Binds, container.Bind{Source: filepath.Join(dir, homeDir), Target: "/root"})
 	}
 	cfg.Binds = append(cfg.Binds, container.Bind{Source: filepath.Join(dir, sshDir), Target: "/root/.ssh"})
+	if e.agents != nil {
+		// The guest service's socket directory, not the socket: a
+		// service that restarts makes a new socket, which the instance
+		// then sees.
+		cfg.Binds = append(cfg.Binds,
+			container.Bind{Source: filepath.Join(dir, agentDir), Target: agentMount},
+			container.Bind{Source: e.agents.SocketDir(), Target: guestMount})
+		cfg.Agent = []string{agent.EnvConfig + "=" + agentMount + "/agent.json"}
+	}
 	return cfg
+}
+
+// Where an instance finds its agent's files and the guest service.
+const (
+	agentMount = "/run/holdfast/agent"
+	guestMount = "/run/holdfast/guest"
+)
+
+// writeAgent puts the agent's settings and the instance's current token
+// in place. The token file is replaced atomically: the agent reads it again
+// when the service refuses the one it holds (after a rotation).
+func (e *Engine) writeAgent(dir string, in compile.Instance) error {
+	if e.agents == nil {
+		return nil
+	}
+	d := filepath.Join(dir, agentDir)
+	if err := os.MkdirAll(filepath.Join(d, "state"), 0o700); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(e.agents.SocketDir(), 0o700); err != nil {
+		return err
+	}
+	settings, err := json.MarshalIndent(agent.Settings{
+		Server:    "unix://" + guestMount + "/" + engine.SocketName,
+		TokenFile: agentMount + "/token",
+		StateDir:  agentMount + "/state",
+	}, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.Write(filepath.Join(d, "agent.json"), append(settings, '\n'), 0o600); err != nil {
+		return err
+	}
+	return atomicfile.Write(filepath.Join(d, "token"), []byte(e.agents.Token(compile.InstanceID(in.Site, in.Name))+"\n"), 0o600)
+}
+
+// agentDrift names an agent token that is not the instance's current one
+// (rotated, or tampered with), without printing either.
+func (e *Engine) agentDrift(dir string, in compile.Instance) []string {
+	if e.agents == nil {
+		return nil
+	}
+	b, err := os.ReadFile(filepath.Join(dir, agentDir, "token"))
+	if err != nil {
+		return []string{"agent: no token delivered"}
+	}
+	if !e.agents.Equal(compile.InstanceID(in.Site, in.Name), strings.TrimSpace(string(b))) {
+		return []string{"agent: the token delivered is not the instance's current one"}
+	}
+	return nil
 }
 
 // instanceRecord is what the engine remembers of an instance between
@@ -236,6 +301,9 @@ func (e *Engine) ensureContainer(ctx context.Context, in compile.Instance) error
 	}
 	if err := writeKeys(cfg.Dir, in.SSHKeys); err != nil {
 		return fmt.Errorf("ssh keys: %w", err)
+	}
+	if err := e.writeAgent(cfg.Dir, in); err != nil {
+		return fmt.Errorf("agent: %w", err)
 	}
 	rec, known := readRecord(cfg.Dir)
 	st, err := container.Inspect(cfg.Dir)

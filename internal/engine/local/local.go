@@ -64,6 +64,7 @@ type Engine struct {
 	stateDir string
 	desired  *compile.State
 	sites    []string
+	agents   engine.Agents // nil: instances run no agent
 
 	nsMu sync.Mutex // serializes creating and deleting shared namespaces (the internet, edges)
 }
@@ -75,7 +76,7 @@ func New(cfg engine.Config) (*Engine, error) {
 	if cfg.Cloud == "" || strings.ContainsAny(cfg.Cloud, "./") {
 		return nil, fmt.Errorf("local engine: invalid cloud name %q", cfg.Cloud)
 	}
-	e := &Engine{cloud: cfg.Cloud, stateDir: cfg.StateDir, desired: cfg.Desired, sites: slices.Sorted(slices.Values(cfg.Sites))}
+	e := &Engine{cloud: cfg.Cloud, stateDir: cfg.StateDir, desired: cfg.Desired, sites: slices.Sorted(slices.Values(cfg.Sites)), agents: cfg.Agents}
 	if e.desired != nil {
 		if err := e.check(); err != nil {
 			return nil, err

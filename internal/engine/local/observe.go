@@ -285,6 +285,7 @@ func (e *Engine) observeInstance(name string) (map[string]string, []string) {
 	if attrs["ssh_keys"] != compile.SSHKeysDigest(in.SSHKeys) {
 		drift = append(drift, "ssh-keys: authorized_keys differs from the spec")
 	}
+	drift = append(drift, e.agentDrift(dir, in)...)
 	return attrs, append(drift, e.instanceLinkDrift(in)...)
 }
 

@@ -54,6 +54,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -80,6 +81,12 @@ type Config struct {
 	// Without one, a built-in responder answers on Ports.
 	Command []string
 	Env     []string // the service's and Exec'd commands' environment (KEY=VALUE)
+	// Agent, when set, makes the init also run its own program (the
+	// holdfast that started it, /proc/self/exe) beside the service, with
+	// these variables (KEY=VALUE) added to the service's environment, and
+	// restart it like the service: the local engine runs the Holdfast
+	// agent so.
+	Agent []string
 	// Ports the instance serves. With no Command, on each TCP port the
 	// responder writes "holdfast <name> <port>\n" and closes; on each UDP
 	// port it echoes every datagram back.
@@ -111,6 +118,7 @@ type Status struct {
 	PID        int    // host pid of the init, when running
 	ServicePID int    // host pid of the service, 0 when none is running
 	Restarts   int    // how many times the service has been restarted
+	AgentPID   int    // host pid of the agent, 0 when none is running
 	Cgroup     bool   // the init is in the instance's cgroup under every controller
 	CPUs       int    // the CPU limit in force, in whole CPUs (0: none), when running
 	MemoryMiB  int64  // the memory limit in force (0: none), when running
@@ -192,7 +200,7 @@ func (c Config) validate() error {
 	if len(c.Command) > 0 && c.Command[0] == "" {
 		bad("command", "empty program name")
 	}
-	for _, kv := range c.Env {
+	for _, kv := range slices.Concat(c.Env, c.Agent) {
 		k, _, ok := strings.Cut(kv, "=")
 		switch {
 		case !ok || k == "":

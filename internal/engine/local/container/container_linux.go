@@ -562,6 +562,9 @@ func Inspect(dir string) (Status, error) {
 	if s.ServicePID > 0 {
 		st.ServicePID = hostPID(rec.PID, s.ServicePID)
 	}
+	if s.AgentPID > 0 {
+		st.AgentPID = hostPID(rec.PID, s.AgentPID)
+	}
 	return st, nil
 }
 

@@ -32,6 +32,7 @@ type response struct {
 	Exit       int    `json:"exit"`                  // exec
 	ServicePID int    `json:"service_pid,omitempty"` // status; pid inside the container
 	Restarts   int    `json:"restarts,omitempty"`    // status
+	AgentPID   int    `json:"agent_pid,omitempty"`   // status; pid inside the container
 }
 
 const maxMessage = 64 << 10
@@ -107,7 +108,7 @@ func (p *initProc) handleControl(c *net.UnixConn) {
 	switch req.Op {
 	case "status":
 		p.mu.Lock()
-		r := response{ServicePID: p.servicePID, Restarts: p.restarts}
+		r := response{ServicePID: p.servicePID, Restarts: p.restarts, AgentPID: p.agentPID}
 		p.mu.Unlock()
 		reply(r)
 	case "exec":
@@ -123,7 +124,7 @@ func (p *initProc) exec(c *net.UnixConn, argv []string, fds []int) response {
 	if len(fds) != 3 || len(argv) == 0 {
 		return response{Error: "exec needs a command and three descriptors"}
 	}
-	pid, done, err := p.spawn(argv, []uintptr{uintptr(fds[0]), uintptr(fds[1]), uintptr(fds[2])})
+	pid, done, err := p.spawn(argv, p.env, []uintptr{uintptr(fds[0]), uintptr(fds[1]), uintptr(fds[2])})
 	if err != nil {
 		return response{Error: err.Error()}
 	}

@@ -246,6 +246,19 @@ func setupDev(dev string) error {
 			return fmt.Errorf("binding /dev/%s: %w", name, err)
 		}
 	}
+	// Optional: TUN, for an overlay the instance runs (the agent's Nebula).
+	if _, err := os.Stat("/dev/net/tun"); err == nil {
+		tun := filepath.Join(dev, "net", "tun")
+		if err := os.Mkdir(filepath.Dir(tun), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(tun, nil, 0o666); err != nil {
+			return err
+		}
+		if err := unix.Mount("/dev/net/tun", tun, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("binding /dev/net/tun: %w", err)
+		}
+	}
 	links := [][2]string{{"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"}, {"/proc/self/fd/1", "stdout"},
 		{"/proc/self/fd/2", "stderr"}, {"pts/ptmx", "ptmx"}}
 	for _, l := range links {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,6 +46,16 @@ type initProc struct {
 	stopping   bool
 	servicePID int // inside the container
 	restarts   int
+	agentPID   int
+}
+
+// job is a process the init keeps running: the service, or the agent.
+type job struct {
+	name string
+	argv []string
+	env  []string
+	// started records a new pid (0: exited) and whether it is a restart.
+	started func(pid int, restart bool)
 }
 
 func newInitProc(cfg Config, log *slog.Logger) *initProc {
@@ -100,17 +111,27 @@ func (p *initProc) begin(ln *net.UnixListener) error {
 		return err
 	}
 	if len(p.cfg.Command) > 0 {
-		pid, done, err := p.spawn(p.cfg.Command, []uintptr{p.devNull.Fd(), 1, 2})
-		if err != nil {
-			return fmt.Errorf("service: %w", err)
+		service := job{name: "service", argv: p.cfg.Command, env: p.env, started: func(pid int, restart bool) {
+			p.servicePID = pid
+			if restart {
+				p.restarts++
+			}
+		}}
+		if err := p.keep(service); err != nil {
+			return err
 		}
-		p.mu.Lock()
-		p.servicePID = pid
-		p.mu.Unlock()
-		p.log.Info("service started", "program", p.cfg.Command[0], "pid", pid)
-		go p.supervise(pid, done)
 	} else if err := p.respond(); err != nil {
 		return err
+	}
+	if len(p.cfg.Agent) > 0 {
+		// The init's own program, whatever its name on the host (or
+		// whether the root file system holds it): /proc/self/exe is
+		// resolved by the kernel, not through this mount namespace.
+		agent := job{name: "agent", argv: []string{"/proc/self/exe"}, env: append(slices.Clone(p.env), p.cfg.Agent...),
+			started: func(pid int, _ bool) { p.agentPID = pid }}
+		if err := p.keep(agent); err != nil {
+			return err
+		}
 	}
 	go p.serveControl(ln)
 	return nil
@@ -151,8 +172,8 @@ func pollUntil(d time.Duration, cond func() bool) bool {
 
 // spawn forks argv in a session of its own with files as its stdin,
 // stdout and stderr. The channel receives its exit status.
-func (p *initProc) spawn(argv []string, files []uintptr) (int, <-chan syscall.WaitStatus, error) {
-	path, err := lookPath(argv[0], p.env)
+func (p *initProc) spawn(argv, env []string, files []uintptr) (int, <-chan syscall.WaitStatus, error) {
+	path, err := lookPath(argv[0], env)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -165,7 +186,7 @@ func (p *initProc) spawn(argv []string, files []uintptr) (int, <-chan syscall.Wa
 	}
 	pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{
 		Dir:   "/",
-		Env:   p.env,
+		Env:   env,
 		Files: files,
 		Sys:   &syscall.SysProcAttr{Setsid: true},
 	})
@@ -198,18 +219,32 @@ func (p *initProc) reap() {
 	}
 }
 
-// supervise restarts the service whenever it exits, waiting minBackoff,
-// doubling up to maxBackoff, back to minBackoff after a long run.
-func (p *initProc) supervise(pid int, done <-chan syscall.WaitStatus) {
+// keep starts j and restarts it whenever it exits (supervise).
+func (p *initProc) keep(j job) error {
+	pid, done, err := p.spawn(j.argv, j.env, []uintptr{p.devNull.Fd(), 1, 2})
+	if err != nil {
+		return fmt.Errorf("%s: %w", j.name, err)
+	}
+	p.mu.Lock()
+	j.started(pid, false)
+	p.mu.Unlock()
+	p.log.Info(j.name+" started", "program", j.argv[0], "pid", pid)
+	go p.supervise(j, pid, done)
+	return nil
+}
+
+// supervise restarts j whenever it exits, waiting minBackoff, doubling up
+// to maxBackoff, back to minBackoff after a long run.
+func (p *initProc) supervise(j job, pid int, done <-chan syscall.WaitStatus) {
 	backoff := minBackoff
 	for {
 		started := time.Now()
 		ws := <-done
 		ran := time.Since(started)
 		p.mu.Lock()
-		p.servicePID = 0
+		j.started(0, false)
 		p.mu.Unlock()
-		p.log.Info("service exited", "pid", pid, "status", describeStatus(ws), "ran", ran.Round(time.Millisecond))
+		p.log.Info(j.name+" exited", "pid", pid, "status", describeStatus(ws), "ran", ran.Round(time.Millisecond))
 		if ran > resetBackoff {
 			backoff = minBackoff
 		}
@@ -221,21 +256,19 @@ func (p *initProc) supervise(pid int, done <-chan syscall.WaitStatus) {
 			}
 			backoff = min(2*backoff, maxBackoff)
 			var err error
-			pid, done, err = p.spawn(p.cfg.Command, []uintptr{p.devNull.Fd(), 1, 2})
+			pid, done, err = p.spawn(j.argv, j.env, []uintptr{p.devNull.Fd(), 1, 2})
 			if errors.Is(err, errStopping) {
 				return
 			}
 			if err == nil {
 				break
 			}
-			p.log.Error("restarting service", "err", err)
+			p.log.Error("restarting "+j.name, "err", err)
 		}
 		p.mu.Lock()
-		p.servicePID = pid
-		p.restarts++
-		n := p.restarts
+		j.started(pid, true)
 		p.mu.Unlock()
-		p.log.Info("service restarted", "pid", pid, "restarts", n)
+		p.log.Info(j.name+" restarted", "pid", pid)
 	}
 }
 

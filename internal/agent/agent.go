@@ -1,0 +1,338 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/holdfast/holdfast/internal/atomicfile"
+	"github.com/holdfast/holdfast/internal/guest"
+	"github.com/holdfast/holdfast/internal/overlay/mesh"
+)
+
+// EnvConfig, set in its environment, makes a holdfast process the agent
+// with the settings file it names, whatever its arguments: the local
+// engine's container init starts the agent so (container.Config.Agent),
+// from its own program, which may be a test binary importing this package.
+const EnvConfig = "HOLDFAST_AGENT_CONFIG"
+
+func init() {
+	path := os.Getenv(EnvConfig)
+	if path == "" {
+		return
+	}
+	os.Unsetenv(EnvConfig) // nothing the agent starts is an agent
+	os.Exit(Main(path, "", os.Stderr))
+}
+
+// Main runs the agent with the settings at path until SIGTERM, logging to
+// w, and returns the process's exit code.
+func Main(path, version string, w io.Writer) int {
+	log := slog.New(slog.NewTextHandler(w, nil))
+	s, err := ReadSettings(path)
+	if err != nil {
+		log.Error("agent settings", "err", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := Run(ctx, s, version, log); err != nil {
+		log.Error("agent", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// cacheFile is where the last configuration applied is kept (it holds
+// the overlay member's key: 0600, in a 0700 directory).
+const cacheFile = "config.json"
+
+// Agent is one running agent.
+type Agent struct {
+	s       Settings
+	version string
+	log     *slog.Logger
+	client  *http.Client
+	base    string // the server's base URL
+
+	token   string
+	etag    string
+	applied guest.Config
+	node    *mesh.Node
+	// problems of the last cycle.
+	problems []string
+}
+
+// Run is the agent's loop: apply the cached configuration, then every
+// interval fetch the configuration, apply what changed, and report
+// health; until ctx ends, when the overlay is stopped.
+func Run(ctx context.Context, s Settings, version string, log *slog.Logger) error {
+	a, err := newAgent(s, version, log)
+	if err != nil {
+		return err
+	}
+	defer a.stop()
+	if err := os.MkdirAll(s.StateDir, 0o700); err != nil {
+		return err
+	}
+	if c, ok := a.readCache(); ok {
+		a.log.Info("applying the last configuration until the server answers", "version", c.Version())
+		a.apply(ctx, c)
+	}
+	every := time.Duration(s.Interval)
+	if every <= 0 {
+		every = guest.DefaultInterval
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		a.cycle(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-a.nodeDone():
+			a.log.Warn("the overlay stopped; starting it again", "err", a.node.Err())
+			a.node = nil
+			a.apply(ctx, a.applied)
+		}
+	}
+}
+
+func newAgent(s Settings, version string, log *slog.Logger) (*Agent, error) {
+	u, err := url.Parse(s.Server)
+	if err != nil {
+		return nil, err
+	}
+	a := &Agent{s: s, version: version, log: log}
+	tr := &http.Transport{ResponseHeaderTimeout: 30 * time.Second, MaxIdleConns: 1}
+	if u.Scheme == "unix" {
+		sock := u.Path
+		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		}
+		a.base = "http://guest"
+	} else {
+		a.base = strings.TrimSuffix(s.Server, "/")
+	}
+	a.client = &http.Client{Transport: tr, Timeout: 60 * time.Second}
+	return a, nil
+}
+
+func (a *Agent) nodeDone() <-chan struct{} {
+	if a.node == nil {
+		return nil
+	}
+	return a.node.Done()
+}
+
+// cycle fetches, applies and reports once.
+func (a *Agent) cycle(ctx context.Context) {
+	a.problems = nil
+	c, changed, err := a.fetch(ctx)
+	switch {
+	case err != nil:
+		a.problems = append(a.problems, err.Error())
+	case changed:
+		a.log.Info("configuration changed", "version", c.Version())
+		a.apply(ctx, c)
+		if err := a.writeCache(c); err != nil {
+			a.problems = append(a.problems, "keeping the configuration: "+err.Error())
+		}
+	case a.applied.Overlay != nil && a.node == nil:
+		a.apply(ctx, a.applied) // it failed to start: try again
+	}
+	if err := a.report(ctx); err != nil && ctx.Err() == nil {
+		a.log.Warn("reporting health", "err", err)
+	}
+}
+
+// errRefused is the server refusing the agent's token.
+var errRefused = errors.New("the guest service refuses this instance's token (rotated? the engine delivers the new one on apply)")
+
+// fetch asks for the configuration; changed is false when it is the one
+// applied.
+func (a *Agent) fetch(ctx context.Context) (guest.Config, bool, error) {
+	if a.token == "" {
+		if err := a.readToken(); err != nil {
+			return guest.Config{}, false, err
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.base+"/v1/agent/config", nil)
+	if err != nil {
+		return guest.Config{}, false, err
+	}
+	req.Header.Set("Authorization", "Bearer "+a.token)
+	if a.etag != "" {
+		req.Header.Set("If-None-Match", a.etag)
+	}
+	resp, err := a.client.Do(req)
+	if err != nil {
+		return guest.Config{}, false, fmt.Errorf("the guest service is out of reach: %w", err)
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusNotModified:
+		return a.applied, false, nil
+	case http.StatusOK:
+	case http.StatusUnauthorized:
+		a.token = "" // read the file again: a rotated token arrives there
+		return guest.Config{}, false, errRefused
+	default:
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		return guest.Config{}, false, fmt.Errorf("the guest service answered %s: %s", resp.Status, bytes.TrimSpace(b))
+	}
+	var c guest.Config
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&c); err != nil {
+		return guest.Config{}, false, fmt.Errorf("configuration: %w", err)
+	}
+	a.etag = resp.Header.Get("ETag")
+	return c, c.Version() != a.applied.Version(), nil
+}
+
+func (a *Agent) readToken() error {
+	b, err := os.ReadFile(a.s.TokenFile)
+	if err != nil {
+		return fmt.Errorf("token: %w", err)
+	}
+	a.token = strings.TrimSpace(string(b))
+	if a.token == "" {
+		return fmt.Errorf("token: %s is empty", a.s.TokenFile)
+	}
+	return nil
+}
+
+// apply brings the instance's services to c.
+func (a *Agent) apply(ctx context.Context, c guest.Config) {
+	a.applied = c
+	if err := a.applyOverlay(ctx, c.Overlay); err != nil {
+		a.problems = append(a.problems, "overlay: "+err.Error())
+		a.log.Error("overlay", "err", err)
+	}
+}
+
+func (a *Agent) applyOverlay(ctx context.Context, o *guest.OverlayConfig) error {
+	if o == nil {
+		if a.node != nil {
+			a.log.Info("no longer an overlay member: stopping Nebula")
+			a.node.Stop()
+			a.node = nil
+		}
+		return nil
+	}
+	yaml := []byte(o.Nebula)
+	if a.node != nil {
+		err := a.node.Reload(yaml)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, mesh.ErrRestartNeeded) {
+			return err
+		}
+		a.log.Info("restarting Nebula for a change it cannot reload")
+		a.node.Stop()
+		a.node = nil
+	}
+	n, err := mesh.Start(ctx, yaml, a.log.With("service", "overlay"))
+	if err != nil {
+		return err
+	}
+	a.node = n
+	return nil
+}
+
+func (a *Agent) stop() {
+	if a.node != nil {
+		a.node.Stop()
+		a.node = nil
+	}
+}
+
+// health is what the agent reports now.
+func (a *Agent) health() guest.Health {
+	h := guest.Health{Version: a.version, Config: a.applied.Version(), Problems: a.problems}
+	if a.applied.Overlay != nil {
+		h.Services = map[string]guest.Service{"overlay": overlayHealth(a.node)}
+	}
+	return h
+}
+
+func overlayHealth(n *mesh.Node) guest.Service {
+	if n == nil {
+		return guest.Service{Detail: "Nebula is not running"}
+	}
+	h := n.Health()
+	if !h.Running {
+		return guest.Service{Detail: "Nebula is not running"}
+	}
+	d := fmt.Sprintf("%d tunnels", len(h.Peers))
+	if h.Handshaking > 0 {
+		d += fmt.Sprintf(", %d being set up", h.Handshaking)
+	}
+	if !h.CertExpires.IsZero() {
+		d += ", certificate until " + h.CertExpires.UTC().Format(time.DateOnly)
+	}
+	return guest.Service{OK: true, Detail: d}
+}
+
+func (a *Agent) report(ctx context.Context) error {
+	if a.token == "" {
+		return nil
+	}
+	b, err := json.Marshal(a.health())
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.base+"/v1/agent/health", bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+a.token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := a.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusNoContent {
+		return fmt.Errorf("the guest service answered %s", resp.Status)
+	}
+	return nil
+}
+
+func (a *Agent) readCache() (guest.Config, bool) {
+	var c guest.Config
+	b, err := os.ReadFile(filepath.Join(a.s.StateDir, cacheFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return c, false
+	}
+	if err != nil || json.Unmarshal(b, &c) != nil {
+		a.log.Warn("the kept configuration is unreadable; waiting for the server", "err", err)
+		return c, false
+	}
+	return c, true
+}
+
+func (a *Agent) writeCache(c guest.Config) error {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(filepath.Join(a.s.StateDir, cacheFile), b, 0o600)
+}
