@@ -24,18 +24,33 @@ const seedMetadataURL = "http://192.168.100.1:8442"
 // cluster and returns its spec, state directory and cluster.
 func seededCloud(t *testing.T) (path, state string, cl *pvetest.Cluster) {
 	t.Helper()
-	cl = pvetest.Start(t, []string{"pve1"}, pveemu.Config{Seed: 12, Durations: fast(5 * time.Millisecond)})
-	if err := cl.Emu.AddTemplate(pveemu.Template{Node: "pve1", VMID: pvetest.TemplateBase, Name: "debian-12"}); err != nil {
-		t.Fatal(err)
-	}
-	path = pvetest.Synthetic{Cloud: "seed", Nodes: []string{"pve1"}, VLAN: 30, CIDR: "10.30.0.0/24", VMIDs: "100-199", Instances: 2,
-		Proxmox: `metadata-url: "` + seedMetadataURL + `"`}.Write(t, cl)
+	cl = startSeedCluster(t)
+	path = seedSpec(t, cl, seedMetadataURL)
 	state = t.TempDir()
 	converge(t, path, state, false, 3)
 	return path, state, cl
 }
 
-// VMSeed reads a VM's smbios1 through the API and decodes its serial.
+// startSeedCluster is an emulated one-node cluster with a debian-12
+// template.
+func startSeedCluster(t *testing.T) *pvetest.Cluster {
+	t.Helper()
+	cl := pvetest.Start(t, []string{"pve1"}, pveemu.Config{Seed: 12, Durations: fast(5 * time.Millisecond)})
+	if err := cl.Emu.AddTemplate(pveemu.Template{Node: "pve1", VMID: pvetest.TemplateBase, Name: "debian-12"}); err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
+
+// seedSpec is a cloud of two VMs on cl, 10.30.0.0/24, seeded from the
+// metadata service at url.
+func seedSpec(t *testing.T, cl *pvetest.Cluster, url string) string {
+	t.Helper()
+	return pvetest.Synthetic{Cloud: "seed", Nodes: []string{"pve1"}, VLAN: 30, CIDR: "10.30.0.0/24", VMIDs: "100-199", Instances: 2,
+		Proxmox: `metadata-url: "` + url + `"`}.Write(t, cl)
+}
+
+// vmSeed reads a VM's smbios1 through the API and decodes its serial.
 func vmSeed(t *testing.T, cl *pvetest.Cluster, vmid int) (seed, uuid string) {
 	t.Helper()
 	cfg, err := cl.API.Config(context.Background(), "pve1", vmid)
