@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -120,7 +121,7 @@ func TestCloudInitPlaysTheSeed(t *testing.T) {
 	nic := vm.NICs[0]
 	run(t, "ip", "-n", mdNS, "addr", "add", playMetadataIP+"/32", "dev", "eth0")
 	run(t, "ip", "-n", mdNS, "link", "set", "eth0", "up")
-	run(t, "ip", "-n", mdNS, "route", "add", nic.IP+"/"+strconv.Itoa(nic.Prefix), "dev", "eth0")
+	run(t, "ip", "-n", mdNS, "route", "add", netip.MustParsePrefix(nic.IP+"/"+strconv.Itoa(nic.Prefix)).Masked().String(), "dev", "eth0")
 	run(t, "ip", "-n", vmNS, "addr", "add", nic.IP+"/"+strconv.Itoa(nic.Prefix), "dev", "eth0")
 	run(t, "ip", "-n", vmNS, "addr", "add", strangerIP+"/"+strconv.Itoa(nic.Prefix), "dev", "eth0")
 	run(t, "ip", "-n", vmNS, "link", "set", "eth0", "up")
@@ -139,7 +140,12 @@ func TestCloudInitPlaysTheSeed(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-served })
+	t.Cleanup(func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("the metadata service: %v", err)
+		}
+	})
 
 	// cloud-init's reads, from the VM's address.
 	fetch := func(doc string) string {
