@@ -88,7 +88,7 @@ func (c *compiler) zones() {
 			Name: name, Type: z.Type, TypeID: n.TypeID, SubID: n.SubID,
 			CIDR: n.Prefix.String(), Gateway: n.Gateway.String(),
 			AccessTo: nonNil(z.AccessTo), PinholeAllowedFrom: nonNil(z.PinholeAllowedFrom),
-			State: n.State, Present: n.Present, Isolated: z.Isolated, Sites: c.zoneSites(z), Tenant: z.Tenant,
+			State: n.State, Present: n.Present, Isolated: z.Isolated, IsolateInstances: z.IsolateInstances, Sites: c.zoneSites(z), Tenant: z.Tenant,
 		}
 		if n.VLAN >= 0 {
 			vlan, vni := n.VLAN, VNIBase+n.VLAN

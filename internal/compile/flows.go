@@ -16,7 +16,7 @@ import (
 // flows derives the firewall policy as an explicit allow list. Zones that
 // are not present (inactive, disabled) contribute nothing: they do not exist.
 func (c *compiler) flows() {
-	fs := slices.Concat(c.zoneFlows(), c.instanceFlows(), c.routeFlows(), c.overlayFlows())
+	fs := slices.Concat(c.zoneFlows(), c.instanceFlows(), c.routeFlows(), c.overlayFlows(), c.underlayFlows())
 	slices.SortFunc(fs, compareFlows)
 	c.state.Flows = slices.CompactFunc(fs, func(a, b Flow) bool { return compareFlows(a, b) == 0 })
 	if c.state.Flows == nil {
@@ -140,6 +140,54 @@ func (c *compiler) overlayFlows() []Flow {
 			// members of one group do not reach each other unless allowed.
 			for _, to := range targets {
 				fs = append(fs, Flow{From: "group:" + name, To: "group:" + to, Proto: "any", Kind: KindOverlay})
+			}
+		}
+	}
+	return fs
+}
+
+// underlayFlows let the overlay's members reach each other's Nebula on
+// the underlay: UDP on the overlay's port, from every zone holding members'
+// interfaces to each member's address. A member is reached at its address
+// in the sender's zone when it has one there, else at each of its
+// addresses. Only where traffic would not pass anyway: between zones, and
+// within a zone that isolates its instances. (A lighthouse outside the
+// cloud gets no flow: the zone firewall's flows to the internet name no
+// destination address, so one would open the port to the whole internet;
+// a zone that reaches the internet reaches it already.)
+func (c *compiler) underlayFlows() []Flow {
+	o := c.state.Overlay
+	if o == nil {
+		return nil
+	}
+	port := []string{strconv.Itoa(o.Port)}
+	var from []*Zone // zones holding members' interfaces, by name
+	for _, m := range o.Members {
+		for _, nic := range c.instIndex[m.Name].NICs {
+			if z := c.zoneIndex[nic.Zone]; z != nil && z.Present && nic.IP != "" && !slices.Contains(from, z) {
+				from = append(from, z)
+			}
+		}
+	}
+	slices.SortFunc(from, func(a, b *Zone) int { return cmp.Compare(a.Name, b.Name) })
+	var fs []Flow
+	for _, m := range o.Members {
+		var nics []NIC
+		for _, nic := range c.instIndex[m.Name].NICs {
+			if z := c.zoneIndex[nic.Zone]; z != nil && z.Present && nic.IP != "" {
+				nics = append(nics, nic)
+			}
+		}
+		for _, zs := range from {
+			reach := nics
+			if i := slices.IndexFunc(nics, func(n NIC) bool { return n.Zone == zs.Name }); i >= 0 {
+				if !zs.IsolateInstances {
+					continue // within the zone the traffic passes anyway
+				}
+				reach = nics[i : i+1]
+			}
+			for _, nic := range reach {
+				fs = append(fs, Flow{From: zs.Name, To: m.Name, Proto: "udp", Ports: port, Kind: KindUnderlay, FromCIDR: zs.CIDR, ToCIDR: nic.IP + "/32"})
 			}
 		}
 	}
@@ -348,7 +396,20 @@ func (c *compiler) firewallAttrs(site string) map[string]string {
 		_ = enc.Encode(f) // writing to a hash cannot fail
 		n++
 	}
-	return map[string]string{"flows": strconv.Itoa(n), "digest": hex.EncodeToString(h.Sum(nil))[:16]}
+	attrs := map[string]string{"flows": strconv.Itoa(n), "digest": hex.EncodeToString(h.Sum(nil))[:16]}
+	// Zones whose instances are kept apart are the firewall's too; named
+	// only when there are any, so that other firewalls' attributes stay
+	// as they were.
+	var apart []string
+	for _, z := range c.state.Zones {
+		if z.Present && z.IsolateInstances && slices.Contains(z.Sites, site) {
+			apart = append(apart, z.Name)
+		}
+	}
+	if len(apart) > 0 {
+		attrs["isolate_instances"] = strings.Join(apart, ",")
+	}
+	return attrs
 }
 
 // order sorts resources so that each follows its dependencies: by depth in

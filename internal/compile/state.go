@@ -52,8 +52,11 @@ type Zone struct {
 	State              string   `json:"state"`
 	Present            bool     `json:"present"`
 	Isolated           bool     `json:"isolated"`
-	Sites              []string `json:"sites"`
-	Tenant             string   `json:"tenant,omitempty"` // the owning tenant of a tenant network
+	// IsolateInstances: the zone's instances do not reach each other on
+	// it, only its gateway side and the flows allowed within it.
+	IsolateInstances bool     `json:"isolate_instances"`
+	Sites            []string `json:"sites"`
+	Tenant           string   `json:"tenant,omitempty"` // the owning tenant of a tenant network
 }
 
 // Instance is a compiled instance.
@@ -119,7 +122,7 @@ type Flow struct {
 	To       string   `json:"to"`        // likewise
 	Proto    string   `json:"proto"`     // any, tcp, udp or icmp
 	Ports    []string `json:"ports"`     // "443" or "8000-8100"; empty means all
-	Kind     string   `json:"kind"`      // access, internet, pinhole, egress, route or overlay
+	Kind     string   `json:"kind"`      // access, internet, pinhole, egress, route, overlay or underlay
 	FromCIDR string   `json:"from_cidr"` // source addresses; empty for internet and groups
 	ToCIDR   string   `json:"to_cidr"`   // destination addresses; empty for internet and groups
 	// EnforcedBy says what enforces the flow, set from its kind: the zone
@@ -142,6 +145,7 @@ const (
 	KindEgress   = "egress"   // one instance to a zone or the internet
 	KindRoute    = "route"    // front end to backend, and clients to the front end
 	KindOverlay  = "overlay"  // overlay group to group
+	KindUnderlay = "underlay" // a zone to a member's Nebula, on the overlay's port
 )
 
 // Route is a compiled public route.

@@ -192,7 +192,9 @@ type endpoint struct {
 // according to the compiled flows alone? It knows nothing of how the
 // firewall is built, so it checks the firewall rather than mirroring it.
 func allowed(st *compile.State, a, b endpoint, proto string, port int) bool {
-	if a.name != spec.Internet && b.name != spec.Internet && slices.Contains(a.zones, b.zone) {
+	if a.name != spec.Internet && b.name != spec.Internet && slices.ContainsFunc(st.Zones, func(z compile.Zone) bool {
+		return z.Name == b.zone && slices.Contains(a.zones, z.Name) && !z.IsolateInstances
+	}) {
 		return true // on a shared subnet: bridged, never routed through a firewall
 	}
 	for _, f := range st.Flows {

@@ -57,6 +57,7 @@ zones:
     type: iot
     sub-id: 30
     isolated: true
+    isolate-instances: true
     pinhole-allowed-from: [mgmt, internet]
   vpn:
     type: overlay
@@ -294,6 +295,7 @@ func TestEncodeShape(t *testing.T) {
 		"zones.yaml": {
 			"    vlan: 0\n", // set pointers are written even when zero
 			"    isolated: true\n",
+			"    isolate-instances: true\n",
 			"    dhcp: false\n",
 			"    ssid: <MGMT_SSID>\n",
 		},

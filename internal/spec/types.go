@@ -78,6 +78,7 @@ type Zone struct {
 	PinholeAllowedFrom []string `yaml:"pinhole-allowed-from" doc:"Zones (or 'internet') that instances of this zone may open pinholes to."`
 	State              string   `yaml:"state" enum:"active,mandatory,inactive,disabled,manual" doc:"active and mandatory zones are created; inactive and disabled ones are not; manual ones exist but are not managed."`
 	Isolated           bool     `yaml:"isolated" doc:"An isolated zone is reachable by pinholes only: no zone but a management zone may list it in access-to."`
+	IsolateInstances   bool     `yaml:"isolate-instances" doc:"The zone's instances cannot reach each other on it: only the gateway side (the host, the site's router) reaches them and they reach it; flows the spec allows within the zone (pinholes, the overlay's underlay) still pass. Not on overlay zones."`
 	Sites              []string `yaml:"sites" doc:"Sites that carry this zone (default all)."`
 	Uplink             string   `yaml:"uplink" doc:"Physical interface or trunk the zone rides on (TAPPaaS 'bridge')."`
 	SSID               string   `yaml:"ssid" doc:"Wireless network name of a client zone."`

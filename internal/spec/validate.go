@@ -116,6 +116,9 @@ func (v *validator) zones() {
 				v.diags.Errorf(z.FieldPos("sites"), "zone %q: site %q does not exist%s", name, site, didYouMean(site, v.s.Sites))
 			}
 		}
+		if z.IsolateInstances && z.Net.VLAN < 0 {
+			v.diags.Errorf(z.FieldPos("isolate-instances"), "zone %q: isolate-instances needs a zone with interfaces; an overlay zone has none (on the overlay, groups' can-access decides who reaches whom)", name)
+		}
 		if z.Type == "management" {
 			continue
 		}
@@ -373,6 +376,8 @@ func (v *validator) zoneList(z *Zone, field string, list []string, allowAll bool
 		case seen[t]:
 			v.diags.Warnf(z.FieldPos(field), "zone %q: %s lists %q twice", z.Name, field, t)
 		case t == Internet, allowAll && t == All:
+		case t == z.Name && z.IsolateInstances && field == "access-to":
+			v.diags.Errorf(z.FieldPos(field), "zone %q: access-to lists the zone itself, but isolate-instances keeps its instances apart; give single instances ingress from the zone instead", z.Name)
 		case t == z.Name:
 			v.diags.Warnf(z.FieldPos(field), "zone %q: %s lists the zone itself; traffic within a zone is always allowed", z.Name, field)
 		default:

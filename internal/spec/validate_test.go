@@ -256,6 +256,18 @@ zones:
 			},
 		},
 		{
+			name: "isolate-instances needs interfaces and excludes access-to itself",
+			yaml: header + `zones:
+  boot: {type: management, isolate-instances: true, access-to: [boot, internet]}
+  mesh: {type: overlay, cidr: 10.10.10.0/24, isolate-instances: true}
+  lan: {type: client, isolate-instances: true}
+`,
+			want: []string{
+				`spec.yaml:4:64: zone "boot": access-to lists the zone itself, but isolate-instances keeps its instances apart; give single instances ingress from the zone instead`,
+				`spec.yaml:5:65: zone "mesh": isolate-instances needs a zone with interfaces; an overlay zone has none (on the overlay, groups' can-access decides who reaches whom)`,
+			},
+		},
+		{
 			name: "access-to all without isolated zones",
 			yaml: header + `zones:
   home: {type: client, access-to: [all]}

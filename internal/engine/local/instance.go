@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"debug/elf"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/holdfast/holdfast/internal/agent"
@@ -86,7 +88,7 @@ func (e *Engine) containerConfig(in compile.Instance) container.Config {
 		cfg.Binds = append(cfg.Binds, container.Bind{Source: filepath.Join(dir, homeDir), Target: "/root"})
 	}
 	cfg.Binds = append(cfg.Binds, container.Bind{Source: filepath.Join(dir, sshDir), Target: "/root/.ssh"})
-	if e.agents != nil {
+	if e.agents != nil && agentRunsIn(cfg.Rootfs) {
 		// The guest service's socket directory, not the socket: a
 		// service that restarts makes a new socket, which the instance
 		// then sees.
@@ -98,6 +100,50 @@ func (e *Engine) containerConfig(in compile.Instance) container.Config {
 	return cfg
 }
 
+// agentRunsIn reports whether this program, which the init runs as the
+// agent, can run inside rootfs ("": the host's file system): a
+// dynamically linked holdfast needs its ELF interpreter there. A minimal
+// root file system (busybox) lacks it; such an instance runs no agent, and
+// holdfast status says it never reported (docs/agent.md).
+func agentRunsIn(rootfs string) bool {
+	if rootfs == "" {
+		return true
+	}
+	interp, err := selfInterpreter()
+	if err != nil {
+		return false
+	}
+	if interp == "" {
+		return true // static
+	}
+	fi, err := os.Stat(filepath.Join(rootfs, interp))
+	return err == nil && fi.Mode().IsRegular()
+}
+
+// selfInterpreter is the ELF interpreter this program asks for ("" when
+// it is linked statically).
+var selfInterpreter = sync.OnceValues(func() (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	f, err := elf.Open(exe)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			b, err := io.ReadAll(p.Open())
+			if err != nil {
+				return "", err
+			}
+			return strings.TrimRight(string(b), "\x00"), nil
+		}
+	}
+	return "", nil
+})
+
 // Where an instance finds its agent's files and the guest service.
 const (
 	agentMount = "/run/holdfast/agent"
@@ -108,7 +154,7 @@ const (
 // in place. The token file is replaced atomically: the agent reads it again
 // when the service refuses the one it holds (after a rotation).
 func (e *Engine) writeAgent(dir string, in compile.Instance) error {
-	if e.agents == nil {
+	if len(e.containerConfig(in).Agent) == 0 {
 		return nil
 	}
 	d := filepath.Join(dir, agentDir)
@@ -135,7 +181,7 @@ func (e *Engine) writeAgent(dir string, in compile.Instance) error {
 // agentDrift names an agent token that is not the instance's current one
 // (rotated, or tampered with), without printing either.
 func (e *Engine) agentDrift(dir string, in compile.Instance) []string {
-	if e.agents == nil {
+	if len(e.containerConfig(in).Agent) == 0 {
 		return nil
 	}
 	b, err := os.ReadFile(filepath.Join(dir, agentDir, "token"))

@@ -139,6 +139,14 @@ func (e *Engine) instNS(name string) string { return e.prefix() + "i." + name }
 // InstanceNS is the network namespace an instance lives in, for tools and tests.
 func InstanceNS(cloud, instance string) string { return "hf." + cloud + ".i." + instance }
 
+// NodeNS is a node's namespace, which holds its zones' bridges
+// (ZoneBridge), for tools and tests.
+func NodeNS(cloud, site, node string) string { return "hf." + cloud + ".n." + site + "." + node }
+
+// ZoneBridge is the bridge of the zone with VXLAN id vni in a node's
+// namespace.
+func ZoneBridge(vni int) string { return bridgeName(vni) }
+
 // EdgeNS is a site edge's namespace.
 func EdgeNS(cloud, site string) string { return "hf." + cloud + ".e." + site }
 

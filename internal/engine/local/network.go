@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
@@ -230,10 +231,114 @@ func (e *Engine) ensureFirewall(site string) error {
 	in := e.firewallInput(site)
 	// Replacing an intact table would be a write for nothing: a new
 	// ruleset generation, and a moment of empty chains (see Apply).
-	if drift, err := firewall.Verify(he.fd, in); err == nil && len(drift) == 0 {
+	if drift, err := firewall.Verify(he.fd, in); err != nil || len(drift) > 0 {
+		if err := firewall.Apply(he.fd, in); err != nil {
+			return err
+		}
+	}
+	return e.ensureIsolation(he, site)
+}
+
+// ensureIsolation keeps the instances of the site's isolating zones apart
+// on every node (firewall.Isolation), writing nothing where a node's table
+// is intact.
+func (e *Engine) ensureIsolation(he *handle, site string) error {
+	st, ok := e.site(site)
+	if !ok {
+		return fmt.Errorf("site %q is not in the desired state", site)
+	}
+	for _, node := range st.Nodes {
+		err := e.onNode(site, node, func(hn *handle) error {
+			in, err := e.isolationInput(he, site, node)
+			if err != nil {
+				return err
+			}
+			if drift, err := firewall.VerifyIsolation(hn.fd, in); err == nil && len(drift) == 0 {
+				return nil
+			}
+			return firewall.ApplyIsolation(hn.fd, in)
+		})
+		if err != nil {
+			return fmt.Errorf("node %s: %w", node, err)
+		}
+	}
+	return nil
+}
+
+// isolationDrift names what differs in the nodes' isolation tables.
+func (e *Engine) isolationDrift(he *handle, site string) []string {
+	st, ok := e.site(site)
+	if !ok {
 		return nil
 	}
-	return firewall.Apply(he.fd, in)
+	var drift []string
+	for _, node := range st.Nodes {
+		if !nsExists(e.nodeNS(site, node)) {
+			continue // the site's drift names it
+		}
+		err := e.onNode(site, node, func(hn *handle) error {
+			in, err := e.isolationInput(he, site, node)
+			if err != nil {
+				return err
+			}
+			d, err := firewall.VerifyIsolation(hn.fd, in)
+			for _, x := range d {
+				drift = append(drift, "node "+node+": "+x)
+			}
+			return err
+		})
+		if err != nil {
+			drift = append(drift, "node "+node+": cannot read the isolation table: "+err.Error())
+		}
+	}
+	return drift
+}
+
+func (e *Engine) onNode(site, node string, f func(hn *handle) error) error {
+	ns := e.nodeNS(site, node)
+	if !nsExists(ns) {
+		return fmt.Errorf("namespace %s is missing", ns)
+	}
+	hn, err := openHandle(ns)
+	if err != nil {
+		return err
+	}
+	defer hn.Close()
+	return f(hn)
+}
+
+// isolationInput is what one node keeps apart: the site's zones that
+// isolate their instances, with the gateway's MAC read from the edge's
+// bridge and the node's ports of the zone's instances.
+func (e *Engine) isolationInput(he *handle, site, node string) (firewall.Isolation, error) {
+	var out firewall.Isolation
+	for _, z := range e.desired.Zones {
+		if !z.Present || !z.IsolateInstances || z.VNI == nil || !slices.Contains(z.Sites, site) {
+			continue
+		}
+		zn, err := e.zoneNet(z.Name)
+		if err != nil {
+			return out, err
+		}
+		br, err := he.byName(bridgeName(zn.vni))
+		if err != nil || br == nil {
+			return out, fmt.Errorf("zone %q has no bridge on the edge (is the network made?): %w", z.Name, err)
+		}
+		iz := firewall.IsolatedZone{Name: z.Name, VNI: zn.vni, CIDR: zn.cidr, Gateway: zn.gateway.Addr(),
+			GatewayMAC: br.Attrs().HardwareAddr, Flows: e.desired.Flows}
+		for _, in := range e.desired.Instances {
+			if in.Site != site || in.Node != node {
+				continue
+			}
+			for _, nic := range in.NICs {
+				if nic.Zone == z.Name {
+					iz.Ports = append(iz.Ports, nicLink(in.VMID, nic.Index))
+				}
+			}
+		}
+		out.Zones = append(out.Zones, iz)
+	}
+	return out, nil
 }
 
 // firewallInput is what a site's edge enforces: the cloud's flows, with
@@ -254,6 +359,21 @@ func (e *Engine) deleteFirewall(site string) error {
 		return err
 	}
 	defer he.Close()
+	nodes, err := listNS(e.prefix() + "n." + site + ".")
+	if err != nil {
+		return err
+	}
+	for _, ns := range nodes {
+		hn, err := openHandle(ns)
+		if err != nil {
+			return err
+		}
+		err = firewall.DeleteIsolation(hn.fd)
+		hn.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", ns, err)
+		}
+	}
 	return firewall.Delete(he.fd)
 }
 

@@ -78,6 +78,7 @@ func (e *Engine) observe(ctx context.Context) ([]engine.Observed, error) {
 					if drift, err = firewall.Verify(he.fd, e.firewallInput(site)); err != nil {
 						drift = []string{"cannot read the ruleset: " + err.Error()}
 					}
+					drift = append(drift, e.isolationDrift(he, site)...)
 				}
 				add(compile.FirewallID(site), drift)
 			}

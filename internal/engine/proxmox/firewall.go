@@ -28,7 +28,11 @@ import (
 //
 // The PVE firewall is stateful, like Holdfast's flows: answers to an
 // allowed connection pass. Traffic within a zone is allowed, as on the
-// local engine, where a zone is one bridge.
+// local engine, where a zone is one bridge, except in a zone that isolates
+// its instances: its group accepts only the zone's gateway (the host or
+// router) and the flows within the zone (pinholes from the zone, the
+// overlay's underlay), each an IN rule on the receiving guest and an OUT
+// rule on the sending one, as every flow is.
 
 // fwPlan is the site's firewall as it must be.
 type fwPlan struct {
@@ -56,10 +60,18 @@ func (e *Engine) firewallPlan(s *site) fwPlan {
 		name := s.fwName(z.Name)
 		p.ipsets[name] = []pve.IPSetEntry{{CIDR: z.CIDR}}
 		p.zoneOf[name] = z.Name
-		// Within the zone everything passes, as on one bridge.
+		// Within the zone everything passes, as on one bridge; unless the
+		// zone isolates its instances: then only its gateway (the host or
+		// router) and they reach each other, and the flows within it.
 		p.groups[name] = []pve.Rule{
 			{Type: "in", Action: "ACCEPT", Source: "+" + name, Enable: true, Comment: "within " + z.Name},
 			{Type: "out", Action: "ACCEPT", Dest: "+" + name, Enable: true, Comment: "within " + z.Name},
+		}
+		if z.IsolateInstances {
+			p.groups[name] = []pve.Rule{
+				{Type: "in", Action: "ACCEPT", Source: z.Gateway, Enable: true, Comment: "from the gateway of " + z.Name},
+				{Type: "out", Action: "ACCEPT", Dest: z.Gateway, Enable: true, Comment: "to the gateway of " + z.Name},
+			}
 		}
 	}
 	p.ipsets[s.internetSet()] = internet

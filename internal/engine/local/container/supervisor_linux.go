@@ -56,6 +56,9 @@ type job struct {
 	env  []string
 	// started records a new pid (0: exited) and whether it is a restart.
 	started func(pid int, restart bool)
+	// optional: failing to start it does not fail the container; it is
+	// tried again like a restart.
+	optional bool
 }
 
 func newInitProc(cfg Config, log *slog.Logger) *initProc {
@@ -128,7 +131,7 @@ func (p *initProc) begin(ln *net.UnixListener) error {
 		// whether the root file system holds it): /proc/self/exe is
 		// resolved by the kernel, not through this mount namespace.
 		agent := job{name: "agent", argv: []string{"/proc/self/exe"}, env: append(slices.Clone(p.env), p.cfg.Agent...),
-			started: func(pid int, _ bool) { p.agentPID = pid }}
+			started: func(pid int, _ bool) { p.agentPID = pid }, optional: true}
 		if err := p.keep(agent); err != nil {
 			return err
 		}
@@ -222,6 +225,13 @@ func (p *initProc) reap() {
 // keep starts j and restarts it whenever it exits (supervise).
 func (p *initProc) keep(j job) error {
 	pid, done, err := p.spawn(j.argv, j.env, []uintptr{p.devNull.Fd(), 1, 2})
+	if err != nil && j.optional {
+		p.log.Error("starting "+j.name, "err", err)
+		failed := make(chan syscall.WaitStatus, 1)
+		failed <- 0
+		go p.supervise(j, 0, failed)
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", j.name, err)
 	}

@@ -25,6 +25,9 @@
 //
 // Members of one zone reach each other: the zone is one segment, and with
 // br_netfilter its bridged traffic crosses the edge's forward hook too.
+// A zone that isolates its instances is no such segment: its nodes keep
+// them apart (see Isolation), and the edge routes nothing from the zone
+// back into it but the flows allowed within it.
 package firewall
 
 import (
@@ -114,6 +117,7 @@ func Stats(in Input) (rules, setElements, chains int, err error) {
 // The ruleset as data: Apply writes it, Verify compares the kernel's table
 // with it, String prints it.
 type ruleset struct {
+	family nftables.TableFamily // inet unless set
 	sets   []*set
 	chains []*chain
 }
@@ -310,7 +314,9 @@ func collect(in Input) (map[string][]box, error) {
 		elems[setLocal] = append(elems[setLocal], box{addrs})
 		elems[setBridges] = append(elems[setBridges], box{br})
 		elems[setBridgeSrc] = append(elems[setBridgeSrc], box{br, addrs})
-		elems["from_zone"] = append(elems["from_zone"], box{addrs, addrs})
+		if !z.IsolateInstances { // routed through the gateway, they would meet again
+			elems["from_zone"] = append(elems["from_zone"], box{addrs, addrs})
+		}
 	}
 	inCloud := func(p netip.Prefix) bool {
 		return slices.ContainsFunc(zones, func(z netip.Prefix) bool { return z.Bits() <= p.Bits() && z.Contains(p.Addr()) })

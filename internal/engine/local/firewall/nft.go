@@ -111,7 +111,7 @@ func Verify(ns netns.NsHandle, in Input) (drift []string, err error) {
 }
 
 func verifyChains(c *nftables.Conn, t *nftables.Table, rs *ruleset) ([]string, error) {
-	all, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	all, err := c.ListChainsOfTableFamily(t.Family)
 	if err != nil {
 		return nil, fmt.Errorf("list chains: %w", err)
 	}

@@ -109,7 +109,11 @@ func (r *rule) String() string { return strings.Join(r.text, " ") }
 // String prints the ruleset as `nft list table inet holdfast` would.
 func (rs *ruleset) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "table inet %s {\n", TableName)
+	family := "inet"
+	if rs.family == nftables.TableFamilyBridge {
+		family = "bridge"
+	}
+	fmt.Fprintf(&b, "table %s %s {\n", family, TableName)
 	for _, s := range rs.sets {
 		types := make([]string, len(s.key))
 		for i, f := range s.key {
