@@ -31,6 +31,9 @@ type Server struct {
 	// Tune, when set, adjusts each member's Nebula config (intervals).
 	Tune func(*overlay.NodeConfig)
 	Now  func() time.Time
+	// AgentBinary is the holdfast binary the metadata service hands to
+	// instances (nocloud.go); empty: the running executable.
+	AgentBinary string
 }
 
 // maxHealthBody bounds a health report.
@@ -88,6 +91,7 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/agent/config", s.config)
 	mux.HandleFunc("POST /v1/agent/health", s.health)
+	s.noCloudRoutes(mux)
 	return mux
 }
 

@@ -36,6 +36,7 @@ type Block struct {
 	Storage     string   `yaml:"storage" doc:"Storage full clones are written to (default: the template's)."`
 	Pool        string   `yaml:"pool" doc:"Resource pool new VMs join."`
 	Parallel    *int     `yaml:"parallel" min:"1" max:"64" doc:"Tasks at once per node (default 4)."`
+	MetadataURL string   `yaml:"metadata-url" doc:"Holdfast's metadata service as the site's VMs reach it, e.g. http://192.168.100.1:8442 (where holdfast serve answers agents). When set, every VM is seeded through its SMBIOS serial with cloud-init's NoCloud datasource from there, which installs and starts the Holdfast agent (docs/agent.md)."`
 	// Templates are per-node copies of templates, for clusters whose
 	// storage is not shared: PVE clones a template only onto its own node
 	// there.
@@ -59,6 +60,9 @@ type Config struct {
 	Storage     string   `json:"storage,omitempty"`
 	Pool        string   `json:"pool,omitempty"`
 	Parallel    int      `json:"parallel"` // tasks at once per node
+	// MetadataURL is the metadata service VMs are seeded from; empty:
+	// no seed.
+	MetadataURL string `json:"metadata_url,omitempty"`
 	// Templates are per-node template VMs: template -> node -> VM name
 	// or VMID.
 	Templates map[string]map[string]string `json:"templates,omitempty"`
@@ -158,7 +162,33 @@ func (siteSpec) CheckSite(s *spec.Spec, name string, site *spec.Site, diags *spe
 			v.diags.Errorf(p.FieldPos("peers"), "site %q: proxmox peer %q is not an IP address", name, peer)
 		}
 	}
+	v.metadataURL(name, p)
 	v.nodeTemplates(name, site, p)
+}
+
+// maxMetadataURL bounds metadata-url so that the seed fits PVE's smbios1
+// (512 characters, the serial base64-encoded beside the VM's UUID).
+const maxMetadataURL = 200
+
+// metadataURL checks the metadata service's URL: http or https, a host,
+// nothing cloud-init's seed would cut (';' separates its fields) or the
+// seed's path could not follow.
+func (v *validator) metadataURL(name string, p *Block) {
+	if p.MetadataURL == "" {
+		return
+	}
+	at := p.FieldPos("metadata-url")
+	u, err := url.Parse(p.MetadataURL)
+	switch {
+	case err != nil || u.Host == "" || u.Hostname() == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || (u.Path != "" && u.Path != "/"):
+		v.diags.Errorf(at, "site %q: proxmox metadata-url %q is not a URL like http://192.168.100.1:8442 (scheme, host and port, no path)", name, p.MetadataURL)
+	case u.Scheme != "http" && u.Scheme != "https":
+		v.diags.Errorf(at, "site %q: proxmox metadata-url %q must start with http:// or https://", name, p.MetadataURL)
+	case strings.ContainsAny(p.MetadataURL, "; \t"):
+		v.diags.Errorf(at, "site %q: proxmox metadata-url %q holds a ';' or a space, which would cut cloud-init's seed", name, p.MetadataURL)
+	case len(p.MetadataURL) > maxMetadataURL:
+		v.diags.Errorf(at, "site %q: proxmox metadata-url is %d characters; at most %d fit the VMs' SMBIOS seed", name, len(p.MetadataURL), maxMetadataURL)
+	}
 }
 
 // nodeTemplates checks a site's per-node templates: templates of the spec,
@@ -215,6 +245,7 @@ func (siteSpec) Settings(s *spec.Spec, _ string, st *spec.Site) any {
 		Endpoint: strings.TrimSuffix(p.Endpoint, "/"), TokenID: p.TokenID, SecretEnv: p.SecretEnv, Fingerprint: strings.ToUpper(p.Fingerprint),
 		Network: cmp.Or(p.Network, "vlan"), Bridge: cmp.Or(p.Bridge, "vmbr0"), Peers: slices.Clone(p.Peers),
 		SDNZone: p.SDNZone, Clone: cmp.Or(p.Clone, "full"), Storage: p.Storage, Pool: p.Pool, Parallel: 4,
+		MetadataURL: strings.TrimSuffix(p.MetadataURL, "/"),
 	}
 	if p.SecretFile != "" {
 		out.SecretFile = p.SecretFile

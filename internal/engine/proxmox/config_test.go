@@ -183,6 +183,45 @@ sites:
 			},
 		},
 		{
+			name: "metadata-url",
+			yaml: `cloud: {name: demo, domain: demo.net}
+sites:
+  a:
+    engine: proxmox
+    nodes: [pve1]
+    proxmox: {endpoint: 'https://pve1.demo.net:8006', token-id: 'holdfast@pve!apply', secret-env: S, metadata-url: 'http://192.168.100.1:8442/'}
+  b:
+    engine: proxmox
+    nodes: [pve1]
+    proxmox:
+      endpoint: 'https://pve1.demo.net:8006'
+      token-id: 'holdfast@pve!apply'
+      secret-env: S
+      metadata-url: 'ftp://192.168.100.1'
+  c:
+    engine: proxmox
+    nodes: [pve1]
+    proxmox:
+      endpoint: 'https://pve1.demo.net:8006'
+      token-id: 'holdfast@pve!apply'
+      secret-env: S
+      metadata-url: 'http://192.168.100.1:8442/seed'
+  d:
+    engine: proxmox
+    nodes: [pve1]
+    proxmox:
+      endpoint: 'https://pve1.demo.net:8006'
+      token-id: 'holdfast@pve!apply'
+      secret-env: S
+      metadata-url: 'http://meta;s=x:8442'
+`,
+			want: []string{
+				`spec.yaml:14:21: site "b": proxmox metadata-url "ftp://192.168.100.1" must start with http:// or https://`,
+				`spec.yaml:22:21: site "c": proxmox metadata-url "http://192.168.100.1:8442/seed" is not a URL like http://192.168.100.1:8442 (scheme, host and port, no path)`,
+				`spec.yaml:30:21: site "d": proxmox metadata-url "http://meta;s=x:8442"`,
+			},
+		},
+		{
 			name: "parallel out of range",
 			yaml: `cloud: {name: demo, domain: demo.net}
 sites:

@@ -45,6 +45,7 @@ type Engine struct {
 	desired *compile.State
 	dir     string
 	sites   map[string]*site
+	agents  engine.Agents // the instances' agent tokens, seeded into VMs; nil: none
 
 	instances map[string]*compile.Instance // by name
 	zones     map[string]*compile.Zone     // by name
@@ -85,7 +86,7 @@ var ClientOptions struct {
 // token secret but makes no request.
 func New(cfg engine.Config) (engine.Engine, error) {
 	e := &Engine{
-		cloud: cfg.Cloud, desired: cfg.Desired, dir: cfg.StateDir, sites: map[string]*site{},
+		cloud: cfg.Cloud, desired: cfg.Desired, dir: cfg.StateDir, sites: map[string]*site{}, agents: cfg.Agents,
 		instances: map[string]*compile.Instance{}, zones: map[string]*compile.Zone{},
 	}
 	if cfg.Desired == nil {

@@ -570,6 +570,12 @@ func (e *Engine) configure(ctx context.Context, s *site, in *compile.Instance, g
 		on := true
 		u.OnBoot, changed = &on, true
 	}
+	if smbios, differs := e.desiredSMBIOS1(s, in, cfg.SMBIOS1); differs {
+		if smbios == "" {
+			u.Delete = append(u.Delete, "smbios1")
+		}
+		u.SMBIOS1, changed = smbios, true
+	}
 	if !changed {
 		return nil
 	}

@@ -189,6 +189,7 @@ func (e *Engine) guestDrift(ctx context.Context, s *site, vm pve.VM, res []pve.H
 		return nil, err
 	}
 	drift = append(drift, configDrift(cfg, e.desiredConfig(s, in))...)
+	drift = append(drift, e.seedDrift(s, in, cfg.SMBIOS1)...)
 	if m, ok := parseMeta(cfg.Description); !ok || m.Rebuild != in.Rebuild || m.Reboot != in.Reboot {
 		drift = append(drift, "reboot or rebuild not carried out")
 	}

@@ -317,6 +317,9 @@ type VMConfig struct {
 	Tags         string
 	Description  string
 	OnBoot       bool
+	// SMBIOS1 is the SMBIOS type 1 option, as PVE keeps it
+	// ("uuid=…,serial=…,base64=1").
+	SMBIOS1 string
 	// Raw is every option as PVE answered it (numbers as decimal text).
 	Raw map[string]string
 }
@@ -340,6 +343,7 @@ func (c *Client) Config(ctx context.Context, node string, vmid int) (VMConfig, e
 	cfg.Cores, cfg.Sockets, cfg.Template = atoi("cores"), atoi("sockets"), atoi("template") == 1
 	cfg.CIUser, cfg.Nameserver, cfg.Searchdomain = cfg.Raw["ciuser"], cfg.Raw["nameserver"], cfg.Raw["searchdomain"]
 	cfg.Tags, cfg.Description, cfg.OnBoot = cfg.Raw["tags"], cfg.Raw["description"], cfg.Raw["onboot"] == "1"
+	cfg.SMBIOS1 = cfg.Raw["smbios1"]
 	if m, ok := cfg.Raw["memory"]; ok {
 		_, cur, found := strings.Cut(m, "current=")
 		if !found {
@@ -395,6 +399,7 @@ type ConfigUpdate struct {
 	Tags         string // semicolon-separated
 	Description  string
 	OnBoot       *bool
+	SMBIOS1      string
 	Delete       []string
 }
 
@@ -429,6 +434,7 @@ func (u ConfigUpdate) params() url.Values {
 	set("searchdomain", u.Searchdomain)
 	set("tags", u.Tags)
 	set("description", u.Description)
+	set("smbios1", u.SMBIOS1)
 	if u.OnBoot != nil {
 		p.Set("onboot", boolParam(*u.OnBoot))
 	}

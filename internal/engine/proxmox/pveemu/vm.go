@@ -94,8 +94,26 @@ func (e *Emulator) AddTemplate(t Template) error {
 		"agent":    "1",
 		"serial0":  "socket",
 		"vga":      "serial0",
+		"smbios1":  "uuid=" + e.newUUID(), // qm create gives every VM one
 	}}
 	return nil
+}
+
+// withNewUUID is an smbios1 value with a new uuid, printed as
+// print_smbios1 does (print_property_string: keys sorted).
+func (e *Emulator) withNewUUID(smbios1 string) string {
+	kv := map[string]string{}
+	for _, part := range strings.Split(smbios1, ",") {
+		if k, v, ok := strings.Cut(part, "="); ok && k != "" {
+			kv[k] = v
+		}
+	}
+	kv["uuid"] = e.newUUID()
+	parts := make([]string, 0, len(kv))
+	for _, k := range slices.Sorted(maps.Keys(kv)) {
+		parts = append(parts, k+"="+kv[k])
+	}
+	return strings.Join(parts, ",")
 }
 
 // newMAC makes a MAC in Proxmox's own OUI (BC:24:11), as PVE does for new
@@ -342,6 +360,13 @@ func (e *Emulator) postClone(c *call) (any, error) {
 			}
 			conf[k] = d
 		}
+	}
+	// As clone_vm: the copy always gets a UUID of its own (the other
+	// SMBIOS values are kept, the option printed again, keys sorted), and
+	// a vmgenid of its own when the source has one.
+	conf["smbios1"] = e.withNewUUID(conf["smbios1"])
+	if conf["vmgenid"] != "" {
+		conf["vmgenid"] = e.newUUID()
 	}
 	conf["name"] = cmp.Or(c.values["name"], "Copy-of-VM-"+cmp.Or(src.conf["name"], strconv.Itoa(src.vmid)))
 	if d := c.values["description"]; d != "" {
@@ -707,6 +732,9 @@ func (e *Emulator) postCreate(c *call) (any, error) {
 	}
 	if len(errs) > 0 {
 		return nil, paramError(errs)
+	}
+	if conf["smbios1"] == "" {
+		conf["smbios1"] = "uuid=" + e.newUUID() // create_vm's generate_smbios1_uuid
 	}
 	v := &vm{vmid: vmid, node: node, pool: c.values["pool"], conf: map[string]string{"lock": "create"}}
 	e.vms[vmid] = v

@@ -241,3 +241,35 @@ func TestPendingAndCloudInit(t *testing.T) {
 		}
 	}
 }
+
+// TestSMBIOSUUIDsAreEveryVMsOwn: as in PVE, a template has an SMBIOS
+// UUID, a clone gets a new one (its other SMBIOS values kept, the option
+// printed with its keys sorted), a created VM one of its own, and an
+// update keeps what it is given.
+func TestSMBIOSUUIDsAreEveryVMsOwn(t *testing.T) {
+	srv := clonedVM(t)
+	uuidOf := func(vmid string) string {
+		cfg := mustOK(t, srv, "GET", "/nodes/pve1/qemu/"+vmid+"/config", "").(map[string]any)
+		s, _ := cfg["smbios1"].(string)
+		_, uuid, _ := strings.Cut(s, "uuid=")
+		return uuid
+	}
+	tpl, vm := uuidOf("9000"), uuidOf("100")
+	if tpl == "" || vm == "" || tpl == vm {
+		t.Fatalf("template's UUID %q, clone's %q: want two, different", tpl, vm)
+	}
+	serial := base64.StdEncoding.EncodeToString([]byte("ds=nocloud-net;s=http://10.0.0.1:8442/nocloud/hfa_x/"))
+	mustOK(t, srv, "POST", "/nodes/pve1/qemu/100/config", "smbios1="+url.QueryEscape("uuid="+vm+",serial="+serial+",base64=1"))
+	if got := vmConfig(t, srv)["smbios1"]; got != "uuid="+vm+",serial="+serial+",base64=1" {
+		t.Errorf("smbios1 kept as %v", got)
+	}
+	mustOK(t, srv, "POST", "/nodes/pve1/qemu/100/clone", "newid=101&name=copy&full=1")
+	cfg := mustOK(t, srv, "GET", "/nodes/pve1/qemu/101/config", "").(map[string]any)
+	if got, want := cfg["smbios1"], "base64=1,serial="+serial+",uuid="+uuidOf("101"); got != want || uuidOf("101") == vm {
+		t.Errorf("the clone's smbios1 is %v, want %s with a new UUID", got, want)
+	}
+	mustOK(t, srv, "POST", "/nodes/pve1/qemu", "vmid=102&name=blank&scsi0=local-lvm:1")
+	if uuidOf("102") == "" {
+		t.Error("a created VM has no SMBIOS UUID")
+	}
+}
