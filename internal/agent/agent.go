@@ -43,7 +43,7 @@ func init() {
 // w, and returns the process's exit code.
 func Main(path, version string, w io.Writer) int {
 	log := slog.New(slog.NewTextHandler(w, nil))
-	s, err := ReadSettings(path)
+	s, err := guest.ReadAgentSettings(path)
 	if err != nil {
 		log.Error("agent settings", "err", err)
 		return 2
@@ -63,7 +63,7 @@ const cacheFile = "config.json"
 
 // Agent is one running agent.
 type Agent struct {
-	s       Settings
+	s       guest.AgentSettings
 	version string
 	log     *slog.Logger
 	client  *http.Client
@@ -80,7 +80,7 @@ type Agent struct {
 // Run is the agent's loop: apply the cached configuration, then every
 // interval fetch the configuration, apply what changed, and report
 // health; until ctx ends, when the overlay is stopped.
-func Run(ctx context.Context, s Settings, version string, log *slog.Logger) error {
+func Run(ctx context.Context, s guest.AgentSettings, version string, log *slog.Logger) error {
 	a, err := newAgent(s, version, log)
 	if err != nil {
 		return err
@@ -113,7 +113,7 @@ func Run(ctx context.Context, s Settings, version string, log *slog.Logger) erro
 	}
 }
 
-func newAgent(s Settings, version string, log *slog.Logger) (*Agent, error) {
+func newAgent(s guest.AgentSettings, version string, log *slog.Logger) (*Agent, error) {
 	u, err := url.Parse(s.Server)
 	if err != nil {
 		return nil, err

@@ -5,7 +5,7 @@
 // keeps it converged as it changes, and reports its health, which holdfast
 // status shows.
 //
-// It starts from its Settings file (agent.json). The last configuration it
+// It starts from its guest.Agentsettings (guest.AgentSettings, agent.json). The last configuration it
 // applied is kept in its state directory, so that after a restart the
 // instance's services come back before (or without) the control plane.
 package agent

@@ -204,11 +204,7 @@ func (s *Server) userData(w http.ResponseWriter, r *http.Request, st *compile.St
 	if r.TLS != nil {
 		base = "https://" + r.Host
 	}
-	settings, _ := json.MarshalIndent(struct {
-		Server    string `json:"server"`
-		TokenFile string `json:"token_file"`
-		StateDir  string `json:"state_dir"`
-	}{base, agentTokenFile, agentStateDir}, "", "  ")
+	settings, _ := json.MarshalIndent(AgentSettings{Server: base, TokenFile: agentTokenFile, StateDir: agentStateDir}, "", "  ")
 	type file struct {
 		Path        string `yaml:"path"`
 		Permissions string `yaml:"permissions"`

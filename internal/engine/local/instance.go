@@ -23,6 +23,7 @@ import (
 	"github.com/holdfast/holdfast/internal/compile"
 	"github.com/holdfast/holdfast/internal/engine"
 	"github.com/holdfast/holdfast/internal/engine/local/container"
+	"github.com/holdfast/holdfast/internal/guest"
 )
 
 // nicLink names a node's end of an instance interface: v<vmid>n<index>
@@ -164,7 +165,7 @@ func (e *Engine) writeAgent(dir string, in compile.Instance) error {
 	if err := os.MkdirAll(e.agents.SocketDir(), 0o700); err != nil {
 		return err
 	}
-	settings, err := json.MarshalIndent(agent.Settings{
+	settings, err := json.MarshalIndent(guest.AgentSettings{
 		Server:    "unix://" + guestMount + "/" + engine.SocketName,
 		TokenFile: agentMount + "/token",
 		StateDir:  agentMount + "/state",

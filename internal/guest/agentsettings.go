@@ -1,4 +1,4 @@
-package agent
+package guest
 
 import (
 	"encoding/json"
@@ -11,10 +11,10 @@ import (
 	"time"
 )
 
-// Settings is the agent's own configuration file (agent.json), written by
-// whoever delivers the agent: the local engine, or cloud-init's user-data
-// on Proxmox.
-type Settings struct {
+// AgentSettings is the agent's own configuration file (agent.json),
+// written by whoever delivers the agent: the local engine, or the
+// metadata service's user-data on Proxmox.
+type AgentSettings struct {
 	// Server is the guest service: "unix:///run/holdfast/guest/agent.sock"
 	// (the local engine) or "http://host:port" (a metadata service).
 	Server string `json:"server"`
@@ -25,7 +25,7 @@ type Settings struct {
 	// agent brings the instance's services up before it reaches the server.
 	StateDir string `json:"state_dir"`
 	// Interval is how often to ask for the configuration and report
-	// health (Go duration; zero: guest.DefaultInterval).
+	// health (Go duration; zero: DefaultInterval).
 	Interval Duration `json:"interval,omitempty"`
 }
 
@@ -47,9 +47,9 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// ReadSettings reads and checks an agent.json.
-func ReadSettings(path string) (Settings, error) {
-	var s Settings
+// ReadAgentSettings reads and checks an agent.json.
+func ReadAgentSettings(path string) (AgentSettings, error) {
+	var s AgentSettings
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return s, err
@@ -65,7 +65,7 @@ func ReadSettings(path string) (Settings, error) {
 	return s, nil
 }
 
-func (s Settings) check() error {
+func (s AgentSettings) check() error {
 	var errs []error
 	u, err := url.Parse(s.Server)
 	switch {
