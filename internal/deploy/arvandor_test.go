@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -317,34 +316,19 @@ func overlayMatrix(st *compile.State, cloud string, may func(from, to []string) 
 // again before it counts.
 func runOverlay(t *testing.T, cases []overlayProbe) []string {
 	t.Helper()
-	var (
-		mu    sync.Mutex
-		wrong []string
-		wg    sync.WaitGroup
-		slots = make(chan struct{}, 32)
-	)
-	for _, c := range cases {
-		wg.Add(1)
-		slots <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-slots }()
-			var err error
-			for try := 0; try < 3; try++ {
-				if _, err = probe.TCP(c.from.ns, netip.AddrPortFrom(c.to.ip, uint16(c.port)), 1500*time.Millisecond); err == nil || !c.want {
-					break
-				}
+	return parallel(len(cases), 32, func(i int) string {
+		c := cases[i]
+		var err error
+		for try := 0; try < 3; try++ {
+			if _, err = probe.TCP(c.from.ns, netip.AddrPortFrom(c.to.ip, uint16(c.port)), 1500*time.Millisecond); err == nil || !c.want {
+				break
 			}
-			if got := err == nil; got != c.want {
-				mu.Lock()
-				wrong = append(wrong, fmt.Sprintf("%s: got %v", c, map[bool]string{true: "through", false: fmt.Sprint("blocked: ", err)}[got]))
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	slices.Sort(wrong)
-	return wrong
+		}
+		if got := err == nil; got != c.want {
+			return fmt.Sprintf("%s: got %v", c, map[bool]string{true: "through", false: fmt.Sprint("blocked: ", err)}[got])
+		}
+		return ""
+	})
 }
 
 // workstation joins the overlay as an operator would: a certificate with

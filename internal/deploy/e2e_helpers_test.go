@@ -295,27 +295,39 @@ func matrix(st *compile.State, cloud string) []probeCase {
 func run(t *testing.T, cases []probeCase) []string {
 	t.Helper()
 	const timeout = 700 * time.Millisecond
+	return parallel(len(cases), 48, func(i int) string {
+		c := cases[i]
+		var err error
+		if c.proto == "icmp" {
+			err = probe.ICMP(context.Background(), c.from.ns, c.to.ip, timeout)
+		} else {
+			_, err = probe.TCP(c.from.ns, netip.AddrPortFrom(c.to.ip, uint16(c.port)), timeout)
+		}
+		if got := err == nil; got != c.want {
+			return fmt.Sprintf("%s: got %v", c, map[bool]string{true: "through", false: "blocked: " + fmt.Sprint(err)}[got])
+		}
+		return ""
+	})
+}
+
+// parallel runs check(0..n-1), at most slots at once, and returns what the
+// checks found wrong (their non-empty answers), sorted.
+func parallel(n, slots int, check func(i int) string) []string {
 	var (
 		mu    sync.Mutex
 		wrong []string
 		wg    sync.WaitGroup
-		slots = make(chan struct{}, 48)
+		sem   = make(chan struct{}, slots)
 	)
-	for _, c := range cases {
+	for i := range n {
 		wg.Add(1)
-		slots <- struct{}{}
+		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
-			defer func() { <-slots }()
-			var err error
-			if c.proto == "icmp" {
-				err = probe.ICMP(context.Background(), c.from.ns, c.to.ip, timeout)
-			} else {
-				_, err = probe.TCP(c.from.ns, netip.AddrPortFrom(c.to.ip, uint16(c.port)), timeout)
-			}
-			if got := err == nil; got != c.want {
+			defer func() { <-sem }()
+			if w := check(i); w != "" {
 				mu.Lock()
-				wrong = append(wrong, fmt.Sprintf("%s: got %v", c, map[bool]string{true: "through", false: "blocked: " + fmt.Sprint(err)}[got]))
+				wrong = append(wrong, w)
 				mu.Unlock()
 			}
 		}()

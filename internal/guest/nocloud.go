@@ -100,23 +100,7 @@ func (s *Server) noCloudRoutes(mux *http.ServeMux) {
 // through the local socket is not trusted alone: the metadata service is
 // for instances on a network.
 func (s *Server) noCloudCaller(r *http.Request, token string) (*compile.State, compile.Instance, bool) {
-	if !strings.HasPrefix(token, TokenPrefix) {
-		return nil, compile.Instance{}, false
-	}
-	st, err := s.State()
-	if err != nil {
-		s.log().Warn("guest: no applied state", "err", err)
-		return nil, compile.Instance{}, false
-	}
-	id, in, ok := Identify(s.Credentials, st, token)
-	if !ok {
-		return nil, compile.Instance{}, false
-	}
-	if !FromInstance(r.RemoteAddr, in) {
-		s.log().Warn("guest: an instance's seed from another address", "instance", id.String(), "from", r.RemoteAddr)
-		return nil, compile.Instance{}, false
-	}
-	return st, in, true
+	return s.instanceOf(r, token, false)
 }
 
 func text(w http.ResponseWriter, body string) {

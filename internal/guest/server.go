@@ -95,11 +95,21 @@ func (s *Server) Handler() http.Handler {
 	return mux
 }
 
-// caller identifies the instance a request is from: its token, and its
-// address unless it came through the local socket.
+// caller identifies the instance an agent's request is from: its bearer
+// token, and its address unless it came through the local socket.
 func (s *Server) caller(r *http.Request) (*compile.State, compile.Instance, bool) {
 	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || !strings.HasPrefix(token, TokenPrefix) {
+	if !ok {
+		return nil, compile.Instance{}, false
+	}
+	local, _ := r.Context().Value(localConnKey{}).(bool)
+	return s.instanceOf(r, token, local)
+}
+
+// instanceOf is the instance whose current token this is, when the request
+// comes from one of its addresses or, with anyAddress, from anywhere.
+func (s *Server) instanceOf(r *http.Request, token string, anyAddress bool) (*compile.State, compile.Instance, bool) {
+	if !strings.HasPrefix(token, TokenPrefix) {
 		return nil, compile.Instance{}, false
 	}
 	st, err := s.State()
@@ -111,7 +121,7 @@ func (s *Server) caller(r *http.Request) (*compile.State, compile.Instance, bool
 	if !ok {
 		return nil, compile.Instance{}, false
 	}
-	if local, _ := r.Context().Value(localConnKey{}).(bool); !local && !FromInstance(r.RemoteAddr, in) {
+	if !anyAddress && !FromInstance(r.RemoteAddr, in) {
 		s.log().Warn("guest: an instance's token from another address", "instance", id.String(), "from", r.RemoteAddr)
 		return nil, compile.Instance{}, false
 	}

@@ -169,15 +169,7 @@ func ApplyIsolation(ns netns.NsHandle, in Isolation) error {
 	c.AddTable(t)
 	c.DelTable(t)
 	c.AddTable(t)
-	chains := map[string]*nftables.Chain{}
-	for _, ch := range rs.chains {
-		chains[ch.name] = c.AddChain(ch.kernel(t))
-	}
-	for _, ch := range rs.chains {
-		for _, r := range ch.rules {
-			c.AddRule(&nftables.Rule{Table: t, Chain: chains[ch.name], Exprs: r.exprs})
-		}
-	}
+	addChains(c, t, rs.chains)
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("replace table bridge %s: %w", TableName, err)
 	}

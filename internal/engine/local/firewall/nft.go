@@ -47,19 +47,25 @@ func Apply(ns netns.NsHandle, in Input) error {
 			}
 		}
 	}
-	chains := map[string]*nftables.Chain{}
-	for _, ch := range rs.chains {
-		chains[ch.name] = c.AddChain(ch.kernel(t))
-	}
-	for _, ch := range rs.chains {
-		for _, r := range ch.rules {
-			c.AddRule(&nftables.Rule{Table: t, Chain: chains[ch.name], Exprs: r.exprs})
-		}
-	}
+	addChains(c, t, rs.chains)
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("replace table inet %s: %w", TableName, err)
 	}
 	return nil
+}
+
+// addChains adds chains and their rules to t in c's batch: every chain
+// first, as a rule may jump to a later one.
+func addChains(c *nftables.Conn, t *nftables.Table, chs []*chain) {
+	chains := map[string]*nftables.Chain{}
+	for _, ch := range chs {
+		chains[ch.name] = c.AddChain(ch.kernel(t))
+	}
+	for _, ch := range chs {
+		for _, r := range ch.rules {
+			c.AddRule(&nftables.Rule{Table: t, Chain: chains[ch.name], Exprs: r.exprs})
+		}
+	}
 }
 
 // Delete removes the table. A missing table is not an error: the batch
