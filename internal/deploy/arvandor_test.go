@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -49,7 +50,7 @@ func TestArvandorOverlay(t *testing.T) {
 	c := applied(t, specDir, cloud, stateDir)
 	st := c.Desired
 	c.Close()
-	serveGuest(t, stateDir, cloud)
+	stopGuest := serveGuest(t, stateDir, cloud)
 	waitAgents(t, stateDir, st, time.Now().Add(-time.Minute))
 
 	policy := groupPolicy(t, specDir)
@@ -117,6 +118,65 @@ func TestArvandorOverlay(t *testing.T) {
 			return nil
 		})
 	})
+
+	t.Run("token rotation", func(t *testing.T) {
+		id := compile.InstanceID("home", "caddy")
+		creds, err := guest.OpenCredentials(stateDir, cloud)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held := creds.Token(id)
+		if err := creds.Rotate(id); err != nil {
+			t.Fatal(err)
+		}
+		// The token caddy holds is refused from the next request on;
+		// status names it, and apply delivers the new one.
+		c, diags, err := deploy.Open(specDir, deploy.Options{StateDir: stateDir, Rename: cloud})
+		if err != nil {
+			t.Fatalf("%v\n%v", err, spec.ErrorList(diags.Errors()))
+		}
+		status, err := c.Status(context.Background())
+		c.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		named := false
+		for _, s := range status {
+			if s.ID == id {
+				named = s.State == "drifted" && slices.Contains(s.Drift, "agent: the token delivered is not the instance's current one")
+				if strings.Contains(strings.Join(s.Drift, " "), held) {
+					t.Fatal("status prints the token")
+				}
+			}
+		}
+		if !named {
+			t.Fatalf("status does not name caddy's stale token: %+v", status)
+		}
+		reapply(t, specDir, cloud, stateDir)
+		delivered := time.Now()
+		reports := guest.NewReports(stateDir, cloud)
+		waitFor(t, 30*time.Second, "caddy's agent to report with its new token", func() []string {
+			rep, ok, err := reports.Get(id)
+			if err != nil || !ok || rep.Received.Before(delivered) || !rep.OK() {
+				return []string{fmt.Sprintf("caddy: %+v (%v)", rep, err)}
+			}
+			return nil
+		})
+	})
+
+	t.Run("control plane down", func(t *testing.T) {
+		// With nothing serving agents, a restarted agent brings its
+		// member up again from the configuration it kept.
+		stopGuest()
+		killAgent(t, stateDir, cloud, "postgres-01")
+		pg := addrOf(t, st, "postgres-01")
+		waitFor(t, 45*time.Second, "prometheus to reach postgres-01 with the control plane down", func() []string {
+			if _, err := probe.TCP(nsOf(cloud, "prometheus"), netip.AddrPortFrom(pg, 5432), 1500*time.Millisecond); err != nil {
+				return []string{err.Error()}
+			}
+			return nil
+		})
+	})
 }
 
 // reapply applies the spec again to the cloud applied() made (whose
@@ -177,9 +237,9 @@ func edit(t *testing.T, file string, pairs ...string) {
 	}
 }
 
-// serveGuest runs the cloud's guest service, as holdfast serve does, for
-// the test's duration.
-func serveGuest(t *testing.T, stateDir, cloud string) {
+// serveGuest runs the cloud's guest service, as holdfast serve does, until
+// the test ends or the returned function stops it.
+func serveGuest(t *testing.T, stateDir, cloud string) (stop func()) {
 	t.Helper()
 	creds, err := guest.OpenCredentials(stateDir, cloud)
 	if err != nil {
@@ -197,12 +257,17 @@ func serveGuest(t *testing.T, stateDir, cloud string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("guest service: %v", err)
-		}
-	})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("guest service: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 // waitAgents waits until every instance's agent has reported, since

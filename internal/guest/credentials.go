@@ -9,10 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/holdfast/holdfast/internal/atomicfile"
 	"github.com/holdfast/holdfast/internal/auth"
@@ -43,8 +46,17 @@ type Credentials struct {
 	file    string
 	sockDir string
 
-	mu   sync.Mutex
-	gens map[string]int // by instance ID; absent = generation 0
+	mu    sync.Mutex
+	gens  map[string]int // by instance ID; absent = generation 0
+	stamp stamp          // which version of the file gens was read from
+}
+
+// stamp tells versions of a file apart: atomicfile replaces it, so a new
+// version is a new inode.
+type stamp struct {
+	ino   uint64
+	size  int64
+	mtime int64
 }
 
 // OpenCredentials loads the credentials of cloud under stateDir, creating
@@ -61,26 +73,55 @@ func OpenCredentials(stateDir, cloud string) (*Credentials, error) {
 	mac := hmac.New(sha256.New, master)
 	mac.Write([]byte("holdfast agent tokens v1"))
 	c := &Credentials{key: mac.Sum(nil), file: filepath.Join(Dir(stateDir, cloud), "generations.json"),
-		sockDir: SocketDir(stateDir, cloud), gens: map[string]int{}}
-	b, err := os.ReadFile(c.file)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-	case err != nil:
+		sockDir: SocketDir(stateDir, cloud)}
+	if _, err := c.generations(); err != nil {
 		return nil, err
-	default:
-		if err := json.Unmarshal(b, &c.gens); err != nil {
-			return nil, fmt.Errorf("%s: %w", c.file, err)
-		}
 	}
 	return c, nil
 }
 
-// Token is the instance's current agent token.
-func (c *Credentials) Token(id compile.ID) string {
+// generations are the instances' generations as the file has them now:
+// another process (holdfast agent rotate) may have rotated a token, and a
+// rotation takes effect on the next request, in every process.
+func (c *Credentials) generations() (map[string]int, error) {
 	c.mu.Lock()
-	gen := c.gens[id.String()]
-	c.mu.Unlock()
-	return c.token(id, gen)
+	defer c.mu.Unlock()
+	fi, err := os.Stat(c.file)
+	if errors.Is(err, fs.ErrNotExist) {
+		c.gens, c.stamp = map[string]int{}, stamp{}
+		return c.gens, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	now := stamp{size: fi.Size(), mtime: fi.ModTime().UnixNano()}
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+		now.ino = sys.Ino
+	}
+	if c.gens != nil && now == c.stamp {
+		return c.gens, nil
+	}
+	b, err := os.ReadFile(c.file)
+	if err != nil {
+		return nil, err
+	}
+	gens := map[string]int{}
+	if err := json.Unmarshal(b, &gens); err != nil {
+		return nil, fmt.Errorf("%s: %w", c.file, err)
+	}
+	c.gens, c.stamp = gens, now
+	return gens, nil
+}
+
+// Token is the instance's current agent token; empty when the generations
+// cannot be read, which no token equals (Identify, Equal): unreadable
+// credentials refuse everyone.
+func (c *Credentials) Token(id compile.ID) string {
+	gens, err := c.generations()
+	if err != nil {
+		return ""
+	}
+	return c.token(id, gens[id.String()])
 }
 
 func (c *Credentials) token(id compile.ID, gen int) string {
@@ -91,20 +132,18 @@ func (c *Credentials) token(id compile.ID, gen int) string {
 
 // Generation is how often the instance's token has been rotated.
 func (c *Credentials) Generation(id compile.ID) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.gens[id.String()]
+	gens, _ := c.generations()
+	return gens[id.String()]
 }
 
 // Rotate gives the instance a new token; the old one is refused from now
 // on. The engine delivers the new one on the next apply.
 func (c *Credentials) Rotate(id compile.ID) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	next := map[string]int{}
-	for k, v := range c.gens {
-		next[k] = v
+	gens, err := c.generations()
+	if err != nil {
+		return err
 	}
+	next := maps.Clone(gens)
 	next[id.String()]++
 	b, err := json.MarshalIndent(next, "", "  ")
 	if err != nil {
@@ -113,11 +152,7 @@ func (c *Credentials) Rotate(id compile.ID) error {
 	if err := os.MkdirAll(filepath.Dir(c.file), 0o700); err != nil {
 		return err
 	}
-	if err := atomicfile.Write(c.file, append(b, '\n'), 0o600); err != nil {
-		return err
-	}
-	c.gens = next
-	return nil
+	return atomicfile.Write(c.file, append(b, '\n'), 0o600)
 }
 
 // SocketDir is where the cloud's guest service listens for local instances.
@@ -127,10 +162,14 @@ func (c *Credentials) SocketDir() string { return c.sockDir }
 // compared, in constant time, whatever matched, so the time taken says
 // nothing of how close a guess was or which instance it hit.
 func (c *Credentials) Identify(token string, ids []compile.ID) (compile.ID, bool) {
+	gens, err := c.generations()
+	if err != nil || !strings.HasPrefix(token, TokenPrefix) {
+		return compile.ID{}, false
+	}
 	var found compile.ID
 	hit := 0
 	for _, id := range ids {
-		want := c.Token(id)
+		want := c.token(id, gens[id.String()])
 		if subtle.ConstantTimeCompare([]byte(token), []byte(want)) == 1 {
 			found, hit = id, 1
 		}
@@ -141,5 +180,6 @@ func (c *Credentials) Identify(token string, ids []compile.ID) (compile.ID, bool
 // Equal reports whether token is the instance's current one, in constant
 // time: an engine checks the token an instance holds with it.
 func (c *Credentials) Equal(id compile.ID, token string) bool {
-	return subtle.ConstantTimeCompare([]byte(token), []byte(c.Token(id))) == 1
+	want := c.Token(id)
+	return want != "" && subtle.ConstantTimeCompare([]byte(token), []byte(want)) == 1
 }

@@ -132,6 +132,20 @@ func TestTokensAreStableDistinctAndRotate(t *testing.T) {
 	if c.creds.Token(app) != appTok {
 		t.Fatal("rotating one instance touched another")
 	}
+	// Rotated by another process (holdfast agent rotate), the old token
+	// is refused here at the next request.
+	if err := again.Rotate(app); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.creds.Identify(appTok, ids); ok {
+		t.Fatal("a token rotated by another process is still accepted")
+	}
+	if !c.creds.Equal(app, again.Token(app)) {
+		t.Fatal("the token another process rotated to is not accepted")
+	}
+	if c.creds.Equal(app, "") {
+		t.Fatal("an empty token is accepted")
+	}
 }
 
 func TestConfigIsTheInstancesOwn(t *testing.T) {
