@@ -11,8 +11,8 @@ import (
 
 	"github.com/holdfast/holdfast/internal/agent"
 	"github.com/holdfast/holdfast/internal/compile"
-	"github.com/holdfast/holdfast/internal/engine/enginetest"
 	_ "github.com/holdfast/holdfast/internal/engine/engines" // the spec's engine
+	"github.com/holdfast/holdfast/internal/engine/enginetest"
 	"github.com/holdfast/holdfast/internal/guest"
 )
 
