@@ -124,6 +124,14 @@ func (p *initProc) exec(c *net.UnixConn, argv []string, fds []int) response {
 	if len(fds) != 3 || len(argv) == 0 {
 		return response{Error: "exec needs a command and three descriptors"}
 	}
+	// A command expects blocking standard streams; the caller's may be
+	// non-blocking (Go's pipes are), and a read with nothing written yet
+	// would fail with EAGAIN instead of waiting.
+	for _, fd := range fds {
+		if err := unix.SetNonblock(fd, false); err != nil {
+			return response{Error: "exec: " + err.Error()}
+		}
+	}
 	pid, done, err := p.spawn(argv, p.env, []uintptr{uintptr(fds[0]), uintptr(fds[1]), uintptr(fds[2])})
 	if err != nil {
 		return response{Error: err.Error()}
