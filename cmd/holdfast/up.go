@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/holdfast/holdfast/internal/compile"
 	"github.com/holdfast/holdfast/internal/deploy"
 )
 
@@ -93,11 +94,47 @@ func printReach(cmd *cobra.Command, c *deploy.Cloud, path string) {
 		}
 		break
 	}
-	fmt.Fprintf(out, `  holdfast status %[1]s                what runs, and any drift
+	// An overlay member's port, as another member whose groups may
+	// reach it does.
+	if from, to, port, ok := overlayExample(st); ok {
+		fmt.Fprintf(out, "  holdfast exec %s -- bash -c 'cat </dev/tcp/%s/%d'   %s over the Nebula overlay\n",
+			from, strings.SplitN(to.OverlayIP, "/", 2)[0], port, to.Name)
+	}
+	fmt.Fprintf(out, `  holdfast status %[1]s                what runs, any drift, and each agent's health
   holdfast show flows %[1]s            what the firewall lets through; all else is dropped
   holdfast destroy %[1]s               remove it all
 
 Instances without a command answer on their ports: a TCP connection gets one
-line naming the instance, UDP is echoed.
+line naming the instance, UDP is echoed. Overlay members run the Holdfast
+agent, which joins them to the overlay once the control plane below serves it.
 `, path)
+}
+
+// overlayExample is a pair of members and a TCP port of the second that
+// the first may reach by its groups (the second's inbound rules).
+func overlayExample(st *compile.State) (from string, to compile.Member, port int, ok bool) {
+	if st.Overlay == nil {
+		return "", compile.Member{}, 0, false
+	}
+	ports := map[string][]int{}
+	for _, in := range st.Instances {
+		for _, p := range in.Ports {
+			if p.Proto == "tcp" {
+				ports[in.Name] = append(ports[in.Name], p.Port)
+			}
+		}
+	}
+	for _, b := range st.Overlay.Members {
+		for _, a := range st.Overlay.Members {
+			if a.Name == b.Name {
+				continue
+			}
+			for _, p := range ports[b.Name] {
+				if b.Admits(a, "tcp", p) {
+					return a.Name, b, p, true
+				}
+			}
+		}
+	}
+	return "", compile.Member{}, 0, false
 }

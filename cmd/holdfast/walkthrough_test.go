@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,7 +26,10 @@ import (
 func TestReadmeWalkthrough(t *testing.T) {
 	testenv.NeedRoot(t, "the local engine makes namespaces, nftables rules and containers")
 	state := t.TempDir()
-	cloud := "readme"
+	// Named for this process: the local engine's namespaces carry the
+	// cloud's name, and another run of the suite on this machine must not
+	// meet them.
+	cloud := fmt.Sprintf("readme%d", os.Getpid()%100000)
 	t.Setenv("HOLDFAST_STATE_DIR", state)
 	t.Setenv("HOLDFAST_CONFIG", filepath.Join(t.TempDir(), "client.json"))
 	s, err := server.New(server.Config{SpecPath: "../../examples/tasmanian", StateDir: state, Rename: cloud, Realize: true, Resync: -1})

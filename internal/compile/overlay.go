@@ -236,3 +236,23 @@ func (s *State) HasGuest(site, name string) bool {
 	}
 	return false
 }
+
+// Admits reports whether the member's inbound rules let peer in on
+// proto/port: a rule for any host, or for a group peer carries.
+func (m Member) Admits(peer Member, proto string, port int) bool {
+	for _, r := range m.Inbound {
+		if r.Proto != proto && r.Proto != "any" {
+			continue
+		}
+		if r.Host != "any" && (r.Group == "" || !slices.Contains(peer.Groups, r.Group)) {
+			continue
+		}
+		if r.Port == "any" || r.Port == "" {
+			return true
+		}
+		if rg, err := spec.ParseRange(r.Port); err == nil && rg.Contains(port) {
+			return true
+		}
+	}
+	return false
+}

@@ -171,6 +171,33 @@ func TestOverlayFirewallArvandor(t *testing.T) {
 	}
 }
 
+// Admits reads a member's inbound rules as Nebula applies them.
+func TestMemberAdmits(t *testing.T) {
+	_, st, _, diags := compile.File("../../examples/arvandor", compile.Allocations{})
+	if diags.HasErrors() {
+		t.Fatal(diags.Err())
+	}
+	pg, app, game := member(t, st, "postgres-01"), member(t, st, "app"), member(t, st, "game-01")
+	admin := compile.Member{Name: "ws", Groups: []string{"admin"}}
+	for _, c := range []struct {
+		to, from compile.Member
+		proto    string
+		port     int
+		want     bool
+	}{
+		{pg, app, "tcp", 5432, true},      // projects reach infrastructure
+		{app, pg, "tcp", 8080, false},     // not the reverse
+		{pg, game, "tcp", 5432, false},    // games reach nothing
+		{game, admin, "tcp", 25565, true}, // admin reaches everything
+		{game, admin, "udp", 53, true},
+		{app, game, "tcp", 8080, false},
+	} {
+		if got := c.to.Admits(c.from, c.proto, c.port); got != c.want {
+			t.Errorf("%s admits %s %v on %s/%d: %v, want %v", c.to.Name, c.from.Name, c.from.Groups, c.proto, c.port, got, c.want)
+		}
+	}
+}
+
 // A spec without an overlay compiles to none, and no instance has an
 // overlay address.
 func TestNoOverlay(t *testing.T) {
