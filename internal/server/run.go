@@ -144,6 +144,7 @@ func (s *Server) Run(ctx context.Context, addr string, t TLS, ready func(Listeni
 	// Start-up hashed the first operator's password (64 MiB of argon2id
 	// scratch); hand that back before idling.
 	debug.FreeOSMemory()
+	go s.releaseWhenIdle(ctx)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	s.log.Info("serving", "url", l.URL, "cloud", s.cloud, "fingerprint", l.Fingerprint)
@@ -168,6 +169,31 @@ func (s *Server) Run(ctx context.Context, addr string, t TLS, ready func(Listeni
 	}
 	s.log.Info("stopped")
 	return err
+}
+
+// idleAfter is how long without a request makes the server idle.
+const idleAfter = 3 * time.Second
+
+// releaseWhenIdle hands the memory a burst of requests grew back to the
+// operating system once the burst is over: Go's scavenger returns it only
+// gradually, and a control plane spends most of its life idle beside the
+// cloud it serves. One collection per burst, none while requests come.
+func (s *Server) releaseWhenIdle(ctx context.Context) {
+	t := time.NewTicker(idleAfter)
+	defer t.Stop()
+	var released int64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		last := s.lastRequest.Load()
+		if last > released && time.Since(time.Unix(0, last)) >= idleAfter {
+			debug.FreeOSMemory()
+			released = last
+		}
+	}
 }
 
 // serveGuest serves the cloud's agents (package guest) on the unix socket

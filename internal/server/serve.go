@@ -40,6 +40,7 @@ func (s *Server) buildMux() (*http.ServeMux, error) {
 // Allow header) is answered as a problem document too, not the mux's text.
 // Every answer, of every route or none, carries the security headers.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.lastRequest.Store(time.Now().UnixNano())
 	secure(w.Header())
 	h, pattern := s.mux.Handler(r)
 	if pattern == "" {

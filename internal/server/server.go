@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/holdfast/holdfast/api"
@@ -99,8 +100,11 @@ type Server struct {
 	Bootstrap Bootstrap
 
 	closeOnce sync.Once
-	shutOnce  sync.Once
-	shutErr   error
+	// lastRequest is when the last request came (UnixNano), for handing
+	// memory back once a burst is over (releaseWhenIdle).
+	lastRequest atomic.Int64
+	shutOnce    sync.Once
+	shutErr     error
 }
 
 // Bootstrap is the operator account created on first start.
