@@ -15,7 +15,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -69,17 +71,32 @@ type Agent struct {
 	client  *http.Client
 	base    string // the server's base URL
 
-	token   string
-	etag    string
+	tokenMu sync.Mutex
+	token   string // read from TokenFile when empty
+
+	// Owned by the poller goroutine.
+	etag, polled string // the version last received
+
+	// Owned by Run's loop.
 	applied guest.Config
 	node    *mesh.Node
-	// problems of the last cycle.
-	problems []string
+	// fetchProblem is why the last request for the configuration failed;
+	// applyProblems what went wrong applying the last one.
+	fetchProblem  string
+	applyProblems []string
 }
 
-// Run is the agent's loop: apply the cached configuration, then every
-// interval fetch the configuration, apply what changed, and report
-// health; until ctx ends, when the overlay is stopped.
+// polled is one answer of the guest service, or why there was none.
+type polled struct {
+	config  guest.Config
+	changed bool
+	err     error
+}
+
+// Run is the agent's loop: apply the kept configuration, then apply each
+// new one the guest service hands out (as soon as an apply makes it), and
+// report health every interval; until ctx ends, when the overlay is
+// stopped.
 func Run(ctx context.Context, s guest.AgentSettings, version string, log *slog.Logger) error {
 	a, err := newAgent(s, version, log)
 	if err != nil {
@@ -92,23 +109,74 @@ func Run(ctx context.Context, s guest.AgentSettings, version string, log *slog.L
 	if c, ok := a.readCache(); ok {
 		a.log.Info("applying the last configuration until the server answers", "version", c.Version())
 		a.apply(ctx, c)
+		a.polled = c.Version() // the server's first answer changes nothing
 	}
 	every := time.Duration(s.Interval)
 	if every <= 0 {
 		every = guest.DefaultInterval
 	}
+	// The poller waits at the guest service for each new configuration
+	// (a long poll); the loop applies what it brings and reports health
+	// on its own beat meanwhile.
+	results := make(chan polled)
+	go a.poll(ctx, every, results)
 	t := time.NewTicker(every)
 	defer t.Stop()
+	report := func() {
+		if err := a.report(ctx); err != nil && ctx.Err() == nil {
+			a.log.Warn("reporting health", "err", err)
+		}
+	}
 	for {
-		a.cycle(ctx)
 		select {
 		case <-ctx.Done():
 			return nil
+		case res := <-results:
+			a.fetchProblem = ""
+			switch {
+			case res.err != nil:
+				a.fetchProblem = res.err.Error()
+			case res.changed:
+				a.log.Info("configuration changed", "version", res.config.Version())
+				a.apply(ctx, res.config)
+				if err := a.writeCache(res.config); err != nil {
+					a.applyProblems = append(a.applyProblems, "keeping the configuration: "+err.Error())
+				}
+			}
+			report()
 		case <-t.C:
+			if a.applied.Overlay != nil && a.node == nil {
+				a.apply(ctx, a.applied) // it failed to start: try again
+			}
+			report()
 		case <-a.nodeDone():
 			a.log.Warn("the overlay stopped; starting it again", "err", a.node.Err())
 			a.node = nil
 			a.apply(ctx, a.applied)
+		}
+	}
+}
+
+// poll asks for the configuration again and again, each request waiting
+// at the server for a change, and hands every answer to out; after a
+// failure it waits every before asking again.
+func (a *Agent) poll(ctx context.Context, every time.Duration, out chan<- polled) {
+	for {
+		c, changed, err := a.fetch(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		select {
+		case out <- polled{config: c, changed: changed, err: err}:
+		case <-ctx.Done():
+			return
+		}
+		if err != nil {
+			select {
+			case <-time.After(every):
+			case <-ctx.Done():
+				return
+			}
 		}
 	}
 }
@@ -141,43 +209,27 @@ func (a *Agent) nodeDone() <-chan struct{} {
 	return a.node.Done()
 }
 
-// cycle fetches, applies and reports once.
-func (a *Agent) cycle(ctx context.Context) {
-	a.problems = nil
-	c, changed, err := a.fetch(ctx)
-	switch {
-	case err != nil:
-		a.problems = append(a.problems, err.Error())
-	case changed:
-		a.log.Info("configuration changed", "version", c.Version())
-		a.apply(ctx, c)
-		if err := a.writeCache(c); err != nil {
-			a.problems = append(a.problems, "keeping the configuration: "+err.Error())
-		}
-	case a.applied.Overlay != nil && a.node == nil:
-		a.apply(ctx, a.applied) // it failed to start: try again
-	}
-	if err := a.report(ctx); err != nil && ctx.Err() == nil {
-		a.log.Warn("reporting health", "err", err)
-	}
-}
-
 // errRefused is the server refusing the agent's token.
 var errRefused = errors.New("the guest service refuses this instance's token (rotated? the engine delivers the new one on apply)")
 
 // fetch asks for the configuration; changed is false when it is the one
 // applied.
 func (a *Agent) fetch(ctx context.Context) (guest.Config, bool, error) {
-	if a.token == "" {
-		if err := a.readToken(); err != nil {
-			return guest.Config{}, false, err
-		}
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.base+"/v1/agent/config", nil)
+	token, err := a.currentToken()
 	if err != nil {
 		return guest.Config{}, false, err
 	}
-	req.Header.Set("Authorization", "Bearer "+a.token)
+	url := a.base + "/v1/agent/config"
+	if a.etag != "" {
+		// Holding a configuration, wait at the server for the next one:
+		// an apply reaches the instance at once.
+		url += "?wait=" + guest.MaxWait.String()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return guest.Config{}, false, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
 	if a.etag != "" {
 		req.Header.Set("If-None-Match", a.etag)
 	}
@@ -188,10 +240,14 @@ func (a *Agent) fetch(ctx context.Context) (guest.Config, bool, error) {
 	defer resp.Body.Close()
 	switch resp.StatusCode {
 	case http.StatusNotModified:
-		return a.applied, false, nil
+		return guest.Config{}, false, nil
 	case http.StatusOK:
 	case http.StatusUnauthorized:
-		a.token = "" // read the file again: a rotated token arrives there
+		// Read the file again: a rotated token arrives there. Ask without
+		// waiting next time, so that the new token is proven (and the
+		// health reported) at once.
+		a.dropToken()
+		a.etag = ""
 		return guest.Config{}, false, errRefused
 	default:
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
@@ -202,26 +258,42 @@ func (a *Agent) fetch(ctx context.Context) (guest.Config, bool, error) {
 		return guest.Config{}, false, fmt.Errorf("configuration: %w", err)
 	}
 	a.etag = resp.Header.Get("ETag")
-	return c, c.Version() != a.applied.Version(), nil
+	changed := c.Version() != a.polled
+	a.polled = c.Version()
+	return c, changed, nil
 }
 
-func (a *Agent) readToken() error {
+// currentToken is the token in hand, read from the token file when there
+// is none.
+func (a *Agent) currentToken() (string, error) {
+	a.tokenMu.Lock()
+	defer a.tokenMu.Unlock()
+	if a.token != "" {
+		return a.token, nil
+	}
 	b, err := os.ReadFile(a.s.TokenFile)
 	if err != nil {
-		return fmt.Errorf("token: %w", err)
+		return "", fmt.Errorf("token: %w", err)
 	}
 	a.token = strings.TrimSpace(string(b))
 	if a.token == "" {
-		return fmt.Errorf("token: %s is empty", a.s.TokenFile)
+		return "", fmt.Errorf("token: %s is empty", a.s.TokenFile)
 	}
-	return nil
+	return a.token, nil
+}
+
+// dropToken forgets the token in hand (the service refused it).
+func (a *Agent) dropToken() {
+	a.tokenMu.Lock()
+	a.token = ""
+	a.tokenMu.Unlock()
 }
 
 // apply brings the instance's services to c.
 func (a *Agent) apply(ctx context.Context, c guest.Config) {
-	a.applied = c
+	a.applied, a.applyProblems = c, nil
 	if err := a.applyOverlay(ctx, c.Overlay); err != nil {
-		a.problems = append(a.problems, "overlay: "+err.Error())
+		a.applyProblems = append(a.applyProblems, "overlay: "+err.Error())
 		a.log.Error("overlay", "err", err)
 	}
 }
@@ -265,7 +337,10 @@ func (a *Agent) stop() {
 
 // health is what the agent reports now.
 func (a *Agent) health() guest.Health {
-	h := guest.Health{Version: a.version, Config: a.applied.Version(), Problems: a.problems}
+	h := guest.Health{Version: a.version, Config: a.applied.Version(), Problems: slices.Clone(a.applyProblems)}
+	if a.fetchProblem != "" {
+		h.Problems = append(h.Problems, a.fetchProblem)
+	}
 	if a.applied.Overlay != nil {
 		h.Services = map[string]guest.Service{"overlay": overlayHealth(a.node)}
 	}
@@ -291,8 +366,11 @@ func overlayHealth(n *mesh.Node) guest.Service {
 }
 
 func (a *Agent) report(ctx context.Context) error {
-	if a.token == "" {
-		return nil
+	a.tokenMu.Lock()
+	token := a.token
+	a.tokenMu.Unlock()
+	if token == "" {
+		return nil // not yet, or refused: the poller reads the file again
 	}
 	b, err := json.Marshal(a.health())
 	if err != nil {
@@ -302,7 +380,7 @@ func (a *Agent) report(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+a.token)
+	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := a.client.Do(req)
 	if err != nil {

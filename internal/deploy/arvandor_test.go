@@ -250,7 +250,7 @@ func serveGuest(t *testing.T, stateDir, cloud string) (stop func()) {
 		t.Fatal(err)
 	}
 	srv := &guest.Server{StateDir: stateDir, Cloud: cloud, Credentials: creds,
-		State: guest.FileState(deploy.AppliedFile(stateDir, cloud)), Reports: guest.NewReports(stateDir, cloud),
+		State: guest.FileState(guest.AppliedFile(stateDir, cloud)), Reports: guest.NewReports(stateDir, cloud),
 		// Members report to the lighthouses every 2 s rather than every
 		// minute, so that a restarted lighthouse knows them again soon.
 		Tune: func(n *overlay.NodeConfig) { n.LighthouseInterval = 2 * time.Second }}

@@ -307,21 +307,16 @@ func (c *Cloud) Apply(ctx context.Context, p reconcile.Plan) (reconcile.Result, 
 	}
 }
 
-// AppliedFile is the state the last apply of cloud set out to make, which
-// the guest service hands out from (guest.FileState): agents see what was
-// applied, not a spec edit nobody applied yet.
-func AppliedFile(stateDir, cloud string) string {
-	return filepath.Join(stateDir, cloud, "applied.json")
-}
-
-// writeApplied writes it before the apply's first step, so that an
-// instance made by the apply finds its configuration when it boots.
+// writeApplied writes the state the apply sets out to make where the
+// guest service hands configurations out from (guest.AppliedFile), before
+// the apply's first step, so that an instance made by the apply finds its
+// configuration when it boots.
 func writeApplied(dir string, st *compile.State) error {
 	b, err := json.Marshal(st)
 	if err != nil {
 		return err
 	}
-	return atomicfile.Write(filepath.Join(dir, "applied.json"), b, 0o600)
+	return atomicfile.Write(guest.AppliedFile(filepath.Dir(dir), st.Cloud), b, 0o600)
 }
 
 // maxReallocations bounds how often Apply re-allocates VMIDs that were

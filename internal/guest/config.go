@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -73,6 +74,13 @@ func Build(stateDir string, st *compile.State, id compile.ID, tune func(*overlay
 	}
 	c.Overlay = &OverlayConfig{Address: m.OverlayIP, Groups: m.Groups, Nebula: string(yaml)}
 	return c, nil
+}
+
+// AppliedFile is the state the last apply of cloud set out to make
+// (deploy writes it): the guest service hands out from it, so agents see
+// what was applied, not a spec edit nobody applied yet.
+func AppliedFile(stateDir, cloud string) string {
+	return filepath.Join(stateDir, cloud, "applied.json")
 }
 
 // FileState reads a compiled state that another process writes (deploy's

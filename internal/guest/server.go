@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -173,29 +174,100 @@ func problem(w http.ResponseWriter, code int, title, detail string) {
 	_ = json.NewEncoder(w).Encode(map[string]any{"type": "about:blank", "title": title, "status": code, "detail": detail})
 }
 
+// MaxWait bounds how long a request for the configuration waits for a
+// change (?wait=): under the agent's client timeout, and short enough that
+// it reports its health well within StaleAfter.
+const MaxWait = 20 * time.Second
+
+// config answers the instance's configuration. With If-None-Match naming
+// the current version and ?wait=D (at most MaxWait), it waits for a change
+// before answering 304: an agent learns of an apply at once, without
+// polling often.
 func (s *Server) config(w http.ResponseWriter, r *http.Request) {
-	st, in, ok := s.caller(r)
-	if !ok {
-		unauthorized(w)
-		return
+	var wait time.Duration
+	if v := r.URL.Query().Get("wait"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			problem(w, http.StatusBadRequest, "wait is not a duration", "for example ?wait=20s")
+			return
+		}
+		wait = min(d, MaxWait)
 	}
-	id := compile.InstanceID(in.Site, in.Name)
-	c, err := Build(s.StateDir, st, id, s.Tune)
-	if err != nil {
-		s.log().Error("guest: config", "instance", id.String(), "err", err)
-		problem(w, http.StatusInternalServerError, "the configuration could not be made", "see the control plane's log")
-		return
+	deadline := s.now().Add(wait)
+	for {
+		// Every round authenticates again: a rotated token ends the wait.
+		st, in, ok := s.caller(r)
+		if !ok {
+			unauthorized(w)
+			return
+		}
+		id := compile.InstanceID(in.Site, in.Name)
+		seen := s.inputs(st, id)
+		c, err := Build(s.StateDir, st, id, s.Tune)
+		if err != nil {
+			s.log().Error("guest: config", "instance", id.String(), "err", err)
+			problem(w, http.StatusInternalServerError, "the configuration could not be made", "see the control plane's log")
+			return
+		}
+		etag := `"` + c.Version() + `"`
+		if r.Header.Get("If-None-Match") != etag {
+			w.Header().Set("ETag", etag)
+			w.Header().Set("Cache-Control", "no-store")
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(c)
+			return
+		}
+		if !s.awaitChange(r.Context(), st, id, seen, deadline) {
+			w.Header().Set("ETag", etag)
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
 	}
-	etag := `"` + c.Version() + `"`
-	w.Header().Set("ETag", etag)
-	w.Header().Set("Cache-Control", "no-store")
-	if r.Header.Get("If-None-Match") == etag {
-		w.WriteHeader(http.StatusNotModified)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(c)
 }
+
+// inputs names the files an instance's configuration is made from as they
+// are now (the applied state, the generations, the overlay's blocklist and
+// the member's certificate): when it changes, the configuration may have.
+func (s *Server) inputs(st *compile.State, id compile.ID) string {
+	files := []string{
+		AppliedFile(s.StateDir, st.Cloud),
+		filepath.Join(Dir(s.StateDir, st.Cloud), "generations.json"),
+		filepath.Join(overlay.Dir(s.StateDir, st.Cloud), "blocklist.json"),
+		filepath.Join(overlay.Dir(s.StateDir, st.Cloud), "members", id.Site, id.Name+".crt"),
+	}
+	var b strings.Builder
+	for _, f := range files {
+		fi, err := os.Stat(f)
+		if err != nil {
+			b.WriteString("-;")
+			continue
+		}
+		fmt.Fprintf(&b, "%d.%d;", fi.ModTime().UnixNano(), fi.Size())
+	}
+	return b.String()
+}
+
+// awaitChange waits until the instance's inputs differ from seen (true),
+// or until deadline or the request ends (false). It looks every
+// changePoll: a few stat calls.
+func (s *Server) awaitChange(ctx context.Context, st *compile.State, id compile.ID, seen string, deadline time.Time) bool {
+	t := time.NewTicker(changePoll)
+	defer t.Stop()
+	for s.now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+		if s.inputs(st, id) != seen {
+			return true
+		}
+	}
+	return false
+}
+
+// changePoll is how often a waiting request looks at its inputs.
+const changePoll = 100 * time.Millisecond
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	_, in, ok := s.caller(r)

@@ -290,3 +290,54 @@ func TestLocalSocketNeedsOnlyTheToken(t *testing.T) {
 		t.Fatalf("a wrong token over the socket: %d, want 401", code)
 	}
 }
+
+// A request holding the current version waits for the next one: a
+// revocation (the blocklist every member gets) answers it at once; with
+// nothing changing it ends in 304 when its wait is over.
+func TestConfigWaitsForAChange(t *testing.T) {
+	c := newCloud(t)
+	pg := c.instance(t, "postgres-01")
+	tok := c.creds.Token(compile.InstanceID(pg.Site, pg.Name))
+	from := pg.NICs[0].IP + ":40000"
+	first := c.get(tok, from, "")
+	etag := first.Header().Get("ETag")
+
+	get := func(wait string) (*httptest.ResponseRecorder, time.Duration) {
+		r := httptest.NewRequest(http.MethodGet, "/v1/agent/config?wait="+wait, nil)
+		r.RemoteAddr = from
+		r.Header.Set("Authorization", "Bearer "+tok)
+		r.Header.Set("If-None-Match", etag)
+		w := httptest.NewRecorder()
+		start := time.Now()
+		c.srv.Handler().ServeHTTP(w, r)
+		return w, time.Since(start)
+	}
+	if w, took := get("300ms"); w.Code != http.StatusNotModified || took < 300*time.Millisecond {
+		t.Fatalf("nothing changed: %d after %s, want 304 after the wait", w.Code, took)
+	}
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// app leaves the overlay: its certificate is revoked, and every
+		// member's blocklist grows.
+		for _, r := range c.st.Resources {
+			if r.ID == compile.MemberID("home", "app") {
+				if err := overlay.NewMembers(c.dir, c.st.Cloud, c.st).Delete(context.Background(), r); err != nil {
+					t.Error(err)
+				}
+			}
+		}
+	}()
+	w, took := get("10s")
+	<-done
+	if w.Code != http.StatusOK || w.Header().Get("ETag") == etag {
+		t.Fatalf("after a revocation: %d, ETag %s (was %s)", w.Code, w.Header().Get("ETag"), etag)
+	}
+	if took > 5*time.Second {
+		t.Fatalf("the change took %s to arrive", took)
+	}
+	if w, _ := get("nonsense"); w.Code != http.StatusBadRequest {
+		t.Fatalf("?wait=nonsense: %d, want 400", w.Code)
+	}
+}

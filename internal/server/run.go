@@ -23,7 +23,6 @@ import (
 	"time"
 
 	"github.com/holdfast/holdfast/internal/audit"
-	"github.com/holdfast/holdfast/internal/deploy"
 	"github.com/holdfast/holdfast/internal/guest"
 )
 
@@ -205,7 +204,7 @@ func (s *Server) serveGuest(ctx context.Context) (func(), error) {
 		return nil, fmt.Errorf("guest service: %w", err)
 	}
 	g := &guest.Server{StateDir: s.cfg.StateDir, Cloud: s.cloud, Credentials: creds,
-		State:   guest.FileState(deploy.AppliedFile(s.cfg.StateDir, s.cloud)),
+		State:   guest.FileState(guest.AppliedFile(s.cfg.StateDir, s.cloud)),
 		Reports: guest.NewReports(s.cfg.StateDir, s.cloud), Log: s.log.With("service", "guest"), Now: s.now}
 	lns := []net.Listener{}
 	sock, err := guest.ListenSocket(guest.SocketDir(s.cfg.StateDir, s.cloud))

@@ -19,7 +19,6 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/holdfast/holdfast/internal/compile"
-	"github.com/holdfast/holdfast/internal/deploy"
 	"github.com/holdfast/holdfast/internal/guest"
 	"github.com/holdfast/holdfast/internal/nsthread"
 	"github.com/holdfast/holdfast/internal/testenv"
@@ -135,7 +134,7 @@ func TestCloudInitPlaysTheSeed(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	srv := &guest.Server{StateDir: state, Cloud: st.Cloud, State: guest.FileState(deploy.AppliedFile(state, st.Cloud)),
+	srv := &guest.Server{StateDir: state, Cloud: st.Cloud, State: guest.FileState(guest.AppliedFile(state, st.Cloud)),
 		Credentials: creds, Reports: guest.NewReports(state, st.Cloud), AgentBinary: bin}
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
