@@ -44,6 +44,7 @@ func CompileWith(s *spec.Spec, prev Allocations, opts Options) (*State, Allocati
 	c.sites()
 	c.zones()
 	c.instances()
+	c.dns()
 	c.flows()
 	c.routes()
 	c.resources()

@@ -17,6 +17,15 @@ import (
 // are not present (inactive, disabled) contribute nothing: they do not exist.
 func (c *compiler) flows() {
 	fs := slices.Concat(c.zoneFlows(), c.instanceFlows(), c.routeFlows(), c.overlayFlows(), c.underlayFlows())
+	// A DNS flow the spec already allows (a pinhole or egress rule written
+	// for it) is not derived again.
+	for _, f := range c.dnsFlows() {
+		if !slices.ContainsFunc(fs, func(g Flow) bool {
+			return g.From == f.From && g.To == f.To && g.Proto == f.Proto && slices.Equal(g.Ports, f.Ports) && g.FromCIDR == f.FromCIDR && g.ToCIDR == f.ToCIDR
+		}) {
+			fs = append(fs, f)
+		}
+	}
 	slices.SortFunc(fs, compareFlows)
 	c.state.Flows = slices.CompactFunc(fs, func(a, b Flow) bool { return compareFlows(a, b) == 0 })
 	if c.state.Flows == nil {
@@ -325,6 +334,12 @@ func (c *compiler) resources() {
 			"tenant": in.Tenant, "power": in.Power, "reboot": strconv.Itoa(in.Reboot), "rebuild": strconv.Itoa(in.Rebuild),
 			"ssh_keys": SSHKeysDigest(in.SSHKeys),
 		}))
+		// Resolvers other than the gateway (what instances asked before
+		// clouds had DNS servers), so that a cloud without them keeps
+		// its instances' attributes.
+		if len(in.Resolvers) > 0 && !(len(in.Resolvers) == 1 && len(in.NICs) > 0 && in.Resolvers[0] == in.NICs[0].Gateway) {
+			rs[len(rs)-1].Attrs["resolvers"] = strings.Join(in.Resolvers, ",")
+		}
 	}
 	for _, r := range c.state.Routes {
 		var deps []ID

@@ -18,6 +18,9 @@ type State struct {
 	// Overlay is the overlay mesh and its members; nil when the spec has
 	// no overlay section.
 	Overlay *Overlay `json:"overlay,omitempty"`
+	// DNS is the cloud's name service; nil when the spec names none
+	// (instances then ask their gateway).
+	DNS *DNS `json:"dns,omitempty"`
 	// Resources are what engines create, in dependency order: every
 	// resource comes after the ones it depends on.
 	Resources []Resource `json:"resources"`
@@ -90,6 +93,9 @@ type Instance struct {
 	Reboot    int      `json:"reboot"`           // reboot generation: a change restarts the instance
 	Rebuild   int      `json:"rebuild"`          // rebuild generation: a change recreates it from its template
 	SSHKeys   []string `json:"ssh_keys"`         // authorized_keys lines for root
+	// Resolvers are the name servers the instance asks, in order: its
+	// site's DNS servers, then its peer site's, else its gateway.
+	Resolvers []string `json:"resolvers"`
 }
 
 // Power states of an instance.
@@ -146,6 +152,7 @@ const (
 	KindRoute    = "route"    // front end to backend, and clients to the front end
 	KindOverlay  = "overlay"  // overlay group to group
 	KindUnderlay = "underlay" // a zone to a member's Nebula, on the overlay's port
+	// KindDNS (dns.go): a zone to its DNS servers, a server to its upstreams.
 )
 
 // Route is a compiled public route.

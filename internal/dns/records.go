@@ -26,17 +26,36 @@ type Records struct {
 // TTL of the records Holdfast serves: short, as instances come and go.
 const TTL = 30
 
-// Build derives the records of st: an A record for every NIC under the
-// cloud's domain, one for every overlay member under the overlay's domain,
-// and the PTR records of both, in the reverse zones of the zones' CIDRs
-// and the overlay's.
-func Build(st *compile.State) (Records, error) {
-	r := Records{Names: map[string][]dns.RR{}}
+// Table is the cloud's names in a form that travels as JSON: what Compile
+// derives from a compiled state, what the agent of a DNS server receives,
+// and what DHCP leases add to.
+type Table struct {
+	// Zones are the zones answered for, fully qualified and lower case
+	// ("internal.", "nebula.", "100.168.192.in-addr.arpa.").
+	Zones []string `json:"zones"`
+	// Hosts are the names with their addresses; each also gets a PTR.
+	Hosts []Host `json:"hosts"`
+	// Clients are the addresses whose recursive queries are answered: the
+	// cloud's zones and its overlay.
+	Clients []netip.Prefix `json:"clients"`
+}
+
+// Host is one name and one of its addresses.
+type Host struct {
+	Name string     `json:"name"` // fully qualified, lower case
+	Addr netip.Addr `json:"addr"`
+}
+
+// Compile derives the table of st: every NIC as <instance>.<zone>.<domain>,
+// every overlay member as <name>.<overlay domain>, and the reverse zones of
+// the zones' CIDRs and of the overlay.
+func Compile(st *compile.State) (Table, error) {
+	var t Table
 	apex := map[string]bool{}
 	zone := func(name string) {
 		if !apex[name] {
 			apex[name] = true
-			r.Zones = append(r.Zones, name)
+			t.Zones = append(t.Zones, name)
 		}
 	}
 	if st.Domain != "" {
@@ -48,9 +67,9 @@ func Build(st *compile.State) (Records, error) {
 		}
 		p, err := netip.ParsePrefix(z.CIDR)
 		if err != nil {
-			return r, fmt.Errorf("zone %s: %w", z.Name, err)
+			return t, fmt.Errorf("zone %s: %w", z.Name, err)
 		}
-		r.Clients = append(r.Clients, p.Masked())
+		t.Clients = append(t.Clients, p.Masked())
 		for _, rz := range reverseZones(p) {
 			zone(rz)
 		}
@@ -61,18 +80,15 @@ func Build(st *compile.State) (Records, error) {
 			if err != nil {
 				continue // a NIC without an address (a trunk)
 			}
-			name := dns.Fqdn(strings.ToLower(in.Name + "." + nic.Zone + "." + st.Domain))
-			if err := r.addAddr(name, ip); err != nil {
-				return r, err
-			}
+			t.Hosts = append(t.Hosts, Host{Name: InstanceName(in.Name, nic.Zone, st.Domain), Addr: ip})
 		}
 	}
 	if o := st.Overlay; o != nil {
 		p, err := netip.ParsePrefix(o.CIDR)
 		if err != nil {
-			return r, fmt.Errorf("overlay: %w", err)
+			return t, fmt.Errorf("overlay: %w", err)
 		}
-		r.Clients = append(r.Clients, p.Masked())
+		t.Clients = append(t.Clients, p.Masked())
 		zone(dns.Fqdn(strings.ToLower(o.Domain)))
 		for _, rz := range reverseZones(p) {
 			zone(rz)
@@ -80,14 +96,44 @@ func Build(st *compile.State) (Records, error) {
 		for _, m := range o.Members {
 			ap, err := netip.ParsePrefix(m.OverlayIP)
 			if err != nil {
-				return r, fmt.Errorf("overlay member %s: %w", m.Name, err)
+				return t, fmt.Errorf("overlay member %s: %w", m.Name, err)
 			}
-			if err := r.addAddr(dns.Fqdn(strings.ToLower(m.FQDN)), ap.Addr()); err != nil {
-				return r, err
-			}
+			t.Hosts = append(t.Hosts, Host{Name: dns.Fqdn(strings.ToLower(m.FQDN)), Addr: ap.Addr()})
 		}
 	}
-	slices.Sort(r.Zones)
+	slices.Sort(t.Zones)
+	return t, nil
+}
+
+// InstanceName is the name of an instance's address in a zone (and of a
+// DHCP client's, by the hostname it gives): <name>.<zone>.<domain>.
+func InstanceName(name, zone, domain string) string {
+	return dns.Fqdn(strings.ToLower(name + "." + zone + "." + domain))
+}
+
+// Build is the records of st (Compile, then Records).
+func Build(st *compile.State) (Records, error) {
+	t, err := Compile(st)
+	if err != nil {
+		return Records{}, err
+	}
+	return t.Records()
+}
+
+// Records are the table's resource records: an A (or AAAA) record for
+// every host and the PTR back to it. A name outside the table's zones is
+// refused: the server would never answer for it.
+func (t Table) Records() (Records, error) {
+	r := Records{Zones: slices.Clone(t.Zones), Clients: slices.Clone(t.Clients), Names: make(map[string][]dns.RR, 2*len(t.Hosts))}
+	for _, h := range t.Hosts {
+		name := dns.Fqdn(strings.ToLower(h.Name))
+		if _, ok := dns.IsDomainName(name); !ok || !slices.ContainsFunc(r.Zones, func(z string) bool { return dns.IsSubDomain(z, name) }) {
+			return r, fmt.Errorf("host %q is not a name in the table's zones", h.Name)
+		}
+		if err := r.addAddr(name, h.Addr); err != nil {
+			return r, err
+		}
+	}
 	return r, nil
 }
 

@@ -106,6 +106,9 @@ overlay:
     - {address: "lh.example.net:4242", overlay-ip: 100.64.0.1}
   port: 4243
   description: the mesh
+dns:
+  servers: [dns]
+  upstreams: [1.1.1.1, 9.9.9.9]
 instances:
   fw:
     site: north

@@ -193,6 +193,13 @@ func (s *Spec) merge(other *Spec, diags *Diagnostics) {
 			s.Overlay = other.Overlay
 		}
 	}
+	if other.DNS != nil {
+		if s.DNS != nil {
+			diags.Errorf(other.DNS.Pos, "dns: defined again (first at %s); a cloud has one dns section", s.DNS.Pos)
+		} else {
+			s.DNS = other.DNS
+		}
+	}
 	mergeMap(&s.Sites, other.Sites, "site", diags)
 	mergeMap(&s.Zones, other.Zones, "zone", diags)
 	mergeMap(&s.Roles, other.Roles, "role", diags)

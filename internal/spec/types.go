@@ -20,6 +20,7 @@ type Spec struct {
 	Templates map[string]*Template `yaml:"templates" doc:"Images instances are created from."`
 	Groups    map[string]*Group    `yaml:"groups" doc:"Overlay identity groups and which groups they may reach."`
 	Overlay   *Overlay             `yaml:"overlay" doc:"The overlay mesh (Nebula) whose members are the instances with groups."`
+	DNS       *DNS                 `yaml:"dns" doc:"Which instances serve the cloud's names, and where other names are forwarded."`
 	Instances map[string]*Instance `yaml:"instances" doc:"VMs (system containers on the local engine)."`
 	Routes    map[string]*Route    `yaml:"routes" doc:"Public hostnames at a site's front end, with failover to backends at the peer site."`
 	Tenancy   *Tenancy             `yaml:"tenancy" doc:"The pool tenants' networks and instances are allocated from, for holdfast serve."`
@@ -155,6 +156,13 @@ type OverlayNet struct {
 	// Zone is the overlay-type zone with the overlay's cidr, which stands
 	// for the overlay in zone lists; empty when there is none.
 	Zone string
+}
+
+// DNS is the cloud's name service.
+type DNS struct {
+	Meta      `yaml:"-"`
+	Servers   []string `yaml:"servers" doc:"Instances that serve the cloud's names (the agent runs the server): each instance resolves at its site's servers first, then at its peer site's."`
+	Upstreams []string `yaml:"upstreams" doc:"Resolvers other names are forwarded to (IP addresses, port 53), for the cloud's own clients only; none: other names are refused."`
 }
 
 // DefaultOverlayPort is Nebula's usual listen port.

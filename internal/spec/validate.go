@@ -48,6 +48,7 @@ func Validate(s *Spec) Diagnostics {
 	v.overlay()
 	v.spread()
 	v.routes()
+	v.dns()
 	v.diags.Sort()
 	s.valid = !v.diags.HasErrors()
 	return v.diags

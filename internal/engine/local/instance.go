@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"reflect"
 	"strconv"
 	"strings"
@@ -81,14 +82,12 @@ func (e *Engine) containerConfig(in compile.Instance) container.Config {
 	if fi, err := os.Stat(in.Image); err == nil && fi.IsDir() && filepath.IsAbs(in.Image) {
 		cfg.Rootfs = in.Image
 		cfg.Overlay = filepath.Join(dir, overlayDir)
-		if len(in.NICs) > 0 {
-			cfg.Nameservers = []string{in.NICs[0].Gateway}
-		}
-		cfg.SearchDomain = strings.TrimPrefix(in.FQDN, in.Name+".")
 	} else {
 		cfg.Binds = append(cfg.Binds, container.Bind{Source: filepath.Join(dir, homeDir), Target: "/root"})
 	}
 	cfg.Binds = append(cfg.Binds, container.Bind{Source: filepath.Join(dir, sshDir), Target: "/root/.ssh"})
+	cfg.Nameservers = slices.Clone(in.Resolvers)
+	cfg.SearchDomain = strings.TrimPrefix(in.FQDN, in.Name+".")
 	if e.agents != nil && e.desired.HasGuest(in.Site, in.Name) && agentRunsIn(cfg.Rootfs) {
 		// The guest service's socket directory, not the socket: a
 		// service that restarts makes a new socket, which the instance

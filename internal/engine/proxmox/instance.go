@@ -452,7 +452,9 @@ func (e *Engine) desiredConfig(s *site, in *compile.Instance) pve.ConfigUpdate {
 		ic := pve.IPConfig{IP: nic.IP + "/" + strconv.Itoa(nic.Prefix)}
 		if nic.Index == 0 {
 			ic.Gateway = nic.Gateway
-			u.Nameserver = nic.Gateway
+			// Its DNS servers, in the order it asks them (cloud-init
+			// writes them to the guest's resolver configuration).
+			u.Nameserver = strings.Join(in.Resolvers, " ")
 		}
 		u.IPConfigs[nic.Index] = ic
 	}

@@ -95,7 +95,9 @@ type Config struct {
 	MemoryMiB int64 // memory limit; 0 = unlimited
 	PIDs      int   // pids.max; 0 = DefaultPIDs
 	// Nameservers and SearchDomain are written to /etc/resolv.conf inside
-	// Rootfs (never to the host's file system).
+	// Rootfs; without one, to Dir/resolv.conf, bound over the host's
+	// /etc/resolv.conf in the container's mount namespace (never written
+	// to the host's file system).
 	Nameservers  []string
 	SearchDomain string
 }
@@ -133,6 +135,7 @@ const (
 	lockFile    = "lock"
 	socketFile  = "control.sock"
 	consoleFile = "console.log"
+	resolvFile  = "resolv.conf" // a host-view container's, bound over /etc/resolv.conf
 )
 
 // DefaultPIDs is pids.max when Config.PIDs is 0.

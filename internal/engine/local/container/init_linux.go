@@ -99,7 +99,7 @@ func prepare(cfg Config, dir string) (*net.UnixListener, error) {
 	if cfg.Rootfs != "" {
 		err = enterRootfs(cfg)
 	} else {
-		err = hostView(cfg.Binds)
+		err = hostView(cfg)
 	}
 	if err != nil {
 		ln.Close()
@@ -153,7 +153,7 @@ func mkdirInRoot(root, rel string) (string, error) {
 // /proc, and drops the copies of network namespace bind mounts (such as
 // /run/netns/*) that the new mount namespace got: held here, they would
 // keep other namespaces alive after the host deletes them.
-func hostView(binds []Bind) error {
+func hostView(cfg Config) error {
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return err
@@ -168,7 +168,33 @@ func hostView(binds []Bind) error {
 	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return fmt.Errorf("mounting /proc: %w", err)
 	}
-	return mountBinds("/", binds)
+	if err := mountBinds("/", cfg.Binds); err != nil {
+		return err
+	}
+	return bindResolvConf(cfg)
+}
+
+// bindResolvConf gives a container on the host's file system its own
+// resolver configuration: written to its state directory and bound over
+// /etc/resolv.conf (through a symbolic link there, to the file it names)
+// in the container's mount namespace only. A host without the file keeps
+// none: the init creates nothing on the host's file system.
+func bindResolvConf(cfg Config) error {
+	text := resolvConf(cfg)
+	if text == "" {
+		return nil
+	}
+	if _, err := os.Stat("/etc/resolv.conf"); err != nil {
+		return nil
+	}
+	p := filepath.Join(cfg.Dir, resolvFile)
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		return err
+	}
+	if err := unix.Mount(p, "/etc/resolv.conf", "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("binding %s at /etc/resolv.conf: %w", p, err)
+	}
+	return nil
 }
 
 // enterRootfs makes cfg.Rootfs the container's root: a minimal /dev, then
@@ -281,8 +307,26 @@ func setupDev(dev string) error {
 // file system when there is something to say. A symlink there is replaced,
 // not followed.
 func writeResolvConf(cfg Config) error {
-	if len(cfg.Nameservers) == 0 && cfg.SearchDomain == "" {
+	text := resolvConf(cfg)
+	if text == "" {
 		return nil
+	}
+	if err := os.MkdirAll("/etc", 0o755); err != nil {
+		return err
+	}
+	if err := os.Remove("/etc/resolv.conf"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return os.WriteFile("/etc/resolv.conf", []byte(text), 0o644)
+}
+
+// resolvConf is the resolver configuration of cfg, "" when it says
+// nothing. A short timeout, as the servers are on the instance's own
+// network: a resolver that is down costs a second before the next is
+// asked, not glibc's five.
+func resolvConf(cfg Config) string {
+	if len(cfg.Nameservers) == 0 && cfg.SearchDomain == "" {
+		return ""
 	}
 	var b strings.Builder
 	b.WriteString("# written by holdfast\n")
@@ -292,11 +336,8 @@ func writeResolvConf(cfg Config) error {
 	for _, ns := range cfg.Nameservers {
 		fmt.Fprintf(&b, "nameserver %s\n", ns)
 	}
-	if err := os.MkdirAll("/etc", 0o755); err != nil {
-		return err
+	if len(cfg.Nameservers) > 1 {
+		b.WriteString("options timeout:1 attempts:2\n")
 	}
-	if err := os.Remove("/etc/resolv.conf"); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	return os.WriteFile("/etc/resolv.conf", []byte(b.String()), 0o644)
+	return b.String()
 }
