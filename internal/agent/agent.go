@@ -80,6 +80,7 @@ type Agent struct {
 	// Owned by Run's loop.
 	applied guest.Config
 	node    *mesh.Node
+	dns     *dnsService
 	// fetchProblem is why the last request for the configuration failed;
 	// applyProblems what went wrong applying the last one.
 	fetchProblem  string
@@ -119,7 +120,11 @@ func Run(ctx context.Context, s guest.AgentSettings, version string, log *slog.L
 	// (a long poll); the loop applies what it brings and reports health
 	// on its own beat meanwhile.
 	results := make(chan polled)
-	go a.poll(ctx, every, results)
+	if s.ConfigFile != "" {
+		go a.watch(ctx, results)
+	} else {
+		go a.poll(ctx, every, results)
+	}
 	t := time.NewTicker(every)
 	defer t.Stop()
 	report := func() {
@@ -145,8 +150,8 @@ func Run(ctx context.Context, s guest.AgentSettings, version string, log *slog.L
 			}
 			report()
 		case <-t.C:
-			if a.applied.Overlay != nil && a.node == nil {
-				a.apply(ctx, a.applied) // it failed to start: try again
+			if a.applied.Overlay != nil && a.node == nil || a.applied.DNS != nil && (a.dns == nil || a.dns.failed() != nil) {
+				a.apply(ctx, a.applied) // a service failed to start: try again
 			}
 			report()
 		case <-a.nodeDone():
@@ -181,7 +186,51 @@ func (a *Agent) poll(ctx context.Context, every time.Duration, out chan<- polled
 	}
 }
 
+// watch reads the configuration file whenever it changes (its size or
+// modification time, looked at every filePoll) and hands each new one to
+// out.
+func (a *Agent) watch(ctx context.Context, out chan<- polled) {
+	t := time.NewTicker(filePoll)
+	defer t.Stop()
+	seen := ""
+	for {
+		if fi, err := os.Stat(a.s.ConfigFile); err == nil {
+			if now := fmt.Sprintf("%d.%d", fi.ModTime().UnixNano(), fi.Size()); now != seen {
+				seen = now
+				var res polled
+				b, err := os.ReadFile(a.s.ConfigFile)
+				if err == nil {
+					err = json.Unmarshal(b, &res.config)
+				}
+				if err != nil {
+					res.err = fmt.Errorf("configuration file: %w", err)
+				} else {
+					res.changed = res.config.Version() != a.polled
+					a.polled = res.config.Version()
+				}
+				select {
+				case out <- res:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// filePoll is how often a configuration file is looked at: a change
+// takes effect well within the two seconds an apply allows.
+const filePoll = 200 * time.Millisecond
+
 func newAgent(s guest.AgentSettings, version string, log *slog.Logger) (*Agent, error) {
+	if s.ConfigFile != "" {
+		return &Agent{s: s, version: version, log: log}, nil
+	}
 	u, err := url.Parse(s.Server)
 	if err != nil {
 		return nil, err
@@ -296,6 +345,10 @@ func (a *Agent) apply(ctx context.Context, c guest.Config) {
 		a.applyProblems = append(a.applyProblems, "overlay: "+err.Error())
 		a.log.Error("overlay", "err", err)
 	}
+	if err := a.applyDNS(ctx, c.DNS); err != nil {
+		a.applyProblems = append(a.applyProblems, "dns: "+err.Error())
+		a.log.Error("dns", "err", err)
+	}
 }
 
 func (a *Agent) applyOverlay(ctx context.Context, o *guest.OverlayConfig) error {
@@ -333,6 +386,7 @@ func (a *Agent) stop() {
 		a.node.Stop()
 		a.node = nil
 	}
+	a.stopDNS()
 }
 
 // health is what the agent reports now.
@@ -341,8 +395,15 @@ func (a *Agent) health() guest.Health {
 	if a.fetchProblem != "" {
 		h.Problems = append(h.Problems, a.fetchProblem)
 	}
+	h.Services = map[string]guest.Service{}
 	if a.applied.Overlay != nil {
-		h.Services = map[string]guest.Service{"overlay": overlayHealth(a.node)}
+		h.Services["overlay"] = overlayHealth(a.node)
+	}
+	if a.applied.DNS != nil {
+		h.Services["dns"] = a.dnsHealth()
+	}
+	if len(h.Services) == 0 {
+		h.Services = nil
 	}
 	return h
 }
@@ -366,6 +427,9 @@ func overlayHealth(n *mesh.Node) guest.Service {
 }
 
 func (a *Agent) report(ctx context.Context) error {
+	if a.s.ConfigFile != "" {
+		return nil // no one to report to
+	}
 	a.tokenMu.Lock()
 	token := a.token
 	a.tokenMu.Unlock()

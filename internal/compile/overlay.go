@@ -222,11 +222,17 @@ func (p *overlayPool) next() (netip.Addr, bool) {
 }
 
 // HasGuest reports whether the instance has guest configuration for its
-// Holdfast agent to apply — today, membership of the overlay. Engines
-// whose instances cost a process per agent (the local engine) run agents
-// only there.
+// Holdfast agent to apply: membership of the overlay, or serving DNS.
+// Engines whose instances cost a process per agent (the local engine) run
+// agents only there.
 func (s *State) HasGuest(site, name string) bool {
-	if s == nil || s.Overlay == nil {
+	if s == nil {
+		return false
+	}
+	if s.DNS != nil && slices.ContainsFunc(s.DNS.Servers, func(d DNSServer) bool { return d.Site == site && d.Instance == name }) {
+		return true
+	}
+	if s.Overlay == nil {
 		return false
 	}
 	for _, m := range s.Overlay.Members {

@@ -27,6 +27,11 @@ type AgentSettings struct {
 	// Interval is how often to ask for the configuration and report
 	// health (Go duration; zero: DefaultInterval).
 	Interval Duration `json:"interval,omitempty"`
+	// ConfigFile, instead of Server and TokenFile, is a configuration
+	// (guest.Config, JSON) kept on the machine by whoever runs the agent,
+	// read again when it changes; nothing is reported. The local engine's
+	// site edges run their DNS and DHCP so.
+	ConfigFile string `json:"config_file,omitempty"`
 }
 
 // Duration is a time.Duration written as Go writes one ("5s").
@@ -67,6 +72,18 @@ func ReadAgentSettings(path string) (AgentSettings, error) {
 
 func (s AgentSettings) check() error {
 	var errs []error
+	if s.ConfigFile != "" {
+		if s.Server != "" || s.TokenFile != "" {
+			errs = append(errs, errors.New("config_file: a configuration file replaces server and token_file; give one or the other"))
+		}
+		if !filepath.IsAbs(s.ConfigFile) {
+			errs = append(errs, fmt.Errorf("config_file: %q is not an absolute path", s.ConfigFile))
+		}
+		if !filepath.IsAbs(s.StateDir) {
+			errs = append(errs, fmt.Errorf("state_dir: %q is not an absolute path", s.StateDir))
+		}
+		return errors.Join(errs...)
+	}
 	u, err := url.Parse(s.Server)
 	switch {
 	case s.Server == "":

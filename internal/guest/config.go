@@ -7,12 +7,16 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/holdfast/holdfast/internal/compile"
+	"github.com/holdfast/holdfast/internal/dns"
 	"github.com/holdfast/holdfast/internal/overlay"
 )
 
@@ -23,6 +27,81 @@ type Config struct {
 	// instance is not a member, or not yet (its certificate is issued by
 	// the apply that made it a member).
 	Overlay *OverlayConfig `json:"overlay,omitempty"`
+	// DNS is the name service the instance runs; nil when it runs none.
+	DNS *DNSConfig `json:"dns,omitempty"`
+	// DHCP is the DHCP service it runs; nil when it runs none (only the
+	// local engine's site edges do).
+	DHCP *DHCPConfig `json:"dhcp,omitempty"`
+}
+
+// DNSConfig is a DNS server's part: where it answers, what, and where
+// other names go.
+type DNSConfig struct {
+	Listen    []string  `json:"listen"`    // host:port, UDP and TCP
+	Upstreams []string  `json:"upstreams"` // host:port
+	Table     dns.Table `json:"table"`
+	// Domain is the cloud's domain, under which DHCP clients are named
+	// <hostname>.<zone>.<domain> when the same agent serves their DHCP.
+	Domain string `json:"domain"`
+}
+
+// DHCPConfig is a DHCP server's part: its zones, and where leases are
+// kept.
+type DHCPConfig struct {
+	LeaseFile string     `json:"lease_file"`
+	Pools     []DHCPPool `json:"pools"`
+}
+
+// DHCPPool is one zone's DHCP service.
+type DHCPPool struct {
+	Zone         string            `json:"zone"`
+	Interface    string            `json:"interface"`
+	Prefix       netip.Prefix      `json:"prefix"`
+	Gateway      netip.Addr        `json:"gateway"`
+	Start        netip.Addr        `json:"start"`
+	End          netip.Addr        `json:"end"`
+	DNS          []netip.Addr      `json:"dns"`
+	Domain       string            `json:"domain"` // the zone's search domain, <zone>.<domain>
+	Reservations []DHCPReservation `json:"reservations"`
+}
+
+// DHCPReservation is a compiled instance's address, handed to its MAC.
+type DHCPReservation struct {
+	MAC      string     `json:"mac"`
+	IP       netip.Addr `json:"ip"`
+	Hostname string     `json:"hostname"`
+}
+
+// DNSPort is where DNS is served.
+const DNSPort = "53"
+
+// DNSServerConfig is the DNS part of instance in's configuration when it
+// is one of st's DNS servers (nil otherwise): it answers on each of its
+// addresses.
+func DNSServerConfig(st *compile.State, in *compile.Instance) (*DNSConfig, error) {
+	if st.DNS == nil || !slices.ContainsFunc(st.DNS.Servers, func(s compile.DNSServer) bool { return s.Instance == in.Name }) {
+		return nil, nil
+	}
+	t, err := dns.Compile(st)
+	if err != nil {
+		return nil, err
+	}
+	c := &DNSConfig{Table: t, Domain: st.Domain, Upstreams: Upstreams(st.DNS.Upstreams)}
+	for _, nic := range in.NICs {
+		if nic.IP != "" {
+			c.Listen = append(c.Listen, net.JoinHostPort(nic.IP, DNSPort))
+		}
+	}
+	return c, nil
+}
+
+// Upstreams are the resolvers addrs (IP addresses) as host:port.
+func Upstreams(addrs []string) []string {
+	out := make([]string, 0, len(addrs))
+	for _, a := range addrs {
+		out = append(out, net.JoinHostPort(a, DNSPort))
+	}
+	return out
 }
 
 // OverlayConfig is a member's part of the overlay.
@@ -46,6 +125,15 @@ func (c Config) Version() string {
 // Nebula config before it is rendered (intervals).
 func Build(stateDir string, st *compile.State, id compile.ID, tune func(*overlay.NodeConfig)) (Config, error) {
 	c := Config{Instance: id}
+	for i := range st.Instances {
+		if in := &st.Instances[i]; in.Name == id.Name && in.Site == id.Site {
+			d, err := DNSServerConfig(st, in)
+			if err != nil {
+				return c, fmt.Errorf("%s: dns: %w", id, err)
+			}
+			c.DNS = d
+		}
+	}
 	if st.Overlay == nil {
 		return c, nil
 	}

@@ -96,6 +96,10 @@ func (e *Engine) containerConfig(in compile.Instance) container.Config {
 			container.Bind{Source: filepath.Join(dir, agentDir), Target: agentMount},
 			container.Bind{Source: e.agents.SocketDir(), Target: guestMount})
 		cfg.Agent = []string{agent.EnvConfig + "=" + agentMount + "/agent.json"}
+		if e.desired.DNS != nil && slices.ContainsFunc(e.desired.DNS.Servers, func(d compile.DNSServer) bool { return d.Instance == in.Name }) {
+			// Its agent answers on 53, not the built-in responder.
+			cfg.Ports = slices.DeleteFunc(cfg.Ports, func(p container.Port) bool { return p.Port == 53 })
+		}
 	}
 	return cfg
 }

@@ -281,7 +281,10 @@ func (e *Engine) ensure(ctx context.Context, r compile.Resource) error {
 	case compile.ResNetwork:
 		return e.ensureNetwork(id.Site, id.Name)
 	case compile.ResFirewall:
-		return e.ensureFirewall(id.Site)
+		if err := e.ensureFirewall(id.Site); err != nil {
+			return err
+		}
+		return e.ensureEdgeServices(ctx, id.Site)
 	case compile.ResInstance:
 		return e.ensureInstance(ctx, id.Name)
 	case compile.ResRoute:
@@ -307,7 +310,7 @@ func (e *Engine) delete(ctx context.Context, r compile.Resource) error {
 	case compile.ResNetwork:
 		return e.deleteNetwork(id.Site, id.Name)
 	case compile.ResFirewall:
-		return e.deleteFirewall(id.Site)
+		return e.deleteFirewall(ctx, id.Site)
 	case compile.ResInstance:
 		return e.deleteInstance(ctx, id.Name)
 	case compile.ResRoute:

@@ -1,6 +1,7 @@
 package local
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -349,7 +350,10 @@ func (e *Engine) firewallInput(site string) firewall.Input {
 	return in
 }
 
-func (e *Engine) deleteFirewall(site string) error {
+func (e *Engine) deleteFirewall(ctx context.Context, site string) error {
+	if err := e.deleteEdgeServices(ctx, site); err != nil {
+		return err
+	}
 	edge := e.edgeNS(site)
 	if !nsExists(edge) {
 		return nil

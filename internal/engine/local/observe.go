@@ -79,6 +79,7 @@ func (e *Engine) observe(ctx context.Context) ([]engine.Observed, error) {
 						drift = []string{"cannot read the ruleset: " + err.Error()}
 					}
 					drift = append(drift, e.isolationDrift(he, site)...)
+					drift = append(drift, e.edgeDrift(site)...)
 				}
 				add(compile.FirewallID(site), drift)
 			}

@@ -1,10 +1,12 @@
 package local
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"net/netip"
+	"os"
 	"strings"
 )
 
@@ -210,7 +212,15 @@ func (e *Engine) deleteSite(name string) error {
 			return err
 		}
 	}
+	// The edge's services run in its namespace: stopped first, so that
+	// nothing holds the namespace once it is deleted.
+	if err := e.deleteEdgeServices(context.Background(), name); err != nil {
+		return err
+	}
 	if err := deleteNS(e.edgeNS(name)); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(e.edgeDir(name)); err != nil {
 		return err
 	}
 	edges, err := listNS(e.prefix() + "e.")

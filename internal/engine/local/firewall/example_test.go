@@ -129,6 +129,7 @@ func ExampleRuleset() {
 	//
 	// 	chain prerouting {
 	// 		type filter hook prerouting priority raw; policy accept;
+	// 		iifname @bridges udp dport 67 accept
 	// 		iifname "wan0" ip saddr @local drop
 	// 		iifname @bridges iifname . ip saddr != @bridge_src drop
 	// 	}
@@ -140,6 +141,9 @@ func ExampleRuleset() {
 	// 		iifname "lo" accept
 	// 		iifname "ul" udp dport 4789 accept
 	// 		iifname @bridges icmp type echo-request accept
+	// 		iifname @bridges udp dport 53 accept
+	// 		iifname @bridges tcp dport 53 accept
+	// 		iifname @bridges udp dport 67 accept
 	// 		drop
 	// 	}
 	//

@@ -247,7 +247,12 @@ func build(in Input) (*ruleset, error) {
 		underlayFwd = []*rule{newRule().ifname(expr.MetaKeyIIFNAME, u, true).ifname(expr.MetaKeyOIFNAME, u, true).verdict(accept)}
 	}
 
+	// The edge serves its zones DNS and DHCP at their gateways (the
+	// engine's edge services); a DHCP client asks before it has an
+	// address, so the spoofing check below would drop it.
+	fromBridge := func() *rule { return newRule().lookup([]field{iifname}, bridges, false) }
 	prerouting := []*rule{
+		fromBridge().udpDport(67).verdict(accept),
 		newRule().ifname(expr.MetaKeyIIFNAME, in.WAN, true).ipv4().lookup([]field{ipSaddr}, local, false).verdict(drop),
 		newRule().lookup([]field{iifname}, bridges, false).ipv4().lookup([]field{iifname, ipSaddr}, bridgeSrc, true).verdict(drop),
 	}
@@ -260,6 +265,9 @@ func build(in Input) (*ruleset, error) {
 		underlayIn,
 		[]*rule{
 			newRule().lookup([]field{iifname}, bridges, false).ipv4().icmpEcho().verdict(accept),
+			fromBridge().udpDport(53).verdict(accept),
+			fromBridge().tcpDport(53).verdict(accept),
+			fromBridge().udpDport(67).verdict(accept),
 			lastDrop(),
 		})
 	forward := slices.Concat(

@@ -63,13 +63,16 @@ func (r *rule) lookup(fields []field, s *set, invert bool) *rule {
 	return r
 }
 
-func (r *rule) udpDport(port uint16) *rule {
+func (r *rule) udpDport(port uint16) *rule { return r.dport(unix.IPPROTO_UDP, "udp", port) }
+func (r *rule) tcpDport(port uint16) *rule { return r.dport(unix.IPPROTO_TCP, "tcp", port) }
+
+func (r *rule) dport(proto byte, name string, port uint16) *rule {
 	r.exprs = append(r.exprs,
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_UDP}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(port)})
-	r.text = append(r.text, fmt.Sprintf("udp dport %d", port))
+	r.text = append(r.text, fmt.Sprintf("%s dport %d", name, port))
 	return r
 }
 
