@@ -108,8 +108,8 @@ func (p Pool) validate() error {
 		if len(r.MAC) == 0 {
 			return fmt.Errorf("reservation of %v has no MAC address", r.IP)
 		}
-		if err := inside(fmt.Sprintf("reservation of %s", r.MAC), r.IP); err != nil {
-			return err
+		if err := inside("reserved address", r.IP); err != nil {
+			return fmt.Errorf("reservation for %s: %w", r.MAC, err)
 		}
 		if r.IP == p.Gateway {
 			return fmt.Errorf("reservation of %s is the gateway's address %v", r.MAC, r.IP)

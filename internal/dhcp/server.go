@@ -206,6 +206,9 @@ func (s *Server) handle(iface string, conn net.PacketConn, peer net.Addr, req *d
 	s.inflight.Add(1)
 	defer s.inflight.Done()
 	resp, changed := s.respond(iface, req)
+	if changed {
+		s.version++
+	}
 	s.mu.Unlock()
 
 	if changed {
