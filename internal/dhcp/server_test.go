@@ -594,7 +594,7 @@ func TestRandomNoDuplicates(t *testing.T) {
 	}
 	acked := map[netip.Addr]held{} // the test's own record of every ACK
 	known := map[string]netip.Addr{}
-	for step := range 5000 {
+	for step := range 3000 {
 		i := rng.IntN(40)
 		hw := mac(i)
 		var req *dhcpv4.DHCPv4
