@@ -58,7 +58,9 @@ func labPool() dhcp.Pool {
 	}
 }
 
-func clientMAC(i int) net.HardwareAddr { return net.HardwareAddr{0x02, 0x77, 0, 0, byte(i >> 8), byte(i)} }
+func clientMAC(i int) net.HardwareAddr {
+	return net.HardwareAddr{0x02, 0x77, 0, 0, byte(i >> 8), byte(i)}
+}
 
 // newNS creates a named network namespace, removed at the test's end.
 // Creating one moves the creating thread into it: that thread is thrown
@@ -466,4 +468,3 @@ func TestUDHCPCExhaustion(t *testing.T) {
 		t.Errorf("Leases() has %d, want %d", len(ls), size)
 	}
 }
-
