@@ -575,8 +575,10 @@ func TestOnChangeAtExpiry(t *testing.T) {
 // range; a reserved client always gets its own.
 func TestRandomNoDuplicates(t *testing.T) {
 	seed := time.Now().UnixNano()
-	if e := os.Getenv("DHCP_TEST_SEED"); e != "" {
-		fmt.Sscan(e, &seed)
+	if e := os.Getenv("DHCP_TEST_SEED"); e != "" { // replay a failure
+		if _, err := fmt.Sscan(e, &seed); err != nil {
+			t.Fatalf("DHCP_TEST_SEED: %v", err)
+		}
 	}
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(uint64(seed), 0))
