@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/holdfast/holdfast/internal/atomicfile"
+	"github.com/holdfast/holdfast/internal/dhcp"
 	"github.com/holdfast/holdfast/internal/guest"
 	"github.com/holdfast/holdfast/internal/overlay/mesh"
 )
@@ -80,7 +81,13 @@ type Agent struct {
 	// Owned by Run's loop.
 	applied guest.Config
 	node    *mesh.Node
-	dns     *dnsService
+	// dnsMu guards dns and leaseHosts: the DHCP server reports leases
+	// from its own goroutine.
+	dnsMu      sync.Mutex
+	dns        *dnsService
+	leaseHosts []leaseName
+	dhcp       *dhcp.Server
+	dhcpFile   string
 	// fetchProblem is why the last request for the configuration failed;
 	// applyProblems what went wrong applying the last one.
 	fetchProblem  string
@@ -150,7 +157,7 @@ func Run(ctx context.Context, s guest.AgentSettings, version string, log *slog.L
 			}
 			report()
 		case <-t.C:
-			if a.applied.Overlay != nil && a.node == nil || a.applied.DNS != nil && (a.dns == nil || a.dns.failed() != nil) {
+			if a.applied.Overlay != nil && a.node == nil || a.applied.DNS != nil && !a.dnsUp() || a.applied.DHCP != nil && a.dhcp == nil {
 				a.apply(ctx, a.applied) // a service failed to start: try again
 			}
 			report()
@@ -349,6 +356,10 @@ func (a *Agent) apply(ctx context.Context, c guest.Config) {
 		a.applyProblems = append(a.applyProblems, "dns: "+err.Error())
 		a.log.Error("dns", "err", err)
 	}
+	if err := a.applyDHCP(c.DHCP); err != nil {
+		a.applyProblems = append(a.applyProblems, "dhcp: "+err.Error())
+		a.log.Error("dhcp", "err", err)
+	}
 }
 
 func (a *Agent) applyOverlay(ctx context.Context, o *guest.OverlayConfig) error {
@@ -386,6 +397,7 @@ func (a *Agent) stop() {
 		a.node.Stop()
 		a.node = nil
 	}
+	a.stopDHCP()
 	a.stopDNS()
 }
 
@@ -401,6 +413,9 @@ func (a *Agent) health() guest.Health {
 	}
 	if a.applied.DNS != nil {
 		h.Services["dns"] = a.dnsHealth()
+	}
+	if a.applied.DHCP != nil {
+		h.Services["dhcp"] = a.dhcpHealth()
 	}
 	if len(h.Services) == 0 {
 		h.Services = nil

@@ -14,6 +14,8 @@ import (
 // dnsService is the DNS server the agent runs.
 type dnsService struct {
 	srv       *hdns.Server
+	base      hdns.Table // the configuration's
+	domain    string
 	listen    []string
 	upstreams []string
 	names     int
@@ -27,21 +29,22 @@ type dnsService struct {
 // (no query is dropped, the zones' serials move on); a change of where it
 // listens or forwards starts it anew.
 func (a *Agent) applyDNS(ctx context.Context, c *guest.DNSConfig) error {
+	a.dnsMu.Lock()
+	defer a.dnsMu.Unlock()
 	if c == nil {
-		a.stopDNS()
+		a.stopDNSLocked()
 		return nil
 	}
-	t := a.dnsTable(c)
+	if d := a.dns; d != nil && slices.Equal(d.listen, c.Listen) && slices.Equal(d.upstreams, c.Upstreams) && d.failed() == nil {
+		d.base, d.domain = c.Table, c.Domain
+		return a.refreshDNSLocked()
+	}
+	a.stopDNSLocked()
+	t := a.dnsTable(c.Table, c.Domain)
 	r, err := t.Records()
 	if err != nil {
 		return err
 	}
-	if d := a.dns; d != nil && slices.Equal(d.listen, c.Listen) && slices.Equal(d.upstreams, c.Upstreams) && d.failed() == nil {
-		d.srv.Set(r)
-		d.names = len(t.Hosts)
-		return nil
-	}
-	a.stopDNS()
 	if len(c.Listen) == 0 {
 		return fmt.Errorf("no address to listen on")
 	}
@@ -72,7 +75,7 @@ func (a *Agent) applyDNS(ctx context.Context, c *guest.DNSConfig) error {
 		ls = append(ls, pair{pc, ln})
 	}
 	sctx, cancel := context.WithCancel(ctx)
-	d := &dnsService{srv: srv, listen: slices.Clone(c.Listen), upstreams: slices.Clone(c.Upstreams), names: len(t.Hosts), cancel: cancel}
+	d := &dnsService{srv: srv, base: c.Table, domain: c.Domain, listen: slices.Clone(c.Listen), upstreams: slices.Clone(c.Upstreams), names: len(t.Hosts), cancel: cancel}
 	for _, p := range ls {
 		d.wg.Go(func() {
 			if err := srv.Serve(sctx, p.pc, p.ln); err != nil {
@@ -87,9 +90,41 @@ func (a *Agent) applyDNS(ctx context.Context, c *guest.DNSConfig) error {
 	return nil
 }
 
-// dnsTable is the table the agent serves: the configuration's.
-func (a *Agent) dnsTable(c *guest.DNSConfig) hdns.Table {
-	return c.Table
+// dnsTable is the table the agent serves: the configuration's, and the
+// names of the DHCP clients it serves under domain, where the cloud does
+// not use the name already.
+func (a *Agent) dnsTable(base hdns.Table, domain string) hdns.Table {
+	if len(a.leaseHosts) == 0 || domain == "" {
+		return base
+	}
+	t := base
+	t.Hosts = slices.Clone(base.Hosts)
+	taken := make(map[string]bool, len(base.Hosts))
+	for _, h := range base.Hosts {
+		taken[h.Name] = true
+	}
+	for _, l := range a.leaseHosts {
+		name := hdns.InstanceName(l.host, l.zone, domain)
+		if !taken[name] {
+			taken[name] = true
+			t.Hosts = append(t.Hosts, hdns.Host{Name: name, Addr: l.addr})
+		}
+	}
+	return t
+}
+
+// refreshDNSLocked swaps the running server's records for the table now
+// (a.dnsMu held).
+func (a *Agent) refreshDNSLocked() error {
+	d := a.dns
+	t := a.dnsTable(d.base, d.domain)
+	r, err := t.Records()
+	if err != nil {
+		return err
+	}
+	d.srv.Set(r)
+	d.names = len(t.Hosts)
+	return nil
 }
 
 func (d *dnsService) failed() error {
@@ -99,6 +134,12 @@ func (d *dnsService) failed() error {
 }
 
 func (a *Agent) stopDNS() {
+	a.dnsMu.Lock()
+	defer a.dnsMu.Unlock()
+	a.stopDNSLocked()
+}
+
+func (a *Agent) stopDNSLocked() {
 	if a.dns == nil {
 		return
 	}
@@ -108,6 +149,8 @@ func (a *Agent) stopDNS() {
 }
 
 func (a *Agent) dnsHealth() guest.Service {
+	a.dnsMu.Lock()
+	defer a.dnsMu.Unlock()
 	if a.dns == nil {
 		return guest.Service{Detail: "the DNS server is not running"}
 	}
@@ -115,4 +158,11 @@ func (a *Agent) dnsHealth() guest.Service {
 		return guest.Service{Detail: "the DNS server stopped: " + err.Error()}
 	}
 	return guest.Service{OK: true, Detail: fmt.Sprintf("%d names, serial %d", a.dns.names, a.dns.srv.Serial())}
+}
+
+// dnsUp reports whether the DNS server is serving.
+func (a *Agent) dnsUp() bool {
+	a.dnsMu.Lock()
+	defer a.dnsMu.Unlock()
+	return a.dns != nil && a.dns.failed() == nil
 }
