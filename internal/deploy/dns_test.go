@@ -54,7 +54,7 @@ func TestArvandorDNS(t *testing.T) {
 	cases := []struct{ query, want string }{
 		{"postgres-01.nebula", pgOverlay},
 		{pgName, pg.IP},
-		{pg.IP, pgName},         // the reverse lookup
+		{pg.IP, pgName}, // the reverse lookup
 		{pgOverlay, "postgres-01.nebula"},
 		{"example.org", upstreamAnswer.String()}, // forwarded
 	}
