@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -14,7 +15,7 @@ import (
 func newShow() *cobra.Command {
 	var stateDir string
 	show := &cobra.Command{
-		Use:   "show zones|instances|flows|routes|state PATH",
+		Use:   "show zones|instances|flows|routes|leases|state PATH",
 		Short: "Show the compiled zones, instances, flows or routes of a spec",
 		Long: `Compiles the spec and prints one part of the desired state. The JSON form
 (-o json) is a stable contract, documented in docs/cli.md; 'state' prints the
@@ -73,8 +74,54 @@ whole desired state as JSON.`,
 		},
 	}
 	state.Flags().StringVar(&stateDir, "state-dir", deploy.DefaultStateDir(), "where Holdfast keeps its state")
-	show.AddCommand(state)
+	show.AddCommand(state, newShowLeases())
 	return show
+}
+
+func newShowLeases() *cobra.Command {
+	var f stateFlags
+	cmd := &cobra.Command{
+		Use:   "leases PATH",
+		Short: "DHCP leases and reservations of the zones with a DHCP range",
+		Long: `Lists every compiled instance's reservation in a zone with a DHCP range (its
+MAC always gets its address: on Proxmox, the reservations the router serving
+the zone must hold) and the leases the cloud's DHCP servers handed out (the
+local engine's site edges), with their expiry.`,
+		Args: cobra.ExactArgs(1),
+	}
+	out := outputFlag(cmd, "table", "json")
+	f.add(cmd, false)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := checkFormat(*out, "table", "json"); err != nil {
+			return err
+		}
+		c, err := openCloud(cmd, args[0], &f, nil)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		ls, err := c.Leases(cmd.Context())
+		if err != nil {
+			return err
+		}
+		if *out == "json" {
+			return writeJSON(cmd.OutOrStdout(), ls)
+		}
+		if len(ls) == 0 {
+			_, err := fmt.Fprintln(cmd.OutOrStdout(), "no leases")
+			return err
+		}
+		rows := make([][]string, 0, len(ls))
+		for _, l := range ls {
+			exp := "reserved"
+			if l.Expires != nil {
+				exp = l.Expires.Local().Format(time.DateTime)
+			}
+			rows = append(rows, []string{l.IP.String(), l.MAC, dash(l.Hostname), exp, l.Zone, l.Site})
+		}
+		return table(cmd.OutOrStdout(), []string{"ADDRESS", "MAC", "HOSTNAME", "EXPIRES", "ZONE", "SITE"}, rows)
+	}
+	return cmd
 }
 
 func showCmd(what, short string, view func(*compile.State) (any, []string, [][]string)) *cobra.Command {

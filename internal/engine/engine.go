@@ -222,3 +222,19 @@ type TakenError struct {
 func (e *TakenError) Error() string {
 	return fmt.Sprintf("VMID %d was taken meanwhile by %s", e.VMID, e.Holder)
 }
+
+// Lease is an address a DHCP server of the engine's handed out.
+type Lease struct {
+	Site     string     `json:"site"`
+	Zone     string     `json:"zone"`
+	IP       netip.Addr `json:"ip"`
+	MAC      string     `json:"mac"`
+	Hostname string     `json:"hostname"`
+	Expires  time.Time  `json:"expires"`
+}
+
+// Leaser is implemented by engines that serve DHCP themselves (the local
+// engine, at each site's edge).
+type Leaser interface {
+	Leases(ctx context.Context) ([]Lease, error)
+}

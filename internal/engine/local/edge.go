@@ -28,13 +28,14 @@ import (
 // checked for drift with it: a stale configuration (instances came or
 // went) or a stopped agent is the firewall's drift, repaired by apply.
 //
-//	<state>/e/<site>/              the container's state directory
-//	                 config.json   the agent's configuration (guest.Config)
+//	<state>/e/<site>/              the container's state directory (the
+//	                               container package's files, and:)
+//	                 services.json the agent's configuration (guest.Config)
 //	                 agent.json    its settings (guest.AgentSettings)
 //	                 agent/        its state: the last configuration applied
 //	                 leases.json   the DHCP leases (EdgeLeases)
 const (
-	edgeConfigFile = "config.json"
+	edgeConfigFile = "services.json"
 	edgeLeaseFile  = "leases.json"
 	edgeHostname   = "edge"
 )
