@@ -34,11 +34,21 @@ func TestExamplesReachability(t *testing.T) {
 	needRoot(t)
 	for _, ex := range examples {
 		t.Run(ex, func(t *testing.T) {
-			cloud := testCloud(ex)
+			cloud, stateDir := testCloud(ex), t.TempDir()
 			before := snapshot(t, cloud)
-			c := applied(t, examplePath(ex), cloud, t.TempDir())
+			c := applied(t, examplePath(ex), cloud, stateDir)
 			defer c.Close()
 			internet := serveInternet(t, cloud)
+			// DNS servers answer on 53 once their agents have their
+			// configuration from the guest service.
+			if d := c.Desired.DNS; d != nil {
+				serveGuest(t, stateDir, cloud)
+				var names []string
+				for _, s := range d.Servers {
+					names = append(names, s.Instance)
+				}
+				waitDNS(t, stateDir, c.Desired, names...)
+			}
 
 			if p := planOf(t, c); len(p.Changes) != 0 {
 				t.Errorf("second plan is not empty: %d changes, first %+v", len(p.Changes), p.Changes[0])
@@ -353,8 +363,10 @@ func checkExactly(t *testing.T, c *deploy.Cloud, cloud, state string) {
 	}
 	for _, ctl := range []string{"memory", "pids"} {
 		dirs := cgroupDirs(ctl, cloud)
-		if len(dirs) != 0 && len(dirs) != len(st.Instances) {
-			t.Errorf("%d %s cgroups for %d instances: %v", len(dirs), ctl, len(st.Instances), dirs)
+		// One per instance, and one per site for its edge's services
+		// (edge.<site>: no instance's name holds a dot).
+		if len(dirs) != 0 && len(dirs) != len(st.Instances)+len(st.Sites) {
+			t.Errorf("%d %s cgroups for %d instances and %d sites' edges: %v", len(dirs), ctl, len(st.Instances), len(st.Sites), dirs)
 		}
 	}
 	db, err := store.Open(filepath.Join(state, cloud, "state.db"))

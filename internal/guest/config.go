@@ -76,7 +76,7 @@ type DHCPReservation struct {
 const DNSPort = "53"
 
 // DNSServerConfig is the DNS part of instance in's configuration when it
-// is one of st's DNS servers (nil otherwise): it answers on each of its
+// is one of st's DNS servers (nil otherwise): it answers on all of its
 // addresses.
 func DNSServerConfig(st *compile.State, in *compile.Instance) (*DNSConfig, error) {
 	if st.DNS == nil || !slices.ContainsFunc(st.DNS.Servers, func(s compile.DNSServer) bool { return s.Instance == in.Name }) {
@@ -86,12 +86,12 @@ func DNSServerConfig(st *compile.State, in *compile.Instance) (*DNSConfig, error
 	if err != nil {
 		return nil, err
 	}
-	c := &DNSConfig{Table: t, Domain: st.Domain, Upstreams: Upstreams(st.DNS.Upstreams)}
-	for _, nic := range in.NICs {
-		if nic.IP != "" {
-			c.Listen = append(c.Listen, net.JoinHostPort(nic.IP, DNSPort))
-		}
-	}
+	// Every address of the instance: its NICs' and, for a member, its
+	// overlay address, which Nebula brings up after the agent starts
+	// (Arvandor's VMs ask 10.10.10.11, dns's overlay address). Who may
+	// ask is the firewalls' business, and only the cloud's clients get
+	// other names forwarded.
+	c := &DNSConfig{Table: t, Domain: st.Domain, Upstreams: Upstreams(st.DNS.Upstreams), Listen: []string{net.JoinHostPort("", DNSPort)}}
 	return c, nil
 }
 
