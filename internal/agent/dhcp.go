@@ -81,7 +81,9 @@ func (a *Agent) leasesChanged(leases []dhcp.Lease) {
 	defer a.dnsMu.Unlock()
 	a.leaseHosts = hosts
 	if a.dns != nil {
-		a.refreshDNSLocked()
+		if err := a.refreshDNSLocked(); err != nil {
+			a.log.Warn("dns: naming DHCP clients", "err", err)
+		}
 	}
 }
 
@@ -98,7 +100,7 @@ func label(s string) bool {
 		return false
 	}
 	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+		if (r < 'a' || r > 'z') && (r < '0' || r > '9') && r != '-' {
 			return false
 		}
 	}

@@ -337,7 +337,8 @@ func (c *compiler) resources() {
 		// Resolvers other than the gateway (what instances asked before
 		// clouds had DNS servers), so that a cloud without them keeps
 		// its instances' attributes.
-		if len(in.Resolvers) > 0 && !(len(in.Resolvers) == 1 && len(in.NICs) > 0 && in.Resolvers[0] == in.NICs[0].Gateway) {
+		gatewayOnly := len(in.Resolvers) == 1 && len(in.NICs) > 0 && in.Resolvers[0] == in.NICs[0].Gateway
+		if len(in.Resolvers) > 0 && !gatewayOnly {
 			rs[len(rs)-1].Attrs["resolvers"] = strings.Join(in.Resolvers, ",")
 		}
 	}

@@ -39,7 +39,7 @@ var upstreamAnswer = netip.MustParseAddr("203.0.113.80")
 func TestArvandorDNS(t *testing.T) {
 	needRoot(t)
 	specDir := copyExample(t, "../../examples/arvandor")
-	cloud, stateDir := testCloud("adn"), t.TempDir()
+	cloud, stateDir := testCloud("arvdns"), t.TempDir()
 	c := applied(t, specDir, cloud, stateDir)
 	st := c.Desired
 	c.Close()
@@ -215,4 +215,56 @@ func instanceOf(t *testing.T, st *compile.State, name string) compile.Instance {
 	}
 	t.Fatalf("no instance %s", name)
 	return compile.Instance{}
+}
+
+// TestZcloudDNSFallback applies examples/zcloud with the guest service
+// running: each provider's VMs ask their own zNet, then the peer's. With
+// zNet at provider-a switched off through the spec, provider-a's VMs still
+// resolve the cloud's names (at the peer's zNet, across the sites) and
+// public names (which the peer's zNet forwards upstream).
+func TestZcloudDNSFallback(t *testing.T) {
+	needRoot(t)
+	specDir := copyExample(t, "../../examples/zcloud")
+	cloud, stateDir := testCloud("zdn"), t.TempDir()
+	c := applied(t, specDir, cloud, stateDir)
+	st := c.Desired
+	c.Close()
+	serveGuest(t, stateDir, cloud)
+	serveUpstream(t, cloud, netip.MustParseAddr("1.1.1.1"))
+	waitDNS(t, stateDir, st, "znet-a", "znet-b")
+	engineDir := filepath.Join(stateDir, cloud, "local")
+
+	zpodB := instanceOf(t, st, "zpod-b")
+	check := func(when string) {
+		t.Helper()
+		var wrong []string
+		for _, in := range st.Instances {
+			if in.Site != "provider-a" || in.Name == "znet-a" {
+				continue
+			}
+			for query, want := range map[string]string{
+				"zpod-b." + zpodB.Zone + "." + st.Domain: zpodB.IP,
+				"example.org":                            upstreamAnswer.String(),
+			} {
+				if out, code := getent(t, engineDir, in.Name, query); code != 0 || !strings.HasPrefix(out, want+" ") {
+					wrong = append(wrong, fmt.Sprintf("%s: getent hosts %s = %q (exit %d), want %s", in.Name, query, out, code, want))
+				}
+			}
+		}
+		if len(wrong) > 0 {
+			t.Fatalf("%s:\n%s", when, strings.Join(wrong, "\n"))
+		}
+	}
+	check("both zNets up")
+
+	edit(t, filepath.Join(specDir, "instances.yaml"), "    provides: [dns, ntp, logger]\n    description: \"zNet: site-local DNS records and caching, NTP, the logger. Needs no other VM.\"\n\n  zfront-a:",
+		"    provides: [dns, ntp, logger]\n    power: stopped\n    description: \"zNet: site-local DNS records and caching, NTP, the logger. Needs no other VM.\"\n\n  zfront-a:")
+	st = reapply(t, specDir, cloud, stateDir)
+	if in := instanceOf(t, st, "znet-a"); in.Power != compile.PowerStopped {
+		t.Fatalf("znet-a is %s after the edit", in.Power)
+	}
+	if s, err := container.Inspect(local.InstanceDir(engineDir, "znet-a")); err != nil || s.Running {
+		t.Fatalf("znet-a still runs (%+v, %v)", s, err)
+	}
+	check("zNet at provider-a stopped")
 }

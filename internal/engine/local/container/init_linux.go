@@ -184,8 +184,10 @@ func bindResolvConf(cfg Config) error {
 	if text == "" {
 		return nil
 	}
-	if _, err := os.Stat("/etc/resolv.conf"); err != nil {
+	if _, err := os.Stat("/etc/resolv.conf"); errors.Is(err, fs.ErrNotExist) {
 		return nil
+	} else if err != nil {
+		return err
 	}
 	p := filepath.Join(cfg.Dir, resolvFile)
 	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
