@@ -3,6 +3,7 @@ package spec
 import (
 	"net/netip"
 	"slices"
+	"strings"
 )
 
 // DNSServersFor names the DNS servers an instance at site resolves at, in
@@ -49,6 +50,7 @@ func UsesCloudDNS(in *Instance) bool { return in.Tenant == "" }
 // compiler then derives the flows; a zone the policy keeps away is
 // refused, never opened silently).
 func (v *validator) dns() {
+	v.nameClash()
 	d := v.s.DNS
 	if d == nil {
 		return
@@ -83,6 +85,21 @@ func (v *validator) dns() {
 	}
 	if !v.diags.HasErrors() {
 		v.dnsReach()
+	}
+}
+
+// nameClash refuses an overlay domain that is a zone's domain
+// (<zone>.<cloud domain>): every member would have one name for two
+// addresses, its NIC's and its overlay's.
+func (v *validator) nameClash() {
+	o, c := v.s.Overlay, v.s.Cloud
+	if o == nil || c == nil || o.Net.Domain == "" {
+		return
+	}
+	for _, name := range SortedNames(v.s.Zones) {
+		if strings.EqualFold(o.Net.Domain, name+"."+c.Domain) && v.s.Zones[name].Type != "overlay" {
+			v.diags.Errorf(o.FieldPos("domain"), "overlay: domain %q is zone %q's (its instances are <instance>.%s): a member there would have one name for two addresses; choose another domain", o.Net.Domain, name, o.Net.Domain)
+		}
 	}
 }
 

@@ -41,6 +41,15 @@ func TestDNSInvalid(t *testing.T) {
 			},
 		},
 		{
+			name: "an overlay domain that is a zone's",
+			yaml: dnsBase + `groups: {g: {}}
+overlay: {cidr: 10.10.10.0/24, domain: lan.demo.example.net, lighthouses: [{address: "203.0.113.7:4242", overlay-ip: 10.10.10.1}]}
+`,
+			want: []string{
+				`spec.yaml:12:40: overlay: domain "lan.demo.example.net" is zone "lan"'s (its instances are <instance>.lan.demo.example.net): a member there would have one name for two addresses; choose another domain`,
+			},
+		},
+		{
 			name: "one dns section per cloud",
 			files: map[string]string{
 				"a.yaml": dnsBase + `dns: {servers: [ns]}
