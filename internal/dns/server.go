@@ -6,12 +6,15 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 )
 
 // Server answers for the cloud's names and forwards the rest.
@@ -64,25 +67,32 @@ func serialNow(prev uint32) uint32 {
 
 // ServeDNS answers one query.
 func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
+	m := s.reply(req, addrOf(w.RemoteAddr()))
+	if m == nil {
+		_, tcp := w.RemoteAddr().(*net.TCPAddr)
+		m = s.forward(req, tcp)
+	}
+	_ = w.WriteMsg(m)
+}
+
+// reply is the answer to req from remote, or nil when req is to be
+// forwarded.
+func (s *Server) reply(req *dns.Msg, remote netip.Addr) *dns.Msg {
 	v := s.state.Load()
-	m := new(dns.Msg)
 	if len(req.Question) != 1 || req.Opcode != dns.OpcodeQuery {
-		m.SetRcode(req, dns.RcodeNotImplemented)
-		_ = w.WriteMsg(m)
-		return
+		m := new(dns.Msg)
+		return m.SetRcode(req, dns.RcodeNotImplemented)
 	}
 	q := req.Question[0]
 	name := strings.ToLower(q.Name)
 	if apex := v.zoneOf(name); apex != "" {
-		s.authoritative(w, req, v, apex, name, q.Qtype)
-		return
+		return v.authoritative(req, apex, name, q.Qtype)
 	}
-	if !v.client(w.RemoteAddr()) || len(s.Upstreams) == 0 {
-		m.SetRcode(req, dns.RcodeRefused)
-		_ = w.WriteMsg(m)
-		return
+	if !v.client(remote) || len(s.Upstreams) == 0 {
+		m := new(dns.Msg)
+		return m.SetRcode(req, dns.RcodeRefused)
 	}
-	s.forward(w, req)
+	return nil
 }
 
 // zoneOf is the apex of the most specific zone holding name, or "".
@@ -96,17 +106,8 @@ func (v *view) zoneOf(name string) string {
 	return best
 }
 
-// client reports whether addr is one of the cloud's own.
-func (v *view) client(addr net.Addr) bool {
-	var ip netip.Addr
-	switch a := addr.(type) {
-	case *net.UDPAddr:
-		ip, _ = netip.AddrFromSlice(a.IP)
-	case *net.TCPAddr:
-		ip, _ = netip.AddrFromSlice(a.IP)
-	default:
-		return false
-	}
+// client reports whether ip is one of the cloud's own.
+func (v *view) client(ip netip.Addr) bool {
 	ip = ip.Unmap()
 	if ip.IsLoopback() {
 		return true // the host's own tools, on the server's machine
@@ -119,7 +120,20 @@ func (v *view) client(addr net.Addr) bool {
 	return false
 }
 
-func (s *Server) authoritative(w dns.ResponseWriter, req *dns.Msg, v *view, apex, name string, qtype uint16) {
+// addrOf is the IP address of a UDP or TCP peer; the zero Addr (no one's)
+// for others.
+func addrOf(addr net.Addr) netip.Addr {
+	var ip netip.Addr
+	switch a := addr.(type) {
+	case *net.UDPAddr:
+		ip, _ = netip.AddrFromSlice(a.IP)
+	case *net.TCPAddr:
+		ip, _ = netip.AddrFromSlice(a.IP)
+	}
+	return ip
+}
+
+func (v *view) authoritative(req *dns.Msg, apex, name string, qtype uint16) *dns.Msg {
 	m := new(dns.Msg)
 	m.SetReply(req)
 	m.Authoritative = true
@@ -143,7 +157,7 @@ func (s *Server) authoritative(w dns.ResponseWriter, req *dns.Msg, v *view, apex
 	if len(m.Answer) == 0 {
 		m.Ns = append(m.Ns, soa) // negative answers carry the SOA (RFC 2308)
 	}
-	_ = w.WriteMsg(m)
+	return m
 }
 
 // nsName is the name the zones give for their server.
@@ -159,17 +173,16 @@ func (v *view) ns(apex string) dns.RR {
 	return &dns.NS{Hdr: dns.RR_Header{Name: apex, Rrtype: dns.TypeNS, Class: dns.ClassINET, Ttl: TTL}, Ns: nsName}
 }
 
-// forward asks the upstreams in turn, answering from the cache when it
-// can.
-func (s *Server) forward(w dns.ResponseWriter, req *dns.Msg) {
+// forward asks the upstreams in turn (over TCP when the client asked
+// over TCP), answering from the cache when it can.
+func (s *Server) forward(req *dns.Msg, tcp bool) *dns.Msg {
 	q := req.Question[0]
 	if m, ok := s.cache.get(q); ok {
 		m.Id = req.Id
-		_ = w.WriteMsg(m)
-		return
+		return m
 	}
 	c := &dns.Client{Net: "udp", Timeout: 2 * time.Second}
-	if _, tcp := w.RemoteAddr().(*net.TCPAddr); tcp {
+	if tcp {
 		c.Net = "tcp"
 	}
 	var err error
@@ -178,14 +191,12 @@ func (s *Server) forward(w dns.ResponseWriter, req *dns.Msg) {
 		in, _, err = c.Exchange(req, up)
 		if err == nil {
 			s.cache.put(q, in)
-			_ = w.WriteMsg(in)
-			return
+			return in
 		}
 	}
 	s.Log.Warn("dns: no upstream answered", "name", q.Name, "err", err)
 	m := new(dns.Msg)
-	m.SetRcode(req, dns.RcodeServerFailure)
-	_ = w.WriteMsg(m)
+	return m.SetRcode(req, dns.RcodeServerFailure)
 }
 
 // ListenAndServe answers on addr over UDP and TCP until ctx ends.
@@ -203,11 +214,32 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 }
 
 // Serve answers on pc (UDP) and ln (TCP) until ctx ends.
+//
+// A UDP socket bound to one address is read by a loop of Holdfast's own
+// (udpLoop), which answers the cloud's names without miekg/dns's server
+// around them: that server starts a goroutine per query and sends every
+// answer with a control message, which doubled the cost of a query (see
+// docs/performance.md, DNS). A socket bound to every address needs that
+// control message to answer from the address asked, and is served by
+// miekg/dns's server.
 func (s *Server) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener) error {
-	servers := []*dns.Server{{PacketConn: pc, Handler: s}, {Listener: ln, Handler: s}}
-	errc := make(chan error, len(servers))
+	servers := []*dns.Server{{Listener: ln, Handler: s}}
+	var loops []*udpLoop
+	if c, ok := pc.(*net.UDPConn); ok && boundToOne(c) {
+		for range runtime.GOMAXPROCS(0) {
+			loops = append(loops, &udpLoop{s: s, pc: c})
+		}
+	} else {
+		servers = append(servers, &dns.Server{PacketConn: pc, Handler: s})
+	}
+	// Buffered for every sender: those after the first are not read.
+	errc := make(chan error, len(servers)+len(loops))
+	var wg sync.WaitGroup
 	for _, srv := range servers {
-		go func() { errc <- srv.ActivateAndServe() }()
+		wg.Go(func() { errc <- srv.ActivateAndServe() })
+	}
+	for _, l := range loops {
+		wg.Go(func() { errc <- l.run() })
 	}
 	var err error
 	select {
@@ -217,8 +249,102 @@ func (s *Server) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener) 
 	for _, srv := range servers {
 		_ = srv.Shutdown()
 	}
+	if len(loops) > 0 {
+		_ = pc.Close() // ends the loops
+	}
+	wg.Wait()
 	if errors.Is(err, net.ErrClosed) {
 		err = nil
 	}
 	return err
+}
+
+// boundToOne reports whether c is bound to one address (not 0.0.0.0 or
+// ::), so that its answers leave from the address that was asked.
+func boundToOne(c *net.UDPConn) bool {
+	a, ok := c.LocalAddr().(*net.UDPAddr)
+	return ok && !a.IP.IsUnspecified()
+}
+
+// udpLoop reads queries from a UDP socket and answers them in batches
+// (recvmmsg, sendmmsg: one system call for all the queries waiting, and
+// one for their answers), with buffers of its own; Serve runs one per
+// processor on the same socket. Forwarded queries are answered from
+// goroutines of their own, so that a slow upstream holds up no one else.
+type udpLoop struct {
+	s  *Server
+	pc *net.UDPConn
+}
+
+// batchConn reads and writes several datagrams a system call; ipv4's and
+// ipv6's PacketConn both are one (their Message is the same type).
+type batchConn interface {
+	ReadBatch(ms []ipv4.Message, flags int) (int, error)
+	WriteBatch(ms []ipv4.Message, flags int) (int, error)
+}
+
+// batch is the most datagrams a loop reads at once.
+const batch = 32
+
+func (l *udpLoop) run() error {
+	var bc batchConn = ipv4.NewPacketConn(l.pc)
+	if a, ok := l.pc.LocalAddr().(*net.UDPAddr); ok && a.IP.To4() == nil {
+		bc = ipv6.NewPacketConn(l.pc)
+	}
+	in := make([]ipv4.Message, batch)
+	out := make([]ipv4.Message, batch)
+	bufs := make([][]byte, batch) // out's buffers, kept as they grow
+	for i := range in {
+		in[i].Buffers = [][]byte{make([]byte, dns.DefaultMsgSize)}
+		out[i].Buffers = make([][]byte, 1)
+		bufs[i] = make([]byte, 0, dns.MinMsgSize)
+	}
+	for {
+		n, err := bc.ReadBatch(in, 0)
+		if err != nil {
+			return err
+		}
+		k := 0
+		for _, msg := range in[:n] {
+			from, ok := msg.Addr.(*net.UDPAddr)
+			req := new(dns.Msg)
+			if !ok || req.Unpack(msg.Buffers[0][:msg.N]) != nil || req.Response {
+				continue // not a query: never answered, so never a reflector
+			}
+			ip, _ := netip.AddrFromSlice(from.IP)
+			m := l.s.reply(req, ip)
+			if m == nil {
+				go l.forward(req, from)
+				continue
+			}
+			b, err := m.PackBuffer(bufs[k])
+			if err != nil {
+				l.s.Log.Warn("dns: cannot pack an answer", "question", m.Question, "err", err)
+				continue
+			}
+			bufs[k] = b[:0]
+			out[k].Buffers[0], out[k].Addr = b, from
+			k++
+		}
+		for sent := 0; sent < k; {
+			n, err := bc.WriteBatch(out[sent:k], 0)
+			if err != nil {
+				l.s.Log.Debug("dns: cannot answer", "to", out[sent].Addr, "err", err)
+				break
+			}
+			sent += n
+		}
+	}
+}
+
+// forward answers req from the upstreams.
+func (l *udpLoop) forward(req *dns.Msg, to *net.UDPAddr) {
+	b, err := l.s.forward(req, false).Pack()
+	if err != nil {
+		l.s.Log.Warn("dns: cannot pack an answer", "question", req.Question, "err", err)
+		return
+	}
+	if _, err := l.pc.WriteToUDP(b, to); err != nil {
+		l.s.Log.Debug("dns: cannot answer", "to", to, "err", err)
+	}
 }
