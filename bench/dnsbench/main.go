@@ -3,13 +3,16 @@
 // an unbound configuration and a dnsperf query file, so that unbound and
 // Holdfast answer the same zones to the same load.
 //
-// It prints "listening ADDR" once the server answers, and serves until
-// interrupted (or -for ends).
+// It prints "unbound ADDR" when it wrote unbound's configuration, and
+// "holdfast ADDR" once its own server answers every name; it serves until
+// interrupted (or -for ends). With -check ADDR it serves nothing, and
+// checks that the server at ADDR (unbound) answers every name the same.
 //
 // Usage:
 //
 //	go run ./bench/dnsbench -spec examples/arvandor -listen 127.0.0.1:0 \
-//	    [-unbound DIR -unbound-port N -unbound-threads N] [-queries FILE]
+//	    [-unbound DIR [-unbound-port N] [-unbound-threads N]] [-queries FILE]
+//	go run ./bench/dnsbench -spec examples/arvandor -check 127.0.0.1:N
 package main
 
 import (
@@ -34,15 +37,31 @@ import (
 	_ "github.com/holdfast/holdfast/internal/engine/engines" // the examples' engines
 )
 
+// config is what the flags say.
+type config struct {
+	spec, listen   string
+	unboundDir     string
+	unboundPort    int
+	unboundThreads int
+	queries        string
+	nx             int
+	limit          time.Duration
+	check          string
+	wait           time.Duration
+}
+
 func main() {
-	specDir := flag.String("spec", "examples/arvandor", "the cloud whose names are served")
-	listen := flag.String("listen", "127.0.0.1:0", "where Holdfast's server answers (UDP and TCP)")
-	unboundDir := flag.String("unbound", "", "write unbound.conf for the same names in `DIR` (unbound runs in it)")
-	unboundPort := flag.Int("unbound-port", 0, "the loopback port unbound is to answer on")
-	unboundThreads := flag.Int("unbound-threads", 1, "unbound's num-threads")
-	queries := flag.String("queries", "", "write a dnsperf query file to `FILE`")
-	nx := flag.Int("nxdomain", 10, "the percentage of queries for names that do not exist")
-	limit := flag.Duration("for", 0, "stop serving after this long (0: until interrupted)")
+	var c config
+	flag.StringVar(&c.spec, "spec", "examples/arvandor", "the cloud whose names are served")
+	flag.StringVar(&c.listen, "listen", "127.0.0.1:0", "where Holdfast's server answers over UDP (TCP: on a port of its own, unmeasured)")
+	flag.StringVar(&c.unboundDir, "unbound", "", "write unbound.conf for the same names in `DIR` (unbound runs in it)")
+	flag.IntVar(&c.unboundPort, "unbound-port", 0, "the loopback port unbound is to answer on (0: a free one)")
+	flag.IntVar(&c.unboundThreads, "unbound-threads", 1, "unbound's num-threads")
+	flag.StringVar(&c.queries, "queries", "", "write a dnsperf query file to `FILE`")
+	flag.IntVar(&c.nx, "nxdomain", 10, "the percentage of queries for names that do not exist")
+	flag.DurationVar(&c.limit, "for", 0, "stop serving after this long (0: until interrupted)")
+	flag.StringVar(&c.check, "check", "", "serve nothing: check that the server at `ADDR` answers every name as Holdfast does, and exit")
+	flag.DurationVar(&c.wait, "wait", 10*time.Second, "with -check, how long ADDR may take to start answering")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the serving to `FILE`")
 	flag.Parse()
 
@@ -61,14 +80,14 @@ func main() {
 		}()
 	}
 
-	if err := run(*specDir, *listen, *unboundDir, *unboundPort, *unboundThreads, *queries, *nx, *limit); err != nil {
+	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "dnsbench:", err)
 		os.Exit(1) //nolint:gocritic // the profile of a failed run is not wanted
 	}
 }
 
-func run(specDir, listen, unboundDir string, unboundPort, unboundThreads int, queries string, nx int, limit time.Duration) error {
-	_, st, _, diags := compile.File(specDir, compile.Allocations{})
+func run(c config) error {
+	_, st, _, diags := compile.File(c.spec, compile.Allocations{})
 	if diags.HasErrors() {
 		return diags.Err()
 	}
@@ -76,31 +95,44 @@ func run(specDir, listen, unboundDir string, unboundPort, unboundThreads int, qu
 	if err != nil {
 		return err
 	}
-	if unboundDir != "" {
-		if err := writeFile(filepath.Join(unboundDir, "unbound.conf"), func(w io.Writer) error {
-			return writeUnbound(w, z, unboundDir, unboundPort, unboundThreads)
+	if c.check != "" {
+		if err := waitAnswering(c.check, z, c.wait); err != nil {
+			return err
+		}
+		return answers(c.check, z)
+	}
+	if c.unboundDir != "" {
+		if c.unboundPort == 0 {
+			if c.unboundPort, err = freePort(); err != nil {
+				return err
+			}
+		}
+		if err := writeFile(filepath.Join(c.unboundDir, "unbound.conf"), func(w io.Writer) error {
+			return writeUnbound(w, z, c.unboundDir, c.unboundPort, c.unboundThreads)
 		}); err != nil {
 			return err
 		}
+		fmt.Printf("unbound 127.0.0.1:%d\n", c.unboundPort)
 	}
-	if queries != "" {
-		if err := writeFile(queries, func(w io.Writer) error { return writeQueries(w, z, nx) }); err != nil {
+	if c.queries != "" {
+		if err := writeFile(c.queries, func(w io.Writer) error { return writeQueries(w, z, c.nx) }); err != nil {
 			return err
 		}
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if limit > 0 {
+	if c.limit > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, limit)
+		ctx, cancel = context.WithTimeout(ctx, c.limit)
 		defer cancel()
 	}
-	pc, err := net.ListenPacket("udp", listen)
+	pc, err := net.ListenPacket("udp", c.listen)
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
+	host, _, _ := net.SplitHostPort(pc.LocalAddr().String())
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		pc.Close()
 		return err
@@ -110,8 +142,40 @@ func run(specDir, listen, unboundDir string, unboundPort, unboundThreads int, qu
 	if err := answers(pc.LocalAddr().String(), z); err != nil {
 		return err
 	}
-	fmt.Println("listening", pc.LocalAddr())
+	fmt.Println("holdfast", pc.LocalAddr())
 	return <-done
+}
+
+// freePort is a loopback port free for both UDP and TCP now.
+func freePort() (int, error) {
+	for range 10 {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		port := pc.LocalAddr().(*net.UDPAddr).Port
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		pc.Close()
+		if err == nil {
+			ln.Close()
+			return port, nil
+		}
+	}
+	return 0, fmt.Errorf("no loopback port free for both UDP and TCP")
+}
+
+// waitAnswering waits until the server at addr answers, for at most d.
+func waitAnswering(addr string, z zones, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for {
+		_, err := ask(addr, z.apexes[0], dns.TypeSOA, 200*time.Millisecond)
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not answering after %s: %w", d, err)
+		}
+	}
 }
 
 // zones are the names a server is to answer for: the apexes it is
@@ -150,7 +214,7 @@ func holdfastServer(st *compile.State) (*hdns.Server, zones, error) {
 	defer stop()
 	for _, apex := range z.apexes {
 		for _, t := range []uint16{dns.TypeSOA, dns.TypeNS} {
-			m, err := ask(addr, apex, t)
+			m, err := ask(addr, apex, t, 2*time.Second)
 			if err != nil {
 				return nil, zones{}, err
 			}
@@ -181,22 +245,23 @@ func serveBriefly(s *hdns.Server) (string, func(), error) {
 	return pc.LocalAddr().String(), func() { _ = srv.Shutdown() }, nil
 }
 
-func ask(addr, name string, qtype uint16) (*dns.Msg, error) {
+func ask(addr, name string, qtype uint16, timeout time.Duration) (*dns.Msg, error) {
 	q := new(dns.Msg)
 	q.SetQuestion(name, qtype)
-	m, _, err := (&dns.Client{Timeout: 2 * time.Second}).Exchange(q, addr)
+	m, _, err := (&dns.Client{Timeout: timeout}).Exchange(q, addr)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s at %s: %w", name, dns.TypeToString[qtype], addr, err)
 	}
 	return m, nil
 }
 
-// answers checks that the server at addr answers every record of z, so
-// that the benchmark never measures a server answering something else.
+// answers checks that the server at addr answers every record of z, and
+// NXDOMAIN for a missing name in every zone, so that the benchmark never
+// measures a server answering something else.
 func answers(addr string, z zones) error {
 	for _, rr := range z.rrs {
 		h := rr.Header()
-		m, err := ask(addr, h.Name, h.Rrtype)
+		m, err := ask(addr, h.Name, h.Rrtype, 2*time.Second)
 		if err != nil {
 			return err
 		}
@@ -204,8 +269,21 @@ func answers(addr string, z zones) error {
 			return fmt.Errorf("%s %s at %s: %s %v, want %v", h.Name, dns.TypeToString[h.Rrtype], addr, dns.RcodeToString[m.Rcode], m.Answer, rr)
 		}
 	}
+	for i, apex := range z.apexes {
+		name := missing(i, apex)
+		m, err := ask(addr, name, dns.TypeA, 2*time.Second)
+		if err != nil {
+			return err
+		}
+		if m.Rcode != dns.RcodeNameError {
+			return fmt.Errorf("%s A at %s: %s %v, want NXDOMAIN", name, addr, dns.RcodeToString[m.Rcode], m.Answer)
+		}
+	}
 	return nil
 }
+
+// missing is the i-th name in apex that does not exist.
+func missing(i int, apex string) string { return fmt.Sprintf("missing-%d.%s", i, apex) }
 
 // writeUnbound writes an unbound configuration answering z on loopback
 // port, from local-zone/local-data: unbound's way of serving names of its
@@ -259,17 +337,17 @@ func writeQueries(w io.Writer, z zones, nx int) error {
 	}
 	// Enough lines that nx percent is a whole number of them.
 	lines := max(100, len(z.rrs)*100/max(1, 100-nx))
-	missing := 0
+	nxs := 0
 	for i := range lines {
-		if missing*100 < nx*(i+1) {
-			apex := z.apexes[missing%len(z.apexes)]
-			if _, err := fmt.Fprintf(w, "missing-%d.%s A\n", missing, apex); err != nil {
+		if nxs*100 < nx*(i+1) {
+			apex := z.apexes[nxs%len(z.apexes)]
+			if _, err := fmt.Fprintf(w, "%s A\n", missing(nxs, apex)); err != nil {
 				return err
 			}
-			missing++
+			nxs++
 			continue
 		}
-		h := z.rrs[(i-missing)%len(z.rrs)].Header()
+		h := z.rrs[(i-nxs)%len(z.rrs)].Header()
 		if _, err := fmt.Fprintf(w, "%s %s\n", h.Name, dns.TypeToString[h.Rrtype]); err != nil {
 			return err
 		}
