@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,6 +32,20 @@ type Server struct {
 type view struct {
 	Records
 	serial uint32
+	// zones are what the answers from each zone share, made once: its
+	// SOA and NS records, each a slice of one that answers use as their
+	// own (Pack only reads them; nothing appends to them: clipped).
+	zones map[string]zoneRRs
+}
+
+type zoneRRs struct{ soa, ns []dns.RR }
+
+func newView(r Records, serial uint32) *view {
+	v := &view{Records: r, serial: serial, zones: make(map[string]zoneRRs, len(r.Zones))}
+	for _, z := range r.Zones {
+		v.zones[z] = zoneRRs{soa: []dns.RR{v.soa(z)}, ns: []dns.RR{v.ns(z)}}
+	}
+	return v
 }
 
 // NewServer is a server answering from r.
@@ -39,7 +54,7 @@ func NewServer(r Records, upstreams []string, log *slog.Logger) *Server {
 	if s.Log == nil {
 		s.Log = slog.New(slog.DiscardHandler)
 	}
-	s.state.Store(&view{Records: r, serial: serialNow(0)})
+	s.state.Store(newView(r, serialNow(0)))
 	return s
 }
 
@@ -47,7 +62,7 @@ func NewServer(r Records, upstreams []string, log *slog.Logger) *Server {
 func (s *Server) Set(r Records) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.state.Store(&view{Records: r, serial: serialNow(s.state.Load().serial)})
+	s.state.Store(newView(r, serialNow(s.state.Load().serial)))
 }
 
 // Serial is the SOA serial now served.
@@ -93,15 +108,15 @@ func (s *Server) reply(req *dns.Msg, remote netip.Addr) *dns.Msg {
 	return nil
 }
 
-// zoneOf is the apex of the most specific zone holding name, or "".
+// zoneOf is the apex of the most specific zone holding name, or "": the
+// first of name's suffixes, longest first, that is a zone.
 func (v *view) zoneOf(name string) string {
-	best := ""
-	for _, z := range v.Zones {
-		if dns.IsSubDomain(z, name) && len(z) > len(best) {
-			best = z
+	for off, end := 0, false; !end; off, end = dns.NextLabel(name, off) {
+		if _, ok := v.zones[name[off:]]; ok {
+			return name[off:]
 		}
 	}
-	return best
+	return ""
 }
 
 // client reports whether ip is one of the cloud's own.
@@ -135,27 +150,38 @@ func (v *view) authoritative(req *dns.Msg, apex, name string, qtype uint16) *dns
 	m := new(dns.Msg)
 	m.SetReply(req)
 	m.Authoritative = true
-	soa := v.soa(apex)
+	z := v.zones[apex]
 	switch {
 	case qtype == dns.TypeSOA && name == apex:
-		m.Answer = append(m.Answer, soa)
+		m.Answer = slices.Clip(z.soa)
 	case qtype == dns.TypeNS && name == apex:
-		m.Answer = append(m.Answer, v.ns(apex))
+		m.Answer = slices.Clip(z.ns)
 	default:
 		rrs, ok := v.Names[name]
 		if !ok && name != apex {
 			m.Rcode = dns.RcodeNameError
 		}
-		for _, rr := range rrs {
-			if rr.Header().Rrtype == qtype || qtype == dns.TypeANY {
-				m.Answer = append(m.Answer, rr)
-			}
-		}
+		m.Answer = ofType(rrs, qtype)
 	}
 	if len(m.Answer) == 0 {
-		m.Ns = append(m.Ns, soa) // negative answers carry the SOA (RFC 2308)
+		m.Ns = slices.Clip(z.soa) // negative answers carry the SOA (RFC 2308)
 	}
 	return m
+}
+
+// ofType are the records of rrs of type t (all for ANY): rrs itself,
+// clipped, when they all are, as they mostly are (a name's one A record).
+func ofType(rrs []dns.RR, t uint16) []dns.RR {
+	if t == dns.TypeANY || !slices.ContainsFunc(rrs, func(rr dns.RR) bool { return rr.Header().Rrtype != t }) {
+		return slices.Clip(rrs)
+	}
+	var out []dns.RR
+	for _, rr := range rrs {
+		if rr.Header().Rrtype == t {
+			out = append(out, rr)
+		}
+	}
+	return out
 }
 
 // nsName is the name the zones give for their server.
