@@ -38,7 +38,8 @@
 # missing 1 ms while unbound meets it fails.
 #
 # Needs unbound and dnsperf (CI installs them, .ci/run); root only for the
-# priority; about 60 s. Usage: bench/dns.sh
+# priority; about 60 s. Usage: bench/dns.sh [dnsbench-binary] (built from
+# this tree when not given; give one built from another to compare).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for tool in unbound dnsperf taskset; do
@@ -58,10 +59,14 @@ if [ "$(nproc)" -lt 2 ]; then server_cpu=0 load_cpu=0; fi
 prio=()
 if [ "$(id -u)" = 0 ]; then prio=(nice -n -20); fi
 
-go build -o "$work/dnsbench" ./bench/dnsbench
+dnsbench=${1:-}
+if [ -z "$dnsbench" ]; then
+	dnsbench="$work/dnsbench"
+	go build -o "$dnsbench" ./bench/dnsbench
+fi
 # Holdfast's server, and unbound's configuration and the queries beside
 # it; each process is bounded in time, whatever happens to this script.
-GOMAXPROCS=1 timeout 150 "${prio[@]}" taskset -c "$server_cpu" "$work/dnsbench" -spec examples/arvandor \
+GOMAXPROCS=1 timeout 150 "${prio[@]}" taskset -c "$server_cpu" "$dnsbench" -spec examples/arvandor \
 	-unbound "$work" -unbound-threads 1 -queries "$work/queries" -for 140s >"$work/dnsbench.out" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do grep -q '^holdfast ' "$work/dnsbench.out" && break; sleep 0.1; done
@@ -71,7 +76,7 @@ unbound=$(awk '/^unbound /{print $2}' "$work/dnsbench.out")
 timeout 150 "${prio[@]}" taskset -c "$server_cpu" unbound -d -c "$work/unbound.conf" >"$work/unbound.log" 2>&1 &
 pids+=($!)
 # unbound answers every name as Holdfast does, or nothing is measured.
-"$work/dnsbench" -spec examples/arvandor -check "$unbound" || { cat "$work/unbound.log"; exit 1; }
+"$dnsbench" -spec examples/arvandor -check "$unbound" || { cat "$work/unbound.log"; exit 1; }
 
 load() { # server-address, dnsperf flags...: dnsperf's report
 	local addr=$1; shift
