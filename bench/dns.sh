@@ -26,7 +26,7 @@
 # time slice on their core does not land in a thousand queries'
 # latencies. The throughput rounds alternate (a busy second costs both
 # servers alike) and the medians are compared with no allowance: Holdfast
-# answers 10-100 % more than unbound in every run so far
+# answered 1.4-2.3 times as many as unbound in every run so far
 # (docs/performance.md, DNS), more than the spread of the rounds.
 # For latency unbound is the control, measured in the same alternating
 # windows: when both miss 1 ms, the machine was busy (descheduled for
