@@ -79,8 +79,10 @@ func (l *udpLoop) run() error {
 		for sent := 0; sent < k; {
 			n, err := bc.WriteBatch(out[sent:k], 0)
 			if err != nil {
+				// The first unsent answer failed (its client is
+				// unreachable, say): the rest still go.
 				l.s.Log.Debug("dns: cannot answer", "to", out[sent].Addr, "err", err)
-				break
+				n = 1
 			}
 			sent += n
 		}
