@@ -84,7 +84,7 @@ func (l *udpLoop) run() error {
 				l.s.Log.Debug("dns: cannot answer", "to", out[sent].Addr, "err", err)
 				n = 1
 			}
-			sent += n
+			sent += max(n, 1) // never the same answer forever
 		}
 	}
 }
