@@ -26,13 +26,21 @@ func arvandor(t *testing.T) *compile.State {
 // serve runs s on a loopback port (UDP and TCP) for the test.
 func serve(t *testing.T, h dns.Handler) string {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		t.Fatal(err)
+	// One port for both: the UDP port the kernel picks may be taken for
+	// TCP by another test's connection, so pick again then.
+	var pc net.PacketConn
+	var ln net.Listener
+	for try := 0; ln == nil; try++ {
+		var err error
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		if ln, err = net.Listen("tcp", pc.LocalAddr().String()); err != nil {
+			pc.Close()
+			if try == 20 {
+				t.Fatal(err)
+			}
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
