@@ -76,7 +76,7 @@ type DHCPReservation struct {
 const DNSPort = "53"
 
 // DNSServerConfig is the DNS part of instance in's configuration when it
-// is one of st's DNS servers (nil otherwise): it answers on all of its
+// is one of st's DNS servers (nil otherwise): it answers on each of its
 // addresses.
 func DNSServerConfig(st *compile.State, in *compile.Instance) (*DNSConfig, error) {
 	if st.DNS == nil || !slices.ContainsFunc(st.DNS.Servers, func(s compile.DNSServer) bool { return s.Instance == in.Name }) {
@@ -87,11 +87,23 @@ func DNSServerConfig(st *compile.State, in *compile.Instance) (*DNSConfig, error
 		return nil, err
 	}
 	// Every address of the instance: its NICs' and, for a member, its
-	// overlay address, which Nebula brings up after the agent starts
-	// (Arvandor's VMs ask 10.10.10.11, dns's overlay address). Who may
-	// ask is the firewalls' business, and only the cloud's clients get
-	// other names forwarded.
-	c := &DNSConfig{Table: t, Domain: st.Domain, Upstreams: Upstreams(st.DNS.Upstreams), Listen: []string{net.JoinHostPort("", DNSPort)}}
+	// overlay address, which the agent's Nebula brings up before its DNS
+	// starts (Arvandor's VMs ask 10.10.10.11, dns's overlay address). Each
+	// address, not the wildcard: a socket bound to one address answers
+	// from it without per-packet control messages, and is served by the
+	// faster loop (docs/performance.md). Who may ask is the firewalls'
+	// business, and only the cloud's clients get other names forwarded.
+	c := &DNSConfig{Table: t, Domain: st.Domain, Upstreams: Upstreams(st.DNS.Upstreams)}
+	for _, nic := range in.NICs {
+		if nic.IP != "" {
+			c.Listen = append(c.Listen, net.JoinHostPort(nic.IP, DNSPort))
+		}
+	}
+	if in.OverlayIP != "" {
+		if p, err := netip.ParsePrefix(in.OverlayIP); err == nil {
+			c.Listen = append(c.Listen, net.JoinHostPort(p.Addr().String(), DNSPort))
+		}
+	}
 	return c, nil
 }
 
@@ -124,16 +136,30 @@ func (c Config) Version() string {
 // cloud's files under stateDir. tune, when set, adjusts each member's
 // Nebula config before it is rendered (intervals).
 func Build(stateDir string, st *compile.State, id compile.ID, tune func(*overlay.NodeConfig)) (Config, error) {
-	c := Config{Instance: id}
+	c, err := buildOverlay(stateDir, st, id, tune)
+	if err != nil {
+		return c, err
+	}
 	for i := range st.Instances {
 		if in := &st.Instances[i]; in.Name == id.Name && in.Site == id.Site {
-			d, err := DNSServerConfig(st, in)
-			if err != nil {
+			if c.Overlay == nil {
+				// No overlay yet (its certificate is being issued): no
+				// overlay address to answer on either.
+				withoutOverlay := *in
+				withoutOverlay.OverlayIP = ""
+				in = &withoutOverlay
+			}
+			if c.DNS, err = DNSServerConfig(st, in); err != nil {
 				return c, fmt.Errorf("%s: dns: %w", id, err)
 			}
-			c.DNS = d
 		}
 	}
+	return c, nil
+}
+
+// buildOverlay is the configuration with its overlay part only.
+func buildOverlay(stateDir string, st *compile.State, id compile.ID, tune func(*overlay.NodeConfig)) (Config, error) {
+	c := Config{Instance: id}
 	if st.Overlay == nil {
 		return c, nil
 	}
