@@ -6,6 +6,9 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	hdns "github.com/holdfast/holdfast/internal/dns"
 	"github.com/holdfast/holdfast/internal/guest"
@@ -60,13 +63,25 @@ func (a *Agent) applyDNS(ctx context.Context, c *guest.DNSConfig) error {
 			p.ln.Close()
 		}
 	}
+	// IP_FREEBIND: an address not there yet (the overlay's, until Nebula
+	// has its interface up) is bound all the same, and answered on as soon
+	// as it appears.
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_FREEBIND, 1)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
 	for _, addr := range c.Listen {
-		pc, err := net.ListenPacket("udp", addr)
+		pc, err := lc.ListenPacket(ctx, "udp", addr)
 		if err != nil {
 			closeAll()
 			return err
 		}
-		ln, err := net.Listen("tcp", addr)
+		ln, err := lc.Listen(ctx, "tcp", addr)
 		if err != nil {
 			pc.Close()
 			closeAll()

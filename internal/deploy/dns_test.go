@@ -79,6 +79,15 @@ func TestArvandorDNS(t *testing.T) {
 	if m, err := ask(nsOf(cloud, "vault-01"), server, "no-such-host."+pg.Zone+"."+st.Domain); err != nil || m.Rcode != dns.RcodeNameError || len(m.Ns) == 0 {
 		t.Errorf("an unknown name: %v (%v), want NXDOMAIN with the zone's SOA", m, err)
 	}
+	// "VMs query 10.10.10.11": dns answers on its overlay address too.
+	dnsOverlay := netip.AddrPortFrom(netip.MustParseAddr(instanceOf(t, st, "dns").OverlayIP), 53)
+	waitFor(t, 10*time.Second, "dns to answer on its overlay address", func() []string {
+		m, err := ask(nsOf(cloud, "vault-01"), dnsOverlay, "postgres-01.nebula")
+		if a, ok := firstA(m); err != nil || !ok || a != pgOverlay {
+			return []string{fmt.Sprintf("%s: %v (%v)", dnsOverlay, m, err)}
+		}
+		return nil
+	})
 	// Never an open resolver: from the internet, dns's address and the
 	// zone's gateway forward nothing.
 	inet := "/run/netns/" + local.InternetNS(cloud)
@@ -267,4 +276,17 @@ func TestZcloudDNSFallback(t *testing.T) {
 		t.Fatalf("znet-a still runs (%+v, %v)", s, err)
 	}
 	check("zNet at provider-a stopped")
+}
+
+// firstA is the first A record of m's answer.
+func firstA(m *dns.Msg) (string, bool) {
+	if m == nil {
+		return "", false
+	}
+	for _, rr := range m.Answer {
+		if a, ok := rr.(*dns.A); ok {
+			return a.A.String(), true
+		}
+	}
+	return "", false
 }

@@ -99,10 +99,8 @@ func DNSServerConfig(st *compile.State, in *compile.Instance) (*DNSConfig, error
 			c.Listen = append(c.Listen, net.JoinHostPort(nic.IP, DNSPort))
 		}
 	}
-	if in.OverlayIP != "" {
-		if p, err := netip.ParsePrefix(in.OverlayIP); err == nil {
-			c.Listen = append(c.Listen, net.JoinHostPort(p.Addr().String(), DNSPort))
-		}
+	if a, err := netip.ParseAddr(in.OverlayIP); err == nil {
+		c.Listen = append(c.Listen, net.JoinHostPort(a.String(), DNSPort))
 	}
 	return c, nil
 }
