@@ -5,25 +5,12 @@ import (
 	"context"
 	"net/netip"
 	"slices"
-	"time"
 
 	"github.com/holdfast/holdfast/internal/engine"
 )
 
-// Lease is an address in a zone with a DHCP range: a compiled instance's
-// reservation (its MAC always gets its address, on any engine: the
-// reservations a router serving the zone must hold), or a lease a DHCP
-// server of the cloud's handed out.
-type Lease struct {
-	Site     string     `json:"site"`
-	Zone     string     `json:"zone"`
-	IP       netip.Addr `json:"ip"`
-	MAC      string     `json:"mac"`
-	Hostname string     `json:"hostname"`
-	// Expires is when a dynamic lease ends; null for a reservation.
-	Expires  *time.Time `json:"expires"`
-	Reserved bool       `json:"reserved"`
-}
+// Lease is an address in a zone with a DHCP range (engine.Lease).
+type Lease = engine.Lease
 
 // Leases are the cloud's reservations and its engines' current leases, by
 // zone and address.
@@ -51,10 +38,7 @@ func (c *Cloud) Leases(ctx context.Context) ([]Lease, error) {
 		if err != nil {
 			return nil, err
 		}
-		for _, x := range ls {
-			exp := x.Expires
-			out = append(out, Lease{Site: x.Site, Zone: x.Zone, IP: x.IP, MAC: x.MAC, Hostname: x.Hostname, Expires: &exp})
-		}
+		out = append(out, ls...)
 	}
 	slices.SortFunc(out, func(a, b Lease) int {
 		return cmp.Or(cmp.Compare(a.Site, b.Site), cmp.Compare(a.Zone, b.Zone), a.IP.Compare(b.IP))

@@ -223,14 +223,19 @@ func (e *TakenError) Error() string {
 	return fmt.Sprintf("VMID %d was taken meanwhile by %s", e.VMID, e.Holder)
 }
 
-// Lease is an address a DHCP server of the engine's handed out.
+// Lease is an address in a zone with a DHCP range: a compiled instance's
+// reservation (its MAC always gets its address: on an engine that serves
+// no DHCP, the reservations the zone's router must hold), or a lease a DHCP
+// server handed out.
 type Lease struct {
 	Site     string     `json:"site"`
 	Zone     string     `json:"zone"`
 	IP       netip.Addr `json:"ip"`
 	MAC      string     `json:"mac"`
 	Hostname string     `json:"hostname"`
-	Expires  time.Time  `json:"expires"`
+	// Expires is when a handed-out lease ends; null for a reservation.
+	Expires  *time.Time `json:"expires"`
+	Reserved bool       `json:"reserved"`
 }
 
 // Leaser is implemented by engines that serve DHCP themselves (the local

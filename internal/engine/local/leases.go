@@ -22,7 +22,7 @@ func (e *Engine) Leases(ctx context.Context) ([]engine.Lease, error) {
 			if l.Reserved {
 				continue // the compiled reservations are listed from the state
 			}
-			out = append(out, engine.Lease{Site: site, Zone: l.Zone, IP: l.IP, MAC: l.MAC, Hostname: l.Hostname, Expires: l.Expires})
+			out = append(out, engine.Lease{Site: site, Zone: l.Zone, IP: l.IP, MAC: l.MAC, Hostname: l.Hostname, Expires: &l.Expires})
 		}
 	}
 	return out, ctx.Err()
