@@ -88,8 +88,9 @@ type Config struct {
 	// agent so.
 	Agent []string
 	// Ports the instance serves. With no Command, on each TCP port the
-	// responder writes "holdfast <name> <port>\n" and closes; on each UDP
-	// port it echoes every datagram back.
+	// responder writes "holdfast <name> <port>\n" and closes, or, to a
+	// client that sends an HTTP request first, answers 200 with that line
+	// as the body; on each UDP port it echoes every datagram back.
 	Ports     []Port
 	CPUs      int   // CFS quota in whole CPUs; 0 = unlimited
 	MemoryMiB int64 // memory limit; 0 = unlimited

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -88,6 +89,29 @@ func TestResponderAnswersTCPAndEchoesUDP(t *testing.T) {
 			if want := fmt.Sprintf("holdfast responder %d\n", port); err != nil || line != want {
 				return fmt.Errorf("tcp %d: read %q, want %q: %w", port, line, want, err)
 			}
+		}
+		// An HTTP request gets 200 with the same line as its body, so
+		// that a route's backend answers without installing anything.
+		// (Dialled here: an http.Client dials from goroutines of its own,
+		// outside this thread's namespace.)
+		hc, err := net.DialTimeout("tcp", "127.0.0.1:8080", 2*time.Second)
+		if err != nil {
+			return err
+		}
+		defer hc.Close()
+		_ = hc.SetDeadline(time.Now().Add(2 * time.Second))
+		req, _ := http.NewRequest(http.MethodGet, "http://127.0.0.1:8080/some/path", nil)
+		if err := req.Write(hc); err != nil {
+			return err
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(hc), req)
+		if err != nil {
+			return err
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if want := "holdfast responder 8080\n"; err != nil || resp.StatusCode != http.StatusOK || string(body) != want {
+			return fmt.Errorf("http: %s %q, want 200 %q: %w", resp.Status, body, want, err)
 		}
 		c, err := net.Dial("udp", "127.0.0.1:5353")
 		if err != nil {

@@ -1,10 +1,13 @@
 package container
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -369,9 +372,47 @@ func (p *initProc) serveTCP(ln net.Listener, port int) {
 		go func() {
 			defer c.Close()
 			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-			_, _ = c.Write([]byte(line))
+			answerTCP(c, line)
 		}()
 	}
+}
+
+// httpWait is how long the responder waits for a client to speak first:
+// an HTTP client sends its request at once, a client that waits for the
+// server's line gets it after this.
+const httpWait = 150 * time.Millisecond
+
+// answerTCP answers one connection: an HTTP request gets 200 with line as
+// its body (so that a route's front end and its health checks find a
+// backend that answers), anything else line.
+func answerTCP(c net.Conn, line string) {
+	br := bufio.NewReader(c)
+	_ = c.SetReadDeadline(time.Now().Add(httpWait))
+	first, _ := br.Peek(4)
+	if !looksHTTP(first) {
+		_, _ = c.Write([]byte(line))
+		return
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	req, err := http.ReadRequest(br)
+	if err != nil {
+		return
+	}
+	resp := &http.Response{StatusCode: http.StatusOK, ProtoMajor: 1, ProtoMinor: 1, Request: req, Close: true,
+		Header:        http.Header{"Content-Type": {"text/plain; charset=utf-8"}},
+		ContentLength: int64(len(line)), Body: io.NopCloser(strings.NewReader(line))}
+	_ = resp.Write(c)
+}
+
+// looksHTTP reports whether a connection's first bytes start an HTTP/1
+// request line.
+func looksHTTP(b []byte) bool {
+	for _, m := range []string{"GET ", "HEAD", "POST", "PUT ", "DELE", "OPTI", "PATC"} {
+		if string(b) == m {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *initProc) echoUDP(pc net.PacketConn) {
