@@ -43,8 +43,8 @@ sites:
     nodes: [pve1]
     proxmox: {endpoint: %q, token-id: %q, secret-file: %q, fingerprint: %q}
 zones:
-  web-home: {type: service, sub-id: 1, sites: [home]}
-  web-dc: {type: service, sub-id: 2, sites: [dc]}
+  web-home: {type: service, sub-id: 1, sites: [home], pinhole-allowed-from: [internet]}
+  web-dc: {type: service, sub-id: 2, sites: [dc], pinhole-allowed-from: [internet]}
 roles: {r: {vmids: 100-199}}
 templates: {debian-12: {image: debian-12}}
 instances:

@@ -724,6 +724,7 @@ func (v *validator) dependencyCycles() {
 }
 
 func (v *validator) routes() {
+	v.routeClaims()
 	for _, name := range SortedNames(v.s.Routes) {
 		r := v.s.Routes[name]
 		if r.Port != nil && (*r.Port < 1 || *r.Port > 65535) {
@@ -746,6 +747,8 @@ func (v *validator) routes() {
 			}
 		}
 		v.routeSite(name, r)
+		v.routeFailover(name, r)
+		v.routePublic(name, r)
 		for _, fe := range r.Frontends {
 			for _, be := range slices.Concat(r.Backends, r.Failover) {
 				if msg := v.reachable(fe, be); msg != "" {
@@ -754,6 +757,85 @@ func (v *validator) routes() {
 			}
 		}
 	}
+}
+
+// routeClaims refuses two routes that claim one hostname and port on one
+// front end: it could serve only one of them.
+func (v *validator) routeClaims() {
+	type claim struct {
+		frontend, host string
+		port           int
+	}
+	owner := map[claim]string{}
+	for _, name := range SortedNames(v.s.Routes) {
+		r := v.s.Routes[name]
+		port := 443
+		if r.Port != nil {
+			port = *r.Port
+		}
+		for _, fe := range r.Frontends {
+			c := claim{fe, strings.ToLower(r.Host), port}
+			if first, ok := owner[c]; ok {
+				v.diags.Errorf(r.FieldPos("host"), "route %q: %s:%d on frontend %q is route %q's already; one front end serves a hostname and port once", name, r.Host, port, fe, first)
+				continue
+			}
+			owner[c] = name
+		}
+	}
+}
+
+// routeFailover refuses a failover backend that is not at the peer site of
+// the route's: failover is the peer's backends, reached across the sites.
+func (v *validator) routeFailover(name string, r *Route) {
+	site := v.routeSiteOf(r)
+	if site == "" {
+		return
+	}
+	peer := ""
+	if st := v.s.Sites[site]; st != nil {
+		peer = st.Peer
+	}
+	for _, b := range r.Failover {
+		in := v.s.Instances[b]
+		if in == nil {
+			continue // reported as unknown
+		}
+		if bs := v.s.SiteOf(in); peer == "" || bs != peer {
+			why := fmt.Sprintf("site %q's peer is %q", site, peer)
+			if peer == "" {
+				why = fmt.Sprintf("site %q has no peer", site)
+			}
+			v.diags.Errorf(r.FieldPos("failover"), "route %q: failover backend %q is at site %q, not the peer site of the route's (%s); failover is the peer's backends", name, b, bs, why)
+		}
+	}
+}
+
+// routePublic refuses a public route (allowed from the internet, the
+// default) whose front end sits in a zone the internet may not reach.
+func (v *validator) routePublic(name string, r *Route) {
+	if len(r.AllowedFrom) > 0 && !slices.Contains(r.AllowedFrom, Internet) {
+		return
+	}
+	for _, fe := range r.Frontends {
+		in := v.s.Instances[fe]
+		if in == nil || len(in.NICs()) == 0 {
+			continue
+		}
+		zn := in.NICs()[0].Zone
+		if z := v.s.Zones[zn]; z != nil && !slices.Contains(z.PinholeAllowedFrom, Internet) {
+			v.diags.Errorf(r.FieldPos("frontends"), "route %q: frontend %q is in zone %q, which the internet may not reach, and the route is public (add internet to the zone's pinhole-allowed-from, or name the zones in allowed-from)", name, fe, zn)
+		}
+	}
+}
+
+// routeSiteOf is the site of a route's first known front end.
+func (v *validator) routeSiteOf(r *Route) string {
+	for _, fe := range r.Frontends {
+		if in := v.s.Instances[fe]; in != nil {
+			return v.s.SiteOf(in)
+		}
+	}
+	return ""
 }
 
 // routeSite refuses a route whose front ends are at more than one site: a

@@ -607,11 +607,11 @@ instances:
 
 func TestRouteErrors(t *testing.T) {
 	const base = header + `zones:
-  dmz: {type: dmz, access-to: [web]}
-  web: {type: service, sub-id: 1, pinhole-allowed-from: [edge]}
-  edge: {type: dmz, sub-id: 1}
+  dmz: {type: dmz, access-to: [web], pinhole-allowed-from: [internet]}
+  web: {type: service, sub-id: 1, pinhole-allowed-from: [edge, internet]}
+  edge: {type: dmz, sub-id: 1, pinhole-allowed-from: [internet]}
   db: {type: service, sub-id: 2}
-  mgmt: {type: management, access-to: [all]}
+  mgmt: {type: management, access-to: [all], pinhole-allowed-from: [internet]}
 roles: {r: {vmids: 1000-1999}}
 instances:
   fe: {role: r, zone: dmz}
@@ -625,13 +625,13 @@ routes:
 	runDiagCases(t, []diagCase{
 		{
 			name: "reachable by access-to, pinhole, same zone and all",
-			yaml: base + `  a: {host: a.demo.net, frontends: [fe, fe2, fe3], backends: [be], failover: [be2], backend-port: 8080}
+			yaml: base + `  a: {host: a.demo.net, frontends: [fe, fe2, fe3], backends: [be, be2], backend-port: 8080}
   b: {host: b.demo.net, frontends: [be], backends: [be2], backend-port: 8080, port: 8443, allowed-from: [internet, mgmt]}
 `,
 		},
 		{
 			name: "frontend zone cannot reach backend zone",
-			yaml: base + `  a: {host: a.demo.net, frontends: [fe, fe2], backends: [data], failover: [be], backend-port: 5432}
+			yaml: base + `  a: {host: a.demo.net, frontends: [fe, fe2], backends: [data, be], backend-port: 5432}
 `,
 			want: []string{
 				`spec.yaml:18:57: route "a": frontend "fe" cannot reach backend "data": zone "dmz" has no access-to "db", and "db" does not allow pinholes from "dmz" (add it to its pinhole-allowed-from)`,
@@ -664,7 +664,7 @@ sites:
   a: {engine: local, nodes: [n1], peer: b}
   b: {engine: local, nodes: [n1], peer: a}
 zones:
-  web: {type: service, sub-id: 1}
+  web: {type: service, sub-id: 1, pinhole-allowed-from: [internet]}
 roles: {r: {vmids: 1000-1999}}
 instances:
   fe-a: {role: r, zone: web, site: a}
@@ -744,6 +744,7 @@ routes:
 		`b.yaml:5:51: instance "i": ip 10.2.9.9 is outside zone "a"'s cidr 10.2.1.0/24`,
 		`b.yaml:5:95: instance "i": pinhole from "b" into zone "a" is not allowed`,
 		`b.yaml:6:47: instance "j": dependency cycle i -> j -> i`,
+		`b.yaml:8:36: route "w": frontend "i" is in zone "a", which the internet may not reach, and the route is public`,
 		`b.yaml:8:51: route "w": backends names unknown instance "k"`,
 	)
 	sorted := slices.IsSortedFunc(vd, func(a, b spec.Diagnostic) int {
@@ -752,8 +753,8 @@ routes:
 	if !sorted {
 		t.Errorf("Validate's findings are not sorted by position: %v", vd)
 	}
-	if err := vd.Err(); err == nil || len(vd.Errors()) != 10 {
-		t.Errorf("Err() = %v, Errors() = %d, want 10", err, len(vd.Errors()))
+	if err := vd.Err(); err == nil || len(vd.Errors()) != 11 {
+		t.Errorf("Err() = %v, Errors() = %d, want 11", err, len(vd.Errors()))
 	}
 }
 
@@ -792,6 +793,57 @@ routes:
 				`spec.yaml:2:36: site "s1": nodes is empty; a site needs at least one node`,
 				`spec.yaml:4:44: route "r": frontends is empty`,
 				`spec.yaml:4:58: route "r": backends is empty`,
+			},
+		},
+	})
+}
+
+// TestRouteFrontDoorErrors: what a front door cannot serve is refused
+// where it is written.
+func TestRouteFrontDoorErrors(t *testing.T) {
+	const base = `cloud: {name: demo, domain: demo.example.net}
+sites:
+  a: {engine: local, nodes: [n1], peer: b}
+  b: {engine: local, nodes: [n1], peer: a}
+  c: {engine: local, nodes: [n1]}
+zones:
+  web: {type: service, sub-id: 1, pinhole-allowed-from: [internet, app]}
+  app: {type: service, sub-id: 2, pinhole-allowed-from: [web]}
+roles: {r: {vmids: 1000-1999}}
+instances:
+  fe-a: {role: r, zone: web, site: a}
+  be-a: {role: r, zone: web, site: a}
+  be-b: {role: r, zone: web, site: b}
+  be-c: {role: r, zone: web, site: c}
+  in-app: {role: r, zone: app, site: a}
+routes:
+` // routes start at line 17
+	runDiagCases(t, []diagCase{
+		{
+			name: "two routes claim one hostname and port on one front end",
+			yaml: base + `  one: {host: app.demo.net, frontends: [fe-a], backends: [be-a], backend-port: 80}
+  two: {host: APP.demo.net, frontends: [fe-a], backends: [be-a], backend-port: 8080, port: 443}
+  other-port: {host: app.demo.net, frontends: [fe-a], backends: [be-a], backend-port: 80, port: 8443}
+`,
+			want: []string{
+				`spec.yaml:18:15: route "two": APP.demo.net:443 on frontend "fe-a" is route "one"'s already; one front end serves a hostname and port once`,
+			},
+		},
+		{
+			name: "a failover backend outside the peer site",
+			yaml: base + `  app: {host: app.demo.net, frontends: [fe-a], backends: [be-a], failover: [be-b, be-c], backend-port: 80}
+`,
+			want: []string{
+				`spec.yaml:17:76: route "app": failover backend "be-c" is at site "c", not the peer site of the route's (site "a"'s peer is "b"); failover is the peer's backends`,
+			},
+		},
+		{
+			name: "a public route's front end the internet may not reach",
+			yaml: base + `  app: {host: app.demo.net, frontends: [in-app], backends: [be-a], backend-port: 80}
+  private: {host: p.demo.net, frontends: [in-app], backends: [be-a], backend-port: 80, allowed-from: [web]}
+`,
+			want: []string{
+				`spec.yaml:17:40: route "app": frontend "in-app" is in zone "app", which the internet may not reach, and the route is public (add internet to the zone's pinhole-allowed-from, or name the zones in allowed-from)`,
 			},
 		},
 	})
