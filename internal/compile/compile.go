@@ -44,9 +44,11 @@ func CompileWith(s *spec.Spec, prev Allocations, opts Options) (*State, Allocati
 	c.sites()
 	c.zones()
 	c.instances()
+	c.ingresses()
 	c.dns()
 	c.flows()
 	c.routes()
+	c.acme()
 	c.resources()
 	c.diags.Sort()
 	return c.state, c.next, c.diags

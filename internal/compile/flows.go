@@ -16,7 +16,7 @@ import (
 // flows derives the firewall policy as an explicit allow list. Zones that
 // are not present (inactive, disabled) contribute nothing: they do not exist.
 func (c *compiler) flows() {
-	fs := slices.Concat(c.zoneFlows(), c.instanceFlows(), c.routeFlows(), c.overlayFlows(), c.underlayFlows())
+	fs := slices.Concat(c.zoneFlows(), c.instanceFlows(), c.routeFlows(), c.challengeFlows(), c.ingressFlows(), c.overlayFlows(), c.underlayFlows())
 	// A DNS flow the spec already allows (a pinhole or egress rule written
 	// for it) is not derived again.
 	for _, f := range c.dnsFlows() {
@@ -110,7 +110,7 @@ func (c *compiler) routeFlows() []Flow {
 	var fs []Flow
 	for _, name := range spec.SortedNames(c.s.Routes) {
 		r := c.s.Routes[name]
-		port := strconv.Itoa(routePort(r))
+		port := strconv.Itoa(r.RoutePort())
 		for _, fe := range r.Frontends {
 			f := c.instIndex[fe]
 			if f.IP == "" {
@@ -227,13 +227,6 @@ func ruleProto(r *spec.Rule) (string, []string) {
 	return proto, nonNil(r.Ports.Strings())
 }
 
-func routePort(r *spec.Route) int {
-	if r.Port != nil {
-		return *r.Port
-	}
-	return 443
-}
-
 func routeAllowed(r *spec.Route) []string {
 	if len(r.AllowedFrom) == 0 {
 		return []string{spec.Internet}
@@ -253,11 +246,13 @@ func (c *compiler) routes() {
 	c.state.Routes = []Route{}
 	for _, name := range spec.SortedNames(c.s.Routes) {
 		r := c.s.Routes[name]
-		c.state.Routes = append(c.state.Routes, Route{
-			Name: name, Site: c.routeSite(r), Host: r.Host, Port: routePort(r), BackendPort: r.BackendPort,
+		out := Route{
+			Name: name, Site: c.routeSite(r), Host: r.Host, Port: r.RoutePort(), BackendPort: r.BackendPort,
 			Frontends: nonNil(r.Frontends), Backends: nonNil(r.Backends), Failover: nonNil(r.Failover),
 			AllowedFrom: routeAllowed(r),
-		})
+		}
+		c.routeDoor(name, r, &out)
+		c.state.Routes = append(c.state.Routes, out)
 	}
 }
 
@@ -351,6 +346,7 @@ func (c *compiler) resources() {
 		rs = append(rs, NewResource(RouteID(r.Site, r.Name), slices.Compact(deps), map[string]string{
 			"host": r.Host, "port": strconv.Itoa(r.Port), "backends": strings.Join(r.Backends, ","),
 			"backend_port": strconv.Itoa(r.BackendPort), "failover": strings.Join(r.Failover, ","),
+			"proto": r.Proto,
 		}))
 	}
 	if o := c.state.Overlay; o != nil {
@@ -424,6 +420,11 @@ func (c *compiler) firewallAttrs(site string) map[string]string {
 	}
 	if len(apart) > 0 {
 		attrs["isolate_instances"] = strings.Join(apart, ",")
+	}
+	for _, st := range c.state.Sites {
+		if st.Name == site && st.Ingress != nil {
+			attrs["ingress"] = st.Ingress.String()
+		}
 	}
 	return attrs
 }

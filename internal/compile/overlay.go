@@ -232,6 +232,9 @@ func (s *State) HasGuest(site, name string) bool {
 	if s.DNS != nil && slices.ContainsFunc(s.DNS.Servers, func(d DNSServer) bool { return d.Site == site && d.Instance == name }) {
 		return true
 	}
+	if len(s.FrontDoorRoutes(site, name)) > 0 {
+		return true
+	}
 	if s.Overlay == nil {
 		return false
 	}

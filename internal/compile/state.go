@@ -21,6 +21,9 @@ type State struct {
 	// DNS is the cloud's name service; nil when the spec names none
 	// (instances then ask their gateway).
 	DNS *DNS `json:"dns,omitempty"`
+	// ACME is where front ends get certificates; nil when no route needs
+	// one from an ACME directory.
+	ACME *ACME `json:"acme,omitempty"`
 	// Resources are what engines create, in dependency order: every
 	// resource comes after the ones it depends on.
 	Resources []Resource `json:"resources"`
@@ -32,6 +35,9 @@ type Site struct {
 	Engine string   `json:"engine"`
 	Nodes  []string `json:"nodes"`
 	Peer   string   `json:"peer,omitempty"`
+	// Ingress is what the site's public address forwards; nil when the
+	// spec says nothing (then nothing is forwarded).
+	Ingress *Ingress `json:"ingress,omitempty"`
 	// Settings are the site's engine settings with the engine's defaults
 	// applied (what its EngineSpec compiled); nil when it has none. JSON
 	// writes them under the engine's name.
@@ -168,6 +174,50 @@ type Route struct {
 	BackendPort int      `json:"backend_port"`
 	Failover    []string `json:"failover"`
 	AllowedFrom []string `json:"allowed_from"`
+	// Proto is https, http or tcp.
+	Proto string `json:"proto"`
+	// HealthPath is what health checks ask an http(s) backend for.
+	HealthPath string `json:"health_path,omitempty"`
+	// Certificate is the operator's (files, absolute paths); nil for an
+	// https route whose certificate comes from the cloud's ACME directory.
+	Certificate *CertFiles `json:"certificate,omitempty"`
+	// ChallengePeers are the peer site's front ends serving the same host
+	// over https from ACME: an HTTP-01 challenge that reaches this site's
+	// front end for one of theirs is passed to them (the hostname
+	// resolves to both sites).
+	ChallengePeers []string `json:"challenge_peers,omitempty"`
+}
+
+// CertFiles are a certificate and its key, as files.
+type CertFiles struct {
+	CertFile string `json:"cert_file"`
+	KeyFile  string `json:"key_file"`
+}
+
+// ACME is the certificate authority front ends ask.
+type ACME struct {
+	Directory string `json:"directory"`
+	Email     string `json:"email,omitempty"`
+	// CARootsFile (absolute) holds the CAs of the directory's own TLS
+	// certificate; empty: the system's.
+	CARootsFile string `json:"ca_roots_file,omitempty"`
+}
+
+// Ingress is a site's public address and what it forwards.
+type Ingress struct {
+	// Address is the spec's; empty when the engine gives the site one
+	// (the local engine's edge).
+	Address   string    `json:"address,omitempty"`
+	Forward   []Forward `json:"forward"`
+	HostPorts []int     `json:"host_ports"`
+}
+
+// Forward is a port of the site's public address sent on to an instance.
+type Forward struct {
+	Proto string `json:"proto"`
+	Port  int    `json:"port"`
+	To    string `json:"to"`
+	ToIP  string `json:"to_ip"`
 }
 
 // Resource is one thing an engine creates, updates or deletes. Attrs hold

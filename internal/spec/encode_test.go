@@ -36,6 +36,15 @@ sites:
     engine: local
     nodes: [n1]
     peer: north
+    ingress:
+      address: 203.0.113.7
+      forward:
+        - {ports: [80, 443], to: fw, proto: tcp, description: "443"}
+      host-ports: [22, 2222]
+acme:
+  directory: https://acme.demo.example.org/dir
+  email: ops@demo.example.org
+  ca-roots: roots.pem
 zones:
   mgmt:
     type: management
@@ -169,7 +178,10 @@ tenancy:
 routes:
   www:
     host: www.demo.example.org
+    proto: https
     port: 8443
+    certificate: {cert-file: www.pem, key-file: www.key}
+    health-path: /healthz
     frontends: [fw]
     backends: [dns]
     backend-port: 8080
@@ -223,7 +235,8 @@ func TestEncodeCoversEveryField(t *testing.T) {
 	for _, typ := range []reflect.Type{reflect.TypeFor[Spec](), reflect.TypeFor[Cloud](), reflect.TypeFor[Site](),
 		reflect.TypeFor[Zone](), reflect.TypeFor[Role](), reflect.TypeFor[Flavor](), reflect.TypeFor[Template](),
 		reflect.TypeFor[Group](), reflect.TypeFor[Instance](), reflect.TypeFor[NIC](), reflect.TypeFor[Port](),
-		reflect.TypeFor[Rule](), reflect.TypeFor[Route]()} {
+		reflect.TypeFor[Rule](), reflect.TypeFor[Route](), reflect.TypeFor[Ingress](), reflect.TypeFor[Forward](),
+		reflect.TypeFor[ACME](), reflect.TypeFor[Certificate]()} {
 		for _, fi := range infoFor(typ).fields {
 			if k := typ.Name() + "." + fi.key; !set[k] {
 				missing = append(missing, k)

@@ -200,6 +200,13 @@ func (s *Spec) merge(other *Spec, diags *Diagnostics) {
 			s.DNS = other.DNS
 		}
 	}
+	if other.ACME != nil {
+		if s.ACME != nil {
+			diags.Errorf(other.ACME.Pos, "acme: defined again (first at %s); a cloud has one acme section", s.ACME.Pos)
+		} else {
+			s.ACME = other.ACME
+		}
+	}
 	mergeMap(&s.Sites, other.Sites, "site", diags)
 	mergeMap(&s.Zones, other.Zones, "zone", diags)
 	mergeMap(&s.Roles, other.Roles, "role", diags)

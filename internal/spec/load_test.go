@@ -32,7 +32,7 @@ func TestLoadStrict(t *testing.T) {
 			name: "unknown field without a close match lists the known ones",
 			yaml: header + `billing: {}
 `,
-			want: []string{`spec.yaml:3:1: spec: unknown field "billing" (known fields: cloud, sites, zones, roles, flavors, templates, groups, overlay, dns, instances, routes, tenancy)`},
+			want: []string{`spec.yaml:3:1: spec: unknown field "billing" (known fields: cloud, sites, zones, roles, flavors, templates, groups, overlay, dns, acme, instances, routes, tenancy)`},
 		},
 		{
 			name: "a misspelt section is suggested",

@@ -21,6 +21,7 @@ type Spec struct {
 	Groups    map[string]*Group    `yaml:"groups" doc:"Overlay identity groups and which groups they may reach."`
 	Overlay   *Overlay             `yaml:"overlay" doc:"The overlay mesh (Nebula) whose members are the instances with groups."`
 	DNS       *DNS                 `yaml:"dns" doc:"Which instances serve the cloud's names, and where other names are forwarded."`
+	ACME      *ACME                `yaml:"acme" doc:"Where front ends get certificates for https routes that have none of their own: an ACME directory (default Let's Encrypt's)."`
 	Instances map[string]*Instance `yaml:"instances" doc:"VMs (system containers on the local engine)."`
 	Routes    map[string]*Route    `yaml:"routes" doc:"Public hostnames at a site's front end, with failover to backends at the peer site."`
 	Tenancy   *Tenancy             `yaml:"tenancy" doc:"The pool tenants' networks and instances are allocated from, for holdfast serve."`
@@ -51,6 +52,7 @@ type Site struct {
 	Engine      string   `yaml:"engine" required:"true" doc:"Engine that realizes this site."`
 	Nodes       []string `yaml:"nodes" required:"true" doc:"Hypervisor nodes (namespaces on the local engine)."`
 	Peer        string   `yaml:"peer" doc:"Peer site for failover and replication."`
+	Ingress     *Ingress `yaml:"ingress" doc:"What the site's public address forwards to its front ends; the rest is dropped, but for the node's own ports (its SSH)."`
 	Description string   `yaml:"description" doc:"Free text."`
 
 	// Block is the site's engine block, written under the engine's name
@@ -265,14 +267,50 @@ type TenancyNet struct {
 	Access   []string
 }
 
+// Ingress is a site's public address: the ports it forwards to instances
+// (DNAT on the site's edge), and the ports the node keeps for itself.
+type Ingress struct {
+	Meta      `yaml:"-"`
+	Address   string     `yaml:"address" doc:"The site's public IPv4 address. The local engine's edge has its own (198.51.100.x) when none is given; on Proxmox it is the operator's router's, named here so that holdfast show routes can print where clients reach each route."`
+	Forward   []*Forward `yaml:"forward" doc:"Ports forwarded to an instance at the site, usually its front end."`
+	HostPorts []int      `yaml:"host-ports" doc:"Ports the site's node answers itself on its public address (default [22], its SSH; [] for none)."`
+}
+
+// Forward is ports of a site's public address sent on to one instance.
+type Forward struct {
+	Meta        `yaml:"-"`
+	Ports       Ports  `yaml:"ports" required:"true" doc:"Ports or ranges, e.g. [80, 443]."`
+	To          string `yaml:"to" required:"true" doc:"The instance (at the site) they go to, on the same ports."`
+	Proto       string `yaml:"proto" enum:"tcp,udp" doc:"Protocol (default tcp)."`
+	Description string `yaml:"description" doc:"Free text."`
+}
+
+// ACME is the certificate authority front ends ask for certificates.
+type ACME struct {
+	Meta      `yaml:"-"`
+	Directory string `yaml:"directory" required:"true" doc:"The ACME directory URL (https), e.g. https://acme-v02.api.letsencrypt.org/directory."`
+	Email     string `yaml:"email" doc:"Contact address given to the CA."`
+	CARoots   string `yaml:"ca-roots" doc:"A PEM file of the CAs that sign the directory's own TLS certificate (a private ACME server); default the system's. Relative to the file it is written in."`
+}
+
+// Certificate is a certificate the operator gives a route, as files.
+type Certificate struct {
+	Meta     `yaml:"-"`
+	CertFile string `yaml:"cert-file" required:"true" doc:"PEM certificate chain, leaf first; relative to the file it is written in."`
+	KeyFile  string `yaml:"key-file" required:"true" doc:"PEM private key of the leaf; relative to the file it is written in. It is handed to the route's front ends."`
+}
+
 // Route is a public hostname served by a site's front end.
 type Route struct {
 	Meta        `yaml:"-"`
-	Host        string   `yaml:"host" required:"true" pattern:"domain" doc:"Public hostname."`
-	Port        *int     `yaml:"port" doc:"Front-end port (default 443)."`
-	Frontends   []string `yaml:"frontends" required:"true" doc:"Instances that terminate the route."`
-	Backends    []string `yaml:"backends" required:"true" doc:"Instances that serve it, preferred."`
-	BackendPort int      `yaml:"backend-port" required:"true" min:"1" max:"65535" doc:"Port the backends serve."`
-	Failover    []string `yaml:"failover" doc:"Backends used when every preferred backend is down, usually at the peer site."`
-	AllowedFrom []string `yaml:"allowed-from" doc:"Zones or 'internet' that may reach the front end (default internet)."`
+	Host        string       `yaml:"host" required:"true" pattern:"domain" doc:"Public hostname."`
+	Proto       string       `yaml:"proto" enum:"https,http,tcp" doc:"https (default: TLS terminated at the front end, certificate from acme or certificate), http (plain) or tcp (bytes passed on: SSH, databases)."`
+	Port        *int         `yaml:"port" doc:"Front-end port (default 443 for https, 80 for http; required for tcp)."`
+	Certificate *Certificate `yaml:"certificate" doc:"The operator's certificate for an https route; without it the front ends get one from the ACME directory (the acme section; default Let's Encrypt)."`
+	HealthPath  string       `yaml:"health-path" doc:"Path the front end's health check asks each backend for (http and https; default /). A tcp backend is checked by connecting."`
+	Frontends   []string     `yaml:"frontends" required:"true" doc:"Instances that terminate the route."`
+	Backends    []string     `yaml:"backends" required:"true" doc:"Instances that serve it, preferred."`
+	BackendPort int          `yaml:"backend-port" required:"true" min:"1" max:"65535" doc:"Port the backends serve."`
+	Failover    []string     `yaml:"failover" doc:"Backends used when every preferred backend is down, usually at the peer site."`
+	AllowedFrom []string     `yaml:"allowed-from" doc:"Zones or 'internet' that may reach the front end (default internet)."`
 }

@@ -48,6 +48,7 @@ func Validate(s *Spec) Diagnostics {
 	v.overlay()
 	v.spread()
 	v.routes()
+	v.frontDoors()
 	v.dns()
 	v.diags.Sort()
 	s.valid = !v.diags.HasErrors()
@@ -727,6 +728,7 @@ func (v *validator) routes() {
 	v.routeClaims()
 	for _, name := range SortedNames(v.s.Routes) {
 		r := v.s.Routes[name]
+		v.routeDoor(name, r)
 		if r.Port != nil && (*r.Port < 1 || *r.Port > 65535) {
 			v.diags.Errorf(r.FieldPos("port"), "route %q: port %d is out of range 1-65535", name, *r.Port)
 		}
@@ -760,23 +762,39 @@ func (v *validator) routes() {
 }
 
 // routeClaims refuses two routes that claim one hostname and port on one
-// front end: it could serve only one of them.
+// front end (it could serve only one of them), and a port on one front
+// end that two protocols, or two tcp routes, claim: a tcp route has its
+// port to itself, and a port is TLS or plain, not both.
 func (v *validator) routeClaims() {
 	type claim struct {
 		frontend, host string
 		port           int
 	}
+	type port struct {
+		frontend string
+		port     int
+	}
 	owner := map[claim]string{}
+	byPort := map[port]string{} // the first route on each front end's port
 	for _, name := range SortedNames(v.s.Routes) {
 		r := v.s.Routes[name]
-		port := 443
-		if r.Port != nil {
-			port = *r.Port
+		p := r.RoutePort()
+		if p == 0 {
+			continue // a tcp route without a port: refused where it is written
 		}
 		for _, fe := range r.Frontends {
-			c := claim{fe, strings.ToLower(r.Host), port}
+			if first, ok := byPort[port{fe, p}]; ok {
+				fr := v.s.Routes[first]
+				if fr.RouteProto() != r.RouteProto() || r.RouteProto() == ProtoTCP {
+					v.diags.Errorf(r.FieldPos("port"), "route %q: port %d on frontend %q is route %q's already (%s); a tcp route has its port to itself, and a port serves one protocol", name, p, fe, first, fr.RouteProto())
+					continue
+				}
+			} else {
+				byPort[port{fe, p}] = name
+			}
+			c := claim{fe, strings.ToLower(r.Host), p}
 			if first, ok := owner[c]; ok {
-				v.diags.Errorf(r.FieldPos("host"), "route %q: %s:%d on frontend %q is route %q's already; one front end serves a hostname and port once", name, r.Host, port, fe, first)
+				v.diags.Errorf(r.FieldPos("host"), "route %q: %s:%d on frontend %q is route %q's already; one front end serves a hostname and port once", name, r.Host, p, fe, first)
 				continue
 			}
 			owner[c] = name
