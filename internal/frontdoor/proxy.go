@@ -16,14 +16,14 @@ import (
 
 // route is a Route as served.
 type route struct {
-	cfg       Route
-	host      string // lower case, no final dot
-	s         *Server
-	preferred []*backend
-	failover  []*backend
-	next      atomic.Uint64 // round robin
-	proxy     *httputil.ReverseProxy
-	acme      bool   // its certificate comes from ACME
+	cfg        Route
+	host       string // lower case, no final dot
+	s          *Server
+	preferred  []*backend
+	failover   []*backend
+	next       atomic.Uint64 // round robin
+	proxy      *httputil.ReverseProxy
+	acme       bool   // its certificate comes from ACME
 	certStatus string // for a given certificate
 }
 
