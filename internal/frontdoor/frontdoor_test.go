@@ -29,8 +29,8 @@ type backendServer struct {
 	name    string
 	waiting atomic.Int64 // requests in their sleep
 	ln      net.Listener
-	srv  *http.Server
-	addr string
+	srv     *http.Server
+	addr    string
 }
 
 func startBackend(t *testing.T, name string) *backendServer {
