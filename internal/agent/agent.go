@@ -23,6 +23,7 @@ import (
 
 	"github.com/holdfast/holdfast/internal/atomicfile"
 	"github.com/holdfast/holdfast/internal/dhcp"
+	"github.com/holdfast/holdfast/internal/frontdoor"
 	"github.com/holdfast/holdfast/internal/guest"
 	"github.com/holdfast/holdfast/internal/overlay/mesh"
 )
@@ -88,6 +89,7 @@ type Agent struct {
 	leaseHosts []leaseName
 	dhcp       *dhcp.Server
 	dhcpFile   string
+	door       *frontdoor.Server
 	// fetchProblem is why the last request for the configuration failed;
 	// applyProblems what went wrong applying the last one.
 	fetchProblem  string
@@ -360,6 +362,10 @@ func (a *Agent) apply(ctx context.Context, c guest.Config) {
 		a.applyProblems = append(a.applyProblems, "dhcp: "+err.Error())
 		a.log.Error("dhcp", "err", err)
 	}
+	if err := a.applyFrontDoor(ctx, c.FrontDoor); err != nil {
+		a.applyProblems = append(a.applyProblems, "front door: "+err.Error())
+		a.log.Error("front door", "err", err)
+	}
 }
 
 func (a *Agent) applyOverlay(ctx context.Context, o *guest.OverlayConfig) error {
@@ -399,6 +405,7 @@ func (a *Agent) stop() {
 	}
 	a.stopDHCP()
 	a.stopDNS()
+	a.stopFrontDoor()
 }
 
 // health is what the agent reports now.
@@ -416,6 +423,9 @@ func (a *Agent) health() guest.Health {
 	}
 	if a.applied.DHCP != nil {
 		h.Services["dhcp"] = a.dhcpHealth()
+	}
+	if a.applied.FrontDoor != nil {
+		h.Services["frontdoor"], h.Routes = a.frontDoorHealth()
 	}
 	if len(h.Services) == 0 {
 		h.Services = nil

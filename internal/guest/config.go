@@ -17,6 +17,7 @@ import (
 
 	"github.com/holdfast/holdfast/internal/compile"
 	"github.com/holdfast/holdfast/internal/dns"
+	"github.com/holdfast/holdfast/internal/frontdoor"
 	"github.com/holdfast/holdfast/internal/overlay"
 )
 
@@ -32,6 +33,8 @@ type Config struct {
 	// DHCP is the DHCP service it runs; nil when it runs none (only the
 	// local engine's site edges do).
 	DHCP *DHCPConfig `json:"dhcp,omitempty"`
+	// FrontDoor is the routes the instance fronts; nil when none.
+	FrontDoor *frontdoor.Config `json:"frontdoor,omitempty"`
 }
 
 // DNSConfig is a DNS server's part: where it answers, what, and where
@@ -149,6 +152,9 @@ func Build(stateDir string, st *compile.State, id compile.ID, tune func(*overlay
 			}
 			if c.DNS, err = DNSServerConfig(st, in); err != nil {
 				return c, fmt.Errorf("%s: dns: %w", id, err)
+			}
+			if c.FrontDoor, err = FrontDoorConfig(st, in); err != nil {
+				return c, fmt.Errorf("%s: front door: %w", id, err)
 			}
 		}
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/holdfast/holdfast/internal/atomicfile"
 	"github.com/holdfast/holdfast/internal/compile"
+	"github.com/holdfast/holdfast/internal/frontdoor"
 )
 
 // Health is what an agent reports.
@@ -28,6 +29,9 @@ type Health struct {
 	// Problems are what keeps it from converging: the control plane out
 	// of reach, a config that did not apply.
 	Problems []string `json:"problems,omitempty"`
+	// Routes are a front end's routes: which backends are up, whether it
+	// has failed over.
+	Routes []frontdoor.RouteHealth `json:"routes,omitempty"`
 }
 
 // Service is one service's health on the instance.

@@ -57,7 +57,24 @@ func (e *Engine) edgeContainer(site string) container.Config {
 		Dir:    dir,
 		Cgroup: e.cgroup("edge." + site), // instance names hold no dot: never an instance's
 		Agent:  []string{agent.EnvConfig + "=" + filepath.Join(dir, "agent.json")},
+		Ports:  e.edgePorts(site),
 	}
+}
+
+// edgePorts are what the edge answers itself on its public address: the
+// ports the site's ingress keeps for the node (its SSH), answered by the
+// container's built-in responder, as an instance's ports are: the node's
+// own SSH, stood in for.
+func (e *Engine) edgePorts(site string) []container.Port {
+	var ports []container.Port
+	for _, st := range e.desired.Sites {
+		if st.Name == site && st.Ingress != nil {
+			for _, p := range st.Ingress.HostPorts {
+				ports = append(ports, container.Port{Port: p, Proto: "tcp"})
+			}
+		}
+	}
+	return ports
 }
 
 // edgeConfig is what the edge of site serves.
@@ -151,7 +168,7 @@ func (e *Engine) ensureEdgeServices(ctx context.Context, site string) error {
 	if err != nil {
 		return err
 	}
-	if st.Running && st.AgentPID > 0 {
+	if st.Running && st.AgentPID > 0 && slices.Equal(st.Config.Ports, cfg.Ports) {
 		return nil
 	}
 	if st.Running {
@@ -173,6 +190,8 @@ func (e *Engine) edgeDrift(site string) []string {
 		return []string{"edge services (DNS, DHCP) are not running"}
 	case st.AgentPID == 0:
 		return []string{"edge services: the agent is not running"}
+	case !slices.Equal(st.Config.Ports, e.edgePorts(site)):
+		return []string{"edge services: the ports the node keeps on its public address changed"}
 	}
 	c, err := e.edgeConfig(site)
 	if err != nil {

@@ -100,6 +100,9 @@ func (e *Engine) containerConfig(in compile.Instance) container.Config {
 			// Its agent answers on 53, not the built-in responder.
 			cfg.Ports = slices.DeleteFunc(cfg.Ports, func(p container.Port) bool { return p.Port == 53 })
 		}
+		// A front end's agent answers on its routes' ports.
+		door := guest.FrontDoorPorts(e.desired, in.Site, in.Name)
+		cfg.Ports = slices.DeleteFunc(cfg.Ports, func(p container.Port) bool { return p.Proto == "tcp" && slices.Contains(door, p.Port) })
 	}
 	return cfg
 }

@@ -344,10 +344,30 @@ func (e *Engine) isolationInput(he *handle, site, node string) (firewall.Isolati
 
 // firewallInput is what a site's edge enforces: the cloud's flows, with
 // VXLAN from the site's nodes let in on the underlay.
+// Its public address is its uplink's: what the site's ingress forwards
+// is sent on from there, and the ports the node keeps are the edge's.
 func (e *Engine) firewallInput(site string) firewall.Input {
 	in := firewall.FromState(e.desired, site, wanIf)
 	in.Underlay, in.VXLANPort = "ul", vxlanPort
+	for _, st := range e.desired.Sites {
+		if st.Name != site || st.Ingress == nil {
+			continue
+		}
+		if index, err := e.siteIndex(site); err == nil {
+			in.Ingress = &firewall.Ingress{Address: edgeWAN(index), Forward: st.Ingress.Forward, HostPorts: st.Ingress.HostPorts}
+		}
+	}
 	return in
+}
+
+// PublicAddress is where the internet reaches site: its edge's uplink
+// (the spec's ingress address is for a real site's router).
+func (e *Engine) PublicAddress(site string) (netip.Addr, error) {
+	index, err := e.siteIndex(site)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	return edgeWAN(index), nil
 }
 
 func (e *Engine) deleteFirewall(ctx context.Context, site string) error {

@@ -70,6 +70,18 @@ type Input struct {
 	Underlay string
 	// VXLANPort is the underlay's VXLAN port; 0 means 4789.
 	VXLANPort int
+	// Ingress is what the edge's public address (on WAN) forwards, and
+	// the ports the edge keeps for itself there; nil: nothing.
+	Ingress *Ingress
+}
+
+// Ingress is a site's public address: ports sent on to instances (DNAT;
+// the flows then judge them as traffic from the internet to the
+// instance), and ports the edge answers itself (the node's SSH).
+type Ingress struct {
+	Address   netip.Addr
+	Forward   []compile.Forward
+	HostPorts []int
 }
 
 // DefaultVXLANPort is VXLAN's IANA port.
@@ -268,8 +280,9 @@ func build(in Input) (*ruleset, error) {
 			fromBridge().udpDport(53).verdict(accept),
 			fromBridge().tcpDport(53).verdict(accept),
 			fromBridge().udpDport(67).verdict(accept),
-			lastDrop(),
-		})
+		},
+		hostPorts(in),
+		[]*rule{lastDrop()})
 	forward := slices.Concat(
 		[]*rule{established().verdict(accept), invalid().verdict(drop)},
 		underlayFwd,
@@ -280,6 +293,10 @@ func build(in Input) (*ruleset, error) {
 			newRule().ifname(expr.MetaKeyIIFNAME, in.WAN, false).ifname(expr.MetaKeyOIFNAME, in.WAN, true).ipv4().lookup([]field{ipDaddr}, cloud, true).verdict(jump("outbound")),
 			lastDrop(),
 		})
+	dnat, err := dnatRules(in)
+	if err != nil {
+		return nil, err
+	}
 	postrouting := []*rule{
 		newRule().ifname(expr.MetaKeyOIFNAME, in.WAN, true).ipv4().lookup([]field{ipSaddr}, cloud, false).lookup([]field{ipDaddr}, cloud, true).masquerade(),
 	}
@@ -295,9 +312,56 @@ func build(in Input) (*ruleset, error) {
 			base: filter(*nftables.ChainHookForward, "forward", *nftables.ChainPriorityFilter, "filter", nftables.ChainPolicyDrop)},
 		{name: "inbound", rules: lookups("inbound")},
 		{name: "outbound", rules: lookups("outbound")},
-		{name: "postrouting", rules: postrouting,
+	}
+	if len(dnat) > 0 {
+		rs.chains = append(rs.chains, &chain{name: "dnat", rules: dnat,
+			base: &hook{typ: nftables.ChainTypeNAT, num: *nftables.ChainHookPrerouting, hookName: "prerouting",
+				prio: *nftables.ChainPriorityNATDest, prioName: "dstnat", policy: nftables.ChainPolicyAccept}})
+	}
+	rs.chains = append(rs.chains,
+		&chain{name: "postrouting", rules: postrouting,
 			base: &hook{typ: nftables.ChainTypeNAT, num: *nftables.ChainHookPostrouting, hookName: "postrouting",
-				prio: *nftables.ChainPriorityNATSource, prioName: "srcnat", policy: nftables.ChainPolicyAccept}},
+				prio: *nftables.ChainPriorityNATSource, prioName: "srcnat", policy: nftables.ChainPolicyAccept}})
+	return rs, nil
+}
+
+// hostPorts accept what the edge keeps for itself on its public address.
+func hostPorts(in Input) []*rule {
+	if in.Ingress == nil {
+		return nil
+	}
+	var rs []*rule
+	for _, p := range in.Ingress.HostPorts {
+		rs = append(rs, newRule().ifname(expr.MetaKeyIIFNAME, in.WAN, true).tcpDport(uint16(p)).verdict(expr.Verdict{Kind: expr.VerdictAccept}))
+	}
+	return rs
+}
+
+// dnatRules send the forwarded ports of the public address on to their
+// instances.
+func dnatRules(in Input) ([]*rule, error) {
+	if in.Ingress == nil || len(in.Ingress.Forward) == 0 {
+		return nil, nil
+	}
+	if !in.Ingress.Address.Is4() {
+		return nil, fmt.Errorf("ingress: the public address %v is not IPv4", in.Ingress.Address)
+	}
+	var rs []*rule
+	for _, f := range in.Ingress.Forward {
+		to, err := netip.ParseAddr(f.ToIP)
+		if err != nil || !to.Is4() {
+			return nil, fmt.Errorf("ingress: forward %s/%d to %s: %q is not an IPv4 address", f.Proto, f.Port, f.To, f.ToIP)
+		}
+		r := newRule().ifname(expr.MetaKeyIIFNAME, in.WAN, true).ipv4().ipDaddr(in.Ingress.Address)
+		switch f.Proto {
+		case "tcp":
+			r.tcpDport(uint16(f.Port))
+		case "udp":
+			r.udpDport(uint16(f.Port))
+		default:
+			return nil, fmt.Errorf("ingress: forward %s/%d: want tcp or udp", f.Proto, f.Port)
+		}
+		rs = append(rs, r.dnat(to))
 	}
 	return rs, nil
 }

@@ -2,6 +2,7 @@ package firewall
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 
 	"github.com/google/nftables"
@@ -104,6 +105,26 @@ func (r *rule) verdict(v expr.Verdict) *rule {
 func (r *rule) masquerade() *rule {
 	r.exprs = append(r.exprs, &expr.Masq{})
 	r.text = append(r.text, "masquerade")
+	return r
+}
+
+// ipDaddr matches one IPv4 destination address; after ipv4().
+func (r *rule) ipDaddr(a netip.Addr) *rule {
+	b := a.As4()
+	r.exprs = append(r.exprs,
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: b[:]})
+	r.text = append(r.text, "ip daddr "+a.String())
+	return r
+}
+
+// dnat sends the packet on to IPv4 address to, on the same port.
+func (r *rule) dnat(to netip.Addr) *rule {
+	b := to.As4()
+	r.exprs = append(r.exprs,
+		&expr.Immediate{Register: 1, Data: b[:]},
+		&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1})
+	r.text = append(r.text, "dnat ip to "+to.String())
 	return r
 }
 
