@@ -2,8 +2,6 @@ package acmetest
 
 import (
 	"fmt"
-	"github.com/holdfast/holdfast/internal/nsthread"
-	"golang.org/x/sys/unix"
 	"net"
 	"net/netip"
 	"strings"
@@ -12,6 +10,9 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
+
+	"github.com/holdfast/holdfast/internal/nsthread"
 )
 
 // ServeDNS answers A queries for the names in hosts (case-insensitive,

@@ -161,7 +161,7 @@ func (rt *routeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		rt.r.markDown(b, err)
 	}
 	if lastErr != nil {
-		return nil, fmt.Errorf("%w: %v", errNoBackend, lastErr)
+		return nil, fmt.Errorf("%w: %w", errNoBackend, lastErr)
 	}
 	return nil, errNoBackend
 }
