@@ -104,22 +104,20 @@ func (c *compiler) challengeFlows() []Flow {
 // ChallengePort is where ACME's HTTP-01 validation asks.
 const ChallengePort = "80"
 
-// challengePeers are the front ends at the route's peer site that serve
-// its host over https from ACME: when the hostname resolves to both
-// sites, the ACME server may validate either site's order at the other.
+// challengePeers are the other front ends that serve the route's host
+// over https from ACME: the route's own, and the peer site's routes' for
+// the same host. Whichever of them the public address or the hostname
+// leads the ACME server to must answer a challenge for any of them: one
+// that does not hold the token passes the request on.
 func (c *compiler) challengePeers(name string, r *spec.Route) []string {
-	site := c.routeSite(r)
-	st := c.s.Sites[site]
-	if st == nil || st.Peer == "" {
-		return nil
-	}
-	var peers []string
-	for _, on := range spec.SortedNames(c.s.Routes) {
-		o := c.s.Routes[on]
-		if on == name || !o.UsesACME() || !strings.EqualFold(o.Host, r.Host) || c.routeSite(o) != st.Peer {
-			continue
+	peers := slices.Clone(r.Frontends)
+	if st := c.s.Sites[c.routeSite(r)]; st != nil && st.Peer != "" {
+		for _, on := range spec.SortedNames(c.s.Routes) {
+			o := c.s.Routes[on]
+			if on != name && o.UsesACME() && strings.EqualFold(o.Host, r.Host) && c.routeSite(o) == st.Peer {
+				peers = append(peers, o.Frontends...)
+			}
 		}
-		peers = append(peers, o.Frontends...)
 	}
 	slices.Sort(peers)
 	return slices.Compact(peers)

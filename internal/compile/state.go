@@ -181,10 +181,11 @@ type Route struct {
 	// Certificate is the operator's (files, absolute paths); nil for an
 	// https route whose certificate comes from the cloud's ACME directory.
 	Certificate *CertFiles `json:"certificate,omitempty"`
-	// ChallengePeers are the peer site's front ends serving the same host
-	// over https from ACME: an HTTP-01 challenge that reaches this site's
-	// front end for one of theirs is passed to them (the hostname
-	// resolves to both sites).
+	// ChallengePeers are the front ends serving the same host over https
+	// from ACME, the route's own and the peer site's: an HTTP-01
+	// challenge that reaches one of them for another's order is passed on
+	// (the public address forwards to one front end; the hostname may
+	// resolve to both sites).
 	ChallengePeers []string `json:"challenge_peers,omitempty"`
 }
 

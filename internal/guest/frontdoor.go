@@ -49,7 +49,8 @@ func FrontDoorConfig(st *compile.State, in *compile.Instance) (*frontdoor.Config
 		fr := frontdoor.Route{
 			Name: r.Name, Proto: r.Proto, Host: r.Host, Listen: ":" + strconv.Itoa(r.Port),
 			Backends: addrs(r.Backends, r.BackendPort), Failover: addrs(r.Failover, r.BackendPort),
-			HealthPath: r.HealthPath, ChallengePeers: addrs(r.ChallengePeers, challengePort),
+			HealthPath:     r.HealthPath,
+			ChallengePeers: addrs(slices.DeleteFunc(slices.Clone(r.ChallengePeers), func(n string) bool { return n == in.Name }), challengePort),
 		}
 		if cf := r.Certificate; cf != nil {
 			cert, err := os.ReadFile(cf.CertFile)
