@@ -21,8 +21,8 @@ import (
 
 // failoverConfig is what failover's flags say.
 type failoverConfig struct {
-	runs                  int
-	seed                  int64
+	runs                   int
+	seed                   int64
 	timeout, every, giveUp time.Duration
 }
 
@@ -130,7 +130,9 @@ func failoverRun(ctx context.Context, c failoverConfig, self, dir, listen string
 			body, rerr := io.ReadAll(io.LimitReader(resp.Body, 4096))
 			resp.Body.Close()
 			if rerr == nil && resp.StatusCode == http.StatusOK {
-				s.from = strings.TrimPrefix(strings.TrimSpace(string(body)), strings.TrimSpace(backendLine("")))
+				if name, ok := strings.CutPrefix(string(body), backendPrefix); ok {
+					s.from = strings.TrimSpace(name)
+				}
 			}
 		}
 		s.end = time.Now()

@@ -89,7 +89,9 @@ func main() {
 // backendLine is what the backend named name answers: the proxies'
 // answers are checked for it, and the failover client tells the two
 // backends apart by it.
-func backendLine(name string) string { return "fdbench backend " + name + "\n" }
+func backendLine(name string) string { return backendPrefix + name + "\n" }
+
+const backendPrefix = "fdbench backend "
 
 // serveBackend answers every request with 200 and backendLine(name), with
 // keep-alive (both proxies keep connections to it open), until SIGTERM or
