@@ -95,7 +95,7 @@ func haproxyConfig(host, httpAddr, httpsAddr, pemPath, backend string, threads i
 	p("# Written by bench/fdbench: the routes Holdfast's front door serves, for HAProxy.")
 	p("global")
 	p("  nbthread %d", threads)
-	p("  maxconn 10000")
+	p("  maxconn 1000")
 	p("defaults")
 	p("  mode http")
 	p("  option http-keep-alive")
