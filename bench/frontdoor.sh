@@ -140,7 +140,10 @@ for proto in http https; do
 		v=$(verdict "$fr" "$fp" "$fe" "$hr" "$hp")
 		if [ "$v" = ok ] && [ "$steady" = yes ]; then break; fi
 		if [ "$try" = 1 ]; then
-			echo "$proto, try 1: $( [ "$v" = ok ] || echo "front door: $v")$( [ "$steady" = yes ] || echo " HAProxy unsteady (${hr1}/${hr2} req/s, p99 ${hp1}/${hp2} ms)"): again"
+			why=""
+			[ "$v" = ok ] || why="the front door missed: $v"
+			[ "$steady" = yes ] || why="$why HAProxy unsteady: ${hr1}/${hr2} req/s, p99 ${hp1}/${hp2} ms;"
+			echo "$proto, try 1: $why again"
 		fi
 	done
 	results+=("$(printf '%-6s %-34s %12s %12s %12s' "$proto" "throughput (req/s)" "$fr" "$hr1" "$hr2")"

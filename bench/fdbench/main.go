@@ -61,6 +61,7 @@ func main() {
 		fs.StringVar(&c.host, "host", "localhost", "the routes' hostname (Host, and SNI for https)")
 		fs.IntVar(&c.haproxyThreads, "haproxy-threads", 2, "HAProxy's nbthread")
 		fs.DurationVar(&c.limit, "for", 0, "stop serving after this long (0: until interrupted)")
+		fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the front door's serving to `FILE`")
 		run = func() error { return serve(c) }
 	case "check":
 		url := fs.String("url", "", "what to ask")

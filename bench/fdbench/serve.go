@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -23,6 +24,7 @@ type serveConfig struct {
 	backend, dir, host string
 	haproxyThreads     int
 	limit              time.Duration
+	cpuProfile         string
 }
 
 // serve writes HAProxy's configuration for the bench's two routes, then
@@ -75,6 +77,17 @@ func serve(c serveConfig) error {
 		if err := check(u, want, 10*time.Second); err != nil {
 			return err
 		}
+	}
+	if c.cpuProfile != "" {
+		f, err := os.Create(c.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	fmt.Println("frontdoor http", addr(ports[2]))
 	fmt.Println("frontdoor https", addr(ports[3]))
