@@ -69,7 +69,7 @@ func binary() (string, error) {
 		defer cancel()
 		out, err := exec.CommandContext(ctx, "go", "build", "-o", buildPath, "github.com/letsencrypt/pebble/v2/cmd/pebble").CombinedOutput()
 		if err != nil {
-			buildErr = fmt.Errorf("building pebble: %v: %s", err, out)
+			buildErr = fmt.Errorf("building pebble: %w: %s", err, out)
 		}
 	})
 	return buildPath, buildErr

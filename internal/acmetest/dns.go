@@ -1,17 +1,24 @@
 package acmetest
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
+
+	"github.com/holdfast/holdfast/internal/nsthread"
 )
 
 // ServeDNS answers A queries for the names in hosts (case-insensitive,
-// with or without the final dot) on pc until the test ends. A name in
+// with or without the final dot) on pc until the test ends, and over TCP
+// on the same address (pebble asks its -dnsserver over TCP), in pc's
+// network namespace. A name in
 // hosts asked for another type gets an empty answer (it exists, without
 // that record: AAAA must not fail a lookup that has an A); any other name
 // is NXDOMAIN.
@@ -43,22 +50,63 @@ func ServeDNS(t testing.TB, pc net.PacketConn, hosts map[string]netip.Addr) {
 		}
 		_ = w.WriteMsg(m)
 	})}
-	started := make(chan struct{})
-	srv.NotifyStartedFunc = func() { close(started) }
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := srv.ActivateAndServe(); err != nil {
-			t.Logf("acmetest DNS: %v", err)
-		}
-	}()
-	select {
-	case <-started:
-	case <-time.After(5 * time.Second):
-		t.Fatal("acmetest DNS did not start")
+	ln, err := listenBeside(pc)
+	if err != nil {
+		t.Fatalf("acmetest DNS over TCP: %v", err)
 	}
-	t.Cleanup(func() {
-		_ = srv.Shutdown()
-		<-done
+	tcp := &dns.Server{Listener: ln, Handler: srv.Handler}
+	for _, s := range []*dns.Server{srv, tcp} {
+		started := make(chan struct{})
+		s.NotifyStartedFunc = func() { close(started) }
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if err := s.ActivateAndServe(); err != nil {
+				t.Logf("acmetest DNS: %v", err)
+			}
+		}()
+		select {
+		case <-started:
+		case <-time.After(5 * time.Second):
+			t.Fatal("acmetest DNS did not start")
+		}
+		t.Cleanup(func() {
+			_ = s.Shutdown()
+			<-done
+		})
+	}
+}
+
+// listenBeside opens a TCP listener at pc's address in pc's network
+// namespace (which the kernel tells: SIOCGSKNS), so a test may make pc
+// inside a namespace and hand it over.
+func listenBeside(pc net.PacketConn) (net.Listener, error) {
+	addr := pc.LocalAddr().String()
+	sc, ok := pc.(syscall.Conn)
+	if !ok {
+		return net.Listen("tcp", addr)
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	nsfd := -1
+	_ = raw.Control(func(fd uintptr) {
+		nsfd, _ = unix.IoctlRetInt(int(fd), unix.SIOCGSKNS)
 	})
+	if nsfd < 0 {
+		return net.Listen("tcp", addr) // not allowed to ask: ours, then
+	}
+	defer unix.Close(nsfd)
+	var theirs, ours unix.Stat_t
+	if unix.Fstat(nsfd, &theirs) == nil && unix.Stat("/proc/thread-self/ns/net", &ours) == nil && theirs.Ino == ours.Ino {
+		return net.Listen("tcp", addr)
+	}
+	var ln net.Listener
+	err = nsthread.In(fmt.Sprintf("/proc/self/fd/%d", nsfd), func() error {
+		var err error
+		ln, err = net.Listen("tcp", addr)
+		return err
+	})
+	return ln, err
 }

@@ -29,8 +29,8 @@ type backendServer struct {
 	name    string
 	waiting atomic.Int64 // requests in their sleep
 	ln      net.Listener
-	srv  *http.Server
-	addr string
+	srv     *http.Server
+	addr    string
 }
 
 func startBackend(t *testing.T, name string) *backendServer {
@@ -184,7 +184,7 @@ func TestRoutesByHostWithRoundRobinAndForwardedHeaders(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	var p map[string]any
-	if resp.StatusCode != 404 || resp.Header.Get("Content-Type") != "application/problem+json" || json.NewDecoder(resp.Body).Decode(&p) != nil || !strings.Contains(p["detail"].(string), "nope.example") {
+	if resp.StatusCode != http.StatusNotFound || resp.Header.Get("Content-Type") != "application/problem+json" || json.NewDecoder(resp.Body).Decode(&p) != nil || !strings.Contains(p["detail"].(string), "nope.example") {
 		t.Errorf("unknown host: %d %s %v", resp.StatusCode, resp.Header.Get("Content-Type"), p)
 	}
 }
@@ -241,7 +241,7 @@ func TestAllDownIs502ProblemAtOnce(t *testing.T) {
 	took := time.Since(start)
 	var p map[string]any
 	_ = json.NewDecoder(resp.Body).Decode(&p)
-	if resp.StatusCode != 502 || resp.Header.Get("Content-Type") != "application/problem+json" ||
+	if resp.StatusCode != http.StatusBadGateway || resp.Header.Get("Content-Type") != "application/problem+json" ||
 		p["type"] == nil || p["title"] == nil || !strings.Contains(fmt.Sprint(p["detail"]), `"app"`) {
 		t.Errorf("all down: %d %v", resp.StatusCode, p)
 	}
@@ -276,7 +276,7 @@ func TestPassiveRetryLosesNoRequest(t *testing.T) {
 				req.Host = "app.example"
 				sent.Add(1)
 				resp, err := client.Do(req)
-				if err != nil || resp.StatusCode != 200 {
+				if err != nil || resp.StatusCode != http.StatusOK {
 					failed.Add(1)
 					if err == nil {
 						b, _ := io.ReadAll(resp.Body)
@@ -498,7 +498,7 @@ func TestGivenCertificate(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 || !strings.Contains(string(body), "proto=https") {
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "proto=https") {
 		t.Errorf("https with the given certificate: %d %s", resp.StatusCode, body)
 	}
 	if h := s.Health(); !strings.HasPrefix(h[0].Certificate, "valid until ") {

@@ -161,7 +161,7 @@ func (rt *routeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		rt.r.markDown(b, err)
 	}
 	if lastErr != nil {
-		return nil, fmt.Errorf("%w: %v", errNoBackend, lastErr)
+		return nil, fmt.Errorf("%w: %w", errNoBackend, lastErr)
 	}
 	return nil, errNoBackend
 }
@@ -202,7 +202,7 @@ func (s *Server) serveRoutes(addr string, tls bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		t := s.table.Load()
 		host := hostOf(req.Host)
-		if !tls && addr == t.httpListen {
+		if !tls {
 			if s.serveChallenge(w, req, t, host) {
 				return
 			}
