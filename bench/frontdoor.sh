@@ -118,6 +118,7 @@ verdict() { # fd-rps fd-p99 fd-errors ha-rps ha-p99
 		if (r < 0.6 * hr) m = m sprintf("throughput %d req/s < 0.6 x %d; ", r, hr)
 		if (p > 2 * hp) m = m sprintf("p99 %.3f ms > 2 x %.3f ms; ", p, hp)
 		if (e > 0) m = m sprintf("%d errors; ", e)
+		sub(/; $/, "", m)
 		print (m == "" ? "ok" : m) }'
 }
 
@@ -142,8 +143,8 @@ for proto in http https; do
 		if [ "$try" = 1 ]; then
 			why=""
 			[ "$v" = ok ] || why="the front door missed: $v"
-			[ "$steady" = yes ] || why="$why HAProxy unsteady: ${hr1}/${hr2} req/s, p99 ${hp1}/${hp2} ms;"
-			echo "$proto, try 1: $why again"
+			[ "$steady" = yes ] || why="${why:+$why; }HAProxy unsteady: ${hr1}/${hr2} req/s, p99 ${hp1}/${hp2} ms"
+			echo "$proto, try 1: $why; again"
 		fi
 	done
 	results+=("$(printf '%-6s %-34s %12s %12s %12s' "$proto" "throughput (req/s)" "$fr" "$hr1" "$hr2")"
