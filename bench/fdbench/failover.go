@@ -3,8 +3,10 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"net/http"
@@ -12,6 +14,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,8 +35,9 @@ type runResult struct {
 	// failover is from the kill to the end of the first answer by the
 	// failover backend; -1: none came before giveUp.
 	failover time.Duration
-	requests int // sent in the run, before and after the kill
-	failed   int // not answered 200 by either backend within the timeout
+	requests int            // sent in the run, before and after the kill
+	failed   int            // not answered 200 by either backend within the timeout
+	failures map[string]int // failed requests by sample.failure
 	// window is the longest run of consecutive failed requests, from the
 	// first one's start to the last one's end: how long a client saw
 	// nothing but failures.
@@ -126,13 +130,25 @@ func failoverRun(ctx context.Context, c failoverConfig, self, dir, listen string
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		req.Host = host
 		resp, err := client.Do(req)
-		if err == nil {
+		switch {
+		case err != nil:
+			s.failure = "error"
+			if errors.Is(err, context.DeadlineExceeded) || os.IsTimeout(err) {
+				s.failure = "timeout"
+			}
+		default:
 			body, rerr := io.ReadAll(io.LimitReader(resp.Body, 4096))
 			resp.Body.Close()
-			if rerr == nil && resp.StatusCode == http.StatusOK {
-				if name, ok := strings.CutPrefix(string(body), backendPrefix); ok {
-					s.from = strings.TrimSpace(name)
-				}
+			name, ok := strings.CutPrefix(string(body), backendPrefix)
+			switch {
+			case rerr != nil:
+				s.failure = "error"
+			case resp.StatusCode != http.StatusOK:
+				s.failure = strconv.Itoa(resp.StatusCode)
+			case !ok:
+				s.failure = "other body"
+			default:
+				s.from = strings.TrimSpace(name)
 			}
 		}
 		s.end = time.Now()
@@ -194,7 +210,7 @@ func failoverRun(ctx context.Context, c failoverConfig, self, dir, listen string
 	kill := time.Now()
 	killAt.Store(kill.UnixNano())
 	preferred.kill()
-	r := runResult{killAfter: kill.Sub(firstPreferred), failover: -1}
+	r := runResult{killAfter: kill.Sub(firstPreferred), failover: -1, failures: map[string]int{}}
 	select {
 	case t := <-answered:
 		r.failover = t.Sub(kill)
@@ -218,6 +234,7 @@ func failoverRun(ctx context.Context, c failoverConfig, self, dir, listen string
 			continue
 		}
 		r.failed++
+		r.failures[s.failure]++
 		if runStart.IsZero() {
 			runStart = s.start
 		}
@@ -230,6 +247,7 @@ func failoverRun(ctx context.Context, c failoverConfig, self, dir, listen string
 type sample struct {
 	start, end time.Time
 	from       string // the backend that answered 200; "": failed
+	failure    string // how it failed: "error", "timeout", the status, "other body"
 }
 
 // backendProc is a backend running as a child process.
@@ -307,6 +325,19 @@ func printFailover(w io.Writer, c failoverConfig, rs []runResult) {
 		window = max(window, r.window)
 		fmt.Fprintf(w, "%4d %14s %16s %9d %9d %22s\n", i+1, ms(r.killAfter), ft, r.requests, r.failed, ms(r.window))
 	}
+	all := map[string]int{}
+	for _, r := range rs {
+		for k, n := range r.failures {
+			all[k] += n
+		}
+	}
+	kinds := ""
+	for _, k := range slices.Sorted(maps.Keys(all)) {
+		kinds += fmt.Sprintf(" %s %d", k, all[k])
+	}
+	if kinds == "" {
+		kinds = " none"
+	}
 	slices.Sort(times)
 	median := times[len(times)/2]
 	if len(times)%2 == 0 {
@@ -320,5 +351,6 @@ func printFailover(w io.Writer, c failoverConfig, rs []runResult) {
 	}
 	fmt.Fprintf(w, "failover median %s max %s\n", fmtMS(median), fmtMS(times[len(times)-1]))
 	fmt.Fprintf(w, "failed requests %d window-max %s\n", failed, ms(window))
+	fmt.Fprintf(w, "failures by kind:%s\n", kinds)
 	fmt.Fprintf(w, "no-failover %d\n", none)
 }
