@@ -20,6 +20,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -188,10 +189,22 @@ func (p *Pebble) get(url string) ([]byte, error) {
 	pool.AppendCertsFromPEM([]byte(p.TLSRoots))
 	var body []byte
 	fetch := func() error {
-		// A transport of its own: its sockets are made on this thread,
-		// in the namespace, and never reused from another.
-		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, DisableKeepAlives: true}
-		defer tr.CloseIdleConnections()
+		// The connection is made here, on this thread (in the namespace
+		// when there is one): a transport dials on goroutines of its own.
+		u, err := neturl.Parse(url)
+		if err != nil {
+			return err
+		}
+		conn, err := net.DialTimeout("tcp", u.Host, 2*time.Second)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		tr := &http.Transport{
+			TLSClientConfig:   &tls.Config{RootCAs: pool},
+			DisableKeepAlives: true,
+			DialContext:       func(context.Context, string, string) (net.Conn, error) { return conn, nil },
+		}
 		c := &http.Client{Transport: tr, Timeout: 2 * time.Second}
 		resp, err := c.Get(url)
 		if err != nil {

@@ -165,7 +165,7 @@ func (c *certs) set(_ context.Context, a *ACME, given map[string]*tls.Certificat
 // obtain gets (or loads from storage) each host's certificate before Set
 // returns, so a route is ready before its clients come; a host that fails
 // is retried in the background by certmagic, and reported by status.
-func (c *certs) obtain(ctx context.Context, hosts []string, _ *table) error {
+func (c *certs) obtain(ctx context.Context, hosts []string, t *table) error {
 	magic := c.magic.Load()
 	if magic == nil {
 		return nil
@@ -181,7 +181,13 @@ func (c *certs) obtain(ctx context.Context, hosts []string, _ *table) error {
 			c.managed[h] = true
 			if err != nil {
 				c.errs[h] = err
-				errs = append(errs, fmt.Errorf("host %s: certificate: %w", h, err))
+				name := h
+				for _, r := range t.routes {
+					if r.acme && r.host == h {
+						name = r.cfg.Name
+					}
+				}
+				errs = append(errs, fmt.Errorf("route %q: certificate for %s: %w", name, h, err))
 				if aerr := magic.ManageAsync(c.ctx, []string{h}); aerr != nil {
 					c.log.Warn("ACME: retrying in the background failed", "host", h, "err", aerr)
 				}
