@@ -362,12 +362,17 @@ func (e *Engine) firewallInput(site string) firewall.Input {
 
 // PublicAddress is where the internet reaches site: its edge's uplink
 // (the spec's ingress address is for a real site's router).
-func (e *Engine) PublicAddress(site string) (netip.Addr, error) {
-	index, err := e.siteIndex(site)
-	if err != nil {
-		return netip.Addr{}, err
+func (e *Engine) PublicAddress(site string) (netip.Addr, error) { return SiteAddress(e.desired, site) }
+
+// SiteAddress is the public address the local engine gives site of st:
+// its edge's uplink into the internet namespace.
+func SiteAddress(st *compile.State, site string) (netip.Addr, error) {
+	for i, s := range st.Sites {
+		if s.Name == site {
+			return edgeWAN(i), nil
+		}
 	}
-	return edgeWAN(index), nil
+	return netip.Addr{}, fmt.Errorf("site %q is not in the desired state", site)
 }
 
 func (e *Engine) deleteFirewall(ctx context.Context, site string) error {
