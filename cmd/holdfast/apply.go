@@ -241,6 +241,13 @@ spec). Exits 1 when anything is not ok.`,
 						agent += ": " + s.Agent.Detail
 					}
 				}
+				var doors []string
+				for _, fe := range s.Frontends {
+					doors = append(doors, fe.Frontend+" "+fe.State+": "+fe.Detail)
+				}
+				if len(doors) > 0 {
+					agent = strings.Join(doors, "; ")
+				}
 				rows = append(rows, []string{s.ID.String(), s.State, dash(strings.Join(s.Drift, "; ")), dash(agent)})
 			}
 			err = table(cmd.OutOrStdout(), []string{"RESOURCE", "STATE", "DRIFT", "AGENT"}, rows)

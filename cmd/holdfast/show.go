@@ -55,10 +55,10 @@ whole desired state as JSON.`,
 		showCmd("routes", "Public routes with their front ends and backends", func(st *compile.State) (any, []string, [][]string) {
 			rows := make([][]string, 0, len(st.Routes))
 			for _, r := range st.Routes {
-				rows = append(rows, []string{r.Name, r.Host + ":" + strconv.Itoa(r.Port), strings.Join(r.Frontends, ","),
+				rows = append(rows, []string{r.Name, r.Host + ":" + strconv.Itoa(r.Port), r.Proto, dash(r.Address), strings.Join(r.Frontends, ","),
 					strings.Join(r.Backends, ",") + ":" + strconv.Itoa(r.BackendPort), dash(strings.Join(r.Failover, ","))})
 			}
-			return st.Routes, []string{"NAME", "HOST", "FRONTENDS", "BACKENDS", "FAILOVER"}, rows
+			return st.Routes, []string{"NAME", "HOST", "PROTO", "ADDRESS", "FRONTENDS", "BACKENDS", "FAILOVER"}, rows
 		}),
 	)
 	state := &cobra.Command{

@@ -24,6 +24,13 @@ type SiteAttrs interface {
 	SiteAttrs(settings any) map[string]string
 }
 
+// PublicAddresser is implemented by an EngineSpec that gives a site its
+// public address itself (the local engine: its edge's uplink), in place
+// of the spec's ingress address; "" when it has none.
+type PublicAddresser interface {
+	PublicAddress(st *State, site string) string
+}
+
 // SettingsDecoder is implemented by an EngineSpec whose settings are read
 // back from a state's JSON (a state handed to another process, as the
 // conformance suite's crash tests do): NewSettings returns an empty value

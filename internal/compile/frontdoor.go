@@ -3,7 +3,9 @@ package compile
 import (
 	"cmp"
 	"fmt"
+	"net"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/holdfast/holdfast/internal/spec"
@@ -34,6 +36,13 @@ func (c *compiler) ingresses() {
 			continue
 		}
 		in := &Ingress{Address: st.Ingress.Address, Forward: []Forward{}, HostPorts: nonNil(slices.Clone(st.Ingress.KeptPorts()))}
+		if pa, ok := engineSpec(c.state.Sites[i].Engine).(PublicAddresser); ok {
+			// The engine's address is where it serves the site (the
+			// local engine's edge), whatever a real router would have.
+			if a := pa.PublicAddress(c.state, c.state.Sites[i].Name); a != "" {
+				in.Address = a
+			}
+		}
 		for _, f := range st.Ingress.Forward {
 			to := c.instIndex[f.To]
 			if to == nil {
@@ -123,8 +132,32 @@ func (c *compiler) challengePeers(name string, r *spec.Route) []string {
 	return slices.Compact(peers)
 }
 
+// routeAddress is where clients reach a route: the public address of its
+// site when the site forwards the route's port to one of its front ends,
+// else its first front end's own address.
+func (c *compiler) routeAddress(out *Route) string {
+	port := strconv.Itoa(out.Port)
+	for _, st := range c.state.Sites {
+		if st.Name != out.Site || st.Ingress == nil || st.Ingress.Address == "" {
+			continue
+		}
+		for _, f := range st.Ingress.Forward {
+			if f.Proto == "tcp" && f.Port == out.Port && slices.Contains(out.Frontends, f.To) {
+				return net.JoinHostPort(st.Ingress.Address, port)
+			}
+		}
+	}
+	for _, fe := range out.Frontends {
+		if in := c.instIndex[fe]; in != nil && in.IP != "" {
+			return net.JoinHostPort(in.IP, port)
+		}
+	}
+	return ""
+}
+
 // routeDoor fills what the front door needs of route name.
 func (c *compiler) routeDoor(name string, r *spec.Route, out *Route) {
+	out.Address = c.routeAddress(out)
 	out.Proto = r.RouteProto()
 	if out.Proto != spec.ProtoTCP {
 		out.HealthPath = cmp.Or(r.HealthPath, "/")

@@ -176,6 +176,10 @@ type Route struct {
 	AllowedFrom []string `json:"allowed_from"`
 	// Proto is https, http or tcp.
 	Proto string `json:"proto"`
+	// Address is where clients reach the route (host:port): the site's
+	// public address when its ingress forwards the route's port to a
+	// front end of the route, else the first front end's own address.
+	Address string `json:"address"`
 	// HealthPath is what health checks ask an http(s) backend for.
 	HealthPath string `json:"health_path,omitempty"`
 	// Certificate is the operator's (files, absolute paths); nil for an

@@ -24,6 +24,7 @@ import (
 	"github.com/holdfast/holdfast/internal/atomicfile"
 	"github.com/holdfast/holdfast/internal/compile"
 	"github.com/holdfast/holdfast/internal/engine"
+	"github.com/holdfast/holdfast/internal/frontdoor"
 	"github.com/holdfast/holdfast/internal/guest"
 	"github.com/holdfast/holdfast/internal/overlay"
 	"github.com/holdfast/holdfast/internal/reconcile"
@@ -337,6 +338,20 @@ type Status struct {
 	Drift []string   `json:"drift,omitempty"`
 	// Agent is the health its agent last reported, for an instance.
 	Agent *AgentStatus `json:"agent,omitempty"`
+	// Frontends are a route's health at each of its front ends, as their
+	// agents last reported it.
+	Frontends []FrontendStatus `json:"frontends,omitempty"`
+}
+
+// FrontendStatus is one front end's view of a route: which backends are
+// up, whether it has failed over, its certificate.
+type FrontendStatus struct {
+	Frontend string `json:"frontend"`
+	// State is ok, down (no backend up), failed-over, or the agent's
+	// state when it has not reported the route (unknown, silent).
+	State  string                 `json:"state"`
+	Detail string                 `json:"detail"`
+	Route  *frontdoor.RouteHealth `json:"route,omitempty"`
 }
 
 // AgentStatus is an instance's agent as its last report has it.
@@ -375,6 +390,11 @@ func (c *Cloud) Status(ctx context.Context) ([]Status, error) {
 				if ok {
 					s.Agent.Report = &rep
 				}
+			}
+		}
+		if r.ID.Kind == compile.ResRoute {
+			if s.Frontends, err = routeHealth(c.Desired, r.ID, reports, now); err != nil {
+				return nil, err
 			}
 		}
 		o, ok := found[r.ID]
@@ -546,4 +566,55 @@ func Compile(path, stateDir string) (*compile.State, spec.Diagnostics, error) {
 		return nil, diags, ErrSpec
 	}
 	return st, diags, nil
+}
+
+// routeHealth is route id's health at each front end, from their agents'
+// last reports.
+func routeHealth(st *compile.State, id compile.ID, reports *guest.Reports, now time.Time) ([]FrontendStatus, error) {
+	var route *compile.Route
+	for i := range st.Routes {
+		if st.Routes[i].Site == id.Site && st.Routes[i].Name == id.Name {
+			route = &st.Routes[i]
+		}
+	}
+	if route == nil {
+		return nil, nil
+	}
+	var out []FrontendStatus
+	for _, fe := range route.Frontends {
+		rep, ok, err := reports.Get(compile.InstanceID(route.Site, fe))
+		if err != nil {
+			return nil, err
+		}
+		fs := FrontendStatus{Frontend: fe}
+		state, detail := guest.Summary(rep, ok, now)
+		var h *frontdoor.RouteHealth
+		if state != "unknown" && state != "silent" {
+			for i := range rep.Routes {
+				if rep.Routes[i].Name == route.Name {
+					h = &rep.Routes[i]
+				}
+			}
+		}
+		if h == nil {
+			if state == "ok" || state == "unhealthy" {
+				state, detail = "unknown", "its agent does not report the route (yet)"
+			}
+			fs.State, fs.Detail = state, detail
+			out = append(out, fs)
+			continue
+		}
+		fs.Route = h
+		_, fs.Detail = frontdoor.Summary([]frontdoor.RouteHealth{*h})
+		fs.Detail = strings.TrimPrefix(fs.Detail, "1 route; ")
+		fs.State = "ok"
+		switch {
+		case h.FailedOver:
+			fs.State = "failed-over"
+		case !slices.ContainsFunc(h.Backends, func(b frontdoor.BackendHealth) bool { return b.Up }):
+			fs.State = "down"
+		}
+		out = append(out, fs)
+	}
+	return out, nil
 }

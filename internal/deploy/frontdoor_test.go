@@ -22,10 +22,12 @@ import (
 
 	"github.com/holdfast/holdfast/internal/acmetest"
 	"github.com/holdfast/holdfast/internal/compile"
+	"github.com/holdfast/holdfast/internal/deploy"
 	"github.com/holdfast/holdfast/internal/engine/local"
 	"github.com/holdfast/holdfast/internal/engine/local/container"
 	"github.com/holdfast/holdfast/internal/guest"
 	"github.com/holdfast/holdfast/internal/nsthread"
+	"github.com/holdfast/holdfast/internal/spec"
 )
 
 // internetDialer dials from the cloud's internet namespace, as a client
@@ -259,6 +261,25 @@ func TestZcloudFrontDoor(t *testing.T) {
 			}
 			return nil
 		})
+		// holdfast status shows it on the route.
+		c, diags, err := deploy.Open(specDir, deploy.Options{StateDir: stateDir, Rename: cloud})
+		if err != nil {
+			t.Fatalf("%v\n%v", err, spec.ErrorList(diags.Errors()))
+		}
+		status, err := c.Status(context.Background())
+		c.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range status {
+			if s.ID == compile.RouteID("provider-a", "app-at-a") {
+				if len(s.Frontends) != 1 || s.Frontends[0].State != "ok" || s.Frontends[0].Detail != "app.zcloud.example: 1/1 up" {
+					t.Fatalf("status of the route: %+v", s.Frontends)
+				}
+				return
+			}
+		}
+		t.Fatal("status has no route app-at-a")
 	})
 
 	engineDir := filepath.Join(stateDir, cloud, "local")

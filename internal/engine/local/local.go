@@ -34,7 +34,7 @@ import (
 const Name = "local"
 
 func init() {
-	engine.Register(Name, engine.Driver{New: func(cfg engine.Config) (engine.Engine, error) { return New(cfg) }})
+	engine.Register(Name, engine.Driver{New: func(cfg engine.Config) (engine.Engine, error) { return New(cfg) }, Compile: compileSpec{}})
 }
 
 // Addressing of the plumbing the engine adds around the cloud. The uplink

@@ -12,6 +12,7 @@ import (
 
 	"github.com/holdfast/holdfast/internal/compile"
 	"github.com/holdfast/holdfast/internal/engine/local/firewall"
+	"github.com/holdfast/holdfast/internal/spec"
 )
 
 func toNetlinkAddr(p netip.Prefix) *netlink.Addr {
@@ -363,6 +364,20 @@ func (e *Engine) firewallInput(site string) firewall.Input {
 // PublicAddress is where the internet reaches site: its edge's uplink
 // (the spec's ingress address is for a real site's router).
 func (e *Engine) PublicAddress(site string) (netip.Addr, error) { return SiteAddress(e.desired, site) }
+
+// compileSpec tells the compiler what the local engine gives a site.
+type compileSpec struct{}
+
+func (compileSpec) Settings(*spec.Spec, string, *spec.Site) any { return nil }
+
+// PublicAddress is the site's edge uplink address: the spec's ingress
+// address is for a real site's router.
+func (compileSpec) PublicAddress(st *compile.State, site string) string {
+	if a, err := SiteAddress(st, site); err == nil {
+		return a.String()
+	}
+	return ""
+}
 
 // SiteAddress is the public address the local engine gives site of st:
 // its edge's uplink into the internet namespace.
