@@ -3,17 +3,25 @@ package deploy_test
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"math/big"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -403,4 +411,87 @@ func appendFile(t *testing.T, path, text string) {
 	if _, err := f.WriteString(text); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestTasmanianFrontDoor is Tasmanian Cloud's HAProxy edge pair on the
+// local engine, with the operator's certificate (Cloudflare's origin
+// certificate, in production): each of edge-1 and edge-2 serves
+// panel.tasmanian.cloud, s3.tasmanian.cloud and status.tasmanian.cloud
+// from their backends on its own, and goes on with the other one killed.
+func TestTasmanianFrontDoor(t *testing.T) {
+	needRoot(t)
+	specDir := copyExample(t, "../../examples/tasmanian")
+	hosts := map[string]string{"panel.tasmanian.cloud": "panel", "s3.tasmanian.cloud": "rustfs", "status.tasmanian.cloud": "uptime-kuma"}
+	roots := writeCertificate(t, specDir, "origin", slices.Collect(maps.Keys(hosts)))
+	for _, h := range slices.Sorted(maps.Keys(hosts)) {
+		edit(t, filepath.Join(specDir, "routes.yaml"), "    host: "+h, "    host: "+h+"\n    certificate: {cert-file: origin.pem, key-file: origin.key}")
+	}
+	cloud, stateDir := testCloud("tfd"), t.TempDir()
+	c := applied(t, specDir, cloud, stateDir)
+	st := c.Desired
+	c.Close()
+	serveGuest(t, stateDir, cloud)
+
+	serves := func(edge string) []string {
+		ip := netip.MustParseAddr(instanceOf(t, st, edge).IP)
+		var wrong []string
+		for _, h := range slices.Sorted(maps.Keys(hosts)) {
+			if a := get(webClient(cloud, h, ip, roots), h); a.backend != hosts[h] {
+				wrong = append(wrong, fmt.Sprintf("%s at %s: backend %q, status %d, err %v", h, edge, a.backend, a.status, a.err))
+			}
+		}
+		return wrong
+	}
+	for _, edge := range []string{"edge-1", "edge-2"} {
+		waitFor(t, 60*time.Second, edge+" to serve the three hostnames", func() []string { return serves(edge) })
+	}
+	killInit(t, filepath.Join(stateDir, cloud, "local"), "edge-1")
+	if wrong := serves("edge-2"); len(wrong) > 0 {
+		t.Fatalf("with edge-1 killed:\n%s", strings.Join(wrong, "\n"))
+	}
+}
+
+// writeCertificate makes a CA and a certificate it signs for names,
+// written as dir/name.pem and dir/name.key, and returns the CA as a pool.
+func writeCertificate(t *testing.T, dir, name string, names []string) *x509.CertPool {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test origin CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: names[0]}, DNSNames: names,
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(caCert)
+	return pool
 }

@@ -2,9 +2,18 @@ package spec_test
 
 import (
 	"cmp"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/holdfast/holdfast/internal/spec"
 )
@@ -844,6 +853,116 @@ routes:
 `,
 			want: []string{
 				`spec.yaml:17:40: route "app": frontend "in-app" is in zone "app", which the internet may not reach, and the route is public (add internet to the zone's pinhole-allowed-from, or name the zones in allowed-from)`,
+			},
+		},
+	})
+}
+
+// selfSigned is a PEM certificate for names and its PEM key.
+func selfSigned(t *testing.T, names ...string) (certPEM, keyPEM string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: names[0]}, DNSNames: names,
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})), string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: k}))
+}
+
+func TestFrontDoorSpecErrors(t *testing.T) {
+	const base = `cloud: {name: demo, domain: demo.example.net}
+sites:
+  a: {engine: local, nodes: [n1], peer: b}
+  b: {engine: local, nodes: [n1], peer: a}
+zones:
+  web: {type: service, sub-id: 1, pinhole-allowed-from: [internet]}
+  app: {type: service, sub-id: 2, pinhole-allowed-from: [web]}
+roles: {r: {vmids: 1000-1999}}
+instances:
+  fe-a: {role: r, zone: web, site: a}
+  be-a: {role: r, zone: web, site: a}
+  fe-b: {role: r, zone: web, site: b}
+  in-app: {role: r, zone: app, site: a}
+` // line 13 on
+	cert, key := selfSigned(t, "app.demo.net")
+	_, otherKey := selfSigned(t, "app.demo.net")
+	wwwCert, wwwKey := selfSigned(t, "www.demo.net")
+	withFiles := func(yaml string) map[string]string {
+		return map[string]string{"spec.yaml": yaml, "app.pem": cert, "app.key": key, "other.key": otherKey, "www.pem": wwwCert, "www.key": wwwKey}
+	}
+	runDiagCases(t, []diagCase{
+		{
+			name: "a certificate file that does not match its key",
+			files: withFiles(base + `routes:
+  app: {host: app.demo.net, frontends: [fe-a], backends: [be-a], backend-port: 80, certificate: {cert-file: app.pem, key-file: other.key}}
+`),
+			want: []string{`spec.yaml:15:97: route "app": certificate: key-file other.key is not the key of cert-file app.pem`},
+		},
+		{
+			name: "a certificate for another name, a missing file, a certificate on a tcp route",
+			files: withFiles(base + `routes:
+  www: {host: app.demo.net, frontends: [fe-a], backends: [be-a], backend-port: 80, certificate: {cert-file: www.pem, key-file: www.key}}
+  gone: {host: b.demo.net, frontends: [fe-a], backends: [be-a], backend-port: 80, certificate: {cert-file: gone.pem, key-file: app.key}}
+  ssh: {host: c.demo.net, proto: tcp, port: 2222, frontends: [fe-a], backends: [be-a], backend-port: 22, certificate: {cert-file: app.pem, key-file: app.key}}
+`),
+			want: []string{
+				`spec.yaml:15:97: route "www": certificate: cert-file www.pem is for www.demo.net, not app.demo.net`,
+				`spec.yaml:16:96: route "gone": certificate: open gone.pem: no such file or directory`,
+				`spec.yaml:17:119: route "ssh": a certificate is for https routes; this one is tcp`,
+			},
+		},
+		{
+			name: "a tcp route without a port, ports two protocols claim, a bad health path",
+			yaml: base + `routes:
+  db: {host: db.demo.net, proto: tcp, frontends: [fe-a], backends: [be-a], backend-port: 5432}
+  plain: {host: p.demo.net, proto: http, port: 443, frontends: [fe-a], backends: [be-a], backend-port: 80}
+  tls: {host: t.demo.net, frontends: [fe-a], backends: [be-a], backend-port: 80, health-path: healthz}
+`,
+			want: []string{
+				`spec.yaml:15:34: route "db": a tcp route needs its port (the front end's port clients connect to)`,
+				`spec.yaml:17:3: route "tls": port 443 on frontend "fe-a" is route "plain"'s already (http); a tcp route has its port to itself, and a port serves one protocol`,
+				`spec.yaml:17:95: route "tls": health-path "healthz" is not a path (it starts with /)`,
+			},
+		},
+		{
+			name: "a bad acme section",
+			yaml: base + `acme: {directory: http://acme.demo.net/dir, email: nobody}
+`,
+			want: []string{
+				`spec.yaml:14:19: acme: directory "http://acme.demo.net/dir" is not an https URL (Let's Encrypt's is https://acme-v02.api.letsencrypt.org/directory)`,
+				`spec.yaml:14:52: acme: email "nobody" is not an address`,
+			},
+		},
+		{
+			name: "ingress: forwards to another site, to a zone the internet may not reach, over a kept port, twice",
+			yaml: strings.Replace(base, "  a: {engine: local, nodes: [n1], peer: b}\n", `  a:
+    engine: local
+    nodes: [n1]
+    peer: b
+    ingress:
+      address: 2001:db8::1
+      forward:
+        - {ports: [443], to: fe-b}
+        - {ports: [8080], to: in-app}
+        - {ports: [22, 80], to: fe-a}
+        - {ports: [80], to: be-a}
+        - {ports: [80], to: be-a, proto: udp}
+`, 1),
+			want: []string{
+				`spec.yaml:8:16: site "a": ingress: address "2001:db8::1" is not an IPv4 address`,
+				`spec.yaml:10:30: site "a": ingress: forward to "fe-b", which is at site "b"; a site's address forwards to its own instances`,
+				`spec.yaml:11:31: site "a": ingress: forward to "in-app" in zone "app", which the internet may not reach (add internet to the zone's pinhole-allowed-from)`,
+				`spec.yaml:12:19: site "a": ingress: port 22 is one the node keeps (host-ports); forwarding it would cut the node's own service`,
+				`spec.yaml:13:19: site "a": ingress: 80/tcp is forwarded to "fe-a" already`,
 			},
 		},
 	})
