@@ -280,6 +280,12 @@ func TestZcloudFrontDoor(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, s := range status {
+			// The edges' tables, their dnat chains too, are as applied.
+			if s.State != "ok" {
+				t.Errorf("%s: %s %v", s.ID, s.State, s.Drift)
+			}
+		}
+		for _, s := range status {
 			if s.ID == compile.RouteID("provider-a", "app-at-a") {
 				if len(s.Frontends) != 1 || s.Frontends[0].State != "ok" || s.Frontends[0].Detail != "app.zcloud.example: 1/1 up" {
 					t.Fatalf("status of the route: %+v", s.Frontends)

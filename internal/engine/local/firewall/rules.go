@@ -123,7 +123,9 @@ func (r *rule) dnat(to netip.Addr) *rule {
 	b := to.As4()
 	r.exprs = append(r.exprs,
 		&expr.Immediate{Register: 1, Data: b[:]},
-		&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1})
+		// The kernel reports the address range's both ends (one
+		// register here); naming both keeps Verify's comparison exact.
+		&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegAddrMax: 1})
 	r.text = append(r.text, "dnat ip to "+to.String())
 	return r
 }

@@ -186,3 +186,41 @@ func TestVerifyChangesNothing(t *testing.T) {
 		t.Errorf("Verify changed the table: %q", d)
 	}
 }
+
+// TestIngressForwardsAndKeeps: a site's public address forwards its ports
+// to their instance (a dnat chain) and accepts the ports the node keeps;
+// Verify sees the table as applied, and names a forward that changed.
+func TestIngressForwardsAndKeeps(t *testing.T) {
+	requireRoot(t)
+	st, in := labInput(t)
+	web := ipOf(t, st, "web")
+	in.Ingress = &firewall.Ingress{Address: netip.MustParseAddr("198.51.100.10"), HostPorts: []int{22},
+		Forward: []compile.Forward{{Proto: "tcp", Port: 443, To: "web", ToIP: web.String()}, {Proto: "udp", Port: 51820, To: "web", ToIP: web.String()}}}
+	text, err := firewall.Ruleset(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"type nat hook prerouting priority dstnat; policy accept;",
+		`iifname "wan0" ip daddr 198.51.100.10 tcp dport 443 dnat ip to ` + web.String(),
+		`iifname "wan0" ip daddr 198.51.100.10 udp dport 51820 dnat ip to ` + web.String(),
+		`iifname "wan0" tcp dport 22 accept`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the ruleset lacks %q:\n%s", want, text)
+		}
+	}
+	ns := newNS(t, "ingress")
+	if err := firewall.Apply(ns, in); err != nil {
+		t.Fatal(err)
+	}
+	if d := verify(t, ns, in); len(d) > 0 {
+		t.Fatalf("after Apply: drift %q", d)
+	}
+	moved := in
+	moved.Ingress = &firewall.Ingress{Address: in.Ingress.Address, HostPorts: []int{22},
+		Forward: []compile.Forward{{Proto: "tcp", Port: 8443, To: "web", ToIP: web.String()}, in.Ingress.Forward[1]}}
+	if d := verify(t, ns, moved); !slices.ContainsFunc(d, func(s string) bool { return strings.Contains(s, "dport 8443") && strings.Contains(s, "missing") }) {
+		t.Errorf("a moved forward: drift %q", d)
+	}
+}
