@@ -209,7 +209,7 @@ func TestZcloudFrontDoor(t *testing.T) {
 		t.Fatal(err)
 	}
 	appendFile(t, filepath.Join(specDir, "cloud.yaml"), "\nacme:\n  directory: "+pebble.Directory+"\n  email: ops@zcloud.example\n  ca-roots: acme-roots.pem\n")
-	st = reapply(t, specDir, cloud, stateDir)
+	reapply(t, specDir, cloud, stateDir)
 	serveGuest(t, stateDir, cloud)
 	roots := pebble.IssuerRoots(t)
 	viaA, viaB := webClient(cloud, host, addrA, roots), webClient(cloud, host, addrB, roots)
