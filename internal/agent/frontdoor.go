@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"path/filepath"
+	"time"
 
 	"github.com/holdfast/holdfast/internal/frontdoor"
 	"github.com/holdfast/holdfast/internal/guest"
@@ -27,8 +28,17 @@ func (a *Agent) applyFrontDoor(ctx context.Context, c *frontdoor.Config) error {
 			Log:      a.log.With("service", "frontdoor"),
 		})
 	}
+	// A certificate the ACME server has not issued within obtainWait is
+	// left to the front door's own retries, in the background: the
+	// agent's loop (and its health reports) must go on.
+	ctx, cancel := context.WithTimeout(ctx, obtainWait)
+	defer cancel()
 	return a.door.Set(ctx, *c)
 }
+
+// obtainWait bounds how long applying a configuration waits for new
+// certificates; well under guest.StaleAfter.
+const obtainWait = 20 * time.Second
 
 func (a *Agent) stopFrontDoor() {
 	if a.door != nil {
