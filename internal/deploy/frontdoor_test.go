@@ -22,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -41,7 +42,12 @@ import (
 // internetDialer dials from the cloud's internet namespace, as a client
 // on the internet would.
 func internetDialer(cloud string) func(ctx context.Context, network, addr string) (net.Conn, error) {
-	ns := "/run/netns/" + local.InternetNS(cloud)
+	return nsDialer("/run/netns/" + local.InternetNS(cloud))
+}
+
+// nsDialer dials from the network namespace at ns: the socket is made
+// there, and stays there whichever thread uses it.
+func nsDialer(ns string) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		var c net.Conn
 		err := nsthread.In(ns, func() (err error) {
@@ -294,6 +300,27 @@ func TestZcloudFrontDoor(t *testing.T) {
 			}
 		}
 		t.Fatal("status has no route app-at-a")
+	})
+
+	t.Run("metrics", func(t *testing.T) {
+		// From inside the front end: no flow opens the port to others.
+		c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DialContext: nsDialer("/run/netns/" + local.InstanceNS(cloud, "zfront-a"))}}
+		resp, err := c.Get("http://127.0.0.1:" + strconv.Itoa(guest.MetricsPort) + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := string(b)
+		for _, want := range []string{`holdfast_frontdoor_requests_total{code="200",route="app-at-a"}`, `holdfast_frontdoor_request_duration_seconds_count{route="app-at-a"}`,
+			`holdfast_frontdoor_backend_up{backend="` + instanceOf(t, st, "zpod-a").IP + `:8080",failover="false",route="app-at-a"} 1`} {
+			if !strings.Contains(body, want) {
+				t.Errorf("zfront-a's metrics lack %s", want)
+			}
+		}
 	})
 
 	engineDir := filepath.Join(stateDir, cloud, "local")
