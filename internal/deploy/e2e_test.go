@@ -39,16 +39,20 @@ func TestExamplesReachability(t *testing.T) {
 			c := applied(t, examplePath(ex), cloud, stateDir)
 			defer c.Close()
 			internet := serveInternet(t, cloud)
-			// DNS servers answer on 53 once their agents have their
-			// configuration from the guest service.
-			if d := c.Desired.DNS; d != nil {
+			// DNS servers answer on 53, and front ends on their routes'
+			// ports, once their agents have their configuration from
+			// the guest service.
+			if d := c.Desired.DNS; d != nil || len(c.Desired.Routes) > 0 {
 				serveGuest(t, stateDir, cloud)
+			}
+			if d := c.Desired.DNS; d != nil {
 				var names []string
 				for _, s := range d.Servers {
 					names = append(names, s.Instance)
 				}
 				waitDNS(t, stateDir, c.Desired, names...)
 			}
+			waitFrontDoors(t, stateDir, c.Desired)
 
 			if p := planOf(t, c); len(p.Changes) != 0 {
 				t.Errorf("second plan is not empty: %d changes, first %+v", len(p.Changes), p.Changes[0])

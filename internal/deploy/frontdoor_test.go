@@ -34,6 +34,7 @@ import (
 	"github.com/holdfast/holdfast/internal/deploy"
 	"github.com/holdfast/holdfast/internal/engine/local"
 	"github.com/holdfast/holdfast/internal/engine/local/container"
+	"github.com/holdfast/holdfast/internal/frontdoor"
 	"github.com/holdfast/holdfast/internal/guest"
 	"github.com/holdfast/holdfast/internal/nsthread"
 	"github.com/holdfast/holdfast/internal/spec"
@@ -432,6 +433,32 @@ func killInit(t *testing.T, engineDir, instance string) {
 	if err := syscall.Kill(s.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
+	waitFor(t, 10*time.Second, instance+"'s init to die", func() []string {
+		if s, err := container.Inspect(local.InstanceDir(engineDir, instance)); err != nil || s.Running {
+			return []string{fmt.Sprintf("%+v, %v", s, err)}
+		}
+		return nil
+	})
+}
+
+// waitFrontDoors waits until every front end's agent reports its front
+// door (listening on its routes' ports, whether or not its certificates
+// are there yet).
+func waitFrontDoors(t *testing.T, stateDir string, st *compile.State) {
+	t.Helper()
+	reports := guest.NewReports(stateDir, st.Cloud)
+	waitFor(t, 60*time.Second, "the front ends to serve their routes", func() []string {
+		var missing []string
+		for _, r := range st.Routes {
+			for _, fe := range r.Frontends {
+				rep, ok, err := reports.Get(compile.InstanceID(r.Site, fe))
+				if err != nil || !ok || !slices.ContainsFunc(rep.Routes, func(h frontdoor.RouteHealth) bool { return h.Name == r.Name }) {
+					missing = append(missing, fmt.Sprintf("%s of %s: %+v (%v)", fe, r.Name, rep.Health, err))
+				}
+			}
+		}
+		return missing
+	})
 }
 
 func appendFile(t *testing.T, path, text string) {
