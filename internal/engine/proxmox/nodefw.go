@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/holdfast/holdfast/internal/engine/proxmox/pve"
 )
@@ -40,10 +41,48 @@ func (e *Engine) nodeRules() []pve.Rule {
 	return out
 }
 
-// syncNodeRules makes the top of node's rules Holdfast's rules, and
-// removes Holdfast's rules anywhere else in the list; it changes no rule
-// that is not Holdfast's. One change at a time against the list's
-// current digest, as syncRules does, so a concurrent edit is read first.
+// holdfastComment reports whether a rule's comment marks it as any
+// Holdfast cloud's, so that two clouds on one cluster share the top of a
+// node's rules instead of pushing each other's rules down.
+func holdfastComment(c string) bool { return strings.HasPrefix(c, "holdfast ") }
+
+// nodeRulesState reads a node's rule list against Holdfast's wanted
+// rules: lead is the number of rules at the top that are Holdfast's (of
+// any cloud), missing the wanted rules not among them, and stale the
+// position of a rule of this cloud that must go (below the lead, not
+// wanted, or a second copy), -1 for none.
+func (e *Engine) nodeRulesState(have []pve.Rule) (lead int, missing []int, stale int) {
+	want := e.nodeRules()
+	for lead < len(have) && holdfastComment(have[lead].Comment) {
+		lead++
+	}
+	found := make([]bool, len(want))
+	stale = -1
+	for j, h := range have {
+		if !e.ownedComment(h.Comment) {
+			continue
+		}
+		i := slices.IndexFunc(want, func(w pve.Rule) bool { return sameRule(h, w) })
+		if j >= lead || i < 0 || found[i] {
+			if stale < 0 {
+				stale = j
+			}
+			continue
+		}
+		found[i] = true
+	}
+	for i := range want {
+		if !found[i] {
+			missing = append(missing, i)
+		}
+	}
+	return lead, missing, stale
+}
+
+// syncNodeRules puts Holdfast's rules at the top of node's rules and
+// removes this cloud's rules anywhere else; it changes no rule that is
+// not this cloud's. One change at a time against the list's current
+// digest, as syncRules does, so a concurrent edit is read first.
 func (e *Engine) syncNodeRules(ctx context.Context, api *pve.Client, node string) error {
 	scope := pve.NodeScope(node)
 	want := e.nodeRules()
@@ -52,33 +91,18 @@ func (e *Engine) syncNodeRules(ctx context.Context, api *pve.Client, node string
 		if err != nil {
 			return err
 		}
-		i := 0
-		for i < len(have) && i < len(want) && sameRule(have[i], want[i]) {
-			i++
-		}
+		_, missing, stale := e.nodeRulesState(have)
 		switch {
-		case i < len(want) && i < len(have) && e.ownedComment(have[i].Comment):
-			r := want[i]
-			r.Pos = i
-			err = api.UpdateRule(ctx, scope, "", r, digest)
-		case i < len(want):
-			r := want[i]
-			r.Pos = i
-			err = api.AddRule(ctx, scope, "", r, digest)
-		default:
-			stale := -1
-			for j := len(want); j < len(have); j++ {
-				if e.ownedComment(have[j].Comment) {
-					stale = j
-					break
-				}
-			}
-			if stale < 0 {
-				return nil
-			}
+		case stale >= 0:
 			err = api.DeleteRule(ctx, scope, "", stale, digest)
+		case len(missing) > 0:
+			// PVE adds at the top: the last missing first keeps the
+			// wanted order.
+			err = api.AddRule(ctx, scope, "", want[missing[len(missing)-1]], digest)
+		default:
+			return nil
 		}
-		if err != nil && !pve.IsDigestMismatch(err) {
+		if err != nil && !pve.IsDigestMismatch(err) && !pve.IsNotFound(err) {
 			return err
 		}
 	}
@@ -90,22 +114,23 @@ func (e *Engine) syncNodeRules(ctx context.Context, api *pve.Client, node string
 func (e *Engine) nodeRulesDrift(node string, have []pve.Rule) []string {
 	var drift []string
 	want := e.nodeRules()
-	named := map[int]bool{} // rules of Holdfast's that a message names already
-	for i, w := range want {
-		at := slices.IndexFunc(have, func(h pve.Rule) bool { return sameRule(h, w) })
-		switch {
-		case at < 0:
+	lead, missing, stale := e.nodeRulesState(have)
+	for _, i := range missing {
+		at := slices.IndexFunc(have, func(h pve.Rule) bool { return sameRule(h, want[i]) })
+		if at < 0 {
 			drift = append(drift, fmt.Sprintf("node %s: rule %s is missing", node, nodePorts[i].label()))
-		case at != i:
-			named[at] = true
-			drift = append(drift, fmt.Sprintf("node %s: rule %s is at position %d, want %d", node, nodePorts[i].label(), at, i))
+			continue
 		}
+		drift = append(drift, fmt.Sprintf("node %s: rule %s is at position %d, below rule %d (%s), which is not Holdfast's",
+			node, nodePorts[i].label(), at, lead, ruleText(have[lead])))
 	}
 	for j, h := range have {
-		inPlace := j < len(want) && sameRule(h, want[j])
-		if e.ownedComment(h.Comment) && !inPlace && !named[j] {
+		if e.ownedComment(h.Comment) && !slices.ContainsFunc(want, func(w pve.Rule) bool { return sameRule(h, w) }) {
 			drift = append(drift, fmt.Sprintf("node %s: rule %d (%s) is Holdfast's but not wanted", node, j, ruleText(h)))
 		}
+	}
+	if len(drift) == 0 && stale >= 0 {
+		drift = append(drift, fmt.Sprintf("node %s: rule %d (%s) repeats one of Holdfast's", node, stale, ruleText(have[stale])))
 	}
 	return drift
 }

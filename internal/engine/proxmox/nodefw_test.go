@@ -124,7 +124,7 @@ func TestNodesKeepSSHAndAPI(t *testing.T) {
 	c = open(t, path, state)
 	st, err = c.Status(ctx)
 	must(err)
-	want = "node " + last + ": rule keeping SSH (22) is at position 1, want 0"
+	want = "node " + last + ": rule keeping SSH (22) is at position 1, below rule 0 (IN DROP -p tcp -dport 22), which is not Holdfast's"
 	for _, s := range st {
 		if s.ID.String() == "firewall/launceston" && !strings.Contains(strings.Join(s.Drift, "; "), want) {
 			t.Errorf("%s is %s %v, want drift %q", s.ID, s.State, s.Drift, want)
