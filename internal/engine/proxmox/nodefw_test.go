@@ -80,7 +80,7 @@ func TestNodesKeepSSHAndAPI(t *testing.T) {
 
 	// Delete the SSH rule behind Holdfast's back on the last node.
 	last := nodes[len(nodes)-1]
-	rules, digest, err := api.Rules(ctx, pve.NodeScope(last), "")
+	_, digest, err := api.Rules(ctx, pve.NodeScope(last), "")
 	must(err)
 	must(api.DeleteRule(ctx, pve.NodeScope(last), "", 0, digest))
 	if emu.NodeAdmits(last, "tcp", 22, false) {
