@@ -147,7 +147,15 @@ func (e *Engine) ensureFirewall(ctx context.Context, r compile.Resource) error {
 	if err != nil {
 		return err
 	}
-	// The datacenter firewall must be on for any guest firewall to work.
+	// The datacenter firewall must be on for any guest firewall to work;
+	// on PVE that also turns every node's host firewall on with the
+	// datacenter's input policy, so each node's SSH and API are kept open
+	// first.
+	for _, node := range s.nodes {
+		if err := e.syncNodeRules(ctx, s.api, node); err != nil {
+			return fmt.Errorf("node %s: %w", node, err)
+		}
+	}
 	opts, err := s.api.FirewallOptions(ctx, pve.ClusterScope())
 	if err != nil {
 		return err
@@ -412,6 +420,13 @@ func (e *Engine) firewallDrift(ctx context.Context, s *site) (exists bool, drift
 	if opts.Enable == nil || !*opts.Enable {
 		drift = append(drift, "the datacenter firewall is off")
 	}
+	for _, node := range s.nodes {
+		rules, _, err := s.api.Rules(ctx, pve.NodeScope(node), "")
+		if err != nil {
+			return true, nil, fmt.Errorf("node %s: %w", node, err)
+		}
+		drift = append(drift, e.nodeRulesDrift(node, rules)...)
+	}
 	for _, name := range slices.Sorted(maps.Keys(p.groups)) {
 		if !have[name] {
 			drift = append(drift, "security group "+name+" is missing")
@@ -482,6 +497,11 @@ func (e *Engine) deleteFirewall(ctx context.Context, r compile.Resource) error {
 		}
 		if err := s.api.DeleteIPSet(ctx, pve.ClusterScope(), set.Name); err != nil && !pve.IsNotFound(err) {
 			return fmt.Errorf("IPset %s: %w", set.Name, err)
+		}
+	}
+	for _, node := range s.nodes {
+		if err := e.deleteNodeRules(ctx, s.api, node); err != nil {
+			return fmt.Errorf("node %s: %w", node, err)
 		}
 	}
 	return nil

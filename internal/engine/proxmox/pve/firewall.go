@@ -24,7 +24,8 @@ import (
 //     moves it where the caller asked.
 //   - Deleting an IPSet entry that is not there succeeds.
 
-// Scope is where firewall objects live: the cluster, or one VM.
+// Scope is where firewall objects live: the cluster, one node (its host
+// firewall), or one VM.
 type Scope struct {
 	Node string
 	VMID int
@@ -33,11 +34,18 @@ type Scope struct {
 // ClusterScope is the cluster's firewall (/cluster/firewall).
 func ClusterScope() Scope { return Scope{} }
 
+// NodeScope is node's host firewall (/nodes/{node}/firewall): rules and
+// options only, since PVE gives a node no IPSets or groups of its own.
+func NodeScope(node string) Scope { return Scope{Node: node} }
+
 // VMScope is the firewall of VM vmid on node
 // (/nodes/{node}/qemu/{vmid}/firewall).
 func VMScope(node string, vmid int) Scope { return Scope{Node: node, VMID: vmid} }
 
 func (s Scope) path(rest string) (string, error) {
+	if s.VMID == 0 && s.Node != "" {
+		return "/nodes/" + Escape(s.Node) + "/firewall" + rest, nil
+	}
 	if s.VMID == 0 {
 		return "/cluster/firewall" + rest, nil
 	}

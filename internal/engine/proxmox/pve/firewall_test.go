@@ -341,3 +341,57 @@ func TestVMFirewallGoesWithTheVM(t *testing.T) {
 		t.Fatalf("IPSets of the new VM: %+v, %v", sets, err)
 	}
 }
+
+// TestFirewallNodeScope shows the node scope reaching a node's host
+// firewall: its options, and rules added, placed, listed and deleted
+// there and nowhere else.
+func TestFirewallNodeScope(t *testing.T) {
+	c := newCluster(t, pveemu.Config{Seed: 4})
+	cl := c.client(t)
+	ctx := ctx(t)
+	node := pve.NodeScope("pve1")
+
+	o, err := cl.FirewallOptions(ctx, node)
+	if err != nil || o.Enable != nil || o.Digest == "" {
+		t.Fatalf("fresh node options %+v, %v", o, err)
+	}
+	if err := cl.SetFirewallOptions(ctx, node, pve.FirewallOptions{Enable: fwBool(false), Digest: o.Digest}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := cl.FirewallOptions(ctx, node); err != nil || got.Enable == nil || *got.Enable {
+		t.Fatalf("node options %+v, %v", got, err)
+	}
+	// A node's firewall takes no input policy: that is the datacenter's.
+	err = cl.SetFirewallOptions(ctx, node, pve.FirewallOptions{PolicyIn: "ACCEPT"})
+	if !strings.Contains(fwParamErr(err, "policy_in"), "not defined in schema") {
+		t.Fatalf("node policy_in: %v", err)
+	}
+
+	ssh := pve.Rule{Type: "in", Action: "ACCEPT", Proto: "tcp", DPort: "22", Enable: true, Comment: "ssh"}
+	api := pve.Rule{Pos: 1, Type: "in", Action: "ACCEPT", Proto: "tcp", DPort: "8006", Enable: true, Comment: "api"}
+	for _, r := range []pve.Rule{ssh, api} {
+		if err := cl.AddRule(ctx, node, "", r, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, digest, err := cl.Rules(ctx, node, "")
+	ssh.Pos = 0
+	if err != nil || !reflect.DeepEqual(got, []pve.Rule{ssh, api}) {
+		t.Fatalf("node rules %+v, %v", got, err)
+	}
+	if cluster, _, err := cl.Rules(ctx, pve.ClusterScope(), ""); err != nil || len(cluster) != 0 {
+		t.Fatalf("the cluster's rules %+v, %v", cluster, err)
+	}
+	if err := cl.DeleteRule(ctx, node, "", 0, fwStaleDigest); !pve.IsDigestMismatch(err) {
+		t.Fatalf("stale digest: %v", err)
+	}
+	if err := cl.DeleteRule(ctx, node, "", 0, digest); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := cl.Rules(ctx, node, ""); err != nil || len(got) != 1 || got[0].DPort != "8006" {
+		t.Fatalf("after the delete: %+v, %v", got, err)
+	}
+	if _, _, err := cl.Rules(ctx, pve.NodeScope("nope"), ""); err == nil {
+		t.Fatal("rules of a node that does not exist: no error")
+	}
+}

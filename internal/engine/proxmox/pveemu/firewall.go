@@ -13,8 +13,9 @@ import (
 
 // The firewall endpoints serve PVE's firewall configuration: the
 // cluster's file (/etc/pve/firewall/cluster.fw: options, IPSets, rules and
-// security groups) and one file per VM (/etc/pve/firewall/<vmid>.fw:
-// options, IPSets and rules). This file holds their state and their route
+// security groups), one file per VM (/etc/pve/firewall/<vmid>.fw:
+// options, IPSets and rules) and one per node (/etc/pve/nodes/<node>/host.fw:
+// options and rules; firewall_host.go). This file holds their state and their route
 // table; each area has its own file: firewall_options.go,
 // firewall_groups.go, firewall_rules.go (with firewall_rules_verify.go),
 // firewall_ipsets.go, and firewall_tables.go for the tables rules are
@@ -63,7 +64,7 @@ import (
 // with an empty firewall.
 //
 // Not emulated: aliases (so every alias reference is refused as unknown),
-// host and vnet firewalls, SDN IPSets, macro expansion checks (a macro's
+// vnet firewalls, SDN IPSets, macro expansion checks (a macro's
 // name is checked and canonicalised, not its parameters), and the copy of a
 // VM's firewall file that PVE makes when the VM is cloned.
 
@@ -71,6 +72,7 @@ import (
 type firewallState struct {
 	cluster *fwFile             // cluster.fw, made on first use
 	vms     map[int]*vmFirewall // <vmid>.fw
+	hosts   map[string]*fwFile  // nodes/<node>/host.fw (firewall_host.go)
 }
 
 // vmFirewall is one VM's firewall file. owner is the VM it belongs to: the
@@ -215,7 +217,7 @@ var (
 		boolean("radv"))
 )
 
-// fwRuleLists are the three places rule lists live.
+// fwRuleLists are the four places rule lists live.
 var fwRuleLists = []struct {
 	path   string
 	params []param
@@ -224,6 +226,7 @@ var fwRuleLists = []struct {
 	{"/cluster/firewall/rules", nil, clusterRuleList},
 	{"/cluster/firewall/groups/{group}", []param{fwGroupParam}, groupRuleList},
 	{"/nodes/{node}/qemu/{vmid}/firewall/rules", paramsVM, vmRuleList},
+	{"/nodes/{node}/firewall/rules", paramsNode, hostRuleList},
 }
 
 // fwIPSetFiles are the two places IPSets live.
@@ -248,6 +251,8 @@ var firewallRoutes = func() []route {
 	add("PUT", "/cluster/firewall/options", paramsFWClusterOptions, (*Emulator).putFWClusterOptions)
 	add("GET", "/nodes/{node}/qemu/{vmid}/firewall/options", paramsVM, (*Emulator).getFWVMOptions)
 	add("PUT", "/nodes/{node}/qemu/{vmid}/firewall/options", paramsFWVMOptions, (*Emulator).putFWVMOptions)
+	add("GET", "/nodes/{node}/firewall/options", paramsNode, (*Emulator).getFWHostOptions)
+	add("PUT", "/nodes/{node}/firewall/options", paramsFWHostOptions, (*Emulator).putFWHostOptions)
 
 	add("GET", "/cluster/firewall/groups", nil, (*Emulator).getFWGroups)
 	add("POST", "/cluster/firewall/groups", []param{fwGroupParam, str("comment"), fwDigest, fwRename(18)}, (*Emulator).postFWGroup)
@@ -292,6 +297,14 @@ var fwFormats = map[string]func(string) error{
 	"pve-fw-icmp-type-spec": func(v string) error {
 		if v != "" && !fwICMPTypes[v] && !fwICMPv6Types[v] {
 			return fmt.Errorf("invalid icmp-type value '%s'", v)
+		}
+		return nil
+	},
+	"pve-fw-conntrack-helper": func(v string) error {
+		for _, h := range splitList(v) {
+			if !fwConntrackHelpers[h] {
+				return fmt.Errorf("invalid value '%s'", h)
+			}
 		}
 		return nil
 	},

@@ -7,11 +7,15 @@ import (
 
 // The firewall's options endpoints: the [OPTIONS] section of the cluster's
 // file and of a VM's, under /cluster/firewall/options and
-// /nodes/{node}/qemu/{vmid}/firewall/options.
+// /nodes/{node}/qemu/{vmid}/firewall/options (a node's are in
+// firewall_host.go).
 
-// fwIntOptions are the options PVE's parser reads back as integers.
-var fwIntOptions = map[string]bool{"enable": true, "ebtables": true, "dhcp": true, "ndp": true,
-	"radv": true, "macfilter": true, "ipfilter": true}
+// fwIntOptions are the options PVE's parser reads back as integers: the
+// cluster's, a VM's and a node's.
+var fwIntOptions = fwSet(`enable ebtables dhcp ndp radv macfilter ipfilter log_nf_conntrack
+	nf_conntrack_allow_invalid nf_conntrack_max nf_conntrack_tcp_timeout_established
+	nf_conntrack_tcp_timeout_syn_recv nftables nosmurfs protection_synflood
+	protection_synflood_burst protection_synflood_rate tcpflags`)
 
 func fwOptionsJSON(opts map[string]string) map[string]any {
 	out := map[string]any{"digest": fwListDigest([]map[string]string{opts})}

@@ -18,6 +18,7 @@ var fwRuleTypes = map[string][]string{
 	"vm":      {"in", "out", "group"},
 	"group":   {"in", "out", "forward"},
 	"cluster": {"in", "out", "forward", "group"},
+	"host":    {"in", "out", "forward", "group"},
 }
 
 // verifyFWRule is verify_rule: it fails on the first error, as a
