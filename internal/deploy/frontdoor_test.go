@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -433,9 +434,14 @@ func killInit(t *testing.T, engineDir, instance string) {
 	if err := syscall.Kill(s.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, instance+"'s init to die", func() []string {
-		if s, err := container.Inspect(local.InstanceDir(engineDir, instance)); err != nil || s.Running {
-			return []string{fmt.Sprintf("%+v, %v", s, err)}
+	// Inspect calls the instance stopped once its init is exiting; its
+	// other processes (the agent) go a moment later, as the kernel tears
+	// the PID namespace down. Wait until none is left in its network.
+	cloud := filepath.Base(filepath.Dir(engineDir)) // <state>/<cloud>/local
+	waitFor(t, 10*time.Second, instance+"'s processes to die", func() []string {
+		out, err := exec.Command("ip", "netns", "pids", local.InstanceNS(cloud, instance)).CombinedOutput()
+		if err != nil || len(strings.TrimSpace(string(out))) > 0 {
+			return []string{fmt.Sprintf("still running: %q (%v)", out, err)}
 		}
 		return nil
 	})
