@@ -106,10 +106,10 @@ routes:
 			ip("nvr") + " . 10.4.30.0/24 . tcp . 554",         // egress into a zone
 			ip("front") + " . " + ip("app") + " . tcp . 8080", // route: front end to backend
 		},
-		"inbound":        {ip("dns")},
-		"inbound_proto":  {ip("dns") + " . udp"},
+		"inbound":       {ip("dns")},
+		"inbound_proto": {ip("dns") + " . udp"},
 		// The route's port, and 80 for its certificate's HTTP-01 challenge.
-		"inbound_port": {ip("web") + " . tcp . 8443", ip("front") + " . tcp . 443", ip("front") + " . tcp . 80"},
+		"inbound_port":   {ip("web") + " . tcp . 8443", ip("front") + " . tcp . 443", ip("front") + " . tcp . 80"},
 		"outbound":       {"10.2.10.0/24"},
 		"outbound_proto": {ip("proxy") + " . icmp"},
 		"outbound_port":  {ip("nvr") + " . udp . 123", ip("proxy") + " . tcp . 80", ip("proxy") + " . tcp . 443"},
