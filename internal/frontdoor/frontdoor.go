@@ -336,6 +336,7 @@ func (s *Server) checkRoute(rc Route, kinds map[string]string, t *table) (*route
 	}
 	if kind != "tcp" {
 		r.proxy = s.newProxy(r)
+		r.duration = s.metrics.duration.WithLabelValues(rc.Name)
 	}
 	return r, nil
 }

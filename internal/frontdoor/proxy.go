@@ -7,11 +7,15 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/http/httputil"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // route is a Route as served.
@@ -25,6 +29,21 @@ type route struct {
 	proxy      *httputil.ReverseProxy
 	acme       bool   // its certificate comes from ACME
 	certStatus string // for a given certificate
+
+	// The route's metric series, resolved once (a label lookup hashes
+	// and locks on every request otherwise): requests by status code,
+	// filled in as codes are first seen.
+	duration prometheus.Observer
+	codes    sync.Map // int -> prometheus.Counter
+}
+
+// requests is the route's request counter for code.
+func (r *route) requests(code int) prometheus.Counter {
+	if c, ok := r.codes.Load(code); ok {
+		return c.(prometheus.Counter)
+	}
+	c, _ := r.codes.LoadOrStore(code, r.s.metrics.requests.WithLabelValues(r.cfg.Name, strconv.Itoa(code)))
+	return c.(prometheus.Counter)
 }
 
 func (r *route) all() []*backend {
@@ -46,15 +65,15 @@ func (r *route) failedOver() bool {
 	return false
 }
 
-// candidates are the backends to try, in order: the up preferred ones from
-// the round robin's next, then the up failover ones likewise (reached only
-// when every preferred one fails to connect).
-func (r *route) candidates() []*backend {
+// candidates appends to out the backends to try, in order: the up
+// preferred ones from the round robin's next, then the up failover ones
+// likewise (reached only when every preferred one fails). out is the
+// caller's, usually on its stack: nothing is allocated per request.
+func (r *route) candidates(out []*backend) []*backend {
 	n := r.next.Add(1)
-	var out []*backend
-	for _, set := range [][]*backend{r.preferred, r.failover} {
+	for _, set := range [2][]*backend{r.preferred, r.failover} {
 		for i := range set {
-			if b := set[(int(n)+i)%len(set)]; b.isUp() {
+			if b := set[(n+uint64(i))%uint64(len(set))]; b.isUp() {
 				out = append(out, b)
 			}
 		}
@@ -96,8 +115,12 @@ func (s *Server) newProxy(r *route) *httputil.ReverseProxy {
 			pr.Out.URL.Host = "backend" // chosen in roundTrip
 			pr.Out.Host = pr.In.Host
 		},
-		Transport:     &routeTransport{r: r, t: s.transport()},
-		FlushInterval: -1, // stream: server-sent events and long polls pass at once
+		Transport: &routeTransport{r: r, t: s.transport()},
+		// FlushInterval 0, not -1: flushing after every write costs a
+		// system call each (a fifth of the CPU under load), while 0 still
+		// flushes at once what needs it: server-sent events and answers
+		// of unknown length (long polls, streams).
+		BufferPool: copyBuffers,
 		ErrorHandler: func(w http.ResponseWriter, req *http.Request, err error) {
 			if errors.Is(err, errNoBackend) {
 				problem(w, http.StatusBadGateway, problemNoBackend, "No backend available",
@@ -114,25 +137,53 @@ func (s *Server) newProxy(r *route) *httputil.ReverseProxy {
 	}
 }
 
+// copyBuffers are the reverse proxy's buffers for copying answers: without
+// a pool it allocates (and clears) 32 KiB per request.
+var copyBuffers = &bufferPool{}
+
+type bufferPool struct{ p sync.Pool }
+
+func (bp *bufferPool) Get() []byte {
+	if b, ok := bp.p.Get().(*[]byte); ok {
+		return *b
+	}
+	return make([]byte, 32<<10)
+}
+
+func (bp *bufferPool) Put(b []byte) { bp.p.Put(&b) }
+
 // transport is the server's one upstream transport (connections pooled
 // per backend address).
 func (s *Server) transport() http.RoundTripper {
 	s.transportOnce.Do(func() {
 		s.upstream = &http.Transport{
-			DialContext:         (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext,
-			MaxIdleConnsPerHost: 64,
+			DialContext: (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+			// Each client connection may hold a backend connection at
+			// once: the idle ones kept per backend must cover the clients'
+			// concurrency, or every burst dials anew and closes the
+			// surplus after (a dial and a TIME_WAIT per request).
+			MaxIdleConnsPerHost: 1024,
 			IdleConnTimeout:     90 * time.Second,
+			// The client's Accept-Encoding and the backend's encoding pass
+			// as they are: a proxy neither asks for gzip nor unpacks it.
+			DisableCompression: true,
 		}
 	})
 	return s.upstream
 }
 
-// routeTransport sends a request to the route's backends in turn until one
-// connects: a dial failure sent nothing, so the next may take it.
+// routeTransport sends a request to the route's backends in turn: to the
+// next when a dial failed (nothing was sent), and, once, when the backend
+// connection broke before any byte of an answer to a request that may be
+// repeated (the backend died under it).
 type routeTransport struct {
 	r *route
 	t http.RoundTripper
 }
+
+// maxStackCandidates: the candidates of most routes fit on RoundTrip's
+// stack; more spill to the heap.
+const maxStackCandidates = 8
 
 func (rt *routeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	var body *onceBody
@@ -140,9 +191,29 @@ func (rt *routeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		body = &onceBody{r: req.Body}
 		defer req.Body.Close()
 	}
+	var buf [maxStackCandidates]*backend
+	candidates := rt.r.candidates(buf[:0])
+	// A request without a body whose method is idempotent (RFC 9110
+	// 9.2.2) may be sent again when the backend's connection broke before
+	// it answered anything: the client has seen nothing. Whether it
+	// answered is told by the transport's trace, set only when there is a
+	// next candidate to try.
+	var answer *answerTrace
+	if body == nil && len(candidates) > 1 && replayable(req.Method) {
+		answer = &answerTrace{}
+		answer.trace.GotFirstResponseByte = func() { answer.got.Store(true) }
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &answer.trace))
+	}
+	retried := false
 	var lastErr error
-	for _, b := range rt.r.candidates() {
-		out := req.Clone(req.Context())
+	for i, b := range candidates {
+		out := req
+		if i > 0 {
+			// A fresh request: the transport may still hold the last.
+			out = req.WithContext(req.Context())
+			u := *req.URL
+			out.URL = &u
+		}
 		out.URL.Host = b.addr
 		if body != nil {
 			if body.read.Load() {
@@ -155,15 +226,34 @@ func (rt *routeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return resp, nil
 		}
 		lastErr = err
-		if !isDialError(err) {
-			return nil, err
+		switch {
+		case isDialError(err):
+			rt.r.markDown(b, err)
+			continue
+		case answer != nil && !retried && !answer.got.Load() && req.Context().Err() == nil:
+			retried = true
+			rt.r.s.log.Info("backend connection broke before an answer: trying the next backend",
+				"route", rt.r.cfg.Name, "backend", b.addr, "err", err)
+			continue
 		}
-		rt.r.markDown(b, err)
+		return nil, err
 	}
 	if lastErr != nil {
 		return nil, fmt.Errorf("%w: %w", errNoBackend, lastErr)
 	}
 	return nil, errNoBackend
+}
+
+// answerTrace notes whether the backend began to answer.
+type answerTrace struct {
+	trace httptrace.ClientTrace
+	got   atomic.Bool
+}
+
+// replayable: the methods whose requests, without a body, a front door
+// repeats on another backend without the client asking.
+func replayable(method string) bool {
+	return method == http.MethodGet || method == http.MethodHead || method == http.MethodOptions
 }
 
 func isDialError(err error) bool {
@@ -235,8 +325,8 @@ func (s *Server) proxyRoute(w http.ResponseWriter, req *http.Request, r *route) 
 	if code == 0 {
 		code = http.StatusOK
 	}
-	s.metrics.requests.WithLabelValues(r.cfg.Name, strconv.Itoa(code)).Inc()
-	s.metrics.duration.WithLabelValues(r.cfg.Name).Observe(time.Since(start).Seconds())
+	r.requests(code).Inc()
+	r.duration.Observe(time.Since(start).Seconds())
 }
 
 // statusWriter remembers the status for the metrics; Unwrap keeps
