@@ -115,6 +115,7 @@ type Server struct {
 	certs   *certs
 
 	transportOnce sync.Once
+	pool          *connPool
 	upstream      *http.Transport
 
 	ctx    context.Context // ends at Close

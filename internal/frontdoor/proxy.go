@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptrace"
 	"net/http/httputil"
 	"strconv"
 	"strings"
@@ -115,7 +114,7 @@ func (s *Server) newProxy(r *route) *httputil.ReverseProxy {
 			pr.Out.URL.Host = "backend" // chosen in roundTrip
 			pr.Out.Host = pr.In.Host
 		},
-		Transport: &routeTransport{r: r, t: s.transport()},
+		Transport: s.routeTransport(r),
 		// FlushInterval 0, not -1: flushing after every write costs a
 		// system call each (a fifth of the CPU under load), while 0 still
 		// flushes at once what needs it: server-sent events and answers
@@ -137,6 +136,11 @@ func (s *Server) newProxy(r *route) *httputil.ReverseProxy {
 	}
 }
 
+func (s *Server) routeTransport(r *route) *routeTransport {
+	pool, t := s.transports()
+	return &routeTransport{r: r, pool: pool, t: t}
+}
+
 // copyBuffers are the reverse proxy's buffers for copying answers: without
 // a pool it allocates (and clears) 32 KiB per request.
 var copyBuffers = &bufferPool{}
@@ -152,24 +156,42 @@ func (bp *bufferPool) Get() []byte {
 
 func (bp *bufferPool) Put(b []byte) { bp.p.Put(&b) }
 
-// transport is the server's one upstream transport (connections pooled
-// per backend address).
-func (s *Server) transport() http.RoundTripper {
+// transports are the server's upstream transports (connections pooled
+// per backend address, shared by its routes): the direct pool for the
+// requests it may repeat, http.Transport for the rest.
+func (s *Server) transports() (*connPool, *http.Transport) {
 	s.transportOnce.Do(func() {
+		dial := (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext
+		// Each client connection may hold a backend connection at once:
+		// the idle ones kept per backend must cover the clients'
+		// concurrency, or every burst dials anew and closes the surplus
+		// after (a dial and a TIME_WAIT per request).
+		const maxIdle, idleTimeout = 1024, 90 * time.Second
+		s.pool = &connPool{dial: dial, maxIdle: maxIdle, idleTimeout: idleTimeout, idle: map[string][]*backendConn{}}
 		s.upstream = &http.Transport{
-			DialContext: (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext,
-			// Each client connection may hold a backend connection at
-			// once: the idle ones kept per backend must cover the clients'
-			// concurrency, or every burst dials anew and closes the
-			// surplus after (a dial and a TIME_WAIT per request).
-			MaxIdleConnsPerHost: 1024,
-			IdleConnTimeout:     90 * time.Second,
+			DialContext:         dial,
+			MaxIdleConnsPerHost: maxIdle,
+			IdleConnTimeout:     idleTimeout,
 			// The client's Accept-Encoding and the backend's encoding pass
 			// as they are: a proxy neither asks for gzip nor unpacks it.
 			DisableCompression: true,
 		}
+		go func() {
+			tick := time.NewTicker(idleTimeout / 3)
+			defer tick.Stop()
+			for {
+				select {
+				case <-s.ctx.Done():
+					s.pool.closeIdle(0)
+					s.upstream.CloseIdleConnections()
+					return
+				case <-tick.C:
+					s.pool.closeIdle(idleTimeout)
+				}
+			}
+		}()
 	})
-	return s.upstream
+	return s.pool, s.upstream
 }
 
 // routeTransport sends a request to the route's backends in turn: to the
@@ -177,8 +199,9 @@ func (s *Server) transport() http.RoundTripper {
 // connection broke before any byte of an answer to a request that may be
 // repeated (the backend died under it).
 type routeTransport struct {
-	r *route
-	t http.RoundTripper
+	r    *route
+	pool *connPool
+	t    http.RoundTripper
 }
 
 // maxStackCandidates: the candidates of most routes fit on RoundTrip's
@@ -186,51 +209,51 @@ type routeTransport struct {
 const maxStackCandidates = 8
 
 func (rt *routeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	// A request without a body whose method is idempotent (RFC 9110
+	// 9.2.2) may be sent again when the backend's connection broke before
+	// it answered anything: the client has seen nothing. Those go through
+	// the pool, which tells that case apart.
+	repeatable := direct(req)
 	var body *onceBody
-	if req.Body != nil && req.Body != http.NoBody {
+	if !repeatable && req.Body != nil && req.Body != http.NoBody {
 		body = &onceBody{r: req.Body}
 		defer req.Body.Close()
 	}
 	var buf [maxStackCandidates]*backend
-	candidates := rt.r.candidates(buf[:0])
-	// A request without a body whose method is idempotent (RFC 9110
-	// 9.2.2) may be sent again when the backend's connection broke before
-	// it answered anything: the client has seen nothing. Whether it
-	// answered is told by the transport's trace, set only when there is a
-	// next candidate to try.
-	var answer *answerTrace
-	if body == nil && len(candidates) > 1 && replayable(req.Method) {
-		answer = &answerTrace{}
-		answer.trace.GotFirstResponseByte = func() { answer.got.Store(true) }
-		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &answer.trace))
-	}
 	retried := false
 	var lastErr error
-	for i, b := range candidates {
+	for i, b := range rt.r.candidates(buf[:0]) {
 		out := req
 		if i > 0 {
-			// A fresh request: the transport may still hold the last.
+			// A fresh request: the last may still be the transport's.
 			out = req.WithContext(req.Context())
 			u := *req.URL
 			out.URL = &u
 		}
 		out.URL.Host = b.addr
-		if body != nil {
-			if body.read.Load() {
-				break // bytes went to a backend: not ours to resend
+		var resp *http.Response
+		var err error
+		if repeatable {
+			resp, err = rt.pool.roundTrip(out)
+		} else {
+			if body != nil {
+				if body.read.Load() {
+					break // bytes went to a backend: not ours to resend
+				}
+				out.Body = body.fresh()
 			}
-			out.Body = body.fresh()
+			resp, err = rt.t.RoundTrip(out)
 		}
-		resp, err := rt.t.RoundTrip(out)
 		if err == nil {
 			return resp, nil
 		}
 		lastErr = err
+		var noAnswer errNoAnswer
 		switch {
 		case isDialError(err):
 			rt.r.markDown(b, err)
 			continue
-		case answer != nil && !retried && !answer.got.Load() && req.Context().Err() == nil:
+		case repeatable && !retried && errors.As(err, &noAnswer) && req.Context().Err() == nil:
 			retried = true
 			rt.r.s.log.Info("backend connection broke before an answer: trying the next backend",
 				"route", rt.r.cfg.Name, "backend", b.addr, "err", err)
@@ -242,12 +265,6 @@ func (rt *routeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, fmt.Errorf("%w: %w", errNoBackend, lastErr)
 	}
 	return nil, errNoBackend
-}
-
-// answerTrace notes whether the backend began to answer.
-type answerTrace struct {
-	trace httptrace.ClientTrace
-	got   atomic.Bool
 }
 
 // replayable: the methods whose requests, without a body, a front door
