@@ -261,10 +261,13 @@ func (rt *routeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return nil, err
 	}
-	if lastErr != nil {
+	switch {
+	case lastErr == nil:
+		return nil, errNoBackend
+	case isDialError(lastErr):
 		return nil, fmt.Errorf("%w: %w", errNoBackend, lastErr)
 	}
-	return nil, errNoBackend
+	return nil, lastErr // the last backend broke too: a bad answer, not none
 }
 
 // replayable: the methods whose requests, without a body, a front door
