@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"sync"
 	"time"
 )
@@ -111,9 +113,16 @@ func (p *connPool) exchange(ctx context.Context, c *backendConn, req *http.Reque
 			stop()
 			return nil, err
 		}
-		// An informational answer (100 Continue, 103 Early Hints) is
-		// followed by the real one.
+		// An informational answer (103 Early Hints) is passed on as
+		// http.Transport does, to the reverse proxy's trace, which sends
+		// it to the client; the real answer follows.
 		if resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
+			if trace := httptrace.ContextClientTrace(ctx); trace != nil && trace.Got1xxResponse != nil {
+				if err := trace.Got1xxResponse(resp.StatusCode, textproto.MIMEHeader(resp.Header)); err != nil {
+					stop()
+					return nil, err
+				}
+			}
 			continue
 		}
 		resp.Body = &pooledBody{r: resp.Body, c: c, p: p, stop: stop, keep: !resp.Close}

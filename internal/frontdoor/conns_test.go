@@ -3,9 +3,13 @@ package frontdoor
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"slices"
 	"strings"
 	"sync"
@@ -173,5 +177,38 @@ func TestStreamingAndClientGone(t *testing.T) {
 	case <-ended:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the client went away, and the backend's request did not end")
+	}
+}
+
+// TestEarlyHintsPassed: a backend's 103 Early Hints reach the client
+// before its answer.
+func TestEarlyHintsPassed(t *testing.T) {
+	addr := httptestServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/health" {
+			return
+		}
+		w.Header().Set("Link", "</app.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		_, _ = io.WriteString(w, "page")
+	})
+	s := newServer(t)
+	listen := freeAddr(t)
+	set(t, s, Config{Routes: []Route{{Name: "app", Proto: "http", Host: "app.example", Listen: listen,
+		Backends: []string{addr}, HealthPath: "/health"}}})
+	var hints []string
+	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+		hints = append(hints, fmt.Sprint(code, " ", h.Get("Link")))
+		return nil
+	}}
+	req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), http.MethodGet, "http://"+listen+"/", nil)
+	req.Host = "app.example"
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || string(body) != "page" || len(hints) != 1 || hints[0] != "103 </app.css>; rel=preload" {
+		t.Errorf("got %d %q after hints %q; want 200 \"page\" after one 103 with its Link", resp.StatusCode, body, hints)
 	}
 }
