@@ -28,8 +28,9 @@ type connPool struct {
 	maxIdle     int           // per backend address
 	idleTimeout time.Duration // an idle connection older than this is closed, not used
 
-	mu   sync.Mutex
-	idle map[string][]*backendConn // by address, most recently used last
+	mu     sync.Mutex
+	idle   map[string][]*backendConn // by address, most recently used last
+	closed bool                      // the server closed: nothing is kept
 }
 
 // backendConn is one connection to a backend, with its buffers.
@@ -195,14 +196,19 @@ func (p *connPool) put(c *backendConn) {
 	c.used = time.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(p.idle[c.addr]) >= p.maxIdle {
+	if p.closed || len(p.idle[c.addr]) >= p.maxIdle {
 		_ = c.Close()
 		return
 	}
-	if p.idle == nil {
-		p.idle = map[string][]*backendConn{}
-	}
 	p.idle[c.addr] = append(p.idle[c.addr], c)
+}
+
+// close closes the idle connections, and those given back after.
+func (p *connPool) close() {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	p.closeIdle(0)
 }
 
 // closeIdle closes the connections idle for longer than the timeout (all

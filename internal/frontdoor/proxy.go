@@ -115,11 +115,12 @@ func (s *Server) newProxy(r *route) *httputil.ReverseProxy {
 			pr.Out.Host = pr.In.Host
 		},
 		Transport: s.routeTransport(r),
-		// FlushInterval 0, not -1: flushing after every write costs a
-		// system call each (a fifth of the CPU under load), while 0 still
-		// flushes at once what needs it: server-sent events and answers
-		// of unknown length (long polls, streams).
-		BufferPool: copyBuffers,
+		// 0, not -1: flushing after every write costs a system call each
+		// (a fifth of the CPU under load), while 0 still flushes at once
+		// what needs it: server-sent events and answers of unknown length
+		// (long polls, streams).
+		FlushInterval: 0,
+		BufferPool:    copyBuffers,
 		ErrorHandler: func(w http.ResponseWriter, req *http.Request, err error) {
 			if errors.Is(err, errNoBackend) {
 				problem(w, http.StatusBadGateway, problemNoBackend, "No backend available",
@@ -182,7 +183,7 @@ func (s *Server) transports() (*connPool, *http.Transport) {
 			for {
 				select {
 				case <-s.ctx.Done():
-					s.pool.closeIdle(0)
+					s.pool.close()
 					s.upstream.CloseIdleConnections()
 					return
 				case <-tick.C:
