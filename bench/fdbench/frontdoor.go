@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
+	"runtime/debug"
 
 	"github.com/holdfast/holdfast/internal/frontdoor"
 )
@@ -20,6 +22,11 @@ type benchRoute struct {
 // none here) lives in dir.
 // All this program knows of internal/frontdoor's API is here.
 func startFrontDoor(ctx context.Context, dir string, log io.Writer, routes []benchRoute) (*frontDoor, error) {
+	// The collector as a process running a front door sets it, unless
+	// GOGC says otherwise.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(frontdoor.GCPercent)
+	}
 	s := frontdoor.New(frontdoor.Options{
 		StateDir: dir,
 		Log:      slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelWarn})),

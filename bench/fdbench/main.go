@@ -13,7 +13,9 @@
 //	    two routes (haproxy.cfg, with haproxy.pem: the one self-signed
 //	    certificate both present). Prints "haproxy http|https ADDR" when
 //	    it wrote the configuration, then "frontdoor http|https ADDR" once
-//	    both routes answer with the backend's line.
+//	    both routes answer with the backend's line. The collector runs at
+//	    frontdoor.GCPercent, as in a process serving a front door, unless
+//	    GOGC is set.
 //	fdbench check -url URL -want TEXT [-wait 10s]
 //	    waits until URL answers 200 with a body containing TEXT (TLS not
 //	    verified: the certificate is the bench's own), so that nothing is

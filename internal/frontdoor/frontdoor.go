@@ -106,6 +106,18 @@ const (
 	defaultCheckInterval = 500 * time.Millisecond
 )
 
+// GCPercent is the garbage collector's setting (GOGC) for a process whose
+// main work is a front door, for its owner to apply with
+// debug.SetGCPercent (a library does not set a process's collector). Every
+// proxied request leaves a few kilobytes of garbage while the live heap
+// stays small (about 1 MB for 50 busy connections), so at the default of
+// 100 the collector runs about 30 times a second under load, and the
+// allocation slow paths it brings cost more than its own 3 %: at 400
+// bench/frontdoor.sh measured 9 % more requests a second, 11 % less CPU
+// per request and a lower p99, for a heap of up to five times the live
+// one instead of twice (16 MB at that load).
+const GCPercent = 400
+
 // Server is a running front door.
 type Server struct {
 	opts    Options
@@ -115,6 +127,7 @@ type Server struct {
 	certs   *certs
 
 	transportOnce sync.Once
+	pool          *connPool
 	upstream      *http.Transport
 
 	ctx    context.Context // ends at Close
@@ -336,6 +349,7 @@ func (s *Server) checkRoute(rc Route, kinds map[string]string, t *table) (*route
 	}
 	if kind != "tcp" {
 		r.proxy = s.newProxy(r)
+		r.duration = s.metrics.duration.WithLabelValues(rc.Name)
 	}
 	return r, nil
 }

@@ -537,3 +537,143 @@ func TestListenTakenIsAnErrorNamingTheRoute(t *testing.T) {
 		t.Fatalf("Set: %v", err)
 	}
 }
+
+// dyingBackend answers its health check, and hangs up on every other
+// request once it has read it, without a byte of an answer: a backend
+// that dies under a request (with rst, resetting the connection, as a
+// killed process does when data was left unread).
+func dyingBackend(t *testing.T, rst bool) (addr string, requests *atomic.Int64) {
+	return dyingBackendAfter(t, rst, "")
+}
+
+// dyingBackendAfter is dyingBackend writing partial (the start of an
+// answer) before it hangs up.
+func dyingBackendAfter(t *testing.T, rst bool, partial string) (addr string, requests *atomic.Int64) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	requests = new(atomic.Int64)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/health" {
+			return
+		}
+		requests.Add(1)
+		_, _ = io.Copy(io.Discard, r.Body)
+		c, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Errorf("hijack: %v", err)
+			return
+		}
+		if partial != "" {
+			_, _ = c.Write([]byte(partial))
+		}
+		if rst {
+			_ = c.(*net.TCPConn).SetLinger(0)
+		}
+		_ = c.Close()
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return ln.Addr().String(), requests
+}
+
+// TestIdempotentRequestRetriedWhenBackendDies: a GET, HEAD or OPTIONS
+// whose backend connection breaks before any answer is answered by the
+// next backend; a POST, which must not run twice, is not sent again.
+func TestIdempotentRequestRetriedWhenBackendDies(t *testing.T) {
+	for _, rst := range []bool{false, true} {
+		t.Run(fmt.Sprintf("rst=%v", rst), func(t *testing.T) {
+			dying, dyingSaw := dyingBackend(t, rst)
+			var posts atomic.Int64
+			good := httptestServer(t, func(w http.ResponseWriter, r *http.Request) {
+				if r.Method == http.MethodPost {
+					posts.Add(1)
+				}
+				fmt.Fprint(w, "good")
+			})
+			s := newServer(t)
+			listen := freeAddr(t)
+			set(t, s, Config{Routes: []Route{{Name: "app", Proto: "http", Host: "app.example", Listen: listen,
+				Backends: []string{dying, good}, HealthPath: "/health"}}})
+			// Round robin: every other request goes to the dying backend first.
+			for i, method := range []string{"GET", "GET", "HEAD", "HEAD", "OPTIONS", "OPTIONS"} {
+				req, _ := http.NewRequest(method, "http://"+listen+"/", nil)
+				req.Host = "app.example"
+				resp, err := client.Do(req)
+				if err != nil {
+					t.Fatalf("%s #%d: %v", method, i, err)
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					t.Errorf("%s #%d: %s, want 200 from the next backend", method, i, resp.Status)
+				}
+			}
+			if dyingSaw.Load() == 0 {
+				t.Fatal("no request reached the dying backend: the test proves nothing")
+			}
+			var ok, failed int
+			for i := range 4 {
+				req, _ := http.NewRequest(http.MethodPost, "http://"+listen+"/", strings.NewReader("pay once"))
+				req.Host = "app.example"
+				resp, err := client.Do(req)
+				if err != nil {
+					t.Fatalf("POST #%d: %v", i, err)
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				switch resp.StatusCode {
+				case http.StatusOK:
+					ok++
+				case http.StatusBadGateway:
+					failed++
+				default:
+					t.Errorf("POST #%d: %s", i, resp.Status)
+				}
+			}
+			if failed == 0 || int(posts.Load()) != ok {
+				t.Errorf("POSTs: %d answered, %d 502, the good backend saw %d: want some 502 and none sent twice", ok, failed, posts.Load())
+			}
+		})
+	}
+}
+
+// TestNotRetriedOnceTheAnswerBegan: a backend that began to answer a GET
+// and then died is not asked again through another: the 502 says so.
+func TestNotRetriedOnceTheAnswerBegan(t *testing.T) {
+	dying, dyingSaw := dyingBackendAfter(t, false, "HTTP/1.1 200 OK\r\nContent-")
+	var gets atomic.Int64
+	good := httptestServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/health" {
+			gets.Add(1)
+		}
+	})
+	s := newServer(t)
+	listen := freeAddr(t)
+	set(t, s, Config{Routes: []Route{{Name: "app", Proto: "http", Host: "app.example", Listen: listen,
+		Backends: []string{dying, good}, HealthPath: "/health"}}})
+	codes := map[int]int{}
+	for range 4 {
+		code, _ := get(t, listen, "app.example", "/")
+		codes[code]++
+	}
+	if dyingSaw.Load() == 0 || codes[http.StatusBadGateway] != int(dyingSaw.Load()) || codes[http.StatusOK] != int(gets.Load()) {
+		t.Errorf("answers %v; the dying backend saw %d, the good one %d: want a 502 for each the dying one began",
+			codes, dyingSaw.Load(), gets.Load())
+	}
+}
+
+// httptestServer is a loopback HTTP server with handler h; its address.
+func httptestServer(t *testing.T, h http.HandlerFunc) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return ln.Addr().String()
+}

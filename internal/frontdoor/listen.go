@@ -119,7 +119,8 @@ func (s *Server) serveTCP(addr string, c net.Conn) {
 	}
 	s.metrics.tcpConns.WithLabelValues(r.cfg.Name).Inc()
 	var up net.Conn
-	for _, b := range r.candidates() {
+	var buf [maxStackCandidates]*backend
+	for _, b := range r.candidates(buf[:0]) {
 		var err error
 		up, err = net.DialTimeout("tcp", b.addr, dialTimeout)
 		if err == nil {

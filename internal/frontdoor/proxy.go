@@ -10,8 +10,11 @@ import (
 	"net/http/httputil"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // route is a Route as served.
@@ -25,6 +28,21 @@ type route struct {
 	proxy      *httputil.ReverseProxy
 	acme       bool   // its certificate comes from ACME
 	certStatus string // for a given certificate
+
+	// The route's metric series, resolved once (a label lookup hashes
+	// and locks on every request otherwise): requests by status code,
+	// filled in as codes are first seen.
+	duration prometheus.Observer
+	codes    sync.Map // int -> prometheus.Counter
+}
+
+// requests is the route's request counter for code.
+func (r *route) requests(code int) prometheus.Counter {
+	if c, ok := r.codes.Load(code); ok {
+		return c.(prometheus.Counter)
+	}
+	c, _ := r.codes.LoadOrStore(code, r.s.metrics.requests.WithLabelValues(r.cfg.Name, strconv.Itoa(code)))
+	return c.(prometheus.Counter)
 }
 
 func (r *route) all() []*backend {
@@ -46,15 +64,15 @@ func (r *route) failedOver() bool {
 	return false
 }
 
-// candidates are the backends to try, in order: the up preferred ones from
-// the round robin's next, then the up failover ones likewise (reached only
-// when every preferred one fails to connect).
-func (r *route) candidates() []*backend {
+// candidates appends to out the backends to try, in order: the up
+// preferred ones from the round robin's next, then the up failover ones
+// likewise (reached only when every preferred one fails). out is the
+// caller's, usually on its stack: nothing is allocated per request.
+func (r *route) candidates(out []*backend) []*backend {
 	n := r.next.Add(1)
-	var out []*backend
-	for _, set := range [][]*backend{r.preferred, r.failover} {
+	for _, set := range [2][]*backend{r.preferred, r.failover} {
 		for i := range set {
-			if b := set[(int(n)+i)%len(set)]; b.isUp() {
+			if b := set[(n+uint64(i))%uint64(len(set))]; b.isUp() {
 				out = append(out, b)
 			}
 		}
@@ -96,8 +114,13 @@ func (s *Server) newProxy(r *route) *httputil.ReverseProxy {
 			pr.Out.URL.Host = "backend" // chosen in roundTrip
 			pr.Out.Host = pr.In.Host
 		},
-		Transport:     &routeTransport{r: r, t: s.transport()},
-		FlushInterval: -1, // stream: server-sent events and long polls pass at once
+		Transport: s.routeTransport(r),
+		// 0, not -1: flushing after every write costs a system call each
+		// (a fifth of the CPU under load), while 0 still flushes at once
+		// what needs it: server-sent events and answers of unknown length
+		// (long polls, streams).
+		FlushInterval: 0,
+		BufferPool:    copyBuffers,
 		ErrorHandler: func(w http.ResponseWriter, req *http.Request, err error) {
 			if errors.Is(err, errNoBackend) {
 				problem(w, http.StatusBadGateway, problemNoBackend, "No backend available",
@@ -114,56 +137,144 @@ func (s *Server) newProxy(r *route) *httputil.ReverseProxy {
 	}
 }
 
-// transport is the server's one upstream transport (connections pooled
-// per backend address).
-func (s *Server) transport() http.RoundTripper {
-	s.transportOnce.Do(func() {
-		s.upstream = &http.Transport{
-			DialContext:         (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext,
-			MaxIdleConnsPerHost: 64,
-			IdleConnTimeout:     90 * time.Second,
-		}
-	})
-	return s.upstream
+func (s *Server) routeTransport(r *route) *routeTransport {
+	pool, t := s.transports()
+	return &routeTransport{r: r, pool: pool, t: t}
 }
 
-// routeTransport sends a request to the route's backends in turn until one
-// connects: a dial failure sent nothing, so the next may take it.
-type routeTransport struct {
-	r *route
-	t http.RoundTripper
+// copyBuffers are the reverse proxy's buffers for copying answers: without
+// a pool it allocates (and clears) 32 KiB per request.
+var copyBuffers = &bufferPool{}
+
+type bufferPool struct{ p sync.Pool }
+
+func (bp *bufferPool) Get() []byte {
+	if b, ok := bp.p.Get().(*[]byte); ok {
+		return *b
+	}
+	return make([]byte, 32<<10)
 }
+
+func (bp *bufferPool) Put(b []byte) { bp.p.Put(&b) }
+
+// transports are the server's upstream transports (connections pooled
+// per backend address, shared by its routes): the direct pool for the
+// requests it may repeat, http.Transport for the rest.
+func (s *Server) transports() (*connPool, *http.Transport) {
+	s.transportOnce.Do(func() {
+		dial := (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext
+		// Each client connection may hold a backend connection at once:
+		// the idle ones kept per backend must cover the clients'
+		// concurrency, or every burst dials anew and closes the surplus
+		// after (a dial and a TIME_WAIT per request).
+		const maxIdle, idleTimeout = 1024, 90 * time.Second
+		s.pool = &connPool{dial: dial, maxIdle: maxIdle, idleTimeout: idleTimeout, idle: map[string][]*backendConn{}}
+		s.upstream = &http.Transport{
+			DialContext:         dial,
+			MaxIdleConnsPerHost: maxIdle,
+			IdleConnTimeout:     idleTimeout,
+			// The client's Accept-Encoding and the backend's encoding pass
+			// as they are: a proxy neither asks for gzip nor unpacks it.
+			DisableCompression: true,
+		}
+		go func() {
+			tick := time.NewTicker(idleTimeout / 3)
+			defer tick.Stop()
+			for {
+				select {
+				case <-s.ctx.Done():
+					s.pool.close()
+					s.upstream.CloseIdleConnections()
+					return
+				case <-tick.C:
+					s.pool.closeIdle(idleTimeout)
+				}
+			}
+		}()
+	})
+	return s.pool, s.upstream
+}
+
+// routeTransport sends a request to the route's backends in turn: to the
+// next when a dial failed (nothing was sent), and, once, when the backend
+// connection broke before any byte of an answer to a request that may be
+// repeated (the backend died under it).
+type routeTransport struct {
+	r    *route
+	pool *connPool
+	t    http.RoundTripper
+}
+
+// maxStackCandidates: the candidates of most routes fit on RoundTrip's
+// stack; more spill to the heap.
+const maxStackCandidates = 8
 
 func (rt *routeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	// A request without a body whose method is idempotent (RFC 9110
+	// 9.2.2) may be sent again when the backend's connection broke before
+	// it answered anything: the client has seen nothing. Those go through
+	// the pool, which tells that case apart.
+	repeatable := direct(req)
 	var body *onceBody
-	if req.Body != nil && req.Body != http.NoBody {
+	if !repeatable && req.Body != nil && req.Body != http.NoBody {
 		body = &onceBody{r: req.Body}
 		defer req.Body.Close()
 	}
+	var buf [maxStackCandidates]*backend
+	retried := false
 	var lastErr error
-	for _, b := range rt.r.candidates() {
-		out := req.Clone(req.Context())
-		out.URL.Host = b.addr
-		if body != nil {
-			if body.read.Load() {
-				break // bytes went to a backend: not ours to resend
-			}
-			out.Body = body.fresh()
+	for i, b := range rt.r.candidates(buf[:0]) {
+		out := req
+		if i > 0 {
+			// A fresh request: the last may still be the transport's.
+			out = req.WithContext(req.Context())
+			u := *req.URL
+			out.URL = &u
 		}
-		resp, err := rt.t.RoundTrip(out)
+		out.URL.Host = b.addr
+		var resp *http.Response
+		var err error
+		if repeatable {
+			resp, err = rt.pool.roundTrip(out)
+		} else {
+			if body != nil {
+				if body.read.Load() {
+					break // bytes went to a backend: not ours to resend
+				}
+				out.Body = body.fresh()
+			}
+			resp, err = rt.t.RoundTrip(out)
+		}
 		if err == nil {
 			return resp, nil
 		}
 		lastErr = err
-		if !isDialError(err) {
-			return nil, err
+		var noAnswer errNoAnswer
+		switch {
+		case isDialError(err):
+			rt.r.markDown(b, err)
+			continue
+		case repeatable && !retried && errors.As(err, &noAnswer) && req.Context().Err() == nil:
+			retried = true
+			rt.r.s.log.Info("backend connection broke before an answer: trying the next backend",
+				"route", rt.r.cfg.Name, "backend", b.addr, "err", err)
+			continue
 		}
-		rt.r.markDown(b, err)
+		return nil, err
 	}
-	if lastErr != nil {
+	switch {
+	case lastErr == nil:
+		return nil, errNoBackend
+	case isDialError(lastErr):
 		return nil, fmt.Errorf("%w: %w", errNoBackend, lastErr)
 	}
-	return nil, errNoBackend
+	return nil, lastErr // the last backend broke too: a bad answer, not none
+}
+
+// replayable: the methods whose requests, without a body, a front door
+// repeats on another backend without the client asking.
+func replayable(method string) bool {
+	return method == http.MethodGet || method == http.MethodHead || method == http.MethodOptions
 }
 
 func isDialError(err error) bool {
@@ -235,8 +346,8 @@ func (s *Server) proxyRoute(w http.ResponseWriter, req *http.Request, r *route) 
 	if code == 0 {
 		code = http.StatusOK
 	}
-	s.metrics.requests.WithLabelValues(r.cfg.Name, strconv.Itoa(code)).Inc()
-	s.metrics.duration.WithLabelValues(r.cfg.Name).Observe(time.Since(start).Seconds())
+	r.requests(code).Inc()
+	r.duration.Observe(time.Since(start).Seconds())
 }
 
 // statusWriter remembers the status for the metrics; Unwrap keeps
