@@ -2,7 +2,9 @@ package agent
 
 import (
 	"context"
+	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"github.com/holdfast/holdfast/internal/frontdoor"
@@ -23,6 +25,11 @@ func (a *Agent) applyFrontDoor(ctx context.Context, c *frontdoor.Config) error {
 		return nil
 	}
 	if a.door == nil {
+		// A process serving a front door runs its collector less often
+		// (measured in docs/performance.md), unless the operator set GOGC.
+		if os.Getenv("GOGC") == "" {
+			debug.SetGCPercent(frontdoor.GCPercent)
+		}
 		a.door = frontdoor.New(frontdoor.Options{
 			StateDir: filepath.Join(a.s.StateDir, frontDoorDir),
 			Log:      a.log.With("service", "frontdoor"),
