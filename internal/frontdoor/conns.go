@@ -156,7 +156,9 @@ func (b *pooledBody) Read(buf []byte) (int, error) {
 
 func (b *pooledBody) Close() error {
 	if !b.done {
-		b.finish(false)
+		// An answer without a body (to HEAD, a 204, a 304) is complete
+		// unread.
+		b.finish(b.r == http.NoBody)
 	}
 	return nil
 }

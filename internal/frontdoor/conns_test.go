@@ -212,3 +212,60 @@ func TestEarlyHintsPassed(t *testing.T) {
 		t.Errorf("got %d %q after hints %q; want 200 \"page\" after one 103 with its Link", resp.StatusCode, body, hints)
 	}
 }
+
+// TestPlainConnectionHandedOver: on one client connection, GETs are
+// proxied by the front door's own loop, and the first request it does
+// not proxy itself (a POST with a body) hands the connection to net/http
+// with the bytes already read: the POST's body arrives whole, and the
+// requests after it are answered too; a request that does not parse gets
+// net/http's 400.
+func TestPlainConnectionHandedOver(t *testing.T) {
+	addr := httptestServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/health" {
+			return
+		}
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s %s %s", r.Method, r.URL.Path, b)
+	})
+	s := newServer(t)
+	listen := freeAddr(t)
+	set(t, s, Config{Routes: []Route{{Name: "app", Proto: "http", Host: "app.example", Listen: listen,
+		Backends: []string{addr}, HealthPath: "/health"}}})
+	c, err := net.DialTimeout("tcp", listen, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(c)
+	ask := func(raw, want string) {
+		t.Helper()
+		if _, err := io.WriteString(c, raw); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%q: %v", raw, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if got := fmt.Sprint(resp.StatusCode, " ", string(b)); got != want {
+			t.Fatalf("%q: got %q, want %q", raw, got, want)
+		}
+	}
+	ask("GET /one HTTP/1.1\r\nHost: app.example\r\n\r\n", "200 GET /one ")
+	ask("POST /two HTTP/1.1\r\nHost: app.example\r\nContent-Length: 5\r\n\r\nhello", "200 POST /two hello")
+	ask("GET /three HTTP/1.1\r\nHost: app.example\r\n\r\n", "200 GET /three ")
+
+	c2, err := net.DialTimeout("tcp", listen, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	_ = c2.SetDeadline(time.Now().Add(5 * time.Second))
+	_, _ = io.WriteString(c2, "GET /x HTTP/1.1\r\nHost app.example\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c2), nil)
+	if err != nil || resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("a request that does not parse: %v, %v", resp, err)
+	}
+}

@@ -16,10 +16,11 @@ import (
 // server. Its routes are looked up in the server's table per request or
 // connection, so a Set that keeps the address keeps the listener.
 type listener struct {
-	kind string
-	ln   net.Listener
-	http *http.Server
-	done chan struct{}
+	kind  string
+	ln    net.Listener
+	http  *http.Server
+	plain *plainConns // a plain listener's connections served here (h1.go)
+	done  chan struct{}
 }
 
 func (s *Server) listen(addr, kind string) (*listener, error) {
@@ -53,6 +54,11 @@ func (s *Server) listen(addr, kind string) (*listener, error) {
 			MinVersion: tls.VersionTLS12,
 		}
 	}
+	if kind == "plain" {
+		l.plain = &plainConns{conns: map[net.Conn]struct{}{}}
+		go s.acceptPlain(addr, l)
+		return l, nil
+	}
 	go func() {
 		defer close(l.done)
 		var err error
@@ -71,6 +77,10 @@ func (s *Server) listen(addr, kind string) (*listener, error) {
 // close stops accepting; requests and connections in flight complete (an
 // address that went away in a Set must not cut them), up to a minute.
 func (l *listener) close() {
+	if l.plain != nil {
+		_ = l.ln.Close()
+		l.plain.shut(false)
+	}
 	if l.http != nil {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -85,6 +95,10 @@ func (l *listener) close() {
 
 // closeNow stops at once, cutting what is in flight (the server closes).
 func (l *listener) closeNow() {
+	if l.plain != nil {
+		_ = l.ln.Close()
+		l.plain.shut(true)
+	}
 	if l.http != nil {
 		_ = l.http.Close()
 	} else {
