@@ -265,7 +265,11 @@ func TestPlainConnectionHandedOver(t *testing.T) {
 	_ = c2.SetDeadline(time.Now().Add(5 * time.Second))
 	_, _ = io.WriteString(c2, "GET /x HTTP/1.1\r\nHost app.example\r\n\r\n")
 	resp, err := http.ReadResponse(bufio.NewReader(c2), nil)
-	if err != nil || resp.StatusCode != http.StatusBadRequest {
-		t.Fatalf("a request that does not parse: %v, %v", resp, err)
+	if err != nil {
+		t.Fatalf("a request that does not parse: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("a request that does not parse: %s, want 400", resp.Status)
 	}
 }
