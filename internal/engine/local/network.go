@@ -354,16 +354,12 @@ func (e *Engine) firewallInput(site string) firewall.Input {
 		if st.Name != site || st.Ingress == nil {
 			continue
 		}
-		if index, err := e.siteIndex(site); err == nil {
-			in.Ingress = &firewall.Ingress{Address: edgeWAN(index), Forward: st.Ingress.Forward, HostPorts: st.Ingress.HostPorts}
+		if addr, err := SiteAddress(e.desired, site); err == nil {
+			in.Ingress = &firewall.Ingress{Address: addr, Forward: st.Ingress.Forward, HostPorts: st.Ingress.HostPorts}
 		}
 	}
 	return in
 }
-
-// PublicAddress is where the internet reaches site: its edge's uplink
-// (the spec's ingress address is for a real site's router).
-func (e *Engine) PublicAddress(site string) (netip.Addr, error) { return SiteAddress(e.desired, site) }
 
 // compileSpec tells the compiler what the local engine gives a site.
 type compileSpec struct{}
