@@ -7,6 +7,7 @@ package api
 
 import (
 	"fmt"
+	"net/http"
 	"time"
 )
 
@@ -163,6 +164,7 @@ type LoginRequest struct {
 	User     string `json:"user" maxlen:"64"`
 	Password string `json:"password" maxlen:"1024"`
 	TOTP     string `json:"totp,omitempty" doc:"Six-digit code; required when the user has TOTP."`
+	Cookie   bool   `json:"cookie,omitempty" doc:"For browsers: set the session as HttpOnly cookies (answering who logged in, no tokens); needs the X-CSRF-Token header equal to the __Host-hf_csrf cookie."`
 }
 
 // RefreshRequest exchanges a refresh token for new tokens.
@@ -382,4 +384,31 @@ type Me struct {
 type Health struct {
 	Status string            `json:"status" enum:"ok,unavailable"`
 	Checks map[string]string `json:"checks,omitempty"`
+}
+
+// A browser holds its session in cookies instead of an Authorization
+// header: a script must never see a token (HttpOnly), a token must never
+// travel in clear (Secure) or with a request another site started
+// (SameSite=Strict), and the __Host- prefix pins each cookie to the
+// origin that set it. A login with cookie set answers with them.
+const (
+	CookieAccess  = "__Host-hf_access"
+	CookieRefresh = "__Host-hf_refresh"
+	CookieCSRF    = "__Host-hf_csrf"
+	// HeaderCSRF must carry the CSRF cookie's value on every
+	// cookie-authenticated request that changes something (and on a
+	// login asking for cookies). Only a page of this origin can know it
+	// (the portal writes it into each page); a request another site
+	// makes a browser send carries the cookies but not the header.
+	HeaderCSRF = "X-CSRF-Token"
+)
+
+// SessionCookie is one of the cookies above, with the attributes they
+// all have; an empty value deletes it.
+func SessionCookie(name, value string) *http.Cookie {
+	c := &http.Cookie{Name: name, Value: value, Path: "/", Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode}
+	if value == "" {
+		c.MaxAge = -1
+	}
+	return c
 }

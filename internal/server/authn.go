@@ -20,6 +20,7 @@ import (
 type caller struct {
 	user    tenant.UserRecord
 	via     string // session or apikey
+	cookie  bool   // a browser's session, held in cookies
 	keyID   string
 	family  string // the session, for logout
 	methods []string
@@ -30,10 +31,11 @@ type caller struct {
 
 var errUnauthenticated = problem(http.StatusUnauthorized, "unauthenticated", "log in: send a bearer access token or sign the request with an API key")
 
-// authenticate accepts a bearer access token or an HMAC-signed request.
-// Every failure answers the same 401, so a caller learns nothing about
-// which part was wrong; the log says.
-func (s *Server) authenticate(r *http.Request, body []byte) (*caller, error) {
+// authenticate accepts a bearer access token, an HMAC-signed request, or
+// a browser's session cookies (browser.go). Every failure answers the
+// same 401, so a caller learns nothing about which part was wrong; the
+// log says.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, body []byte) (*caller, error) {
 	var c caller
 	var userID int64
 	switch scheme, token := credentials(r); {
@@ -52,6 +54,13 @@ func (s *Server) authenticate(r *http.Request, body []byte) (*caller, error) {
 			return nil, errUnauthenticated
 		}
 		c = caller{via: "apikey", keyID: keyID}
+	case scheme == "":
+		cl, err := s.fromCookies(w, r)
+		if err != nil {
+			return nil, err
+		}
+		userID = cl.userID
+		c = caller{via: "session", cookie: true, family: cl.family, methods: cl.methods, until: cl.expires}
 	default:
 		return nil, errUnauthenticated
 	}
@@ -153,6 +162,13 @@ func (s *Server) login(q *request) error {
 	}
 	r := q.r
 	ip := source(r)
+	if in.Cookie {
+		// A login form on another site must not be able to log a
+		// browser into an account of the attacker's (login CSRF).
+		if err := checkCSRF(r); err != nil {
+			return err
+		}
+	}
 	// The user is read first, so that the audit log names only accounts
 	// that exist (people type passwords into the name field). Every
 	// answer below is the same for a name that is no account.
@@ -218,15 +234,7 @@ func (s *Server) login(q *request) error {
 		}
 		methods = append(methods, "otp")
 	}
-	tok, err := s.sess.issue(r.Context(), u.ID, methods)
-	if err != nil {
-		return err
-	}
-	if err := s.sess.succeeded(r.Context(), in.User, ip); err != nil {
-		return err
-	}
-	s.auditLogin(r, "login", actor, "ok", map[string]string{"methods": strings.Join(methods, ",")})
-	return q.ok(tok)
+	return s.grant(q, u, methods, in.Cookie)
 }
 
 func (s *Server) refresh(q *request) error {
@@ -259,6 +267,9 @@ func (s *Server) logout(q *request) error {
 	}
 	if err := s.sess.logout(q.r.Context(), q.caller.user.ID, q.caller.family); err != nil {
 		return err
+	}
+	if q.caller.cookie {
+		clearSessionCookies(q.w)
 	}
 	return q.reply(http.StatusNoContent, nil)
 }

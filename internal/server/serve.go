@@ -170,7 +170,7 @@ func (s *Server) serve(q *request) error {
 	}
 	q.body = body
 	if q.route.perm != permPublic {
-		c, err := s.authenticate(r, body)
+		c, err := s.authenticate(q.w, r, body)
 		if err != nil {
 			return err
 		}

@@ -86,9 +86,11 @@ type Server struct {
 	hmac      *auth.Verifier
 	keys      *keyCache
 	hub       *hub
-	real      *realizer
-	met       *metrics
-	table     []*route
+	// browserRefresh spends browsers' refresh cookies (browser.go).
+	browserRefresh refresher
+	real           *realizer
+	met            *metrics
+	table          []*route
 	// openapi is the document, generated once: the route table does not
 	// change while the process runs.
 	openapi func() ([]byte, error)
