@@ -1,6 +1,7 @@
 package portal
 
 import (
+	"cmp"
 	"errors"
 	"html/template"
 	"net/http"
@@ -57,6 +58,7 @@ func (p *Portal) routes() *http.ServeMux {
 	m.HandleFunc(o+"/users", p.signedIn("users", p.operatorUsers))
 	m.HandleFunc(o+"/catalogue", p.signedIn("catalogue", p.catalogue))
 	m.HandleFunc(o+"/audit", p.signedIn("audit", p.operatorAudit))
+	m.HandleFunc(o+"/status", p.signedIn("status", p.cloudStatus))
 
 	m.HandleFunc("/", p.notFound)
 	return m
@@ -318,7 +320,7 @@ func (p *Portal) tenantAudit(s *session, v *view) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	v.Title, v.Data = "Audit trail", es
+	v.Title, v.Data = "Audit trail", auditPage{Entries: es}
 	return "audit", nil
 }
 
@@ -421,16 +423,62 @@ func (p *Portal) catalogue(s *session, v *view) (string, error) {
 	return "catalogue", nil
 }
 
+// auditPage is audit entries, with the log's verification for
+// operators.
+type auditPage struct {
+	Entries      []api.AuditEntry
+	Verification *api.AuditVerification
+}
+
 func (p *Portal) operatorAudit(s *session, v *view) (string, error) {
 	if err := operatorOnly(v); err != nil {
 		return "", err
 	}
-	es, err := lastAudit(s, "/v1/audit")
-	if err != nil {
+	var d auditPage
+	var err error
+	if d.Entries, err = lastAudit(s, "/v1/audit"); err != nil {
 		return "", err
 	}
-	v.Title, v.Data = "Audit log", es
+	d.Verification = &api.AuditVerification{}
+	if err := s.get("/v1/audit/verify", d.Verification); err != nil {
+		return "", err
+	}
+	v.Title, v.Data = "Audit log", d
 	return "audit", nil
+}
+
+// statusPage is the cloud's resources, the ones not as the spec says
+// first.
+type statusPage struct {
+	api.CloudStatus
+	Bad int
+}
+
+func (p *Portal) cloudStatus(s *session, v *view) (string, error) {
+	if err := operatorOnly(v); err != nil {
+		return "", err
+	}
+	var d statusPage
+	if err := s.get("/v1/cloud/status", &d.CloudStatus); err != nil {
+		return "", err
+	}
+	slices.SortStableFunc(d.Resources, func(a, b api.ResourceStatus) int {
+		return cmp.Compare(boolInt(a.State == "ok"), boolInt(b.State == "ok"))
+	})
+	for _, r := range d.Resources {
+		if r.State != "ok" {
+			d.Bad++
+		}
+	}
+	v.Title, v.Data = "Cloud status", d
+	return "status", nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 var funcs = template.FuncMap{

@@ -152,8 +152,17 @@ func TestEveryPageRenders(t *testing.T) {
 	op.api("POST", "/v1/tenants/acme/users?role=tenant-admin", api.UserCreate{Name: "alice", Password: "alice-password-1"}, nil)
 	op.api("POST", "/v1/tenants/other/users?role=tenant-admin", api.UserCreate{Name: "bob", Password: "bob-password-12"}, nil)
 
-	for _, path := range []string{"/operator/tenants", "/operator/tenants/acme", "/operator/users", "/operator/catalogue", "/operator/audit", "/account"} {
+	for _, path := range []string{"/operator/tenants", "/operator/tenants/acme", "/operator/users", "/operator/catalogue", "/operator/audit", "/operator/status", "/account"} {
 		checkPage(t, path, op.page(path), http.StatusOK)
+	}
+	// The operator's views show what holdfast status and holdfast audit
+	// verify do: nothing of the example cloud runs (this server records
+	// and does not realize), and the log verifies.
+	if b := op.page("/operator/status").body; !bytes.Contains(b, []byte(`data-status="missing"`)) || !bytes.Contains(b, []byte(`data-name="instance/`)) {
+		t.Errorf("the status page does not show the cloud's resources as missing: %s", b)
+	}
+	if b := op.page("/operator/audit").body; !bytes.Contains(b, []byte(`data-ok="true"`)) || !bytes.Contains(b, []byte("createTenant")) {
+		t.Errorf("the audit page shows no verified log with its entries: %s", b)
 	}
 	if u := op.page("/").url; u.Path != "/operator/tenants" {
 		t.Errorf("an operator's start page is %s, want /operator/tenants", u.Path)
