@@ -21,7 +21,10 @@ type view struct {
 	Role    string // the caller's role in it: tenant-admin, member, viewer, operator
 	Section string // which navigation entry is current
 	Events  string // the event stream that updates the page live
-	Data    any
+	// StyleNonce, when set, lets the page's scripts add <style>
+	// elements carrying it (see console.go).
+	StyleNonce string
+	Data       any
 }
 
 // Admin reports whether the caller administers the page's tenant.
@@ -46,6 +49,7 @@ func (p *Portal) routes() *http.ServeMux {
 	m.HandleFunc(t+"/instances", p.tenantPage("instances", p.instances))
 	m.HandleFunc(t+"/instances/new", p.tenantPage("instances", p.newInstance))
 	m.HandleFunc(t+"/instances/{instance}", p.tenantPage("instances", p.instance))
+	m.HandleFunc(t+"/instances/{instance}/console", p.tenantPage("instances", p.console))
 	m.HandleFunc(t+"/networks", p.tenantPage("networks", p.networks))
 	m.HandleFunc(t+"/sshkeys", p.tenantPage("sshkeys", p.sshKeys))
 	m.HandleFunc(t+"/members", p.tenantPage("members", p.members))
@@ -80,6 +84,9 @@ func (p *Portal) render(w http.ResponseWriter, status int, name string, v *view)
 		return
 	}
 	h := w.Header()
+	if v.StyleNonce != "" {
+		h.Set("Content-Security-Policy", cspWithStyleNonce(v.StyleNonce))
+	}
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(status)

@@ -177,15 +177,16 @@ func TestEveryPageRenders(t *testing.T) {
 		t.Errorf("alice's start page is %s, want /t/acme/instances", u.Path)
 	}
 	wants := map[string][]string{
-		"/t/acme/instances":     {`data-instance="web"`, `data-field="status"`},
-		"/t/acme/instances/new": {`value="net"`, `value="laptop"`, `value="standard"`},
-		"/t/acme/instances/web": {`data-action="stop"`, `dialog id="confirm"`, "instance.create"},
-		"/t/acme/networks":      {`data-name="net"`},
-		"/t/acme/sshkeys":       {`data-name="laptop"`},
-		"/t/acme/members":       {`data-name="alice"`},
-		"/t/acme/usage":         {`data-name="instances"`},
-		"/t/acme/audit":         {"createInstance"},
-		"/account":              {`id="totp-enroll"`, `id="apikey-create"`},
+		"/t/acme/instances":             {`data-instance="web"`, `data-field="status"`},
+		"/t/acme/instances/new":         {`value="net"`, `value="laptop"`, `value="standard"`},
+		"/t/acme/instances/web":         {`data-action="stop"`, `dialog id="confirm"`, "instance.create"},
+		"/t/acme/instances/web/console": {`id="terminal"`, `data-socket="/v1/tenants/acme/instances/web/console"`, "/static/vendor/xterm/xterm.js"},
+		"/t/acme/networks":              {`data-name="net"`},
+		"/t/acme/sshkeys":               {`data-name="laptop"`},
+		"/t/acme/members":               {`data-name="alice"`},
+		"/t/acme/usage":                 {`data-name="instances"`},
+		"/t/acme/audit":                 {"createInstance"},
+		"/account":                      {`id="totp-enroll"`, `id="apikey-create"`},
 	}
 	for path, want := range wants {
 		p := alice.page(path)
