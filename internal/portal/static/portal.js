@@ -135,6 +135,47 @@
     box.focus();
   }
 
+  // send makes one API request as the page's forms do.
+  async function send(method, url, body, headers) {
+    const init = { method, headers: Object.assign({ Accept: 'application/json', 'X-CSRF-Token': csrf }, headers), credentials: 'same-origin' };
+    if (body !== undefined) {
+      init.headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    const resp = await fetch(url, init);
+    const json = (resp.headers.get('Content-Type') || '').includes('json') ? await resp.json().catch(() => ({})) : {};
+    return { resp, json };
+  }
+
+  // Passkeys: the API hands out WebAuthn options as JSON and takes the
+  // browser's credential as its toJSON() form (api/passkeys.go).
+  class Refused extends Error {
+    constructor(problem) {
+      super(problem.detail || problem.title || 'refused');
+      this.problem = problem;
+    }
+  }
+  async function passkeyCreate() {
+    const { resp, json } = await send('POST', '/v1/me/passkeys/registration');
+    if (!resp.ok) throw new Refused(json);
+    const publicKey = PublicKeyCredential.parseCreationOptionsFromJSON(json.options.publicKey);
+    const cred = await navigator.credentials.create({ publicKey });
+    return { ceremony: json.ceremony, credential: cred.toJSON() };
+  }
+  async function passkeyGet(user) {
+    const { resp, json } = await send('POST', '/v1/auth/passkey/challenge', user ? { user } : {});
+    if (!resp.ok) throw new Refused(json);
+    const publicKey = PublicKeyCredential.parseRequestOptionsFromJSON(json.options.publicKey);
+    const cred = await navigator.credentials.get({ publicKey });
+    return { ceremony: json.ceremony, credential: cred.toJSON() };
+  }
+  function passkeyProblem(err) {
+    if (err instanceof Refused) return err.problem;
+    // The browser's own refusals (NotAllowedError: cancelled or timed out).
+    return { detail: 'The passkey was not used: ' + err.message };
+  }
+  const webauthn = 'PublicKeyCredential' in window;
+
   async function submit(form) {
     const [method, template] = form.dataset.api.split(' ');
     const { body, path, confirm } = fields(form);
@@ -146,26 +187,33 @@
       return;
     }
     const url = fill(template, Object.assign({}, body, path));
-    const init = { method, headers: { Accept: 'application/json', 'X-CSRF-Token': csrf }, credentials: 'same-origin' };
-    if (form.dataset.ifMatch) init.headers['If-Match'] = form.dataset.ifMatch;
-    if (Object.keys(body).length > 0) {
-      init.headers['Content-Type'] = 'application/json';
-      init.body = JSON.stringify(form.dataset.wrap ? { [form.dataset.wrap]: body } : body);
-    }
+    const headers = form.dataset.ifMatch ? { 'If-Match': form.dataset.ifMatch } : {};
     const button = form.querySelector('[type="submit"]');
     if (button) button.disabled = true;
     form.setAttribute('aria-busy', 'true');
-    let resp;
+    let resp, json;
     try {
-      resp = await fetch(url, init);
+      if (form.dataset.webauthn === 'register') Object.assign(body, await passkeyCreate());
+      const payload = Object.keys(body).length === 0 ? undefined : form.dataset.wrap ? { [form.dataset.wrap]: body } : body;
+      ({ resp, json } = await send(method, url, payload, headers));
+      // A password was right and the account has a passkey: answer
+      // with it, and the same form signs in.
+      if (form.id === 'login' && resp.status === 401 && webauthn && String(json.type).endsWith('/second-factor-required') && !body.totp) {
+        try {
+          body.passkey = await passkeyGet(body.user);
+          ({ resp, json } = await send(method, url, body, headers));
+        } catch (err) {
+          // No passkey answer: the problem stands, and names TOTP if
+          // the account has it.
+        }
+      }
     } catch (err) {
-      showProblem(form, { detail: 'The server could not be reached: ' + err.message });
+      showProblem(form, err instanceof TypeError ? { detail: 'The server could not be reached: ' + err.message } : passkeyProblem(err));
       return;
     } finally {
       if (button) button.disabled = false;
       form.removeAttribute('aria-busy');
     }
-    const json = (resp.headers.get('Content-Type') || '').includes('json') ? await resp.json().catch(() => ({})) : {};
     if (!resp.ok) {
       if (resp.status === 401 && form.id !== 'login') return toLogin();
       showProblem(form, json);
@@ -190,6 +238,28 @@
     form.addEventListener('submit', (ev) => {
       ev.preventDefault();
       submit(form);
+    });
+  }
+
+  // Signing in with a passkey alone: the authenticator offers the
+  // passkeys it holds for this site (or the named user's).
+  const passkeyLogin = document.getElementById('passkey-login');
+  if (passkeyLogin) {
+    const form = document.getElementById('login');
+    passkeyLogin.hidden = !webauthn;
+    passkeyLogin.addEventListener('click', async () => {
+      clearErrors(form);
+      passkeyLogin.disabled = true;
+      try {
+        const answer = await passkeyGet(form.elements.namedItem('user').value.trim());
+        const { resp, json } = await send('POST', '/v1/auth/passkey/login', Object.assign(answer, { cookie: true }));
+        if (!resp.ok) return showProblem(form, json);
+        location.assign(form.dataset.next || '/');
+      } catch (err) {
+        showProblem(form, err instanceof TypeError ? { detail: 'The server could not be reached: ' + err.message } : passkeyProblem(err));
+      } finally {
+        passkeyLogin.disabled = false;
+      }
     });
   }
 
