@@ -23,6 +23,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-webauthn/webauthn/webauthn"
+
 	"github.com/holdfast/holdfast/api"
 	"github.com/holdfast/holdfast/internal/audit"
 	"github.com/holdfast/holdfast/internal/auth"
@@ -62,6 +64,12 @@ type Config struct {
 	// on besides its unix socket, for agents on other machines (Proxmox
 	// VMs: the metadata URL the operator routes to it).
 	GuestListen string
+	// PublicURL is the origin browsers reach the server at, e.g.
+	// https://holdfast.example:8443. Passkeys are bound to it: its host
+	// name is the WebAuthn relying party ID (an IP address cannot be
+	// one), and only pages of this origin may use them. Empty: no
+	// passkeys.
+	PublicURL string
 	// Now is the clock (tests); time.Now when nil.
 	Now func() time.Time
 }
@@ -79,6 +87,10 @@ type Server struct {
 	box       *auth.Box
 	masterKey []byte
 	oidc      *oidc.Provider
+	// wa is the WebAuthn relying party (passkeys.go); nil without a
+	// public URL. handleKey keys the user handles it gives out.
+	wa        *webauthn.WebAuthn
+	handleKey []byte
 	audit     *audit.Log
 	auditK    ed25519.PublicKey
 	sess      sessions
@@ -157,6 +169,14 @@ func New(cfg Config) (*Server, error) {
 	s.masterKey = key
 	if s.box, err = auth.NewBox(key); err != nil {
 		return nil, err
+	}
+	if s.handleKey, err = webauthnHandleKey(key); err != nil {
+		return nil, err
+	}
+	if cfg.PublicURL != "" {
+		if s.wa, err = newWebAuthn(cfg.PublicURL, s.cloud); err != nil {
+			return nil, err
+		}
 	}
 	if s.db, err = tenant.Open(filepath.Join(s.dir, "control.db")); err != nil {
 		return nil, err
