@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -63,6 +64,20 @@ func newWebAuthn(publicURL, cloud string) (*webauthn.WebAuthn, error) {
 			UserVerification:   protocol.VerificationPreferred,
 		},
 	})
+}
+
+// DefaultPublicURL is the public URL of a server listening on listen
+// when none is given: https://localhost with its port, which browsers on
+// the same machine use (an address would not do for passkeys).
+func DefaultPublicURL(listen string) (string, error) {
+	_, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", err
+	}
+	if port == "443" {
+		return "https://localhost", nil
+	}
+	return "https://localhost:" + port, nil
 }
 
 // webauthnHandleKey derives the key of user handles from the master key.

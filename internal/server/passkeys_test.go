@@ -17,6 +17,7 @@ import (
 	"github.com/fxamacker/cbor/v2"
 
 	"github.com/holdfast/holdfast/api"
+	hfclient "github.com/holdfast/holdfast/client"
 )
 
 // testOrigin is the public URL the passkey tests' server is given: the
@@ -488,4 +489,65 @@ func TestPasskeyLoginThrottled(t *testing.T) {
 	// Once they expire, there are more.
 	e.clock.advance(ceremonyTTL)
 	e.challenge("")
+}
+
+// TestPasskeyClient: the Go client (what the CLI runs) lists the
+// passkeys a browser registered and removes one by name; the user's
+// password alone logs in again once their last second factor is gone.
+func TestPasskeyClient(t *testing.T) {
+	e, a := newPasskeyEnv(t)
+	alice := e.tenantWith("acme", nil, map[string]string{"alice": api.RoleMember})["alice"]
+	laptop, _ := e.registerPasskey(alice, a, "laptop")
+	phone, _ := e.registerPasskey(alice, a, "phone")
+	c, err := hfclient.New(e.ts.URL, hfclient.WithHTTPClient(e.ts.Client()), hfclient.WithSession(hfclient.Session{AccessToken: alice.bearer}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	keys, err := c.ListPasskeys(ctx)
+	if err != nil || len(keys) != 2 || keys[0].ID != laptop.ID || keys[1].ID != phone.ID {
+		t.Fatalf("ListPasskeys: %+v %v", keys, err)
+	}
+	if _, err := c.RemovePasskeyNamed(ctx, "tablet"); err == nil || !strings.Contains(err.Error(), `no passkey named "tablet"`) {
+		t.Errorf("removing a passkey alice does not have: %v", err)
+	}
+	for _, name := range []string{"laptop", "phone"} {
+		if k, err := c.RemovePasskeyNamed(ctx, name); err != nil || k.Name != name {
+			t.Errorf("RemovePasskeyNamed(%s): %+v %v", name, k, err)
+		}
+	}
+	if keys, err := c.ListPasskeys(ctx); err != nil || len(keys) != 0 {
+		t.Errorf("passkeys left: %+v %v", keys, err)
+	}
+	e.login("alice", "password-of-alice", "")
+}
+
+// TestPublicURL: passkeys need a host name (an IP address is no
+// WebAuthn RP ID) and the origin alone; the default is localhost with
+// the port listened on.
+func TestPublicURL(t *testing.T) {
+	for _, bad := range []string{"https://127.0.0.1:8443", "https://[::1]:8443", "http://holdfast.example", "https://holdfast.example/portal", "holdfast.example"} {
+		if _, err := newWebAuthn(bad, "c"); err == nil {
+			t.Errorf("public URL %q accepted", bad)
+		} else if strings.Contains(bad, "[::1]") || strings.Contains(bad, "127.0.0.1") {
+			if !strings.Contains(err.Error(), "IP address") {
+				t.Errorf("public URL %q refused without saying an IP address will not do: %v", bad, err)
+			}
+		}
+	}
+	wa, err := newWebAuthn("https://Holdfast.Example:8443", "c")
+	if err != nil || wa.Config.RPID != "holdfast.example" || !slices.Equal(wa.Config.RPOrigins, []string{"https://holdfast.example:8443"}) {
+		t.Errorf("relying party of https://Holdfast.Example:8443: %+v %v", wa, err)
+	}
+	for listen, want := range map[string]string{"127.0.0.1:8443": "https://localhost:8443", "[::]:443": "https://localhost", ":9000": "https://localhost:9000"} {
+		if got, err := DefaultPublicURL(listen); err != nil || got != want {
+			t.Errorf("DefaultPublicURL(%q) = %q %v, want %q", listen, got, err, want)
+		}
+	}
+	// Without a public URL there are no passkeys, and the API says why.
+	e := newEnv(t, Config{})
+	status, h, b := e.do(e.admin, "POST", "/v1/me/passkeys/registration", nil)
+	if status != http.StatusConflict || e.problemOf(h, b).Type != problemType("passkeys-unavailable") {
+		t.Errorf("registration without a public URL: %d %s", status, b)
+	}
 }
