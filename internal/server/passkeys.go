@@ -58,6 +58,12 @@ func newWebAuthn(publicURL, cloud string) (*webauthn.WebAuthn, error) {
 		RPDisplayName:         "Holdfast " + cloud,
 		RPOrigins:             []string{"https://" + strings.ToLower(u.Host)},
 		AttestationPreference: protocol.PreferNoAttestation,
+		// What browsers are told to wait; the server holds a ceremony
+		// as long (and enforces it by its own clock, not go-webauthn's).
+		Timeouts: webauthn.TimeoutsConfig{
+			Login:        webauthn.TimeoutConfig{Timeout: ceremonyTTL, TimeoutUVD: ceremonyTTL},
+			Registration: webauthn.TimeoutConfig{Timeout: ceremonyTTL, TimeoutUVD: ceremonyTTL},
+		},
 		AuthenticatorSelection: protocol.AuthenticatorSelection{
 			ResidentKey:        protocol.ResidentKeyRequirementRequired,
 			RequireResidentKey: protocol.ResidentKeyRequired(),

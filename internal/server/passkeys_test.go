@@ -18,6 +18,7 @@ import (
 
 	"github.com/holdfast/holdfast/api"
 	hfclient "github.com/holdfast/holdfast/client"
+	"github.com/holdfast/holdfast/internal/auth"
 )
 
 // testOrigin is the public URL the passkey tests' server is given: the
@@ -549,5 +550,50 @@ func TestPublicURL(t *testing.T) {
 	status, h, b := e.do(e.admin, "POST", "/v1/me/passkeys/registration", nil)
 	if status != http.StatusConflict || e.problemOf(h, b).Type != problemType("passkeys-unavailable") {
 		t.Errorf("registration without a public URL: %d %s", status, b)
+	}
+}
+
+// TestPasskeyWithTOTP: a user with TOTP and a passkey is asked for either
+// (the problem names both fields), and either does as the second factor.
+func TestPasskeyWithTOTP(t *testing.T) {
+	e, a := newPasskeyEnv(t)
+	alice := e.tenantWith("acme", nil, map[string]string{"alice": api.RoleMember})["alice"]
+	var en api.TOTPEnrollment
+	e.must(alice, http.StatusCreated, "POST", "/v1/me/totp", nil, &en)
+	secret, err := auth.DecodeTOTPSecret(en.Secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.must(alice, http.StatusNoContent, "POST", "/v1/me/totp/confirm", api.TOTPConfirm{Code: auth.TOTPCode(secret, e.clock.now())}, nil)
+	// With TOTP alone, the answer is what it always was.
+	status, h, b := e.do(cred{}, "POST", "/v1/auth/login", api.LoginRequest{User: "alice", Password: "password-of-alice"})
+	if status != http.StatusUnauthorized || e.problemOf(h, b).Type != problemType("totp-required") {
+		t.Errorf("password alone with TOTP: %d %s", status, b)
+	}
+	_, key := e.registerPasskey(alice, a, "laptop")
+
+	status, h, b = e.do(cred{}, "POST", "/v1/auth/login", api.LoginRequest{User: "alice", Password: "password-of-alice"})
+	p := e.problemOf(h, b)
+	var fields []string
+	for _, fe := range p.Errors {
+		fields = append(fields, fe.Field)
+	}
+	if status != http.StatusUnauthorized || p.Type != problemType("second-factor-required") || !slices.Equal(fields, []string{"passkey", "totp"}) {
+		t.Errorf("password alone with TOTP and a passkey: %d %s", status, b)
+	}
+	e.clock.advance(30 * time.Second) // the code that confirmed is spent
+	var tok api.Tokens
+	e.must(cred{}, http.StatusOK, "POST", "/v1/auth/login", api.LoginRequest{User: "alice", Password: "password-of-alice", TOTP: auth.TOTPCode(secret, e.clock.now())}, &tok)
+	var me api.Me
+	e.must(cred{bearer: tok.AccessToken}, http.StatusOK, "GET", "/v1/me", nil, &me)
+	if !slices.Equal(me.Methods, []string{"pwd", "otp"}) {
+		t.Errorf("password and TOTP: methods %v", me.Methods)
+	}
+	ch := e.challenge("alice")
+	e.must(cred{}, http.StatusOK, "POST", "/v1/auth/login", api.LoginRequest{User: "alice", Password: "password-of-alice",
+		Passkey: &api.PasskeyAssertion{Ceremony: ch.Ceremony, Credential: a.get(ch.Options, key, 1)}}, &tok)
+	e.must(cred{bearer: tok.AccessToken}, http.StatusOK, "GET", "/v1/me", nil, &me)
+	if !slices.Equal(me.Methods, []string{"pwd", "passkey"}) {
+		t.Errorf("password and passkey: methods %v", me.Methods)
 	}
 }
