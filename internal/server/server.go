@@ -152,6 +152,12 @@ func New(cfg Config) (*Server, error) {
 	if s.pool, err = poolOf(sp); err != nil {
 		return nil, err
 	}
+	// Checked before anything is written: a wrong flag leaves no trace.
+	if cfg.PublicURL != "" {
+		if s.wa, err = newWebAuthn(cfg.PublicURL, s.cloud); err != nil {
+			return nil, err
+		}
+	}
 	s.dir = Dir(cfg.StateDir, s.cloud)
 	if err := os.MkdirAll(s.dir, 0o700); err != nil {
 		return nil, err
@@ -172,11 +178,6 @@ func New(cfg Config) (*Server, error) {
 	}
 	if s.handleKey, err = webauthnHandleKey(key); err != nil {
 		return nil, err
-	}
-	if cfg.PublicURL != "" {
-		if s.wa, err = newWebAuthn(cfg.PublicURL, s.cloud); err != nil {
-			return nil, err
-		}
 	}
 	if s.db, err = tenant.Open(filepath.Join(s.dir, "control.db")); err != nil {
 		return nil, err
