@@ -46,17 +46,23 @@ var errNoPasskeys = problem(http.StatusConflict, "passkeys-unavailable",
 // use: its host name is the RP ID, the origin the only one accepted.
 func newWebAuthn(publicURL, cloud string) (*webauthn.WebAuthn, error) {
 	u, err := url.Parse(publicURL)
-	if err != nil || u.Host == "" || u.Scheme != "https" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+	if err != nil || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
 		return nil, fmt.Errorf("public URL %q: want the origin browsers use, https://HOST[:PORT] (no path)", publicURL)
 	}
-	host := u.Hostname()
+	host := strings.ToLower(u.Hostname())
+	// Browsers offer WebAuthn only to secure contexts: https, and
+	// http on localhost (a server behind a local TLS-less test harness).
+	localhost := host == "localhost" || strings.HasSuffix(host, ".localhost")
+	if u.Scheme != "https" && (u.Scheme != "http" || !localhost) {
+		return nil, fmt.Errorf("public URL %q: want https://HOST[:PORT] (browsers offer passkeys to https origins, and to http only on localhost)", publicURL)
+	}
 	if _, err := netip.ParseAddr(host); err == nil {
 		return nil, fmt.Errorf("public URL %q: passkeys are bound to a host name and an IP address is none (WebAuthn RP ID); use a DNS name, or localhost on this machine", publicURL)
 	}
 	return webauthn.New(&webauthn.Config{
-		RPID:                  strings.ToLower(host),
+		RPID:                  host,
 		RPDisplayName:         "Holdfast " + cloud,
-		RPOrigins:             []string{"https://" + strings.ToLower(u.Host)},
+		RPOrigins:             []string{u.Scheme + "://" + strings.ToLower(u.Host)},
 		AttestationPreference: protocol.PreferNoAttestation,
 		// What browsers are told to wait; the server holds a ceremony
 		// as long (and enforces it by its own clock, not go-webauthn's).

@@ -536,6 +536,9 @@ func TestPublicURL(t *testing.T) {
 			}
 		}
 	}
+	if wa, err := newWebAuthn("http://localhost:8080", "c"); err != nil || wa.Config.RPID != "localhost" || wa.Config.RPOrigins[0] != "http://localhost:8080" {
+		t.Errorf("http on localhost (a secure context for browsers): %v", err)
+	}
 	wa, err := newWebAuthn("https://Holdfast.Example:8443", "c")
 	if err != nil || wa.Config.RPID != "holdfast.example" || !slices.Equal(wa.Config.RPOrigins, []string{"https://holdfast.example:8443"}) {
 		t.Errorf("relying party of https://Holdfast.Example:8443: %+v %v", wa, err)
