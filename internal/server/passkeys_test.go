@@ -492,19 +492,44 @@ func TestPasskeyLoginThrottled(t *testing.T) {
 	e.challenge("")
 }
 
-// TestPasskeyClient: the Go client (what the CLI runs) lists the
-// passkeys a browser registered and removes one by name; the user's
-// password alone logs in again once their last second factor is gone.
+// TestPasskeyClient: the Go client (what the CLI runs) registers a
+// passkey and logs in with it, lists the passkeys and removes one by
+// name; the user's password alone logs in again once their last second
+// factor is gone.
 func TestPasskeyClient(t *testing.T) {
 	e, a := newPasskeyEnv(t)
 	alice := e.tenantWith("acme", nil, map[string]string{"alice": api.RoleMember})["alice"]
 	laptop, _ := e.registerPasskey(alice, a, "laptop")
-	phone, _ := e.registerPasskey(alice, a, "phone")
 	c, err := hfclient.New(e.ts.URL, hfclient.WithHTTPClient(e.ts.Client()), hfclient.WithSession(hfclient.Session{AccessToken: alice.bearer}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
+	// The ceremonies through the client: register, then log in with
+	// the passkey alone in a client of its own.
+	reg, err := c.BeginPasskeyRegistration(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	credential, phoneKey := a.create(reg.Options)
+	phone, err := c.CreatePasskey(ctx, api.PasskeyCreate{Ceremony: reg.Ceremony, Name: "phone", Credential: credential})
+	if err != nil {
+		t.Fatal(err)
+	}
+	anon, err := hfclient.New(e.ts.URL, hfclient.WithHTTPClient(e.ts.Client()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := anon.PasskeyChallenge(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := anon.LoginWithPasskey(ctx, api.PasskeyAssertion{Ceremony: ch.Ceremony, Credential: a.get(ch.Options, phoneKey, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	if me, err := anon.Me(ctx); err != nil || me.User.Name != "alice" || !slices.Equal(me.Methods, []string{"passkey"}) {
+		t.Errorf("logged in by passkey through the client as %+v %v", me, err)
+	}
 	keys, err := c.ListPasskeys(ctx)
 	if err != nil || len(keys) != 2 || keys[0].ID != laptop.ID || keys[1].ID != phone.ID {
 		t.Fatalf("ListPasskeys: %+v %v", keys, err)
