@@ -192,12 +192,22 @@ func (p *Portal) tenantHome(s *session, v *view) (string, error) {
 	return "", nil
 }
 
+// accountPage is the caller's credentials.
+type accountPage struct {
+	APIKeys  []api.APIKey
+	Passkeys []api.Passkey
+}
+
 func (p *Portal) account(s *session, v *view) (string, error) {
 	var keys api.Page[api.APIKey]
+	var passkeys api.Page[api.Passkey]
 	if err := s.get("/v1/me/apikeys", &keys); err != nil {
 		return "", err
 	}
-	v.Title, v.Data = "Account", keys.Items
+	if err := s.get("/v1/me/passkeys", &passkeys); err != nil {
+		return "", err
+	}
+	v.Title, v.Data = "Account", accountPage{APIKeys: keys.Items, Passkeys: passkeys.Items}
 	return "account", nil
 }
 
