@@ -153,6 +153,7 @@ func runServe(ctx context.Context, cmd *cobra.Command, path string, st *stateFla
 		if l.Fingerprint != "" {
 			fmt.Fprintf(out, "  TLS certificate %s\n  fingerprint     %s\n", l.CertFile, l.Fingerprint)
 		}
+		fmt.Fprintf(out, "  portal          %s/ (in a browser)\n", publicURL)
 		fmt.Fprintf(out, "  passkeys for    %s (--public-url)\n", publicURL)
 		if b := s.Bootstrap; b.User != "" {
 			fmt.Fprintf(out, `
