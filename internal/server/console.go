@@ -173,13 +173,17 @@ func (s *Server) relayConsole(q *request, in tenant.InstanceRecord, con engine.C
 	// is hijacked); the session has its own.
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
+	// Reads and writes on the WebSocket are not bound to ctx: a context
+	// ending under them drops the connection without a close message.
+	// They end when the socket is closed, with its status and reason.
+	wsCtx := context.Background()
 	var in_, out atomic.Int64
 	go func() { // terminal -> client
 		buf := make([]byte, 32<<10)
 		for {
 			n, err := con.Read(buf)
 			if n > 0 {
-				if werr := ws.Write(ctx, websocket.MessageBinary, buf[:n]); werr != nil {
+				if werr := ws.Write(wsCtx, websocket.MessageBinary, buf[:n]); werr != nil {
 					cancel(errClientGone)
 					return
 				}
@@ -193,7 +197,7 @@ func (s *Server) relayConsole(q *request, in tenant.InstanceRecord, con engine.C
 	}()
 	go func() { // client -> terminal
 		for {
-			typ, b, err := ws.Read(ctx)
+			typ, b, err := ws.Read(wsCtx)
 			if err != nil {
 				cancel(errClientGone)
 				return
@@ -297,7 +301,7 @@ func (s *Server) watchConsole(ctx context.Context, q *request, in tenant.Instanc
 			// A client that does not answer a ping within one more
 			// interval is gone; the console's relay notices its
 			// context ending.
-			pctx, cancel := context.WithTimeout(ctx, consolePing)
+			pctx, cancel := context.WithTimeout(context.Background(), consolePing)
 			err := ws.Ping(pctx)
 			cancel()
 			if err != nil && ctx.Err() == nil {
