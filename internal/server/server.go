@@ -197,7 +197,7 @@ func New(cfg Config) (*Server, error) {
 	if err := s.bootstrap(context.Background()); err != nil {
 		return nil, err
 	}
-	s.table = append(s.routes(), s.extraRoutes()...)
+	s.table = append(append(s.routes(), s.extraRoutes()...), s.consoleRoutes()...)
 	s.openapi = sync.OnceValues(OpenAPI)
 	if s.mux, err = s.buildMux(); err != nil {
 		return nil, err
