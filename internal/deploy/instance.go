@@ -196,3 +196,21 @@ type engineConsole struct {
 }
 
 func (c *engineConsole) Close() error { return errors.Join(c.Console.Close(), c.e.Close()) }
+
+// Console opens a terminal on an instance of the opened cloud through its
+// site's engine (engine.Consoler), which has the cloud's desired state:
+// engines that reach their infrastructure only through it (Proxmox) can
+// open one this way. ctx bounds the opening. The errors are Instance's.
+func (c *Cloud) Console(ctx context.Context, instance string, size engine.TermSize) (engine.Console, error) {
+	for _, in := range c.Desired.Instances {
+		if in.Name != instance {
+			continue
+		}
+		x, ok := c.engine.bySite[in.Site].(engine.Consoler)
+		if !ok {
+			return nil, fmt.Errorf("instance %s: the engine of site %s cannot open a console: %w", instance, in.Site, ErrNotOffered)
+		}
+		return x.Console(ctx, instance, size)
+	}
+	return nil, fmt.Errorf("%w: no instance %q in cloud %s", engine.ErrNoConsole, instance, c.Desired.Cloud)
+}
