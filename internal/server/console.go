@@ -75,7 +75,7 @@ func (s *Server) console(q *request) error {
 		s.log.Error("console: finding the instance", "instance", in.Spec, "err", err)
 		return problem(http.StatusConflict, "instance-not-running", fmt.Sprintf("instance %q is not running", name))
 	}
-	con, err := found.Console(q.r.Context(), size)
+	con, err := found.Console(q.r.Context(), s.real.desired.Load(), size)
 	switch {
 	case errors.Is(err, deploy.ErrNotOffered):
 		return problem(http.StatusNotImplemented, "console-unavailable", "the engine of this instance's site offers no console")

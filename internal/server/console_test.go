@@ -13,6 +13,10 @@ import (
 
 	"github.com/holdfast/holdfast/api"
 	"github.com/holdfast/holdfast/internal/auth"
+	"github.com/holdfast/holdfast/internal/engine/proxmox"
+	"github.com/holdfast/holdfast/internal/engine/proxmox/pveemu"
+	"github.com/holdfast/holdfast/internal/engine/proxmox/pvetest"
+	"github.com/holdfast/holdfast/internal/spec"
 	"github.com/holdfast/holdfast/internal/testenv"
 )
 
@@ -256,5 +260,49 @@ func TestConsole(t *testing.T) {
 	}
 	if first == nil || first.Detail["bytes_in"] == "0" || first.Detail["bytes_out"] == "0" || first.Detail["duration"] == "" {
 		t.Errorf("the first console's close entry: %+v", first)
+	}
+}
+
+// On Proxmox the console is PVE's serial console of the instance's VM,
+// relayed through termproxy: proven against emulated clusters, whose
+// stand-in shell answers hostname with the VM's name.
+func TestConsoleOnProxmox(t *testing.T) {
+	proxmox.ClientOptions.PollMin, proxmox.ClientOptions.PollMax = 5*time.Millisecond, 40*time.Millisecond
+	proxmox.ClientOptions.RetryWait, proxmox.ClientOptions.TaskTimeout = 10*time.Millisecond, 20*time.Second
+	const src = "../../examples/tasmanian"
+	sp, diags := spec.Check(src)
+	if diags.HasErrors() {
+		t.Fatal(diags.Err())
+	}
+	durations := map[string]time.Duration{}
+	for k := range pveemu.DefaultDurations {
+		durations[k] = 5 * time.Millisecond
+	}
+	durations[pveemu.TaskSDNApply], durations[pveemu.TaskNetworkReload] = 5*time.Millisecond, 5*time.Millisecond
+	clusters := map[string]*pvetest.Cluster{}
+	for i, name := range spec.SortedNames(sp.Sites) {
+		clusters[name] = pvetest.Start(t, sp.Sites[name].Nodes, pveemu.Config{Seed: uint64(30 + i), Durations: durations})
+		clusters[name].AddTemplates(t, sp, sp.Sites[name].Nodes[0])
+	}
+	e := newEnv(t, Config{SpecPath: pvetest.Spec(t, src, clusters, nil), Realize: true, Resync: -1, Now: time.Now})
+	alice := e.tenantWith("acme", nil, map[string]string{"alice": api.RoleTenantAdmin})["alice"]
+	var op api.Operation
+	e.must(alice, http.StatusAccepted, "POST", "/v1/tenants/acme/networks", api.NetworkCreate{Name: "net"}, &op)
+	e.wait(alice, op)
+	e.must(alice, http.StatusAccepted, "POST", "/v1/tenants/acme/instances",
+		api.InstanceCreate{Name: "web", Flavor: "burstable", Template: "debian-12", Network: "net"}, &op)
+	e.wait(alice, op)
+	var web api.Instance
+	e.must(alice, http.StatusOK, "GET", "/v1/tenants/acme/instances/web", nil, &web)
+
+	tm := e.openConsole(t, alice, "/v1/tenants/acme/instances/web/console?cols=100&rows=30")
+	tm.typeIn("hostname\r")
+	tm.expect(regexp.MustCompile(`hostname\r\n` + regexp.QuoteMeta(web.Spec) + `\r\n`))
+	tm.resize(120, 40)
+	tm.typeIn("stty size\r")
+	tm.expect(regexp.MustCompile(`\r\n40 120\r\n`))
+	tm.typeIn("exit\r")
+	if code := tm.ended(); code != websocket.StatusNormalClosure {
+		t.Errorf("after exit: close status %v, want normal closure", code)
 	}
 }
