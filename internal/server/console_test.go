@@ -13,10 +13,7 @@ import (
 
 	"github.com/holdfast/holdfast/api"
 	"github.com/holdfast/holdfast/internal/auth"
-	"github.com/holdfast/holdfast/internal/engine/proxmox"
-	"github.com/holdfast/holdfast/internal/engine/proxmox/pveemu"
 	"github.com/holdfast/holdfast/internal/engine/proxmox/pvetest"
-	"github.com/holdfast/holdfast/internal/spec"
 	"github.com/holdfast/holdfast/internal/testenv"
 )
 
@@ -267,24 +264,8 @@ func TestConsole(t *testing.T) {
 // relayed through termproxy: proven against emulated clusters, whose
 // stand-in shell answers hostname with the VM's name.
 func TestConsoleOnProxmox(t *testing.T) {
-	proxmox.ClientOptions.PollMin, proxmox.ClientOptions.PollMax = 5*time.Millisecond, 40*time.Millisecond
-	proxmox.ClientOptions.RetryWait, proxmox.ClientOptions.TaskTimeout = 10*time.Millisecond, 20*time.Second
-	const src = "../../examples/tasmanian"
-	sp, diags := spec.Check(src)
-	if diags.HasErrors() {
-		t.Fatal(diags.Err())
-	}
-	durations := map[string]time.Duration{}
-	for k := range pveemu.DefaultDurations {
-		durations[k] = 5 * time.Millisecond
-	}
-	durations[pveemu.TaskSDNApply], durations[pveemu.TaskNetworkReload] = 5*time.Millisecond, 5*time.Millisecond
-	clusters := map[string]*pvetest.Cluster{}
-	for i, name := range spec.SortedNames(sp.Sites) {
-		clusters[name] = pvetest.Start(t, sp.Sites[name].Nodes, pveemu.Config{Seed: uint64(30 + i), Durations: durations})
-		clusters[name].AddTemplates(t, sp, sp.Sites[name].Nodes[0])
-	}
-	e := newEnv(t, Config{SpecPath: pvetest.Spec(t, src, clusters, nil), Realize: true, Resync: -1, Now: time.Now})
+	path, _ := pvetest.Emulated(t, "../../examples/tasmanian", 30)
+	e := newEnv(t, Config{SpecPath: path, Realize: true, Resync: -1, Now: time.Now})
 	alice := e.tenantWith("acme", nil, map[string]string{"alice": api.RoleTenantAdmin})["alice"]
 	var op api.Operation
 	e.must(alice, http.StatusAccepted, "POST", "/v1/tenants/acme/networks", api.NetworkCreate{Name: "net"}, &op)
