@@ -45,31 +45,41 @@ func (c *Client) OpenConsole(ctx context.Context, tenant, instance string, cols,
 			HTTPClient: &http.Client{Transport: a, CheckRedirect: c.hc.CheckRedirect},
 			HTTPHeader: http.Header{"User-Agent": {c.ua}},
 		})
-		if err == nil {
+		status, problem := answered(resp)
+		switch {
+		case err == nil:
 			ws.SetReadLimit(-1) // the terminal's output comes as it comes
 			return &Console{ws: ws}, nil
-		}
-		if resp == nil {
-			var ue *url.Error
-			if errors.As(err, &ue) {
-				err = ue.Err // it would name the request a second time
-			}
-			return nil, fmt.Errorf("GET %s: %w", k.path, err)
-		}
-		if resp.Body == nil {
-			resp.Body = http.NoBody
-		}
-		if resp.StatusCode == http.StatusUnauthorized && a.token != "" && attempt == 0 && c.canRefresh() {
+		case status == http.StatusUnauthorized && a.token != "" && attempt == 0 && c.canRefresh():
 			if err := c.refreshAfter(ctx, a.token); err != nil {
 				return nil, err
 			}
 			continue
+		case problem != nil:
+			return nil, problem
 		}
-		if resp.StatusCode == http.StatusSwitchingProtocols {
-			return nil, fmt.Errorf("GET %s: %w", k.path, err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // it would name the request a second time
 		}
-		return nil, problemOf(resp)
+		return nil, fmt.Errorf("GET %s: %w", k.path, err)
 	}
+}
+
+// answered is the status of a WebSocket handshake's answer and, when it
+// refused the upgrade, its problem; it closes what is left of the body.
+func answered(resp *http.Response) (int, *api.Problem) {
+	if resp == nil {
+		return 0, nil
+	}
+	if resp.Body == nil {
+		resp.Body = http.NoBody
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		return resp.StatusCode, nil
+	}
+	return resp.StatusCode, problemOf(resp)
 }
 
 // authorizing adds the client's credentials to each request it sends:
