@@ -16,10 +16,18 @@ import (
 	"github.com/holdfast/holdfast/internal/server"
 )
 
-// A console through the client: a session's, refreshed when its access
-// token has expired, and an API key's (the handshake signed); refusals
-// come back as problems.
-func TestOpenConsole(t *testing.T) {
+// consoleEnv is a control plane converging on emulated Proxmox clusters,
+// with tenant acme's running instance web, its admin's client and a
+// member's.
+type consoleEnv struct {
+	*testServer
+	ctx   context.Context
+	admin *Client
+	web   *api.Instance
+}
+
+func newConsoleEnv(t *testing.T) *consoleEnv {
+	t.Helper()
 	path, _ := pvetest.Emulated(t, "../examples/tasmanian", 50)
 	s, err := server.New(server.Config{SpecPath: path, StateDir: t.TempDir(), Rename: fmt.Sprintf("client%d", clouds.Add(1)), Realize: true, Resync: -1})
 	if err != nil {
@@ -39,7 +47,7 @@ func TestOpenConsole(t *testing.T) {
 	})
 	e := &testServer{t: t, s: s, ts: ts, clock: &clock{}, user: s.Bootstrap.User, pass: string(s.Bootstrap.Password.Expose())}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+	t.Cleanup(cancel)
 	admin, _ := e.admin()
 	must := func(err error) {
 		t.Helper()
@@ -64,7 +72,22 @@ func TestOpenConsole(t *testing.T) {
 	wait(admin.CreateInstance(ctx, "acme", api.InstanceCreate{Name: "web", Flavor: "burstable", Template: "debian-12", Network: "net"}))
 	web, err := admin.GetInstance(ctx, "acme", "web")
 	must(err)
+	return &consoleEnv{testServer: e, ctx: ctx, admin: admin, web: web}
+}
 
+// A console through the client: a session's, refreshed when its access
+// token has expired, and an API key's (the handshake signed); refusals
+// come back as problems.
+func TestOpenConsole(t *testing.T) {
+	e := newConsoleEnv(t)
+	ctx, admin, web := e.ctx, e.admin, e.web
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var err error
 	alice := e.client()
 	_, err = alice.Login(ctx, api.LoginRequest{User: "alice", Password: "password-of-alice"})
 	must(err)
