@@ -15,16 +15,17 @@ import (
 // console have it.
 const EscapeKey = 0x1d
 
-// Attach joins the terminal in to the console until the console ends,
-// ctx ends, or EscapeKey is typed: what is typed goes to the console
-// (in raw mode, when in is a terminal: ^C and the like reach the
-// instance), what it shows is written to out, and when in's window
-// changes size the console is resized. in is restored on return. It
-// returns nil when the user left or the shell ended; else why the
-// console ended.
-func (t *Console) Attach(ctx context.Context, in *os.File, out io.Writer) error {
-	fd := int(in.Fd())
-	if term.IsTerminal(fd) {
+// Attach joins in to the console until the console ends, ctx ends, or
+// EscapeKey is typed: what is typed goes to the console, what it shows is
+// written to out. When in is a terminal it is put in raw mode (^C and the
+// like reach the instance) and restored on return, and when its window
+// changes size the console is resized. The end of in (a pipe, a file)
+// sends nothing more but leaves the console to end by itself (a script
+// ending in exit). It returns nil when the user left or the shell ended;
+// else why the console ended.
+func (t *Console) Attach(ctx context.Context, in io.Reader, out io.Writer) error {
+	if f, ok := in.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fd := int(f.Fd())
 		old, err := term.MakeRaw(fd)
 		if err != nil {
 			return fmt.Errorf("raw terminal: %w", err)
@@ -64,8 +65,7 @@ func (t *Console) Attach(ctx context.Context, in *os.File, out io.Writer) error 
 				return
 			}
 			if err != nil {
-				left <- nil // no more input: leave
-				return
+				return // no more input: the console ends by itself, or by ctx
 			}
 		}
 	}()

@@ -34,10 +34,9 @@ func (s *Server) consoleRoutes() []*route {
 	}
 }
 
-// consolePing is how often an idle console is pinged: proxies drop
-// connections that carry nothing, and a client gone without a word is
-// noticed. A variable for tests.
-var consolePing = 30 * time.Second
+// consolePing is how often a console is pinged: proxies drop connections
+// that carry nothing, and a client gone without a word is noticed.
+const consolePing = 30 * time.Second
 
 // console opens a terminal on the instance and relays it over a
 // WebSocket until either side ends it, the instance stops or is deleted,
