@@ -159,12 +159,14 @@ type TOTPConfirm struct {
 	Code string `json:"code" pattern:"^[0-9]{6}$"`
 }
 
-// LoginRequest logs in with a password and, once enrolled, a TOTP code.
+// LoginRequest logs in with a password and, once the user has a second
+// factor, a TOTP code or a passkey.
 type LoginRequest struct {
-	User     string `json:"user" maxlen:"64"`
-	Password string `json:"password" maxlen:"1024"`
-	TOTP     string `json:"totp,omitempty" doc:"Six-digit code; required when the user has TOTP."`
-	Cookie   bool   `json:"cookie,omitempty" doc:"For browsers: set the session as HttpOnly cookies (answering who logged in, no tokens); needs the X-CSRF-Token header equal to the __Host-hf_csrf cookie."`
+	User     string            `json:"user" maxlen:"64"`
+	Password string            `json:"password" maxlen:"1024"`
+	TOTP     string            `json:"totp,omitempty" doc:"Six-digit code; a user with TOTP and no passkey must give it."`
+	Passkey  *PasskeyAssertion `json:"passkey,omitempty" doc:"A passkey's answer to a challenge from /v1/auth/passkey/challenge: the second factor instead of a TOTP code. A user with a passkey must give this or a TOTP code (if enrolled)."`
+	Cookie   bool              `json:"cookie,omitempty" doc:"For browsers: set the session as HttpOnly cookies (answering who logged in, no tokens); needs the X-CSRF-Token header equal to the __Host-hf_csrf cookie."`
 }
 
 // RefreshRequest exchanges a refresh token for new tokens.
@@ -377,7 +379,7 @@ type Me struct {
 	User    User     `json:"user"`
 	Via     string   `json:"via" enum:"session,apikey" doc:"How the request was authenticated."`
 	APIKey  string   `json:"api_key,omitempty" doc:"Key id when via is apikey."`
-	Methods []string `json:"methods,omitempty" doc:"How the session logged in: pwd, otp, oidc."`
+	Methods []string `json:"methods,omitempty" doc:"How the session logged in: pwd, otp, passkey, oidc. A passkey alone (methods [passkey]) is multi-factor: the authenticator verified its user."`
 }
 
 // Health is the answer of /healthz and /readyz.
@@ -411,4 +413,41 @@ func SessionCookie(name, value string) *http.Cookie {
 		c.MaxAge = -1
 	}
 	return c
+}
+
+// AuditVerification is the audit log checked by the server that writes
+// it: the chain, every checkpoint's signature, and the checkpoints the
+// server published. A copy of the published file kept elsewhere, checked
+// with `holdfast audit verify --checkpoints`, proves more: that the
+// server did not rewrite both.
+type AuditVerification struct {
+	OK          bool     `json:"ok"`
+	Entries     int64    `json:"entries" doc:"Entries examined."`
+	LastSeq     int64    `json:"last_seq" doc:"Seq of the newest entry."`
+	Checkpoints int      `json:"checkpoints" doc:"Stored checkpoints examined."`
+	Published   int      `json:"published" doc:"Published checkpoints examined."`
+	Covered     int64    `json:"covered" doc:"Newest entry a good checkpoint vouches for."`
+	Problems    []string `json:"problems,omitempty" doc:"What is wrong, one line each."`
+	Limits      []string `json:"limits,omitempty" doc:"What the check could not prove."`
+}
+
+// CloudStatus is the cloud as `holdfast status` sees it: every
+// resource observed and compared with the spec, and how the control
+// plane's reconciler last did.
+type CloudStatus struct {
+	Cloud            string           `json:"cloud"`
+	Resources        []ResourceStatus `json:"resources"`
+	LastReconcile    *time.Time       `json:"last_reconcile,omitempty" doc:"When the last pass that converged ended."`
+	ReconcileError   string           `json:"reconcile_error,omitempty" doc:"Why the last passes failed, while they fail."`
+	FailedReconciles int              `json:"failed_reconciles" doc:"Passes in a row that failed."`
+}
+
+// ResourceStatus is one resource of the cloud.
+type ResourceStatus struct {
+	ID    string   `json:"id" doc:"kind/site/name, as in the plan."`
+	Kind  string   `json:"kind"`
+	Site  string   `json:"site,omitempty"`
+	State string   `json:"state" enum:"ok,missing,drifted,unexpected"`
+	Drift []string `json:"drift,omitempty" doc:"What was found not as the spec says."`
+	Agent string   `json:"agent,omitempty" doc:"The health its guest agent last reported."`
 }

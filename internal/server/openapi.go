@@ -77,8 +77,11 @@ func OpenAPI() ([]byte, error) {
 		if rt.method != http.MethodGet && rt.perm != permPublic {
 			op.Errors = append(op.Errors, http.StatusConflict)
 		}
-		if rt.id == "login" || rt.id == "refresh" {
+		if rt.id == "login" || rt.id == "refresh" || rt.id == "passkeyLogin" {
 			op.Errors = append(op.Errors, http.StatusUnauthorized, http.StatusTooManyRequests)
+		}
+		if rt.id == "passkeyChallenge" || rt.id == "beginPasskeyRegistration" { // ceremonies under way are bounded
+			op.Errors = append(op.Errors, http.StatusTooManyRequests, http.StatusConflict)
 		}
 		if rt.id == "changePassword" { // a wrong current password counts as a failed login
 			op.Errors = append(op.Errors, http.StatusTooManyRequests)

@@ -66,12 +66,16 @@ func (s *Server) routes() []*route {
 	ok, created, accepted, none := http.StatusOK, http.StatusCreated, http.StatusAccepted, http.StatusNoContent
 	return []*route{
 		// Authentication.
-		{method: post, path: "/v1/auth/login", id: "login", summary: "Log in with a password (and TOTP code once enrolled)", tag: "auth", perm: permPublic,
+		{method: post, path: "/v1/auth/login", id: "login", summary: "Log in with a password (and a TOTP code or a passkey once the user has a second factor)", tag: "auth", perm: permPublic,
 			in: api.LoginRequest{}, out: api.Tokens{}, status: ok, h: s.login},
 		{method: post, path: "/v1/auth/refresh", id: "refresh", summary: "Exchange a refresh token for new tokens", tag: "auth", perm: permPublic,
 			in: api.RefreshRequest{}, out: api.Tokens{}, status: ok, h: s.refresh},
 		{method: post, path: "/v1/auth/logout", id: "logout", summary: "End the caller's session", tag: "auth", perm: permAuthenticated,
 			status: none, h: s.logout},
+		{method: post, path: "/v1/auth/passkey/challenge", id: "passkeyChallenge", summary: "Start a passkey login: a WebAuthn challenge for navigator.credentials.get", tag: "auth", perm: permPublic,
+			in: api.PasskeyChallengeRequest{}, out: api.PasskeyChallenge{}, status: ok, h: s.passkeyChallenge},
+		{method: post, path: "/v1/auth/passkey/login", id: "passkeyLogin", summary: "Log in with a passkey alone (it verified its user: multi-factor)", tag: "auth", perm: permPublic,
+			in: api.PasskeyLogin{}, out: api.Tokens{}, status: ok, h: s.passkeyLogin},
 		{method: get, path: "/v1/auth/oidc/login", id: "oidcLogin", summary: "Start an OpenID Connect login (redirect)", tag: "auth", perm: permPublic,
 			status: http.StatusFound, h: s.oidcLogin},
 		{method: get, path: "/v1/auth/oidc/callback", id: "oidcCallback", summary: "Finish an OpenID Connect login", tag: "auth", perm: permPublic,
@@ -86,6 +90,14 @@ func (s *Server) routes() []*route {
 			out: api.TOTPEnrollment{}, status: created, h: s.enrollTOTP},
 		{method: post, path: "/v1/me/totp/confirm", id: "confirmTOTP", summary: "Confirm a TOTP enrollment with a current code", tag: "me", perm: permAuthenticated,
 			in: api.TOTPConfirm{}, status: none, h: s.confirmTOTP},
+		{method: post, path: "/v1/me/passkeys/registration", id: "beginPasskeyRegistration", summary: "Start registering a passkey: WebAuthn options for navigator.credentials.create", tag: "passkeys", perm: permAuthenticated,
+			out: api.PasskeyRegistration{}, status: ok, h: s.beginPasskeyRegistration},
+		{method: post, path: "/v1/me/passkeys", id: "createPasskey", summary: "Finish registering a passkey with the browser's credential", tag: "passkeys", perm: permAuthenticated,
+			in: api.PasskeyCreate{}, out: api.Passkey{}, status: created, h: s.createPasskey},
+		{method: get, path: "/v1/me/passkeys", id: "listPasskeys", summary: "List the caller's passkeys", tag: "passkeys", perm: permAuthenticated,
+			out: api.Page[api.Passkey]{}, status: ok, h: s.listPasskeys},
+		{method: del, path: "/v1/me/passkeys/{passkey}", id: "deletePasskey", summary: "Remove one of the caller's passkeys", tag: "passkeys", perm: permAuthenticated,
+			status: none, h: s.deletePasskey},
 		{method: get, path: "/v1/me/apikeys", id: "listAPIKeys", summary: "List the caller's API keys", tag: "apikeys", perm: permAuthenticated,
 			out: api.Page[api.APIKey]{}, status: ok, h: s.listAPIKeys},
 		{method: post, path: "/v1/me/apikeys", id: "createAPIKey", summary: "Create an API key (the secret is shown once)", tag: "apikeys", perm: permAuthenticated,
@@ -134,6 +146,10 @@ func (s *Server) routes() []*route {
 			status: none, h: s.deleteTemplate},
 		{method: get, path: "/v1/audit", id: "listAudit", summary: "Read the audit log (operators: all entries)", tag: "audit", perm: permOperator,
 			out: api.Page[api.AuditEntry]{}, status: ok, query: pageParams, h: s.listAudit},
+		{method: get, path: "/v1/audit/verify", id: "verifyAudit", summary: "Verify the audit log's chain and checkpoints (operators)", tag: "audit", perm: permOperator,
+			out: api.AuditVerification{}, status: ok, h: s.verifyAudit},
+		{method: get, path: "/v1/cloud/status", id: "cloudStatus", summary: "Observe the cloud and compare it with the spec, as holdfast status does (operators)", tag: "cloud", perm: permOperator,
+			out: api.CloudStatus{}, status: ok, h: s.cloudStatus},
 
 		// A tenant's own.
 		{method: get, path: T + "/members", id: "listMembers", summary: "List a tenant's members", tag: "members", perm: permTenantRead,

@@ -23,10 +23,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-webauthn/webauthn/webauthn"
+
 	"github.com/holdfast/holdfast/api"
 	"github.com/holdfast/holdfast/internal/audit"
 	"github.com/holdfast/holdfast/internal/auth"
 	"github.com/holdfast/holdfast/internal/auth/oidc"
+	"github.com/holdfast/holdfast/internal/portal"
 	"github.com/holdfast/holdfast/internal/spec"
 	"github.com/holdfast/holdfast/internal/tenant"
 )
@@ -62,6 +65,12 @@ type Config struct {
 	// on besides its unix socket, for agents on other machines (Proxmox
 	// VMs: the metadata URL the operator routes to it).
 	GuestListen string
+	// PublicURL is the origin browsers reach the server at, e.g.
+	// https://holdfast.example:8443. Passkeys are bound to it: its host
+	// name is the WebAuthn relying party ID (an IP address cannot be
+	// one), and only pages of this origin may use them. Empty: no
+	// passkeys.
+	PublicURL string
 	// Now is the clock (tests); time.Now when nil.
 	Now func() time.Time
 }
@@ -79,6 +88,10 @@ type Server struct {
 	box       *auth.Box
 	masterKey []byte
 	oidc      *oidc.Provider
+	// wa is the WebAuthn relying party (passkeys.go); nil without a
+	// public URL. handleKey keys the user handles it gives out.
+	wa        *webauthn.WebAuthn
+	handleKey []byte
 	audit     *audit.Log
 	auditK    ed25519.PublicKey
 	sess      sessions
@@ -95,6 +108,7 @@ type Server struct {
 	// change while the process runs.
 	openapi func() ([]byte, error)
 	mux     *http.ServeMux
+	portal  *portal.Portal
 	ready   chan struct{}
 
 	// Bootstrap is the one-time password of the operator account the
@@ -140,6 +154,12 @@ func New(cfg Config) (*Server, error) {
 	if s.pool, err = poolOf(sp); err != nil {
 		return nil, err
 	}
+	// Checked before anything is written: a wrong flag leaves no trace.
+	if cfg.PublicURL != "" {
+		if s.wa, err = newWebAuthn(cfg.PublicURL, s.cloud); err != nil {
+			return nil, err
+		}
+	}
 	s.dir = Dir(cfg.StateDir, s.cloud)
 	if err := os.MkdirAll(s.dir, 0o700); err != nil {
 		return nil, err
@@ -156,6 +176,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.masterKey = key
 	if s.box, err = auth.NewBox(key); err != nil {
+		return nil, err
+	}
+	if s.handleKey, err = webauthnHandleKey(key); err != nil {
 		return nil, err
 	}
 	if s.db, err = tenant.Open(filepath.Join(s.dir, "control.db")); err != nil {
@@ -177,6 +200,9 @@ func New(cfg Config) (*Server, error) {
 	s.table = append(append(s.routes(), s.extraRoutes()...), s.consoleRoutes()...)
 	s.openapi = sync.OnceValues(OpenAPI)
 	if s.mux, err = s.buildMux(); err != nil {
+		return nil, err
+	}
+	if s.portal, err = portal.New(portal.Config{API: http.HandlerFunc(s.serveAPI), Logger: s.log}); err != nil {
 		return nil, err
 	}
 	s.real = newRealizer(s)
