@@ -287,6 +287,21 @@
   if (stream && window.EventSource) {
     const es = new EventSource(stream);
     const last = (object) => object.slice(object.lastIndexOf('/') + 1);
+    // What changed between rendering the page and the stream's start
+    // (or while it was reconnecting) came in no event: read it.
+    es.addEventListener('open', async () => {
+      const tenant = new URL(stream, location.href).searchParams.get('tenant');
+      const base = '/v1/tenants/' + encodeURIComponent(tenant);
+      for (const [attr, route] of [['data-instance', '/instances'], ['data-network', '/networks']]) {
+        if (!document.querySelector('[' + attr + ']')) continue;
+        try {
+          const { resp, json } = await send('GET', base + route + '?limit=1000');
+          if (resp.ok) for (const o of json.items) setStatus(attr, o.name, o.status, o.ip ? { ip: o.ip } : null);
+        } catch (err) {
+          // The next event, or the next open, tries again.
+        }
+      }
+    });
     for (const s of ['creating', 'running', 'stopped', 'deleting', 'deleted', 'failed']) {
       es.addEventListener('instance.' + s, (ev) => {
         const e = JSON.parse(ev.data);
