@@ -28,7 +28,7 @@ func signIn(p *page, user, password, totp string) {
 // the user field, type, Tab, type, Enter.
 func signInByKeyboard(p *page, user, password string) {
 	p.t.Helper()
-	p.open("/login")
+	mustOpen(p, "/login")
 	const focused = `(document.activeElement && document.activeElement.matches(%s))`
 	for tabs := 0; p.eval(fmt.Sprintf(focused, js("#login [name=user]"))) != "true"; tabs++ {
 		if tabs == 40 {
