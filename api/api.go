@@ -412,3 +412,40 @@ func SessionCookie(name, value string) *http.Cookie {
 	}
 	return c
 }
+
+// AuditVerification is the audit log checked by the server that writes
+// it: the chain, every checkpoint's signature, and the checkpoints the
+// server published. A copy of the published file kept elsewhere, checked
+// with `holdfast audit verify --checkpoints`, proves more: that the
+// server did not rewrite both.
+type AuditVerification struct {
+	OK          bool     `json:"ok"`
+	Entries     int64    `json:"entries" doc:"Entries examined."`
+	LastSeq     int64    `json:"last_seq" doc:"Seq of the newest entry."`
+	Checkpoints int      `json:"checkpoints" doc:"Stored checkpoints examined."`
+	Published   int      `json:"published" doc:"Published checkpoints examined."`
+	Covered     int64    `json:"covered" doc:"Newest entry a good checkpoint vouches for."`
+	Problems    []string `json:"problems,omitempty" doc:"What is wrong, one line each."`
+	Limits      []string `json:"limits,omitempty" doc:"What the check could not prove."`
+}
+
+// CloudStatus is the cloud as `holdfast status` sees it: every
+// resource observed and compared with the spec, and how the control
+// plane's reconciler last did.
+type CloudStatus struct {
+	Cloud            string           `json:"cloud"`
+	Resources        []ResourceStatus `json:"resources"`
+	LastReconcile    *time.Time       `json:"last_reconcile,omitempty" doc:"When the last pass that converged ended."`
+	ReconcileError   string           `json:"reconcile_error,omitempty" doc:"Why the last passes failed, while they fail."`
+	FailedReconciles int              `json:"failed_reconciles" doc:"Passes in a row that failed."`
+}
+
+// ResourceStatus is one resource of the cloud.
+type ResourceStatus struct {
+	ID    string   `json:"id" doc:"kind/site/name, as in the plan."`
+	Kind  string   `json:"kind"`
+	Site  string   `json:"site,omitempty"`
+	State string   `json:"state" enum:"ok,missing,drifted,unexpected"`
+	Drift []string `json:"drift,omitempty" doc:"What was found not as the spec says."`
+	Agent string   `json:"agent,omitempty" doc:"The health its guest agent last reported."`
+}

@@ -135,7 +135,7 @@ func TestBrowserSessionInCookies(t *testing.T) {
 	codes := make([]int, 4)
 	for i := range codes {
 		wg.Go(func() {
-			req, _ := http.NewRequest("GET", e.ts.URL+"/v1/me", nil)
+			req, _ := http.NewRequest(http.MethodGet, e.ts.URL+"/v1/me", nil)
 			req.AddCookie(&http.Cookie{Name: api.CookieRefresh, Value: old})
 			resp, err := e.ts.Client().Do(req)
 			if err != nil {
@@ -166,7 +166,7 @@ func TestBrowserSessionInCookies(t *testing.T) {
 	if b.cookie(api.CookieAccess) != "" || b.cookie(api.CookieRefresh) != "" {
 		t.Fatal("logout left the session cookies")
 	}
-	req, _ := http.NewRequest("GET", e.ts.URL+"/v1/me", nil)
+	req, _ := http.NewRequest(http.MethodGet, e.ts.URL+"/v1/me", nil)
 	req.AddCookie(&http.Cookie{Name: api.CookieRefresh, Value: old})
 	resp, err := e.ts.Client().Do(req)
 	if err != nil {

@@ -134,6 +134,10 @@ func (s *Server) routes() []*route {
 			status: none, h: s.deleteTemplate},
 		{method: get, path: "/v1/audit", id: "listAudit", summary: "Read the audit log (operators: all entries)", tag: "audit", perm: permOperator,
 			out: api.Page[api.AuditEntry]{}, status: ok, query: pageParams, h: s.listAudit},
+		{method: get, path: "/v1/audit/verify", id: "verifyAudit", summary: "Verify the audit log's chain and checkpoints (operators)", tag: "audit", perm: permOperator,
+			out: api.AuditVerification{}, status: ok, h: s.verifyAudit},
+		{method: get, path: "/v1/cloud/status", id: "cloudStatus", summary: "Observe the cloud and compare it with the spec, as holdfast status does (operators)", tag: "cloud", perm: permOperator,
+			out: api.CloudStatus{}, status: ok, h: s.cloudStatus},
 
 		// A tenant's own.
 		{method: get, path: T + "/members", id: "listMembers", summary: "List a tenant's members", tag: "members", perm: permTenantRead,

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/holdfast/holdfast/api"
@@ -42,6 +43,25 @@ func (s *Server) buildMux() (*http.ServeMux, error) {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.lastRequest.Store(time.Now().UnixNano())
 	secure(w.Header())
+	if !isAPI(r.URL.Path) {
+		s.portal.ServeHTTP(w, r)
+		return
+	}
+	s.serveAPI(w, r)
+}
+
+// isAPI tells the API's paths from the portal's pages, which are all
+// the others.
+func isAPI(path string) bool {
+	switch path {
+	case "/v1", "/healthz", "/readyz", "/metrics":
+		return true
+	}
+	return strings.HasPrefix(path, "/v1/")
+}
+
+// serveAPI serves the API; the portal calls it in process too.
+func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	h, pattern := s.mux.Handler(r)
 	if pattern == "" {
 		h.ServeHTTP(&asProblem{ResponseWriter: w, r: r}, r)

@@ -27,6 +27,7 @@ import (
 	"github.com/holdfast/holdfast/internal/audit"
 	"github.com/holdfast/holdfast/internal/auth"
 	"github.com/holdfast/holdfast/internal/auth/oidc"
+	"github.com/holdfast/holdfast/internal/portal"
 	"github.com/holdfast/holdfast/internal/spec"
 	"github.com/holdfast/holdfast/internal/tenant"
 )
@@ -95,6 +96,7 @@ type Server struct {
 	// change while the process runs.
 	openapi func() ([]byte, error)
 	mux     *http.ServeMux
+	portal  *portal.Portal
 	ready   chan struct{}
 
 	// Bootstrap is the one-time password of the operator account the
@@ -177,6 +179,9 @@ func New(cfg Config) (*Server, error) {
 	s.table = append(s.routes(), s.extraRoutes()...)
 	s.openapi = sync.OnceValues(OpenAPI)
 	if s.mux, err = s.buildMux(); err != nil {
+		return nil, err
+	}
+	if s.portal, err = portal.New(portal.Config{API: http.HandlerFunc(s.serveAPI), Logger: s.log}); err != nil {
 		return nil, err
 	}
 	s.real = newRealizer(s)
