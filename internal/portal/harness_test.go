@@ -382,11 +382,11 @@ func (p *page) fill(sel, value string) {
 	p.t.Helper()
 	ctx, cancel := p.within(pageWait)
 	defer cancel()
-	if err := chromedp.Do(ctx,
-		chromedp.WaitVisible(chromedp.CSS(sel)),
-		chromedp.SetValue(chromedp.CSS(sel), ""),
-		chromedp.SendKeys(chromedp.CSS(sel), value),
-	); err != nil {
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(sel))); err != nil {
+		p.fatal("fill %s: %v", sel, err)
+	}
+	p.eval(`document.querySelector(` + js(sel) + `).value = ''`)
+	if err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.CSS(sel), value)); err != nil {
 		p.fatal("fill %s: %v", sel, err)
 	}
 }
