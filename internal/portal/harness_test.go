@@ -348,7 +348,9 @@ func js(s string) string {
 // waitVisible waits for an element to be shown.
 func (p *page) waitVisible(sel string) {
 	p.t.Helper()
-	p.must(`(e => e && e.checkVisibility())(document.querySelector(`+js(sel)+`))`, pageWait)
+	if _, err := p.waitFor(`(e => e && e.checkVisibility())(document.querySelector(`+js(sel)+`))`, pageWait); err != nil {
+		p.fatal("no %s shown within %v", sel, pageWait)
+	}
 }
 
 // waitText waits for an element whose text holds want.
@@ -428,9 +430,10 @@ func (p *page) keys(keys string) {
 }
 
 // submit submits a form with its submit button and waits for its answer:
-// a new document (the page reloaded or went on), or done (a JavaScript
-// condition) when given. An error shown by the form fails the test with
-// its text.
+// a new document (the page reloaded or went on), the form's own sign of
+// success (data-then="done" appends a .form-done; "show" unhides the
+// page's [data-show] box), or done (a JavaScript condition) when given.
+// An error shown by the form fails the test with its text.
 func (p *page) submit(form, done string) {
 	p.t.Helper()
 	p.act("#"+form+` button[type=submit]`, form, done)
@@ -453,7 +456,8 @@ func (p *page) answered(form, done string) {
 	}
 	cond := fmt.Sprintf(`(!window.__holdfastBefore && document.readyState === 'complete') ? 'navigated' :
 		(errs => errs ? 'error: ' + errs : false)([...document.querySelectorAll('[id^="%[1]s-"][id$="-error"], #%[1]s-error')].map(e => e.textContent.trim()).filter(Boolean).join('; ')) ||
-		((%[2]s) ? 'done' : false)`, form, done)
+		((f) => f.querySelector('.form-done') || (f.dataset.then === 'show' && !document.querySelector(f.dataset.showIn || '[data-show]').hidden))(document.getElementById(%[3]s)) && 'done' ||
+		((%[2]s) ? 'done' : false)`, form, done, js(form))
 	v := p.must(cond, pageWait)
 	if strings.HasPrefix(v, "error: ") {
 		p.fatal("form #%s answered %s", form, v)

@@ -174,7 +174,8 @@ func TestPortalWalkthrough(t *testing.T) {
 	al.axe()
 	al.fill("dialog#confirm input[name=confirm]", "db")
 	al.click("dialog#confirm button[type=submit]")
-	list.must(`!document.querySelector('tr[data-instance="db"]')`, converges)
+	// Gone, or shown as deleted until the list is next loaded.
+	list.must(`((r) => !r || r.querySelector('[data-field=status]').textContent.trim() === 'deleted')(document.querySelector('tr[data-instance="db"]'))`, converges)
 	if !list.marked() {
 		t.Error("the instances list reloaded instead of following the event stream")
 	}
@@ -280,6 +281,16 @@ func TestPortalCSRFAndCSP(t *testing.T) {
 	createUser(op, "alice", alicePassword, "acme", api.RoleTenantAdmin)
 	operatorPages := []string{"/operator/tenants", "/operator/users", "/operator/catalogue", "/operator/status", "/operator/audit", "/account"}
 	visitAll(op, operatorPages)
+
+	// A new API key's secret is shown once, in #secret.
+	mustOpen(op, "/account")
+	op.fill("#apikey-create [name=name]", "ci")
+	op.submit("apikey-create", "")
+	op.waitVisible("#secret")
+	if secret := op.text(`#secret [data-field=secret]`); len(secret) < 16 {
+		t.Errorf("#secret shows %q as the new key's secret", secret)
+	}
+	op.axe()
 
 	for _, k := range []string{api.CookieAccess, api.CookieRefresh, api.CookieCSRF} {
 		ck := cookie(op, k)
