@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/network"
 	cdpage "github.com/chromedp/cdproto/page"
@@ -426,6 +427,32 @@ func (p *page) keys(keys string) {
 	defer cancel()
 	if err := chromedp.Do(ctx, chromedp.KeyEvent(keys)); err != nil {
 		p.fatal("keys %q: %v", keys, err)
+	}
+}
+
+// insertText puts text where the focus is as an input method would, in
+// one input event: a terminal (xterm.js) takes it as typed once, where
+// KeyEvent's separate key-down and char events would reach it twice.
+func (p *page) insertText(text string) {
+	p.t.Helper()
+	ctx, cancel := p.within(pageWait)
+	defer cancel()
+	if _, err := chromedp.Call(ctx, input.InsertText, input.InsertTextParams{Text: text}); err != nil {
+		p.fatal("insert %q: %v", text, err)
+	}
+}
+
+// pressEnter presses Enter with no char event (see insertText).
+func (p *page) pressEnter() {
+	p.t.Helper()
+	ctx, cancel := p.within(pageWait)
+	defer cancel()
+	for _, typ := range []input.DispatchKeyEventType{input.DispatchKeyEventTypeRawKeyDown, input.DispatchKeyEventTypeKeyUp} {
+		if _, err := chromedp.Call(ctx, input.DispatchKeyEvent, input.DispatchKeyEventParams{
+			Type: typ, Key: "Enter", Code: "Enter", WindowsVirtualKeyCode: 13, NativeVirtualKeyCode: 13,
+		}); err != nil {
+			p.fatal("Enter: %v", err)
+		}
 	}
 }
 

@@ -45,7 +45,10 @@ func TestPortalWalkthrough(t *testing.T) {
 	op.fill("#password [name=current]", c.Password)
 	op.fill("#password [name=new]", operatorPassword)
 	op.submit("password", "")
-	signOut(op)
+	// A new password ends the sessions of the old one, this one too: the
+	// next page sends her to sign in, and back.
+	op.open("/operator/tenants")
+	op.must(`location.pathname === '/login'`, pageWait)
 	if msg := refusedSignIn(op, c.Operator, c.Password); msg == "" {
 		t.Error("the login form refused the replaced password without a message")
 	}
@@ -113,6 +116,7 @@ func TestPortalWalkthrough(t *testing.T) {
 
 	// Elsewhere, her password alone is no longer enough; with a code it is.
 	elsewhere := b.newPage("alice, elsewhere")
+	elsewhere.authenticator() // which holds no passkey of hers
 	if msg := refusedSignIn(elsewhere, "alice", alicePassword); msg == "" {
 		t.Error("a password-only sign-in of a user with TOTP was refused without a message")
 	}
@@ -138,7 +142,7 @@ func TestPortalWalkthrough(t *testing.T) {
 	mustOpen(list, "/t/acme/instances")
 	list.mark()
 	for _, name := range []string{"web", "db"} {
-		list.waitTextFor(instanceCell(name, "status"), api.StatusRunning, converges)
+		waitStatus(list, "acme", name, api.StatusRunning)
 	}
 	if ip := list.text(instanceCell("web", "ip")); ip == "" {
 		t.Error("web's row shows no IP address")
@@ -154,8 +158,10 @@ func TestPortalWalkthrough(t *testing.T) {
 	al.shot("instance")
 	mustOpen(al, "/t/acme/instances/web/console")
 	al.must(`document.querySelector('#terminal')?.dataset.state === 'open'`, pageWait)
+	al.must(terminalRows+`.some((r) => r.trim())`, pageWait) // the shell's prompt
 	al.click("#terminal")
-	al.keys("hostname\r")
+	al.insertText("hostname")
+	al.pressEnter()
 	if _, err := al.waitFor(terminalLine("acme--web"), pageWait); err != nil {
 		t.Errorf("the console did not answer hostname with acme--web: %v; the terminal shows:\n%s", err, al.eval(terminalRows+`.join('\n')`))
 	}
@@ -167,7 +173,7 @@ func TestPortalWalkthrough(t *testing.T) {
 	for _, step := range []struct{ action, status string }{{"stop", api.StatusStopped}, {"start", api.StatusRunning}} {
 		al.click(fmt.Sprintf(`button[data-action=%s]`, step.action))
 		al.waitTextFor("[data-field=status]", step.status, converges)
-		list.waitTextFor(instanceCell("db", "status"), step.status, converges)
+		waitStatus(list, "acme", "db", step.status)
 	}
 	al.click(`button[data-action=delete]`)
 	al.waitVisible("dialog#confirm")
@@ -403,4 +409,16 @@ const terminalRows = `[...document.querySelectorAll('#terminal .xterm-rows > div
 // typed reads exactly want.
 func terminalLine(want string) string {
 	return fmt.Sprintf(`((rows) => { const i = rows.findIndex((r) => r.includes('hostname')); return i >= 0 && rows.slice(i + 1).some((r) => r.trim() === %s); })(%s)`, js(want), terminalRows)
+}
+
+// waitStatus waits for the instances list to show an instance's status;
+// when it does not, the failure says what the API says, which tells a
+// stream the page missed from an instance that never got there.
+func waitStatus(list *page, tenant, name, status string) {
+	list.t.Helper()
+	if _, err := list.waitFor(fmt.Sprintf(`(document.querySelector(%s)?.textContent ?? '').trim() === %s`, js(instanceCell(name, "status")), js(status)), converges); err != nil {
+		list.fatal("%s's row does not show %s within %v: it shows %q, and GET %s answers %s", name, status, converges,
+			list.textOr(instanceCell(name, "status")), "/v1/tenants/"+tenant+"/instances/"+name,
+			list.eval(fmt.Sprintf(`fetch(%s, {credentials: 'same-origin'}).then((r) => r.json()).then((i) => 'status ' + i.status + (i.error ? ' (' + i.error + ')' : ''))`, js("/v1/tenants/"+tenant+"/instances/"+name))))
+	}
 }
