@@ -274,7 +274,7 @@ func TestPortalIsolation(t *testing.T) {
 // the CSRF token in a meta tag, and passes axe-core; the session's
 // cookies are HttpOnly, Secure and SameSite=Strict; a change sent with
 // the cookies but without the token, or with a wrong one, is refused with
-// 403. (That no page violates its CSP is checked on every page of every
+// 403. Bad input is answered beside its field, keeping what was typed. (That no page violates its CSP is checked on every page of every
 // test, the walkthrough's too, when the test ends.)
 func TestPortalCSRFAndCSP(t *testing.T) {
 	c := startCloud(t, false)
@@ -330,6 +330,18 @@ func TestPortalCSRFAndCSP(t *testing.T) {
 
 	al := b.newPage("alice")
 	signIn(al, "alice", alicePassword, "")
+	// Bad input: the API's problem beside the field it names, and what
+	// was typed kept.
+	mustOpen(al, "/t/acme/networks")
+	al.fill("#network-create [name=name]", "a--b")
+	al.formError("network-create")
+	if msg := al.text("#network-create-name-error"); !strings.Contains(msg, "--") {
+		t.Errorf("the name's error says %q; want the API's reason (it must not hold --)", msg)
+	}
+	if v := al.eval(`document.querySelector('#network-create [name=name]').value`); v != "a--b" {
+		t.Errorf("after the refusal the name field holds %q, not what was typed", v)
+	}
+	al.axe() // with the error shown
 	createNetwork(al, "acme", "net")
 	createInstance(al, "acme", "web", "standard", "debian-12", "net")
 	tenantPages := []string{"/t/acme/instances", "/t/acme/instances/new", "/t/acme/instances/web", "/t/acme/instances/web/console",
