@@ -159,12 +159,14 @@ type TOTPConfirm struct {
 	Code string `json:"code" pattern:"^[0-9]{6}$"`
 }
 
-// LoginRequest logs in with a password and, once enrolled, a TOTP code.
+// LoginRequest logs in with a password and, once the user has a second
+// factor, a TOTP code or a passkey.
 type LoginRequest struct {
-	User     string `json:"user" maxlen:"64"`
-	Password string `json:"password" maxlen:"1024"`
-	TOTP     string `json:"totp,omitempty" doc:"Six-digit code; required when the user has TOTP."`
-	Cookie   bool   `json:"cookie,omitempty" doc:"For browsers: set the session as HttpOnly cookies (answering who logged in, no tokens); needs the X-CSRF-Token header equal to the __Host-hf_csrf cookie."`
+	User     string            `json:"user" maxlen:"64"`
+	Password string            `json:"password" maxlen:"1024"`
+	TOTP     string            `json:"totp,omitempty" doc:"Six-digit code; a user with TOTP and no passkey must give it."`
+	Passkey  *PasskeyAssertion `json:"passkey,omitempty" doc:"A passkey's answer to a challenge from /v1/auth/passkey/challenge: the second factor instead of a TOTP code. A user with a passkey must give this or a TOTP code (if enrolled)."`
+	Cookie   bool              `json:"cookie,omitempty" doc:"For browsers: set the session as HttpOnly cookies (answering who logged in, no tokens); needs the X-CSRF-Token header equal to the __Host-hf_csrf cookie."`
 }
 
 // RefreshRequest exchanges a refresh token for new tokens.
@@ -377,7 +379,7 @@ type Me struct {
 	User    User     `json:"user"`
 	Via     string   `json:"via" enum:"session,apikey" doc:"How the request was authenticated."`
 	APIKey  string   `json:"api_key,omitempty" doc:"Key id when via is apikey."`
-	Methods []string `json:"methods,omitempty" doc:"How the session logged in: pwd, otp, oidc."`
+	Methods []string `json:"methods,omitempty" doc:"How the session logged in: pwd, otp, passkey, oidc. A passkey alone (methods [passkey]) is multi-factor: the authenticator verified its user."`
 }
 
 // Health is the answer of /healthz and /readyz.

@@ -70,7 +70,10 @@ func (c *Client) Session() Session {
 // Login logs in with a password (and a TOTP code once the user has
 // enrolled one), and uses the session for the requests that follow.
 // A user with TOTP who sends no code is answered a problem of type
-// .../totp-required (status 401).
+// .../totp-required (status 401); a user with a passkey one of type
+// .../second-factor-required, whose Errors name the fields that would do
+// (passkey, and totp when enrolled). A passkey's answer needs a browser's
+// authenticator: in.Passkey is for programs that hold one.
 func (c *Client) Login(ctx context.Context, in api.LoginRequest) (Session, error) {
 	if c.keyID != "" {
 		return Session{}, errors.New("this client signs its requests with an API key: make another client to log in")

@@ -27,7 +27,7 @@ import (
 func remoteCommands() []*cobra.Command {
 	return []*cobra.Command{
 		newLogin(), newLogout(), newWhoami(),
-		newTenantCmd(), newUserCmd(), newMemberCmd(), newInvitationCmd(), newAPIKeyCmd(), newTOTPCmd(), newSSHKeyCmd(),
+		newTenantCmd(), newUserCmd(), newMemberCmd(), newInvitationCmd(), newAPIKeyCmd(), newTOTPCmd(), newPasskeyCmd(), newSSHKeyCmd(),
 		newNetworkCmd(), newInstanceCmd(), newOperationCmd(), newFlavorCmd(), newTemplateCmd(), newEventsCmd(),
 	}
 }
@@ -128,7 +128,8 @@ func report(cmd *cobra.Command, err error) error {
 		}
 		fmt.Fprintf(w, "holdfast: %s (%d %s)\n", msg, p.Status, p.Title)
 		printFieldErrors(w, p)
-		if p.Status == 401 && !strings.HasSuffix(p.Type, "/login-failed") && !strings.HasSuffix(p.Type, "/totp-required") {
+		if p.Status == 401 && !strings.HasSuffix(p.Type, "/login-failed") && !strings.HasSuffix(p.Type, "/totp-required") &&
+			!strings.HasSuffix(p.Type, "/second-factor-required") {
 			fmt.Fprintln(w, "  log in again: holdfast login")
 		}
 	default:

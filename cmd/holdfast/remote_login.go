@@ -126,7 +126,10 @@ func runLogin(ctx context.Context, cmd *cobra.Command, args []string, f *loginFl
 		in := api.LoginRequest{User: user, Password: pw, TOTP: f.totp}
 		_, err = c.Login(ctx, in)
 		var p *api.Problem
-		if errors.As(err, &p) && strings.HasSuffix(p.Type, "/totp-required") && in.TOTP == "" {
+		if errors.As(err, &p) && strings.HasSuffix(p.Type, "/second-factor-required") && !acceptsField(p, "totp") {
+			return errors.New("this account's second factor is a passkey, which needs a browser: log in in the portal, or here with an API key (holdfast apikey create, then holdfast login --api-key-secret-file)")
+		}
+		if errors.As(err, &p) && (strings.HasSuffix(p.Type, "/totp-required") || strings.HasSuffix(p.Type, "/second-factor-required")) && in.TOTP == "" {
 			tty, ok := cmd.InOrStdin().(*os.File)
 			if f.passwordStdin || !ok || !isTerminal(tty) {
 				return errors.New("this account has a second factor: give --totp CODE")
@@ -171,6 +174,17 @@ func runLogin(ctx context.Context, cmd *cobra.Command, args []string, f *loginFl
 	}
 	fmt.Fprintf(out, "Credentials saved in %s.\n", path)
 	return nil
+}
+
+// acceptsField reports whether a problem names field among those that
+// would do (second-factor-required names the factors accepted).
+func acceptsField(p *api.Problem, field string) bool {
+	for _, e := range p.Errors {
+		if e.Field == field {
+			return true
+		}
+	}
+	return false
 }
 
 // trustServer sets how cfg trusts the server: the flags, else what the

@@ -39,6 +39,7 @@ type serveFlags struct {
 	witness     string
 	cpInterval  time.Duration
 	guestListen string
+	publicURL   string
 }
 
 func (f *serveFlags) add(cmd *cobra.Command) {
@@ -58,6 +59,8 @@ func (f *serveFlags) add(cmd *cobra.Command) {
 	fl.StringVar(&f.oidcRedir, "oidc-redirect-url", "", "this server's callback URL registered at the provider (…/v1/auth/oidc/callback)")
 	fl.StringVar(&f.witness, "audit-witness", "", "http(s) URL to POST every audit checkpoint to, besides "+server.AuditCheckpointsFile)
 	fl.StringVar(&f.guestListen, "guest-listen", "", "TCP address to serve instances' agents and the Proxmox metadata service on, besides the local socket (e.g. 192.168.100.1:8442)")
+	fl.StringVar(&f.publicURL, "public-url", "", "the origin browsers reach this server at, which passkeys are bound to: https://HOST[:PORT] with a host name, "+
+		"not an IP address (WebAuthn allows none); default https://localhost:PORT of --listen. With a self-signed certificate, give HOST to --tls-host too")
 	fl.DurationVar(&f.cpInterval, "audit-checkpoint-interval", audit.DefaultCheckpointInterval, "the longest an audit entry waits for a signed checkpoint (give audit verify the same)")
 }
 
@@ -117,9 +120,18 @@ func runServe(ctx context.Context, cmd *cobra.Command, path string, st *stateFla
 	if resync == 0 {
 		resync = -1
 	}
+	publicURL := f.publicURL
+	if publicURL == "" {
+		if publicURL, err = server.DefaultPublicURL(f.listen); err != nil {
+			return fmt.Errorf("--listen: %w", err)
+		}
+	}
 	s, err := server.New(server.Config{SpecPath: path, StateDir: st.stateDir, Logger: log, Realize: !f.noReconcile, Resync: resync,
-		AuditWitness: f.witness, AuditCheckpointInterval: f.cpInterval, GuestListen: f.guestListen})
+		AuditWitness: f.witness, AuditCheckpointInterval: f.cpInterval, GuestListen: f.guestListen, PublicURL: publicURL})
 	if err != nil {
+		if f.publicURL != "" {
+			return fmt.Errorf("--public-url: %w", err)
+		}
 		return err
 	}
 	if f.oidcIssuer != "" {
@@ -141,6 +153,8 @@ func runServe(ctx context.Context, cmd *cobra.Command, path string, st *stateFla
 		if l.Fingerprint != "" {
 			fmt.Fprintf(out, "  TLS certificate %s\n  fingerprint     %s\n", l.CertFile, l.Fingerprint)
 		}
+		fmt.Fprintf(out, "  portal          %s/ (in a browser)\n", publicURL)
+		fmt.Fprintf(out, "  passkeys for    %s (--public-url)\n", publicURL)
 		if b := s.Bootstrap; b.User != "" {
 			fmt.Fprintf(out, `
 First start: an operator account was created. Its password is shown once:

@@ -166,3 +166,33 @@ func (c *Cloud) FromInternet(instance, command string) (string, bool) {
 func SharesInfrastructure(st *compile.State) bool {
 	return slices.ContainsFunc(st.Sites, func(s compile.Site) bool { return engine.Shared(s.Engine) })
 }
+
+// Console opens a terminal on the instance (engine.Consoler); ctx bounds
+// the opening. Closing the console also releases the engine made for it.
+// The error wraps ErrNotOffered when the engine has no console, and
+// engine.ErrNoConsole when the instance has none to open now.
+func (in Instance) Console(ctx context.Context, size engine.TermSize) (engine.Console, error) {
+	e, err := in.engine()
+	if err != nil {
+		return nil, err
+	}
+	x, ok := e.(engine.Consoler)
+	if !ok {
+		e.Close()
+		return nil, in.notOffered("open a console")
+	}
+	c, err := x.Console(ctx, in.Name, size)
+	if err != nil {
+		e.Close()
+		return nil, err
+	}
+	return &engineConsole{Console: c, e: e}, nil
+}
+
+// engineConsole is a console that holds its engine open.
+type engineConsole struct {
+	engine.Console
+	e engine.Engine
+}
+
+func (c *engineConsole) Close() error { return errors.Join(c.Console.Close(), c.e.Close()) }

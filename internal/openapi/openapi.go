@@ -410,11 +410,12 @@ func responses(g *schemas, problem map[string]any, op Operation) (map[string]any
 			status = http.StatusNoContent
 		}
 	}
-	if status < 200 || status > 399 || http.StatusText(status) == "" {
-		return nil, fmt.Errorf("success status %d is not a known 2xx or 3xx status", status)
+	// 101: the operation is a WebSocket, and its success is the upgrade.
+	if (status < 200 && status != http.StatusSwitchingProtocols) || status > 399 || http.StatusText(status) == "" {
+		return nil, fmt.Errorf("success status %d is not a known 2xx or 3xx status, or 101", status)
 	}
 	ok := map[string]any{"description": http.StatusText(status)}
-	noBody := status == http.StatusNoContent || status == http.StatusNotModified
+	noBody := status == http.StatusNoContent || status == http.StatusNotModified || status == http.StatusSwitchingProtocols
 	switch {
 	case op.Stream != "":
 		if _, _, err := mime.ParseMediaType(op.Stream); err != nil {

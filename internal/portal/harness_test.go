@@ -66,7 +66,8 @@ func startCloud(t *testing.T, realize bool) *cloud {
 	// Named for this process: the local engine's namespaces carry the
 	// cloud's name, and another run of the suite must not meet them.
 	name := fmt.Sprintf("pt%05d%d", os.Getpid()%100000, clouds.Add(1))
-	s, err := server.New(withPublicURL(server.Config{SpecPath: specPath, StateDir: state, Rename: name, Realize: realize, Resync: -1}, url))
+	s, err := server.New(server.Config{SpecPath: specPath, StateDir: state, Rename: name, Realize: realize, Resync: -1,
+		PublicURL: url}) // the origin passkeys are bound to
 	if err != nil {
 		ts.Close()
 		t.Fatal(err)
@@ -84,15 +85,6 @@ func startCloud(t *testing.T, realize bool) *cloud {
 		}
 	})
 	return &cloud{URL: url, Name: name, Operator: s.Bootstrap.User, Password: string(s.Bootstrap.Password.Expose())}
-}
-
-// withPublicURL tells the server the origin browsers reach it at, which
-// passkeys are bound to.
-func withPublicURL(cfg server.Config, url string) server.Config {
-	// The server learns its public URL with passkeys (server.Config.PublicURL);
-	// until then there is nothing to set.
-	_ = url
-	return cfg
 }
 
 // destroy removes what the local engine made for the cloud.

@@ -192,25 +192,40 @@ func (p *Portal) tenantHome(s *session, v *view) (string, error) {
 	return "", nil
 }
 
+// accountPage is the caller's credentials.
+type accountPage struct {
+	APIKeys  []api.APIKey
+	Passkeys []api.Passkey
+}
+
 func (p *Portal) account(s *session, v *view) (string, error) {
 	var keys api.Page[api.APIKey]
+	var passkeys api.Page[api.Passkey]
 	if err := s.get("/v1/me/apikeys", &keys); err != nil {
 		return "", err
 	}
-	v.Title, v.Data = "Account", keys.Items
+	if err := s.get("/v1/me/passkeys", &passkeys); err != nil {
+		return "", err
+	}
+	v.Title, v.Data = "Account", accountPage{APIKeys: keys.Items, Passkeys: passkeys.Items}
 	return "account", nil
+}
+
+// list reads the items of a list route: the first thousand, more than a
+// page shows.
+func list[T any](s *session, route string) ([]T, error) {
+	var page api.Page[T]
+	err := s.get(route+"?limit=1000", &page)
+	return page.Items, err
 }
 
 // tp is the API path of the page's tenant.
 func tp(v *view) string { return "/v1/tenants/" + url.PathEscape(v.Tenant) }
 
 func (p *Portal) instances(s *session, v *view) (string, error) {
-	var list api.Page[api.Instance]
-	if err := s.get(tp(v)+"/instances?limit=1000", &list); err != nil {
-		return "", err
-	}
-	v.Title, v.Data, v.Events = "Instances", list.Items, "/v1/events?tenant="+url.QueryEscape(v.Tenant)
-	return "instances", nil
+	items, err := list[api.Instance](s, tp(v)+"/instances")
+	v.Title, v.Data, v.Events = "Instances", items, "/v1/events?tenant="+url.QueryEscape(v.Tenant)
+	return "instances", err
 }
 
 // catalogue is what an instance is made from.
@@ -223,27 +238,20 @@ type catalogue struct {
 
 func (p *Portal) catalogueOf(s *session, v *view, tenantToo bool) (catalogue, error) {
 	var c catalogue
-	var f api.Page[api.Flavor]
-	var t api.Page[api.Template]
-	if err := s.get("/v1/flavors?limit=1000", &f); err != nil {
+	var err error
+	if c.Flavors, err = list[api.Flavor](s, "/v1/flavors"); err != nil {
 		return c, err
 	}
-	if err := s.get("/v1/templates?limit=1000", &t); err != nil {
+	if c.Templates, err = list[api.Template](s, "/v1/templates"); err != nil {
 		return c, err
 	}
-	c.Flavors, c.Templates = f.Items, t.Items
 	if tenantToo {
-		var n api.Page[api.Network]
-		var k api.Page[api.SSHKey]
-		if err := s.get(tp(v)+"/networks?limit=1000", &n); err != nil {
+		if c.Networks, err = list[api.Network](s, tp(v)+"/networks"); err != nil {
 			return c, err
 		}
-		if err := s.get(tp(v)+"/sshkeys?limit=1000", &k); err != nil {
-			return c, err
-		}
-		c.Networks, c.SSHKeys = n.Items, k.Items
+		c.SSHKeys, err = list[api.SSHKey](s, tp(v)+"/sshkeys")
 	}
-	return c, nil
+	return c, err
 }
 
 func (p *Portal) newInstance(s *session, v *view) (string, error) {
@@ -268,17 +276,16 @@ func (p *Portal) instance(s *session, v *view) (string, error) {
 	if err := s.get(path, &d.Instance); err != nil {
 		return "", err
 	}
-	var ops api.Page[api.Operation]
-	if err := s.get(tp(v)+"/operations?limit=1000", &ops); err != nil {
+	ops, err := list[api.Operation](s, tp(v)+"/operations")
+	if err != nil {
 		return "", err
 	}
-	for _, o := range ops.Items {
+	for _, o := range ops {
 		if o.Target == path {
 			d.Operations = append(d.Operations, o)
 		}
 	}
 	slices.Reverse(d.Operations) // newest first
-	var err error
 	if d.Catalogue, err = p.catalogueOf(s, v, false); err != nil {
 		return "", err
 	}
@@ -287,30 +294,21 @@ func (p *Portal) instance(s *session, v *view) (string, error) {
 }
 
 func (p *Portal) networks(s *session, v *view) (string, error) {
-	var list api.Page[api.Network]
-	if err := s.get(tp(v)+"/networks?limit=1000", &list); err != nil {
-		return "", err
-	}
-	v.Title, v.Data, v.Events = "Networks", list.Items, "/v1/events?tenant="+url.QueryEscape(v.Tenant)
-	return "networks", nil
+	items, err := list[api.Network](s, tp(v)+"/networks")
+	v.Title, v.Data, v.Events = "Networks", items, "/v1/events?tenant="+url.QueryEscape(v.Tenant)
+	return "networks", err
 }
 
 func (p *Portal) sshKeys(s *session, v *view) (string, error) {
-	var list api.Page[api.SSHKey]
-	if err := s.get(tp(v)+"/sshkeys?limit=1000", &list); err != nil {
-		return "", err
-	}
-	v.Title, v.Data = "SSH keys", list.Items
-	return "sshkeys", nil
+	items, err := list[api.SSHKey](s, tp(v)+"/sshkeys")
+	v.Title, v.Data = "SSH keys", items
+	return "sshkeys", err
 }
 
 func (p *Portal) members(s *session, v *view) (string, error) {
-	var list api.Page[api.Membership]
-	if err := s.get(tp(v)+"/members?limit=1000", &list); err != nil {
-		return "", err
-	}
-	v.Title, v.Data = "Members", list.Items
-	return "members", nil
+	items, err := list[api.Membership](s, tp(v)+"/members")
+	v.Title, v.Data = "Members", items
+	return "members", err
 }
 
 func (p *Portal) usage(s *session, v *view) (string, error) {
@@ -374,12 +372,9 @@ func (p *Portal) operatorTenants(s *session, v *view) (string, error) {
 	if err := operatorOnly(v); err != nil {
 		return "", err
 	}
-	var list api.Page[api.Tenant]
-	if err := s.get("/v1/tenants?limit=1000", &list); err != nil {
-		return "", err
-	}
-	v.Title, v.Data = "Tenants", tenantsPage{Tenants: list.Items}
-	return "tenants", nil
+	items, err := list[api.Tenant](s, "/v1/tenants")
+	v.Title, v.Data = "Tenants", tenantsPage{Tenants: items}
+	return "tenants", err
 }
 
 func (p *Portal) operatorTenant(s *session, v *view) (string, error) {
@@ -405,17 +400,13 @@ func (p *Portal) operatorUsers(s *session, v *view) (string, error) {
 		return "", err
 	}
 	var d usersPage
-	var users api.Page[api.User]
-	var tenants api.Page[api.Tenant]
-	if err := s.get("/v1/users?limit=1000", &users); err != nil {
+	var err error
+	if d.Users, err = list[api.User](s, "/v1/users"); err != nil {
 		return "", err
 	}
-	if err := s.get("/v1/tenants?limit=1000", &tenants); err != nil {
-		return "", err
-	}
-	d.Users, d.Tenants = users.Items, tenants.Items
+	d.Tenants, err = list[api.Tenant](s, "/v1/tenants")
 	v.Title, v.Data = "Users", d
-	return "users", nil
+	return "users", err
 }
 
 func (p *Portal) catalogue(s *session, v *view) (string, error) {

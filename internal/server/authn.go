@@ -206,19 +206,27 @@ func (s *Server) login(q *request) error {
 		return fail("password")
 	}
 	methods := []string{"pwd"}
-	if u.TOTP {
-		if in.TOTP == "" {
-			// The password was right; say what is missing. The attempt
-			// was no guess: uncounted, it leaves the source clean for
-			// the second step of a two-step login, even while the
-			// account is under attack. (A wrong password was counted
-			// above, so passwords cannot be tested without limit.)
-			if err := s.sess.forgive(r.Context(), in.User, ip); err != nil {
-				return err
-			}
-			s.auditLogin(r, "login", actor, "denied: totp required", nil)
-			return problem(http.StatusUnauthorized, "totp-required", "this account needs a TOTP code (field totp)")
+	// A user with a second factor — TOTP, passkeys or both — gives one
+	// of them: a passkey's answer, or a TOTP code if enrolled.
+	passkeys := 0
+	if err := q.do(s, func(tx *tenant.Tx) error {
+		var err error
+		passkeys, err = tx.CountPasskeys(u.ID)
+		return err
+	}); err != nil {
+		return err
+	}
+	switch {
+	case in.Passkey != nil:
+		reason, err := s.passkeyFactor(q, u, in.Passkey)
+		if err != nil {
+			return err
 		}
+		if reason != "" {
+			return fail(reason)
+		}
+		methods = append(methods, "passkey")
+	case u.TOTP && in.TOTP != "":
 		secret, err := s.box.Open(u.TOTPSealed, totpAD(u.ID))
 		if err != nil {
 			return err
@@ -233,8 +241,38 @@ func (s *Server) login(q *request) error {
 			return err
 		}
 		methods = append(methods, "otp")
+	case u.TOTP || passkeys > 0:
+		// The password was right; say what is missing. The attempt
+		// was no guess: uncounted, it leaves the source clean for
+		// the second step of a two-step login, even while the
+		// account is under attack. (A wrong password was counted
+		// above, so passwords cannot be tested without limit.)
+		if err := s.sess.forgive(r.Context(), in.User, ip); err != nil {
+			return err
+		}
+		return s.secondFactorRequired(r, actor, u.TOTP, passkeys > 0)
 	}
 	return s.grant(q, u, methods, in.Cookie)
+}
+
+// secondFactorRequired answers a right password of a user with a second
+// factor that was not given. A user with TOTP alone is answered
+// totp-required, as before passkeys; a user with passkeys
+// second-factor-required, whose errors name the fields that would do
+// (passkey, and totp when enrolled), so that a client can ask for one.
+func (s *Server) secondFactorRequired(r *http.Request, actor string, totp, passkeys bool) error {
+	if !passkeys {
+		s.auditLogin(r, "login", actor, "denied: totp required", nil)
+		return problem(http.StatusUnauthorized, "totp-required", "this account needs a TOTP code (field totp)")
+	}
+	s.auditLogin(r, "login", actor, "denied: second factor required", nil)
+	p := problem(http.StatusUnauthorized, "second-factor-required", "this account needs a second factor: a passkey (field passkey, answering /v1/auth/passkey/challenge)")
+	p.Errors = []api.FieldError{{Field: "passkey", Message: "a passkey's answer to a challenge from /v1/auth/passkey/challenge"}}
+	if totp {
+		p.Detail = "this account needs a second factor: a passkey (field passkey, answering /v1/auth/passkey/challenge) or a TOTP code (field totp)"
+		p.Errors = append(p.Errors, api.FieldError{Field: "totp", Message: "a six-digit code"})
+	}
+	return p
 }
 
 func (s *Server) refresh(q *request) error {

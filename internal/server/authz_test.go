@@ -98,7 +98,9 @@ func TestCrossTenantWalk(t *testing.T) {
 	mallory := w.users["a-admin"]
 	own := map[string]bool{"me": true, "changePassword": true, "enrollTOTP": true, "confirmTOTP": true, "listAPIKeys": true,
 		"createAPIKey": true, "rotateAPIKey": true, "revokeAPIKey": true, "logout": true, "listTenants": true, "listFlavors": true,
-		"listTemplates": true, "events": true, "listMyInvitations": true}
+		"listTemplates": true, "events": true, "listMyInvitations": true,
+		// Passkeys are the caller's own; removing another's is refused in TestPasskeyRefused.
+		"beginPasskeyRegistration": true, "createPasskey": true, "listPasskeys": true, "deletePasskey": true}
 	walked := 0
 	for _, rt := range w.s.table {
 		path := w.pathFor(rt)

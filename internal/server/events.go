@@ -198,8 +198,7 @@ func (s *Server) current(q *request) (*caller, error) {
 	c := *q.caller
 	var userID int64
 	if c.via == "session" {
-		_, token := credentials(q.r)
-		cl, err := s.sess.verify(token)
+		cl, err := s.sess.verify(sessionToken(q))
 		if err != nil || cl.family != c.family {
 			return nil, errUnauthenticated
 		}

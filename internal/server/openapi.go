@@ -37,7 +37,7 @@ func (s *Server) openapiDoc(q *request) error {
 func OpenAPI() ([]byte, error) {
 	s := &Server{}
 	var ops []openapi.Operation
-	for _, rt := range append(s.routes(), s.extraRoutes()...) {
+	for _, rt := range append(append(s.routes(), s.extraRoutes()...), s.consoleRoutes()...) {
 		op := openapi.Operation{
 			Method: rt.method, Path: rt.path, ID: rt.id, Summary: rt.summary, Tags: []string{rt.tag},
 			Public: rt.perm == permPublic, Status: rt.status, Stream: rt.stream,
@@ -77,8 +77,11 @@ func OpenAPI() ([]byte, error) {
 		if rt.method != http.MethodGet && rt.perm != permPublic {
 			op.Errors = append(op.Errors, http.StatusConflict)
 		}
-		if rt.id == "login" || rt.id == "refresh" {
+		if rt.id == "login" || rt.id == "refresh" || rt.id == "passkeyLogin" {
 			op.Errors = append(op.Errors, http.StatusUnauthorized, http.StatusTooManyRequests)
+		}
+		if rt.id == "passkeyChallenge" || rt.id == "beginPasskeyRegistration" { // ceremonies under way are bounded
+			op.Errors = append(op.Errors, http.StatusTooManyRequests, http.StatusConflict)
 		}
 		if rt.id == "changePassword" { // a wrong current password counts as a failed login
 			op.Errors = append(op.Errors, http.StatusTooManyRequests)
@@ -145,7 +148,7 @@ func RoutesMarkdown() string {
 	b.WriteString("`tenant:read` any member of the tenant in the path (viewer, member, tenant-admin); `tenant:write` members and tenant admins; ")
 	b.WriteString("`tenant:admin` tenant admins. Operators may do everything. A caller who is not a member of the tenant in the path is answered 404, as if it did not exist.\n\n")
 	b.WriteString("| Method | Path | Permission | Operation | Summary |\n|---|---|---|---|---|\n")
-	for _, rt := range append(s.routes(), s.extraRoutes()...) {
+	for _, rt := range append(append(s.routes(), s.extraRoutes()...), s.consoleRoutes()...) {
 		fmt.Fprintf(&b, "| %s | `%s` | %s | %s | %s |\n", rt.method, rt.path, rt.perm, rt.id, rt.summary)
 	}
 	return b.String()

@@ -253,8 +253,12 @@ func (s *Server) finish(q *request, status int, took time.Duration) {
 	}
 	s.log.Info("request", "method", q.r.Method, "path", q.r.URL.Path, "route", q.route.id, "status", status,
 		"took", took.Round(time.Microsecond), "actor", actor, "source", source(q.r))
-	if q.r.Method == http.MethodGet || q.route.id == "login" || q.route.id == "refresh" || q.route.id == "oidcCallback" {
-		return // reads are not audited; logins audit themselves, with their reason
+	if q.r.Method == http.MethodGet || q.route.id == "login" || q.route.id == "refresh" || q.route.id == "oidcCallback" ||
+		q.route.id == "passkeyLogin" || q.route.id == "passkeyChallenge" {
+		// Reads are not audited; logins audit themselves, with their
+		// reason. A challenge grants nothing: the login that answers it
+		// is audited.
+		return
 	}
 	e := audit.Entry{Actor: actor, Action: q.route.id, Object: q.r.URL.Path, Source: source(q.r), Result: result(status)}
 	if q.tenant != nil {

@@ -23,6 +23,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-webauthn/webauthn/webauthn"
+
 	"github.com/holdfast/holdfast/api"
 	"github.com/holdfast/holdfast/internal/audit"
 	"github.com/holdfast/holdfast/internal/auth"
@@ -63,6 +65,12 @@ type Config struct {
 	// on besides its unix socket, for agents on other machines (Proxmox
 	// VMs: the metadata URL the operator routes to it).
 	GuestListen string
+	// PublicURL is the origin browsers reach the server at, e.g.
+	// https://holdfast.example:8443. Passkeys are bound to it: its host
+	// name is the WebAuthn relying party ID (an IP address cannot be
+	// one), and only pages of this origin may use them. Empty: no
+	// passkeys.
+	PublicURL string
 	// Now is the clock (tests); time.Now when nil.
 	Now func() time.Time
 }
@@ -80,6 +88,10 @@ type Server struct {
 	box       *auth.Box
 	masterKey []byte
 	oidc      *oidc.Provider
+	// wa is the WebAuthn relying party (passkeys.go); nil without a
+	// public URL. handleKey keys the user handles it gives out.
+	wa        *webauthn.WebAuthn
+	handleKey []byte
 	audit     *audit.Log
 	auditK    ed25519.PublicKey
 	sess      sessions
@@ -142,6 +154,12 @@ func New(cfg Config) (*Server, error) {
 	if s.pool, err = poolOf(sp); err != nil {
 		return nil, err
 	}
+	// Checked before anything is written: a wrong flag leaves no trace.
+	if cfg.PublicURL != "" {
+		if s.wa, err = newWebAuthn(cfg.PublicURL, s.cloud); err != nil {
+			return nil, err
+		}
+	}
 	s.dir = Dir(cfg.StateDir, s.cloud)
 	if err := os.MkdirAll(s.dir, 0o700); err != nil {
 		return nil, err
@@ -160,6 +178,9 @@ func New(cfg Config) (*Server, error) {
 	if s.box, err = auth.NewBox(key); err != nil {
 		return nil, err
 	}
+	if s.handleKey, err = webauthnHandleKey(key); err != nil {
+		return nil, err
+	}
 	if s.db, err = tenant.Open(filepath.Join(s.dir, "control.db")); err != nil {
 		return nil, err
 	}
@@ -176,7 +197,7 @@ func New(cfg Config) (*Server, error) {
 	if err := s.bootstrap(context.Background()); err != nil {
 		return nil, err
 	}
-	s.table = append(s.routes(), s.extraRoutes()...)
+	s.table = append(append(s.routes(), s.extraRoutes()...), s.consoleRoutes()...)
 	s.openapi = sync.OnceValues(OpenAPI)
 	if s.mux, err = s.buildMux(); err != nil {
 		return nil, err

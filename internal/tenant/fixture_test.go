@@ -2,8 +2,11 @@ package tenant
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -50,6 +53,15 @@ func writeFixture(t *testing.T, path string) {
 			tx.PutTemplate(api.Template{Name: "debian-12", Image: "/var/lib/holdfast/images/debian-12", OS: "Debian 12", Description: "Debian bookworm"}),
 			tx.PutSetting("audit.key", []byte("sealed audit key")),
 		); err != nil {
+			return err
+		}
+		if _, err := tx.CreatePasskey(PasskeyRecord{UserID: alice.ID, CredentialID: []byte("credential id of alice's key"), PublicKey: []byte("cose key"),
+			SignCount: 7, Flags: 0x45, Transports: []string{"usb", "nfc"}, AAGUID: make([]byte, 16), AttestationFormat: "none",
+			Passkey: api.Passkey{ID: "pk-fixture", Name: "yubikey"}}); err != nil {
+			return err
+		}
+		if err := tx.CreateCeremony(Ceremony{ID: "ceremony-1", Kind: CeremonyLogin, Source: "192.0.2.1", Data: []byte(`{"challenge":"c"}`),
+			Expires: fixtureTime.Add(5 * time.Minute)}, fixtureTime, CeremonyLimits{Total: 10, PerSource: 10}); err != nil {
 			return err
 		}
 		acme, err := tx.CreateTenant("acme", "Acme Corp", api.Quota{Instances: 10, VCPUs: 20, MemoryMiB: 32768, DiskGiB: 500, Networks: 2})
@@ -122,7 +134,7 @@ func TestFixture(t *testing.T) {
 	if *migratetest.Update {
 		src := filepath.Join(t.TempDir(), "control.db")
 		writeFixture(t, src)
-		migratetest.Save(t, src, filepath.Join("testdata", "control-v2.sqlite"), false)
+		migratetest.Save(t, src, filepath.Join("testdata", fmt.Sprintf("control-v%d.sqlite", schemaVersion)), false)
 		return
 	}
 	for _, fixture := range migratetest.Fixtures(t, "control") {
@@ -130,6 +142,10 @@ func TestFixture(t *testing.T) {
 			path := migratetest.Copy(t, fixture)
 			before := migratetest.Dump(t, migratetest.Open(t, path))
 			migratetest.Empty(t, before)
+			// The one row an upgrade changes: the schema version.
+			before["settings"] = slices.DeleteFunc(before["settings"], func(row string) bool {
+				return strings.Contains(row, "key="+versionKey+"\n")
+			})
 			s := openStore(t, path)
 			migratetest.Kept(t, before, migratetest.Dump(t, s.DB()))
 			fkCheck(t, s.DB())
@@ -182,6 +198,12 @@ func TestFixture(t *testing.T) {
 				}
 				if v, err := tx.Setting("audit.key"); err != nil || string(v) != "sealed audit key" {
 					t.Errorf("settings after the upgrade: %q %v", v, err)
+				}
+				if _, hasPasskeys := before["passkeys"]; hasPasskeys {
+					keys, err := tx.Passkeys(alice.ID)
+					if err != nil || len(keys) != 1 || keys[0].Name != "yubikey" || keys[0].SignCount != 7 || len(keys[0].Transports) != 2 {
+						t.Errorf("alice's passkeys after the upgrade: %+v %v", keys, err)
+					}
 				}
 				if _, err := tx.CreateTenant("initech", "", api.Quota{}); !errors.Is(err, ErrRetired) {
 					t.Errorf("initech, deleted before the upgrade, made again: %v, want ErrRetired", err)

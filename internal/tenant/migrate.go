@@ -23,6 +23,11 @@ var controlSchema = &migrate.Schema{
 	Steps: []migrate.Step{
 		{What: "user and tenant ids are never reused", Rebuild: true, Run: neverReuseIDs},
 		{What: "names of deleted tenants are never given again", Run: retireTenantNames},
+		// The tables are new, so schema.sql makes them after the steps;
+		// the version is what counts: a binary from before passkeys
+		// refuses this database (migrate.ErrNewer) rather than let a
+		// user whose second factor is a passkey in on a password alone.
+		{What: "passkeys (WebAuthn credentials) and their ceremonies"},
 	},
 	Tables: []string{"users"},
 	Record: settingsRecord{},

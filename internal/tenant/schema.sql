@@ -182,3 +182,46 @@ CREATE TABLE IF NOT EXISTS settings (
 	key   TEXT PRIMARY KEY,
 	value BLOB NOT NULL
 );
+
+-- Passkeys (WebAuthn credentials), each one of a user's authenticators.
+-- credential_id is what the authenticator names it by, unique over all
+-- users: an assertion names its credential, and the credential its user.
+-- public_key is the COSE key, sign_count the last signature counter seen
+-- (a counter that goes back means a cloned authenticator), flags the
+-- authenticator data flags of the last use (backup eligibility must not
+-- change), transports the browser's hints, comma-separated.
+CREATE TABLE IF NOT EXISTS passkeys (
+	id                 TEXT PRIMARY KEY,
+	user_id            INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+	name               TEXT NOT NULL,
+	credential_id      BLOB NOT NULL UNIQUE,
+	public_key         BLOB NOT NULL,
+	sign_count         INTEGER NOT NULL DEFAULT 0,
+	flags              INTEGER NOT NULL DEFAULT 0,
+	transports         TEXT NOT NULL DEFAULT '',
+	aaguid             BLOB,
+	attestation_format TEXT NOT NULL DEFAULT '',
+	created_at         TEXT NOT NULL,
+	last_used_at       TEXT,
+	UNIQUE (user_id, name)
+);
+
+-- WebAuthn ceremonies under way: the challenge and what it was issued
+-- for (go-webauthn's session data, JSON), until the browser answers. A
+-- ceremony is taken (deleted) by the answer, right or wrong, so that no
+-- challenge is answered twice; one not answered by expires_at is
+-- worthless. user_id is the user a registration is for, or the user a
+-- login named (NULL with named = 1: a name that is no account);
+-- source is the address that asked, to bound how many one may hold;
+-- expires_at is in Unix milliseconds, so that it compares as a number.
+CREATE TABLE IF NOT EXISTS webauthn_ceremonies (
+	id         TEXT PRIMARY KEY,
+	kind       TEXT NOT NULL CHECK (kind IN ('registration', 'login')),
+	user_id    INTEGER REFERENCES users(id) ON DELETE CASCADE,
+	named      INTEGER NOT NULL DEFAULT 0,
+	source     TEXT NOT NULL,
+	data       BLOB NOT NULL,
+	expires_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS webauthn_ceremonies_expiry ON webauthn_ceremonies(expires_at);
+CREATE INDEX IF NOT EXISTS webauthn_ceremonies_source ON webauthn_ceremonies(source);

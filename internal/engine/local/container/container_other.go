@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 )
 
 var errUnsupported = errors.New("containers need Linux")
@@ -29,3 +30,18 @@ func Exec(ctx context.Context, dir string, argv []string, stdin io.Reader, stdou
 
 // Resize is only implemented on Linux.
 func Resize(ctx context.Context, dir string, cpus int, memoryMiB int64) error { return errUnsupported }
+
+// Terminal is only implemented on Linux.
+type Terminal struct{}
+
+// StartTerminal is only implemented on Linux.
+func StartTerminal(ctx context.Context, dir string, argv []string, tty *os.File) (*Terminal, error) {
+	tty.Close()
+	return nil, errUnsupported
+}
+
+// Wait is only implemented on Linux.
+func (t *Terminal) Wait() (int, error) { return -1, errUnsupported }
+
+// Kill is only implemented on Linux.
+func (t *Terminal) Kill() error { return errUnsupported }

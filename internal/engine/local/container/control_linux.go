@@ -10,6 +10,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -25,6 +27,9 @@ import (
 type request struct {
 	Op   string   `json:"op"` // "status" or "exec"
 	Argv []string `json:"argv,omitempty"`
+	// TTY: the three descriptors are one terminal, which becomes the
+	// command's controlling terminal (a console's shell).
+	TTY bool `json:"tty,omitempty"`
 }
 
 type response struct {
@@ -112,15 +117,17 @@ func (p *initProc) handleControl(c *net.UnixConn) {
 		p.mu.Unlock()
 		reply(r)
 	case "exec":
-		reply(p.exec(c, req.Argv, fds))
+		reply(p.exec(c, req.Argv, req.TTY, fds))
 	default:
 		reply(response{Error: fmt.Sprintf("unknown operation %q", req.Op)})
 	}
 }
 
 // exec runs argv with fds as its stdio and waits for it, or kills it when
-// the caller hangs up.
-func (p *initProc) exec(c *net.UnixConn, argv []string, fds []int) response {
+// the caller hangs up. With tty, fds[0] becomes its controlling terminal:
+// job control and ^C then work as on a login, and the terminal's hangup
+// reaches the whole session.
+func (p *initProc) exec(c *net.UnixConn, argv []string, tty bool, fds []int) response {
 	if len(fds) != 3 || len(argv) == 0 {
 		return response{Error: "exec needs a command and three descriptors"}
 	}
@@ -132,7 +139,14 @@ func (p *initProc) exec(c *net.UnixConn, argv []string, fds []int) response {
 			return response{Error: "exec: " + err.Error()}
 		}
 	}
-	pid, done, err := p.spawn(argv, p.env, []uintptr{uintptr(fds[0]), uintptr(fds[1]), uintptr(fds[2])})
+	files := []uintptr{uintptr(fds[0]), uintptr(fds[1]), uintptr(fds[2])}
+	sys, env := &syscall.SysProcAttr{Setsid: true}, p.env
+	if tty {
+		// Ctty is the descriptor's number in the child: its stdin.
+		sys.Setctty, sys.Ctty = true, 0
+		env = append(slices.Clone(p.env), "TERM="+terminalType)
+	}
+	pid, done, err := p.spawnWith(argv, env, files, sys)
 	if err != nil {
 		return response{Error: err.Error()}
 	}
@@ -149,9 +163,32 @@ func (p *initProc) exec(c *net.UnixConn, argv []string, fds []int) response {
 	case <-hangup:
 		_ = unix.Kill(-pid, unix.SIGKILL) // its session's process group
 		_ = unix.Kill(pid, unix.SIGKILL)
+		if tty {
+			// An interactive shell puts each job in a process group of
+			// its own; the whole session goes with the terminal.
+			killSession(pid)
+		}
 		ws = <-done
 	}
 	return response{Exit: exitCode(ws)}
+}
+
+// killSession kills every process of the session sid, as this init's
+// /proc (the container's) shows them.
+func killSession(sid int) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if s, err := unix.Getsid(pid); err == nil && s == sid {
+			_ = unix.Kill(pid, unix.SIGKILL)
+		}
+	}
 }
 
 func receivedFDs(oob []byte) []int {
@@ -207,10 +244,20 @@ func dialControl(ctx context.Context, dir string) (*net.UnixConn, error) {
 // ctx ends first the connection is closed, which makes the init kill an
 // Exec'd command.
 func roundTrip(ctx context.Context, c *net.UnixConn, req request, files []*os.File, sent func()) (response, error) {
-	var resp response
+	if err := send(c, req, files); err != nil {
+		return response{}, err
+	}
+	if sent != nil {
+		sent()
+	}
+	return receive(ctx, c)
+}
+
+// send sends req with files attached.
+func send(c *net.UnixConn, req request, files []*os.File) error {
 	b, err := json.Marshal(req)
 	if err != nil {
-		return resp, err
+		return err
 	}
 	err = withFDs(files, func(fds []int) error {
 		var oob []byte
@@ -221,11 +268,14 @@ func roundTrip(ctx context.Context, c *net.UnixConn, req request, files []*os.Fi
 		return err
 	})
 	if err != nil {
-		return resp, fmt.Errorf("control socket: %w", err)
+		return fmt.Errorf("control socket: %w", err)
 	}
-	if sent != nil {
-		sent()
-	}
+	return nil
+}
+
+// receive reads the response, closing the connection if ctx ends first.
+func receive(ctx context.Context, c *net.UnixConn) (response, error) {
+	var resp response
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
 	buf := make([]byte, maxMessage)
@@ -318,6 +368,57 @@ func Exec(ctx context.Context, dir string, argv []string, stdin io.Reader, stdou
 	}
 	return resp.Exit, nil
 }
+
+// terminalType is the TERM of a terminal's command: what xterm.js and
+// the terminals the CLI runs in understand.
+const terminalType = "xterm-256color"
+
+// Terminal is a command running inside a container on a terminal
+// (StartTerminal).
+type Terminal struct {
+	c    *net.UnixConn
+	argv string
+}
+
+// StartTerminal starts argv inside the running container of the instance
+// in dir as Exec does, with tty — the subsidiary side of a pseudo-terminal
+// — as its standard streams and its controlling terminal. StartTerminal
+// takes tty over: it is closed once sent, so that the terminal's
+// controlling side reads EOF (EIO) when the command and all it started
+// are gone. ctx bounds the start only. The error is ErrNotRunning
+// (wrapped) when there is no container.
+func StartTerminal(ctx context.Context, dir string, argv []string, tty *os.File) (*Terminal, error) {
+	defer tty.Close()
+	if len(argv) == 0 {
+		return nil, errors.New("terminal: no command")
+	}
+	c, err := dialControl(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := send(c, request{Op: "exec", Argv: argv, TTY: true}, []*os.File{tty, tty, tty}); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("terminal %s: %w", argv[0], err)
+	}
+	return &Terminal{c: c, argv: argv[0]}, nil
+}
+
+// Wait waits for the command to end and returns its exit code; a command
+// that could not be started is an error.
+func (t *Terminal) Wait() (int, error) {
+	resp, err := receive(context.Background(), t.c)
+	if err != nil {
+		return -1, fmt.Errorf("terminal %s: %w", t.argv, err)
+	}
+	if resp.Error != "" {
+		return -1, fmt.Errorf("terminal %s: %s", t.argv, resp.Error)
+	}
+	return resp.Exit, nil
+}
+
+// Kill hangs up: the container's init kills the command's process group
+// (its session: the shell and the jobs it started). Wait then returns.
+func (t *Terminal) Kill() error { return t.c.Close() }
 
 // stdio is the three descriptors an Exec'd command gets, and the copying
 // between them and readers and writers that are not files.

@@ -179,6 +179,13 @@ func pollUntil(d time.Duration, cond func() bool) bool {
 // spawn forks argv in a session of its own with files as its stdin,
 // stdout and stderr. The channel receives its exit status.
 func (p *initProc) spawn(argv, env []string, files []uintptr) (int, <-chan syscall.WaitStatus, error) {
+	return p.spawnWith(argv, env, files, &syscall.SysProcAttr{Setsid: true})
+}
+
+// spawnWith is spawn with the child's session attributes given: a
+// terminal's shell also makes its standard input its controlling
+// terminal (Setctty).
+func (p *initProc) spawnWith(argv, env []string, files []uintptr, sys *syscall.SysProcAttr) (int, <-chan syscall.WaitStatus, error) {
 	path, err := lookPath(argv[0], env)
 	if err != nil {
 		return 0, nil, err
@@ -194,7 +201,7 @@ func (p *initProc) spawn(argv, env []string, files []uintptr) (int, <-chan sysca
 		Dir:   "/",
 		Env:   env,
 		Files: files,
-		Sys:   &syscall.SysProcAttr{Setsid: true},
+		Sys:   sys,
 	})
 	if err != nil {
 		return 0, nil, fmt.Errorf("starting %s: %w", argv[0], err)
