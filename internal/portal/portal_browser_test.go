@@ -261,6 +261,14 @@ func TestPortalIsolation(t *testing.T) {
 		bob.noOverflow(360)
 		bob.axe()
 	}
+	// The not-found page of acme's instance is that of one that does not
+	// exist: it tells bob nothing.
+	bob.open("/t/acme/instances/web")
+	exists := bob.eval(`document.querySelector('main').textContent.replaceAll('web', 'NAME')`)
+	bob.open("/t/acme/instances/nosuch")
+	if missing := bob.eval(`document.querySelector('main').textContent.replaceAll('nosuch', 'NAME')`); exists != missing {
+		t.Errorf("bob's not-found page of acme's web differs from that of an instance that does not exist:\n%s\n---\n%s", exists, missing)
+	}
 	// Nor through the API the pages use.
 	for _, path := range []string{"/v1/tenants/acme/instances", "/v1/tenants/acme/instances/web", "/v1/tenants/acme/networks"} {
 		if status := bob.eval(fmt.Sprintf(`fetch(%s, {credentials: 'same-origin'}).then((r) => r.status)`, js(path))); status != "404" {
@@ -292,9 +300,8 @@ func TestPortalCSRFAndCSP(t *testing.T) {
 	mustOpen(op, "/account")
 	op.fill("#apikey-create [name=name]", "ci")
 	op.submit("apikey-create", "")
-	op.waitVisible("#secret")
-	if secret := op.text(`#secret [data-field=secret]`); len(secret) < 16 {
-		t.Errorf("#secret shows %q as the new key's secret", secret)
+	if secret, err := op.waitFor(`((e) => e && e.checkVisibility() && e.querySelector('[data-field=secret]').textContent.trim())(document.querySelector('#secret'))`, pageWait); err != nil || len(secret) < 16 {
+		t.Errorf("#secret does not show the new key's secret (%q, %v)", secret, err)
 	}
 	op.axe()
 
