@@ -159,7 +159,7 @@ func newInstanceCmd() *cobra.Command {
 		actions = append(actions, c)
 	}
 
-	cmd.AddCommand(append([]*cobra.Command{create, list, show}, actions...)...)
+	cmd.AddCommand(append([]*cobra.Command{create, list, show, newConsoleCmd()}, actions...)...)
 	return cmd
 }
 

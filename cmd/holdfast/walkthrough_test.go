@@ -127,6 +127,10 @@ func TestReadmeWalkthrough(t *testing.T) {
 	if !errors.Is(err, errReported) || !strings.Contains(out, "1 sent, 0 received") {
 		t.Errorf("ping from the operator's panel: %v\n%s", err, out)
 	}
+	// The console is a shell in the instance, named as the cloud names it.
+	if out = mustCLI(t, "hostname\nexit\n", "instance", "console", "web"); !strings.Contains(out, "acme--web\r\n") {
+		t.Errorf("the console of web showed:\n%q", out)
+	}
 	// exec runs in the instance, through its engine, and passes the exit
 	// status on.
 	mustCLI(t, "", "exec", "acme--db", "--cloud", cloud, "--", "true")

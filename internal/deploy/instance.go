@@ -103,12 +103,17 @@ func findIn(ctx context.Context, stateDir, cloud, name string) (Instance, bool, 
 
 // engine makes the instance's engine for an optional operation: without
 // a desired state, which such operations do not need.
-func (in Instance) engine() (engine.Engine, error) {
+func (in Instance) engine() (engine.Engine, error) { return in.engineWith(nil) }
+
+// engineWith makes the instance's engine with the cloud's desired state,
+// which engines that reach their infrastructure only through it need
+// (nil: none).
+func (in Instance) engineWith(desired *compile.State) (engine.Engine, error) {
 	dir := filepath.Join(in.stateDir, in.Cloud)
 	if _, err := os.Stat(dir); err != nil {
 		return nil, err
 	}
-	return engine.New(in.Engine, engine.Config{Cloud: in.Cloud, Sites: []string{in.Site}, StateDir: filepath.Join(dir, in.Engine)})
+	return engine.New(in.Engine, engine.Config{Cloud: in.Cloud, Sites: []string{in.Site}, StateDir: filepath.Join(dir, in.Engine), Desired: desired})
 }
 
 func (in Instance) notOffered(what string) error {
@@ -168,11 +173,13 @@ func SharesInfrastructure(st *compile.State) bool {
 }
 
 // Console opens a terminal on the instance (engine.Consoler); ctx bounds
-// the opening. Closing the console also releases the engine made for it.
-// The error wraps ErrNotOffered when the engine has no console, and
-// engine.ErrNoConsole when the instance has none to open now.
-func (in Instance) Console(ctx context.Context, size engine.TermSize) (engine.Console, error) {
-	e, err := in.engine()
+// the opening. desired is the cloud's compiled state, which Proxmox
+// needs to find its clusters (the local engine needs none: nil). Closing
+// the console also releases the engine made for it. The error wraps
+// ErrNotOffered when the engine has no console, and engine.ErrNoConsole
+// when the instance has none to open now.
+func (in Instance) Console(ctx context.Context, desired *compile.State, size engine.TermSize) (engine.Console, error) {
+	e, err := in.engineWith(desired)
 	if err != nil {
 		return nil, err
 	}
@@ -196,3 +203,21 @@ type engineConsole struct {
 }
 
 func (c *engineConsole) Close() error { return errors.Join(c.Console.Close(), c.e.Close()) }
+
+// Console opens a terminal on an instance of the opened cloud through its
+// site's engine (engine.Consoler), which has the cloud's desired state:
+// engines that reach their infrastructure only through it (Proxmox) can
+// open one this way. ctx bounds the opening. The errors are Instance's.
+func (c *Cloud) Console(ctx context.Context, instance string, size engine.TermSize) (engine.Console, error) {
+	for _, in := range c.Desired.Instances {
+		if in.Name != instance {
+			continue
+		}
+		x, ok := c.engine.bySite[in.Site].(engine.Consoler)
+		if !ok {
+			return nil, fmt.Errorf("instance %s: the engine of site %s cannot open a console: %w", instance, in.Site, ErrNotOffered)
+		}
+		return x.Console(ctx, instance, size)
+	}
+	return nil, fmt.Errorf("%w: no instance %q in cloud %s", engine.ErrNoConsole, instance, c.Desired.Cloud)
+}

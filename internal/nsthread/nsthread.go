@@ -6,7 +6,9 @@
 package nsthread
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"runtime"
 
 	"github.com/vishvananda/netns"
@@ -50,4 +52,31 @@ func In(path string, fn func() error) error {
 		}
 		return fn()
 	})
+}
+
+// NamedDir is where named network namespaces are mounted (iproute2's
+// convention, so that `ip netns` sees them).
+const NamedDir = "/run/netns"
+
+// ShareNamedDir makes NamedDir a shared mount point of its own, as
+// iproute2 does before it mounts a namespace there. Whoever mounts the
+// first namespace must do it: `ip netns add` binds the directory onto
+// itself on first use when it is not a mount point yet, and that bind
+// covers every namespace mounted in the directory before it, which can
+// then be neither reached by its path nor deleted.
+func ShareNamedDir() error {
+	if err := os.MkdirAll(NamedDir, 0o755); err != nil {
+		return err
+	}
+	err := unix.Mount("", NamedDir, "none", unix.MS_SHARED|unix.MS_REC, "")
+	if errors.Is(err, unix.EINVAL) { // not a mount point
+		if err := unix.Mount(NamedDir, NamedDir, "none", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("bind %s onto itself: %w", NamedDir, err)
+		}
+		err = unix.Mount("", NamedDir, "none", unix.MS_SHARED|unix.MS_REC, "")
+	}
+	if err != nil {
+		return fmt.Errorf("make %s a shared mount: %w", NamedDir, err)
+	}
+	return nil
 }

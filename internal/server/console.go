@@ -34,10 +34,9 @@ func (s *Server) consoleRoutes() []*route {
 	}
 }
 
-// consolePing is how often an idle console is pinged: proxies drop
-// connections that carry nothing, and a client gone without a word is
-// noticed. A variable for tests.
-var consolePing = 30 * time.Second
+// consolePing is how often a console is pinged: proxies drop connections
+// that carry nothing, and a client gone without a word is noticed.
+const consolePing = 30 * time.Second
 
 // console opens a terminal on the instance and relays it over a
 // WebSocket until either side ends it, the instance stops or is deleted,
@@ -75,7 +74,7 @@ func (s *Server) console(q *request) error {
 		s.log.Error("console: finding the instance", "instance", in.Spec, "err", err)
 		return problem(http.StatusConflict, "instance-not-running", fmt.Sprintf("instance %q is not running", name))
 	}
-	con, err := found.Console(q.r.Context(), size)
+	con, err := found.Console(q.r.Context(), s.real.desired.Load(), size)
 	switch {
 	case errors.Is(err, deploy.ErrNotOffered):
 		return problem(http.StatusNotImplemented, "console-unavailable", "the engine of this instance's site offers no console")

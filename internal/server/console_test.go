@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/holdfast/holdfast/api"
 	"github.com/holdfast/holdfast/internal/auth"
+	"github.com/holdfast/holdfast/internal/engine/proxmox/pvetest"
 	"github.com/holdfast/holdfast/internal/testenv"
 )
 
@@ -145,7 +147,7 @@ func TestConsole(t *testing.T) {
 	e := newEnv(t, Config{Realize: true, Resync: -1, StateDir: state, Now: time.Now})
 	cloud := e.s.Cloud()
 	t.Cleanup(func() { destroyCloud(t, e.s.cfg.SpecPath, state, cloud) })
-	acme := e.tenantWith("acme", nil, map[string]string{"alice": api.RoleTenantAdmin, "vic": api.RoleViewer, "mal": api.RoleMember})
+	acme := e.tenantWith("acme", nil, map[string]string{"alice": api.RoleTenantAdmin, "vic": api.RoleViewer, "mal": api.RoleMember, "max": api.RoleMember})
 	bob := e.tenantWith("other", nil, map[string]string{"bob": api.RoleTenantAdmin})["bob"]
 	alice := acme["alice"]
 
@@ -215,6 +217,38 @@ func TestConsole(t *testing.T) {
 	if code := tm.ended(); code != websocket.StatusPolicyViolation {
 		t.Errorf("after logout: close status %v, want policy violation", code)
 	}
+	// A browser's session, in cookies: logging out ends its console too.
+	b := e.browser()
+	if st, _, body := b.do(true, "POST", "/v1/auth/login", api.LoginRequest{User: "alice", Password: "password-of-alice", Cookie: true}); st != http.StatusOK {
+		t.Fatalf("cookie login: %d %s", st, body)
+	}
+	b.csrf = b.cookie(api.CookieCSRF)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ws, resp, err := websocket.Dial(ctx, e.ts.URL+path, &websocket.DialOptions{HTTPClient: b.c, HTTPHeader: http.Header{"Origin": {e.ts.URL}}})
+	if resp != nil && resp.Body != nil {
+		resp.Body.Close()
+	}
+	if err != nil {
+		t.Fatalf("the console with cookies: %v", err)
+	}
+	tm = &term{t: t, ws: ws}
+	tm.typeIn("echo \"UP-$((6*7))\"\n")
+	tm.expect(regexp.MustCompile(`UP-42`))
+	if st, _, body := b.do(true, "POST", "/v1/auth/logout", nil); st != http.StatusNoContent {
+		t.Fatalf("cookie logout: %d %s", st, body)
+	}
+	if code := tm.ended(); code != websocket.StatusPolicyViolation {
+		t.Errorf("after the browser logged out: close status %v, want policy violation", code)
+	}
+	// A member made a viewer may no longer have a console.
+	tm = e.openConsole(t, acme["max"], path)
+	tm.typeIn("echo \"UP-$((6*7))\"\n")
+	tm.expect(regexp.MustCompile(`UP-42`))
+	e.must(alice, http.StatusOK, "PUT", "/v1/tenants/acme/members", api.MembershipCreate{User: "max", Role: api.RoleViewer}, nil)
+	if code := tm.ended(); code != websocket.StatusPolicyViolation {
+		t.Errorf("after the role was lowered: close status %v, want policy violation", code)
+	}
 	// Deleting the user ends theirs.
 	tm = e.openConsole(t, acme["mal"], path)
 	tm.typeIn("echo \"UP-$((6*7))\"\n")
@@ -251,10 +285,68 @@ func TestConsole(t *testing.T) {
 			}
 		}
 	}
-	if opened != 5 || closed != 5 {
-		t.Errorf("audit: %d console.open, %d console.close entries, want 5 each", opened, closed)
+	if opened != 7 || closed != 7 {
+		t.Errorf("audit: %d console.open, %d console.close entries, want 7 each", opened, closed)
 	}
 	if first == nil || first.Detail["bytes_in"] == "0" || first.Detail["bytes_out"] == "0" || first.Detail["duration"] == "" {
 		t.Errorf("the first console's close entry: %+v", first)
+	}
+}
+
+// On Proxmox the console is PVE's serial console of the instance's VM,
+// relayed through termproxy: proven against emulated clusters, whose
+// stand-in shell answers hostname with the VM's name.
+func TestConsoleOnProxmox(t *testing.T) {
+	path, _ := pvetest.Emulated(t, "../../examples/tasmanian", 30)
+	e := newEnv(t, Config{SpecPath: path, Realize: true, Resync: -1, Now: time.Now})
+	alice := e.tenantWith("acme", nil, map[string]string{"alice": api.RoleTenantAdmin})["alice"]
+	var op api.Operation
+	e.must(alice, http.StatusAccepted, "POST", "/v1/tenants/acme/networks", api.NetworkCreate{Name: "net"}, &op)
+	e.wait(alice, op)
+	e.must(alice, http.StatusAccepted, "POST", "/v1/tenants/acme/instances",
+		api.InstanceCreate{Name: "web", Flavor: "burstable", Template: "debian-12", Network: "net"}, &op)
+	e.wait(alice, op)
+	var web api.Instance
+	e.must(alice, http.StatusOK, "GET", "/v1/tenants/acme/instances/web", nil, &web)
+
+	tm := e.openConsole(t, alice, "/v1/tenants/acme/instances/web/console?cols=100&rows=30")
+	tm.typeIn("hostname\r")
+	tm.expect(regexp.MustCompile(`hostname\r\n` + regexp.QuoteMeta(web.Spec) + `\r\n`))
+	tm.resize(120, 40)
+	tm.typeIn("stty size\r")
+	tm.expect(regexp.MustCompile(`\r\n40 120\r\n`))
+	tm.typeIn("exit\r")
+	if code := tm.ended(); code != websocket.StatusNormalClosure {
+		t.Errorf("after exit: close status %v, want normal closure", code)
+	}
+}
+
+// A long request's caller is read again from the credential it came
+// with: for a browser, the access cookie (consoles and event streams of
+// cookie sessions would end at the first re-check otherwise); after
+// logout, the same cookie no longer reads.
+func TestCurrentReadsTheCookieSession(t *testing.T) {
+	e := newEnv(t, Config{})
+	e.tenantWith("acme", nil, map[string]string{"alice": api.RoleMember})
+	b := e.browser()
+	if st, _, body := b.do(true, "POST", "/v1/auth/login", api.LoginRequest{User: "alice", Password: "password-of-alice", Cookie: true}); st != http.StatusOK {
+		t.Fatalf("cookie login: %d %s", st, body)
+	}
+	b.csrf = b.cookie(api.CookieCSRF)
+	r := httptest.NewRequest(http.MethodGet, "/v1/events", nil)
+	r.AddCookie(&http.Cookie{Name: api.CookieAccess, Value: b.cookie(api.CookieAccess)})
+	c, err := e.s.authenticate(httptest.NewRecorder(), r, nil)
+	if err != nil || !c.cookie {
+		t.Fatalf("authenticate by cookie: %+v, %v", c, err)
+	}
+	q := &request{r: r, caller: c}
+	if again, err := e.s.current(q); err != nil || again.user.Name != "alice" {
+		t.Fatalf("current: %+v, %v", again, err)
+	}
+	if st, _, body := b.do(true, "POST", "/v1/auth/logout", nil); st != http.StatusNoContent {
+		t.Fatalf("cookie logout: %d %s", st, body)
+	}
+	if _, err := e.s.current(q); err == nil {
+		t.Error("current after logout: still authenticated")
 	}
 }

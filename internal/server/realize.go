@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/holdfast/holdfast/api"
@@ -39,6 +40,9 @@ type realizer struct {
 	done   chan struct{}
 	once   sync.Once
 	health health
+	// desired is the cloud's compiled state as the last pass opened it:
+	// what engines need to reach an instance outside a pass (console.go).
+	desired atomic.Pointer[compile.State]
 }
 
 // health is what /readyz and the metrics say about the realizer.
@@ -323,6 +327,7 @@ func (r *realizer) reconcile(ctx context.Context) error {
 		return err
 	}
 	defer c.Close()
+	r.desired.Store(c.Desired)
 	plan, err := c.Plan(ctx)
 	if err != nil {
 		p.finish(ctx, c, nil, err)

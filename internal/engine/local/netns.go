@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -17,7 +18,11 @@ import (
 
 // netnsDir is where named network namespaces are bind-mounted (iproute2's
 // convention, so `ip netns` sees them too).
-const netnsDir = "/run/netns"
+const netnsDir = nsthread.NamedDir
+
+// shareNamedDir prepares netnsDir once per process, before the first
+// namespace is mounted in it (nsthread.ShareNamedDir says why).
+var shareNamedDir = sync.OnceValue(nsthread.ShareNamedDir)
 
 // nsPath is a named namespace's file.
 func nsPath(name string) string { return filepath.Join(netnsDir, name) }
@@ -39,6 +44,9 @@ func ensureNS(name string) error {
 	}
 	// A stale file from an interrupted create or delete is removed first.
 	if err := unmountAndRemove(name); err != nil {
+		return err
+	}
+	if err := shareNamedDir(); err != nil {
 		return err
 	}
 	err := nsthread.Run(func() error { // creating one moves the calling thread into it

@@ -21,6 +21,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/holdfast/holdfast/internal/nsthread"
 	"github.com/holdfast/holdfast/internal/testenv"
 )
 
@@ -76,6 +77,9 @@ var seq atomic.Int64
 func newNetNS(t *testing.T) string {
 	t.Helper()
 	name := fmt.Sprintf("hf-ctest-%d-%d", os.Getpid(), seq.Add(1))
+	if err := nsthread.ShareNamedDir(); err != nil {
+		t.Fatal(err)
+	}
 	// NewNamed moves its thread into the new namespace.
 	err := onDisposableThread(func() error {
 		ns, err := netns.NewNamed(name)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -108,6 +109,51 @@ func prepare(cfg Config, dir string) (*net.UnixListener, error) {
 	return ln, nil
 }
 
+// dropNetnsMounts detaches every nsfs mount of the container's copy of
+// the host's mounts. One may be out of reach by its path: when processes
+// race to make /run/netns a mount point of its own (as `ip netns` and the
+// local engine do on first use), a namespace mounted before the last such
+// bind is hidden beneath it. So the directory a namespace mount stays in
+// is detached too (it holds only namespace mounts), and the mounts read
+// again, until none is left.
+func dropNetnsMounts() error {
+	for range 8 {
+		b, err := os.ReadFile("/proc/self/mountinfo")
+		if err != nil {
+			return err
+		}
+		var points, nsfs []string
+		for line := range strings.SplitSeq(string(b), "\n") {
+			pre, post, ok := strings.Cut(line, " - ")
+			pf, qf := strings.Fields(pre), strings.Fields(post)
+			if !ok || len(pf) < 5 || len(qf) < 1 {
+				continue
+			}
+			p := unescapeMountPath(pf[4])
+			points = append(points, p)
+			if qf[0] == "nsfs" {
+				nsfs = append(nsfs, p)
+			}
+		}
+		if len(nsfs) == 0 {
+			return nil
+		}
+		dirs := map[string]bool{}
+		for _, p := range nsfs {
+			if d := filepath.Dir(p); d != "/" {
+				dirs[d] = true
+			}
+		}
+		// Newest first: a mount on top goes before what it covers.
+		for i := len(points) - 1; i >= 0; i-- {
+			if slices.Contains(nsfs, points[i]) || dirs[points[i]] {
+				_ = unix.Unmount(points[i], unix.MNT_DETACH)
+			}
+		}
+	}
+	return errors.New("network namespace mounts remain in the container after detaching them eight times")
+}
+
 // mountBinds mounts each bind's source at its target under root (the
 // root file system before pivot_root, or "/" for the host's view), in
 // order. Nothing runs in the container yet, but a root file system kept
@@ -154,16 +200,8 @@ func mkdirInRoot(root, rel string) (string, error) {
 // /run/netns/*) that the new mount namespace got: held here, they would
 // keep other namespaces alive after the host deletes them.
 func hostView(cfg Config) error {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
+	if err := dropNetnsMounts(); err != nil {
 		return err
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		pre, post, ok := strings.Cut(line, " - ")
-		pf, qf := strings.Fields(pre), strings.Fields(post)
-		if ok && len(pf) >= 5 && len(qf) >= 1 && qf[0] == "nsfs" {
-			_ = unix.Unmount(unescapeMountPath(pf[4]), unix.MNT_DETACH)
-		}
 	}
 	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return fmt.Errorf("mounting /proc: %w", err)

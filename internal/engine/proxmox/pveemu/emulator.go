@@ -133,6 +133,8 @@ type Emulator struct {
 	pools map[string]*pool  // resource pools (pools.go)
 
 	storages map[string]*storage // storage.cfg (storage.go)
+
+	consoles map[int]*pendingConsole // termproxies waiting for their client, by port (console.go)
 }
 
 var _ http.Handler = (*Emulator)(nil)
@@ -181,9 +183,11 @@ func New(cfg Config) *Emulator {
 	}
 	e.mux = http.NewServeMux()
 	for _, r := range slices.Concat(routes, configRoutes, nodeRoutes, clusterRoutes, taskRoutes, poolRoutes,
-		sdnRoutes, firewallRoutes, haRoutes, networkRoutes, storageRoutes, migrateRoutes) {
+		sdnRoutes, firewallRoutes, haRoutes, networkRoutes, storageRoutes, migrateRoutes, consoleRoutes) {
 		e.mux.HandleFunc(r.method+" "+APIPrefix+r.path, e.serve(r))
 	}
+	// The console's WebSocket is no JSON call (console.go).
+	e.mux.HandleFunc("GET "+APIPrefix+"/nodes/{node}/qemu/{vmid}/vncwebsocket", e.vncWebsocket)
 	// Anything else is authenticated, then refused as PVE refuses a path
 	// it has no handler for.
 	e.notImplemented = e.serve(route{})
