@@ -141,6 +141,21 @@ func (e *env) openConsole(t *testing.T, c cred, path string, hdr ...string) *ter
 // terminal's size; who may open it, from where; that it ends when the
 // caller's session does, when the user goes, and when the instance
 // stops; and that each is audited.
+// realizedWeb makes network net and instance web in tenant acme, and
+// waits until the cloud has them.
+func (e *env) realizedWeb(c cred) api.Instance {
+	e.t.Helper()
+	var op api.Operation
+	e.must(c, http.StatusAccepted, "POST", "/v1/tenants/acme/networks", api.NetworkCreate{Name: "net"}, &op)
+	e.wait(c, op)
+	e.must(c, http.StatusAccepted, "POST", "/v1/tenants/acme/instances",
+		api.InstanceCreate{Name: "web", Flavor: "burstable", Template: "debian-12", Network: "net"}, &op)
+	e.wait(c, op)
+	var web api.Instance
+	e.must(c, http.StatusOK, "GET", "/v1/tenants/acme/instances/web", nil, &web)
+	return web
+}
+
 func TestConsole(t *testing.T) {
 	testenv.NeedRoot(t, "the local engine makes namespaces, bridges, nftables rules and containers")
 	state := t.TempDir()
@@ -151,14 +166,7 @@ func TestConsole(t *testing.T) {
 	bob := e.tenantWith("other", nil, map[string]string{"bob": api.RoleTenantAdmin})["bob"]
 	alice := acme["alice"]
 
-	var op api.Operation
-	e.must(alice, http.StatusAccepted, "POST", "/v1/tenants/acme/networks", api.NetworkCreate{Name: "net"}, &op)
-	e.wait(alice, op)
-	e.must(alice, http.StatusAccepted, "POST", "/v1/tenants/acme/instances",
-		api.InstanceCreate{Name: "web", Flavor: "burstable", Template: "debian-12", Network: "net"}, &op)
-	e.wait(alice, op)
-	var web api.Instance
-	e.must(alice, http.StatusOK, "GET", "/v1/tenants/acme/instances/web", nil, &web)
+	web := e.realizedWeb(alice)
 	const path = "/v1/tenants/acme/instances/web/console"
 	host := strings.TrimPrefix(e.ts.URL, "https://")
 
@@ -261,6 +269,7 @@ func TestConsole(t *testing.T) {
 	tm = e.openConsole(t, alice, path)
 	tm.typeIn("echo \"UP-$((6*7))\"\n")
 	tm.expect(regexp.MustCompile(`UP-42`))
+	var op api.Operation
 	e.must(alice, http.StatusAccepted, "POST", "/v1/tenants/acme/instances/web/stop", nil, &op)
 	tm.ended()
 	e.wait(alice, op)
@@ -300,14 +309,7 @@ func TestConsoleOnProxmox(t *testing.T) {
 	path, _ := pvetest.Emulated(t, "../../examples/tasmanian", 30)
 	e := newEnv(t, Config{SpecPath: path, Realize: true, Resync: -1, Now: time.Now})
 	alice := e.tenantWith("acme", nil, map[string]string{"alice": api.RoleTenantAdmin})["alice"]
-	var op api.Operation
-	e.must(alice, http.StatusAccepted, "POST", "/v1/tenants/acme/networks", api.NetworkCreate{Name: "net"}, &op)
-	e.wait(alice, op)
-	e.must(alice, http.StatusAccepted, "POST", "/v1/tenants/acme/instances",
-		api.InstanceCreate{Name: "web", Flavor: "burstable", Template: "debian-12", Network: "net"}, &op)
-	e.wait(alice, op)
-	var web api.Instance
-	e.must(alice, http.StatusOK, "GET", "/v1/tenants/acme/instances/web", nil, &web)
+	web := e.realizedWeb(alice)
 
 	tm := e.openConsole(t, alice, "/v1/tenants/acme/instances/web/console?cols=100&rows=30")
 	tm.typeIn("hostname\r")
