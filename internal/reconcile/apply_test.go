@@ -25,7 +25,12 @@ type memEngine struct {
 	peak     int
 	failOnce map[string]int // id -> retryable failures left
 	fail     map[string]bool
-	delay    time.Duration
+	// wait, when set, holds each step it names until two steps have been
+	// active at once (or a deadline passes): a runner that starts
+	// independent steps together gets past it at once, one that runs them
+	// one by one shows a peak of 1, and no timing decides which.
+	wait    map[string]bool
+	overlap chan struct{} // closed once two steps were active at once
 }
 
 func newMem() *memEngine {
@@ -46,6 +51,13 @@ func (m *memEngine) act(id, what string, f func()) error {
 	m.mu.Lock()
 	m.active++
 	m.peak = max(m.peak, m.active)
+	if m.peak >= 2 && m.overlap != nil {
+		select {
+		case <-m.overlap:
+		default:
+			close(m.overlap)
+		}
+	}
 	if m.failOnce[id] > 0 {
 		m.failOnce[id]--
 		m.active--
@@ -57,8 +69,14 @@ func (m *memEngine) act(id, what string, f func()) error {
 		m.mu.Unlock()
 		return errors.New("broken")
 	}
+	wait := m.wait[id]
 	m.mu.Unlock()
-	time.Sleep(m.delay) // simulated work, so that parallel steps overlap
+	if wait {
+		select {
+		case <-m.overlap:
+		case <-time.After(5 * time.Second):
+		}
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.active--
@@ -107,11 +125,12 @@ func plan(t *testing.T, r *reconcile.Runner, desired []compile.Resource) reconci
 
 func TestApplyOrdersByDependencyAndBoundsParallelism(t *testing.T) {
 	m := newMem()
-	m.delay = 5 * time.Millisecond
+	m.wait, m.overlap = map[string]bool{}, make(chan struct{})
 	r := &reconcile.Runner{Engine: m, Store: openStore(t), Parallel: 3}
 	desired := []compile.Resource{rsrc("net")}
 	for _, n := range []string{"a", "b", "c", "d", "e", "f"} {
 		desired = append(desired, rsrc(n, "net"))
+		m.wait[n] = true
 	}
 	desired = append(desired, rsrc("app", "a", "b"))
 	res, err := r.Apply(context.Background(), plan(t, r, desired))
