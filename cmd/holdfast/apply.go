@@ -18,11 +18,13 @@ import (
 
 	"github.com/holdfast/holdfast/internal/deploy"
 	"github.com/holdfast/holdfast/internal/reconcile"
+	"github.com/holdfast/holdfast/internal/sqldb"
 )
 
 // stateFlags are the flags of every command that changes or observes a cloud.
 type stateFlags struct {
 	stateDir string
+	database string
 	parallel int
 	yes      bool
 }
@@ -35,9 +37,19 @@ func (f *stateFlags) add(cmd *cobra.Command, changes bool) {
 	}
 }
 
+// addDatabase adds --database, to the commands that read and write the
+// cloud's state and the control plane wherever it is kept.
+func (f *stateFlags) addDatabase(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.database, "database", os.Getenv("HOLDFAST_DATABASE"),
+		"PostgreSQL database to keep the state and the control plane in, shared by replicas: postgres://USER@HOST/DB ($HOLDFAST_DATABASE; default: SQLite files in --state-dir)")
+}
+
 // openCloud loads and locks a cloud, printing diagnostics.
 func openCloud(cmd *cobra.Command, path string, f *stateFlags, progress func(reconcile.Event)) (*deploy.Cloud, error) {
-	c, diags, err := deploy.Open(path, deploy.Options{StateDir: f.stateDir, Parallel: f.parallel, Progress: progress})
+	if err := sqldb.CheckURL(f.database); err != nil {
+		return nil, fmt.Errorf("--database: %w", err)
+	}
+	c, diags, err := deploy.Open(path, deploy.Options{StateDir: f.stateDir, Database: f.database, Parallel: f.parallel, Progress: progress})
 	printDiags(cmd.ErrOrStderr(), diags)
 	if errors.Is(err, deploy.ErrSpec) {
 		return nil, errReported
@@ -108,6 +120,7 @@ under way finish; a crash or kill -9 is resumed by the next apply.`,
 		},
 	}
 	f.add(cmd, true)
+	f.addDatabase(cmd)
 	return cmd
 }
 
@@ -195,6 +208,7 @@ func newDestroy() *cobra.Command {
 		},
 	}
 	f.add(cmd, true)
+	f.addDatabase(cmd)
 	return cmd
 }
 
@@ -210,6 +224,7 @@ spec). Exits 1 when anything is not ok.`,
 	}
 	out := outputFlag(cmd, "table", "json")
 	f.add(cmd, false)
+	f.addDatabase(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if err := checkFormat(*out, "table", "json"); err != nil {
 			return err

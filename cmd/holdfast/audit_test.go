@@ -16,7 +16,7 @@ import (
 
 	"github.com/holdfast/holdfast/internal/audit"
 	"github.com/holdfast/holdfast/internal/server"
-	"github.com/holdfast/holdfast/internal/store"
+	"github.com/holdfast/holdfast/internal/sqldb"
 )
 
 // TestAuditVerify: `holdfast audit verify` passes an intact log and names
@@ -200,7 +200,7 @@ func TestAuditVerifyStaleTail(t *testing.T) {
 // access to the database (and without the signing key) would.
 func rewriteFrom(t *testing.T, path string, seq int64) {
 	t.Helper()
-	db, err := store.OpenDB(path)
+	db, err := sqldb.Open(context.Background(), sqldb.In("", path, "audit"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +284,7 @@ func serveWith(t *testing.T, cfg server.Config, n int) string {
 
 func tamper(t *testing.T, path, q string) {
 	t.Helper()
-	db, err := store.OpenDB(path)
+	db, err := sqldb.Open(context.Background(), sqldb.In("", path, "audit"))
 	if err != nil {
 		t.Fatal(err)
 	}

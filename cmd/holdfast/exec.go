@@ -26,7 +26,7 @@ and exits with the command's exit status.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := interruptible()
 			defer stop()
-			in, err := deploy.FindInstance(ctx, stateDir, cloud, args[0])
+			in, err := deploy.FindInstance(ctx, stateDir, "", cloud, args[0])
 			if err != nil {
 				return err
 			}

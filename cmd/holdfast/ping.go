@@ -30,7 +30,7 @@ instance.`,
 			}
 			ctx, stop := interruptible()
 			defer stop()
-			in, err := deploy.FindInstance(ctx, stateDir, cloud, args[0])
+			in, err := deploy.FindInstance(ctx, stateDir, "", cloud, args[0])
 			if err != nil {
 				return err
 			}

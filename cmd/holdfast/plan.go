@@ -28,6 +28,7 @@ memory decide allocation and placement.`,
 	out := outputFlag(cmd, "table", "json")
 	var f stateFlags
 	f.add(cmd, false)
+	f.addDatabase(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if err := checkFormat(*out, "table", "json"); err != nil {
 			return err
@@ -37,7 +38,7 @@ memory decide allocation and placement.`,
 			return err
 		}
 		p := reconcile.Diff(st.Resources, nil)
-		if deploy.HasState(f.stateDir, st.Cloud) || deploy.SharesInfrastructure(st) {
+		if f.database != "" || deploy.HasState(f.stateDir, st.Cloud) || deploy.SharesInfrastructure(st) {
 			// Applied before, or on a cluster others use too: compare with
 			// what really exists (and allocate around what others hold).
 			c, err := openCloud(cmd, args[0], &f, nil)

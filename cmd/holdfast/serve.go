@@ -19,6 +19,7 @@ import (
 	"github.com/holdfast/holdfast/internal/auth/oidc"
 	"github.com/holdfast/holdfast/internal/server"
 	"github.com/holdfast/holdfast/internal/spec"
+	"github.com/holdfast/holdfast/internal/sqldb"
 )
 
 // serveFlags configure the control plane.
@@ -106,6 +107,7 @@ next start.`,
 		},
 	}
 	st.add(cmd, false)
+	st.addDatabase(cmd)
 	f.add(cmd)
 	return cmd
 }
@@ -126,7 +128,10 @@ func runServe(ctx context.Context, cmd *cobra.Command, path string, st *stateFla
 			return fmt.Errorf("--listen: %w", err)
 		}
 	}
-	s, err := server.New(server.Config{SpecPath: path, StateDir: st.stateDir, Logger: log, Realize: !f.noReconcile, Resync: resync,
+	if err := sqldb.CheckURL(st.database); err != nil {
+		return fmt.Errorf("--database: %w", err)
+	}
+	s, err := server.New(server.Config{SpecPath: path, StateDir: st.stateDir, Database: st.database, Logger: log, Realize: !f.noReconcile, Resync: resync,
 		AuditWitness: f.witness, AuditCheckpointInterval: f.cpInterval, GuestListen: f.guestListen, PublicURL: publicURL})
 	if err != nil {
 		if f.publicURL != "" {
@@ -202,10 +207,11 @@ it: keep a copy of audit.pub somewhere the server cannot write.`,
 			if len(args) == 1 {
 				path = args[0]
 			}
-			return runAuditVerify(cmd, path, st.stateDir, &v)
+			return runAuditVerify(cmd, path, &st, &v)
 		},
 	}
 	st.add(verify, false)
+	st.addDatabase(verify)
 	fl := verify.Flags()
 	fl.StringVar(&v.key, "key", "", "file with the checkpoint public key (hex); default audit.pub beside the log")
 	fl.StringVar(&v.checkpoints, "checkpoints", "", "a copy of the published checkpoints ("+server.AuditCheckpointsFile+") to check the log against")
@@ -221,7 +227,10 @@ type auditVerifyFlags struct {
 	interval                     time.Duration
 }
 
-func runAuditVerify(cmd *cobra.Command, path, stateDir string, v *auditVerifyFlags) error {
+func runAuditVerify(cmd *cobra.Command, path string, st *stateFlags, v *auditVerifyFlags) error {
+	if err := sqldb.CheckURL(st.database); err != nil {
+		return fmt.Errorf("--database: %w", err)
+	}
 	cloud := v.cloud
 	if cloud == "" {
 		s, diags := spec.Check(path)
@@ -231,10 +240,12 @@ func runAuditVerify(cmd *cobra.Command, path, stateDir string, v *auditVerifyFla
 		}
 		cloud = s.Cloud.Name
 	}
-	dir := server.Dir(stateDir, cloud)
-	db := filepath.Join(dir, "audit.db")
-	if _, err := os.Stat(db); err != nil {
-		return fmt.Errorf("no audit log for cloud %q: %w (has holdfast serve run?)", cloud, err)
+	dir := server.Dir(st.stateDir, cloud)
+	db := sqldb.In(st.database, filepath.Join(dir, "audit.db"), "audit")
+	if st.database == "" {
+		if _, err := os.Stat(db.File); err != nil {
+			return fmt.Errorf("no audit log for cloud %q: %w (has holdfast serve run?)", cloud, err)
+		}
 	}
 	keyFile := v.key
 	if keyFile == "" {

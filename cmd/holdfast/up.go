@@ -57,6 +57,7 @@ nftables rules and containers (the host's own network is never changed).`,
 		},
 	}
 	f.add(cmd, true)
+	f.addDatabase(cmd)
 	sf.add(cmd)
 	cmd.Flags().BoolVar(&noServe, "no-serve", false, "only apply; do not serve the control plane")
 	return cmd

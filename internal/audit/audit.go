@@ -56,7 +56,7 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"github.com/holdfast/holdfast/internal/migrate"
-	"github.com/holdfast/holdfast/internal/store"
+	"github.com/holdfast/holdfast/internal/sqldb"
 )
 
 //go:embed schema.sql
@@ -248,20 +248,20 @@ func Clock(now func() time.Time) Option {
 	}
 }
 
-// Open opens (creating if needed) the audit log in the SQLite database at
-// path, with the same durability settings as the state store. key signs
+// Open opens (creating if needed) the audit log in the database at p,
+// with the same durability settings as the state store. key signs
 // checkpoints; it may be nil for a log that is only read and verified.
-func Open(path string, key ed25519.PrivateKey, opts ...Option) (*Log, error) {
+func Open(p sqldb.Place, key ed25519.PrivateKey, opts ...Option) (*Log, error) {
 	// Durable commits: an acknowledged request's audit entry survives
 	// power loss.
-	db, err := store.OpenDB(path)
+	db, err := sqldb.Open(context.Background(), p)
 	if err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
 	l, err := New(db, key, opts...)
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("audit log %s: %w", path, err)
+		return nil, fmt.Errorf("audit log %s: %w", p, err)
 	}
 	l.owned = true
 	return l, nil
@@ -547,7 +547,7 @@ func (l *Log) tick() {
 	}
 }
 
-func (l *Log) tx(ctx context.Context, f func(*sql.Tx) error) error { return store.Tx(ctx, l.db, f) }
+func (l *Log) tx(ctx context.Context, f func(*sql.Tx) error) error { return sqldb.Tx(ctx, l.db, f) }
 
 // Filter selects entries for List.
 type Filter struct {
@@ -561,18 +561,17 @@ type Filter struct {
 
 // List returns the entries f selects, oldest first.
 func (l *Log) List(ctx context.Context, f Filter) ([]Entry, error) {
-	limit := int64(f.Limit)
-	if limit <= 0 {
-		limit = -1 // SQLite: no limit
-	}
 	q := `SELECT seq, time, actor, tenant, action, object, source, result, detail, prev, hash FROM audit_entries WHERE seq > ?`
 	args := []any{f.After}
 	if f.Tenant != "" {
 		q += ` AND tenant = ?`
 		args = append(args, f.Tenant)
 	}
-	q += ` ORDER BY seq LIMIT ?`
-	args = append(args, limit)
+	q += ` ORDER BY seq`
+	if f.Limit > 0 {
+		q += ` LIMIT ?`
+		args = append(args, f.Limit)
+	}
 	var out []Entry
 	err := scanEntries(l.db.QueryContext(ctx, q, args...))(func(r row) error {
 		if r.bad != "" {

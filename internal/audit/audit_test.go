@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/holdfast/holdfast/internal/sqldb/sqldbtest"
 )
 
 // seedKey makes tests deterministic without a source of randomness.
@@ -79,7 +81,7 @@ func newLog(t *testing.T, every int64, opts ...Option) (*Log, ed25519.PublicKey,
 	t.Helper()
 	key := seedKey(7)
 	path := filepath.Join(t.TempDir(), "audit.db")
-	l, err := Open(path, key, append([]Option{CheckpointEvery(every), Clock(stepClock()), manualTimers(&timers{})}, opts...)...)
+	l, err := Open(sqldbtest.Place(t, path, "audit"), key, append([]Option{CheckpointEvery(every), Clock(stepClock()), manualTimers(&timers{})}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +162,7 @@ func TestCleanLogVerifies(t *testing.T) {
 
 	// The log survives a reopen, and appending continues the chain.
 	l.Close()
-	l2, err := Open(path, seedKey(7), CheckpointEvery(100))
+	l2, err := Open(sqldbtest.Place(t, path, "audit"), seedKey(7), CheckpointEvery(100))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,7 +323,7 @@ func TestVerifyDetectsTampering(t *testing.T) {
 	}, {
 		name: "forge a checkpoint signature",
 		tamper: func(t *testing.T, l *Log) {
-			exec(t, l, `UPDATE audit_checkpoints SET sig = zeroblob(64) WHERE seq = 100`)
+			exec(t, l, `UPDATE audit_checkpoints SET sig = ? WHERE seq = 100`, make([]byte, 64))
 		},
 		want: []found{{BadSignature, 100}},
 		msg:  "checkpoint at 100: bad signature (forged, altered, or signed with another key)",

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/holdfast/holdfast/internal/migrate/migratetest"
+	"github.com/holdfast/holdfast/internal/sqldb"
 )
 
 // fixtureEntries are the events the fixture's log holds, in order.
@@ -31,7 +32,7 @@ const fixtureWitness = "https://witness.example.org/holdfast"
 // writeFixture writes an audit log of fixtureEntries, checkpointed every
 // four entries and at the end, and publishes the checkpoints to pub.
 func writeFixture(t *testing.T, path, pub string) {
-	l, err := Open(path, seedKey(9), CheckpointEvery(4), Clock(stepClock()), PublishTo(pub), manualTimers(&timers{}))
+	l, err := Open(sqldb.In("", path, "audit"), seedKey(9), CheckpointEvery(4), Clock(stepClock()), PublishTo(pub), manualTimers(&timers{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +101,7 @@ func TestFixture(t *testing.T) {
 			}
 
 			// Read and verified, as holdfast audit verify does: no key.
-			l, err := Open(path, nil, Clock(later))
+			l, err := Open(sqldb.In("", path, "audit"), nil, Clock(later))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -129,7 +130,7 @@ func TestFixture(t *testing.T) {
 
 			// Written to, as the server does: the chain goes on and the
 			// whole log still verifies.
-			l, err = Open(path, key, Clock(later), CheckpointEvery(4), manualTimers(&timers{}))
+			l, err = Open(sqldb.In("", path, "audit"), key, Clock(later), CheckpointEvery(4), manualTimers(&timers{}))
 			if err != nil {
 				t.Fatal(err)
 			}

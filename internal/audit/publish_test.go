@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/holdfast/holdfast/internal/sqldb/sqldbtest"
 )
 
 // newPublishing is newLog with checkpoints published to a file; it
@@ -30,7 +32,7 @@ func reopen(t *testing.T, l *Log, path, file string, opts ...Option) *Log {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	l2, err := Open(path, seedKey(7), append([]Option{CheckpointEvery(100), Clock(stepClock()), manualTimers(&timers{}), PublishTo(file), Name("tasmanian")}, opts...)...)
+	l2, err := Open(sqldbtest.Place(t, path, "audit"), seedKey(7), append([]Option{CheckpointEvery(100), Clock(stepClock()), manualTimers(&timers{}), PublishTo(file), Name("tasmanian")}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -433,7 +435,7 @@ func TestPublishNeedsTheKey(t *testing.T) {
 		"witness without a host":  {seedKey(7), []Option{PublishTo(file), Witness("https:///x")}, "want http:// or https://"},
 		"witness password hidden": {seedKey(7), []Option{PublishTo(file), Witness("gopher://u:hunter2@witness.example/")}, "xxxxx"},
 	} {
-		l, err := Open(filepath.Join(dir, "audit.db"), c.key, c.opts...)
+		l, err := Open(sqldbtest.Place(t, filepath.Join(dir, "audit.db"), "audit"), c.key, c.opts...)
 		if err == nil {
 			l.Close()
 		}

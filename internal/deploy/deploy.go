@@ -67,6 +67,10 @@ type Cloud struct {
 // Options tune how a cloud is driven.
 type Options struct {
 	StateDir string
+	// Database is the PostgreSQL database (a postgres:// URL) the cloud's
+	// state is kept in; empty keeps it in state.db in the cloud's
+	// directory.
+	Database string
 	// Rename gives the cloud another name than its spec's, so that tests
 	// can run an example beside a user's copy of it.
 	Rename string
@@ -155,7 +159,7 @@ func Open(path string, opts Options) (*Cloud, spec.Diagnostics, error) {
 			c.Close()
 		}
 	}()
-	if c.store, err = store.Open(filepath.Join(dir, "state.db")); err != nil {
+	if c.store, err = store.Open(store.At(opts.Database, dir)); err != nil {
 		return nil, diags, err
 	}
 	prev, err := c.store.Allocations(context.Background())
@@ -549,7 +553,7 @@ func Compile(path, stateDir string) (*compile.State, spec.Diagnostics, error) {
 	}
 	var prev compile.Allocations
 	if HasState(stateDir, s.Cloud.Name) {
-		db, err := store.Open(filepath.Join(stateDir, s.Cloud.Name, "state.db"))
+		db, err := store.Open(store.At("", filepath.Join(stateDir, s.Cloud.Name)))
 		if err != nil {
 			return nil, diags, err
 		}

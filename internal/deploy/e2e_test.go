@@ -373,7 +373,7 @@ func checkExactly(t *testing.T, c *deploy.Cloud, cloud, state string) {
 			t.Errorf("%d %s cgroups for %d instances and %d sites' edges: %v", len(dirs), ctl, len(st.Instances), len(st.Sites), dirs)
 		}
 	}
-	db, err := store.Open(filepath.Join(state, cloud, "state.db"))
+	db, err := store.Open(store.At("", filepath.Join(state, cloud)))
 	if err != nil {
 		t.Fatal(err)
 	}

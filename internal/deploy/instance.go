@@ -31,10 +31,14 @@ type Instance struct {
 var ErrNotOffered = errors.New("not offered by the engine")
 
 // FindInstance finds the instance called name among the clouds with state
-// under stateDir, or in cloud only when it is given.
-func FindInstance(ctx context.Context, stateDir, cloud, name string) (Instance, error) {
+// under stateDir, or in cloud only when it is given. With database (a
+// PostgreSQL URL), the state is there, and cloud must be given.
+func FindInstance(ctx context.Context, stateDir, database, cloud, name string) (Instance, error) {
 	if stateDir == "" {
 		stateDir = DefaultStateDir()
+	}
+	if database != "" && cloud == "" {
+		return Instance{}, errors.New("the state is in a database: say which cloud")
 	}
 	clouds := []string{cloud}
 	if cloud == "" {
@@ -46,7 +50,7 @@ func FindInstance(ctx context.Context, stateDir, cloud, name string) (Instance, 
 	}
 	var found []Instance
 	for _, cl := range clouds {
-		in, ok, err := findIn(ctx, stateDir, cl, name)
+		in, ok, err := findIn(ctx, stateDir, database, cl, name)
 		if err != nil {
 			return Instance{}, fmt.Errorf("cloud %s: %w", cl, err)
 		}
@@ -73,11 +77,11 @@ func FindInstance(ctx context.Context, stateDir, cloud, name string) (Instance, 
 
 // findIn looks the instance up in one cloud's store: its site from the
 // allocations, the site's engine from the site resource that was made.
-func findIn(ctx context.Context, stateDir, cloud, name string) (Instance, bool, error) {
-	if !HasState(stateDir, cloud) {
+func findIn(ctx context.Context, stateDir, database, cloud, name string) (Instance, bool, error) {
+	if database == "" && !HasState(stateDir, cloud) {
 		return Instance{}, false, nil
 	}
-	db, err := store.Open(filepath.Join(stateDir, cloud, "state.db"))
+	db, err := store.Open(store.At(database, filepath.Join(stateDir, cloud)))
 	if err != nil {
 		return Instance{}, false, err
 	}

@@ -90,7 +90,7 @@ instances: {web: {zone: srv, role: app}}
 		t.Fatal(err)
 	}
 
-	in, err := deploy.FindInstance(ctx, stateDir, "", "web")
+	in, err := deploy.FindInstance(ctx, stateDir, "", "", "web")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,10 +106,10 @@ instances: {web: {zone: srv, role: app}}
 		t.Errorf("ping on an engine without it: %v", err)
 	}
 
-	if _, err := deploy.FindInstance(ctx, stateDir, "", "db"); err == nil || !strings.Contains(err.Error(), `no instance "db"`) {
+	if _, err := deploy.FindInstance(ctx, stateDir, "", "", "db"); err == nil || !strings.Contains(err.Error(), `no instance "db"`) {
 		t.Errorf("an instance that was never made: %v", err)
 	}
-	if _, err := deploy.FindInstance(ctx, stateDir, "other", "web"); err == nil || !strings.Contains(err.Error(), `no instance "web" in cloud other`) {
+	if _, err := deploy.FindInstance(ctx, stateDir, "", "other", "web"); err == nil || !strings.Contains(err.Error(), `no instance "web" in cloud other`) {
 		t.Errorf("an instance of another cloud: %v", err)
 	}
 }

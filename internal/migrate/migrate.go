@@ -9,10 +9,14 @@
 // a version is appending one Step to that list. docs/upgrades.md says
 // what an operator sees.
 //
-// Steps are SQL and Go functions over database/sql, so that the same list
-// can later run on another database than SQLite; what is SQLite's own
-// (the file copy before an upgrade, foreign-key pragmas, sqlite_master) is
-// kept to this file.
+// Steps are SQL and Go functions over database/sql. A schema's SQL runs
+// on SQLite and, translated (sqldb.DDL), on PostgreSQL; the steps from
+// versions before PostgreSQL was supported only ever meet SQLite files,
+// since a PostgreSQL database starts at the version of the release that
+// made it. What is SQLite's own (the file copy before an upgrade,
+// foreign-key pragmas, sqlite_master) is kept to this file; on
+// PostgreSQL, replicas starting together take turns (an advisory lock),
+// and the copy before an upgrade is the operator's pg_dump (docs/ha.md).
 package migrate
 
 import (
@@ -22,6 +26,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+
+	"github.com/holdfast/holdfast/internal/sqldb"
 )
 
 // Step brings a database from one version to the next.
@@ -79,7 +85,7 @@ type Querier interface {
 // Record is where a database keeps a schema's version.
 type Record interface {
 	// Read returns the recorded version, and false when none is.
-	Read(ctx context.Context, q Querier, name string) (int, bool, error)
+	Read(ctx context.Context, q Querier, d sqldb.Dialect, name string) (int, bool, error)
 	// Write records version, in tx.
 	Write(ctx context.Context, tx *sql.Tx, name string, version int) error
 }
@@ -89,8 +95,8 @@ type Record interface {
 // user_version per file).
 type versionTable struct{}
 
-func (versionTable) Read(ctx context.Context, q Querier, name string) (int, bool, error) {
-	ok, err := HasTable(ctx, q, "schema_versions")
+func (versionTable) Read(ctx context.Context, q Querier, d sqldb.Dialect, name string) (int, bool, error) {
+	ok, err := HasTable(ctx, q, d, "schema_versions")
 	if err != nil || !ok {
 		return 0, false, err
 	}
@@ -155,14 +161,25 @@ func Run(ctx context.Context, db *sql.DB, s *Schema) error {
 		return err
 	}
 	defer conn.Close()
+	d := sqldb.DialectOf(db)
+	if d == sqldb.Postgres {
+		// Replicas starting together would each find the tables missing
+		// and make them, or upgrade them, at once: they take turns.
+		if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock(?)`, migrateLock); err != nil {
+			return fmt.Errorf("wait for other replicas' upgrades: %w", err)
+		}
+		defer func() {
+			_, _ = conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(?)`, migrateLock)
+		}()
+	}
 
-	version, recorded, err := rec.Read(ctx, conn, s.Name)
+	version, recorded, err := rec.Read(ctx, conn, d, s.Name)
 	if err != nil {
 		return fmt.Errorf("read the %s schema version: %w", s.Name, err)
 	}
 	adopt := false
 	if !recorded {
-		present, err := anyTable(ctx, conn, s.Tables)
+		present, err := anyTable(ctx, conn, d, s.Tables)
 		if err != nil {
 			return fmt.Errorf("read the %s schema: %w", s.Name, err)
 		}
@@ -191,19 +208,19 @@ func Run(ctx context.Context, db *sql.DB, s *Schema) error {
 			return fmt.Errorf("adopt the %s tables of a release before versioning: %w", s.Name, err)
 		}
 	}
-	if version < s.Latest() {
+	if version < s.Latest() && d == sqldb.SQLite {
 		if err := backup(ctx, conn, s); err != nil {
 			return err
 		}
 	}
 	for v := version; v < s.Latest(); v++ {
 		st := s.Steps[v-s.First]
-		if err := st.apply(ctx, conn, rec, s.Name, v+1); err != nil {
+		if err := st.apply(ctx, conn, d, rec, s.Name, v+1); err != nil {
 			return fmt.Errorf("upgrade the %s schema to version %d (%s): %w", s.Name, v+1, st.What, err)
 		}
 	}
 	return tx(ctx, conn, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, s.SQL); err != nil {
+		if _, err := tx.ExecContext(ctx, d.DDL(s.SQL)); err != nil {
 			return fmt.Errorf("create the %s tables: %w", s.Name, err)
 		}
 		return rec.Write(ctx, tx, s.Name, s.Latest())
@@ -211,8 +228,8 @@ func Run(ctx context.Context, db *sql.DB, s *Schema) error {
 }
 
 // apply runs the step and records version to, in one transaction.
-func (st Step) apply(ctx context.Context, conn *sql.Conn, rec Record, name string, to int) (err error) {
-	if st.Rebuild {
+func (st Step) apply(ctx context.Context, conn *sql.Conn, d sqldb.Dialect, rec Record, name string, to int) (err error) {
+	if st.Rebuild && d == sqldb.SQLite {
 		if _, err := conn.ExecContext(ctx, `PRAGMA foreign_keys = OFF`); err != nil {
 			return err
 		}
@@ -224,7 +241,7 @@ func (st Step) apply(ctx context.Context, conn *sql.Conn, rec Record, name strin
 	}
 	return tx(ctx, conn, func(tx *sql.Tx) error {
 		if st.SQL != "" {
-			if _, err := tx.ExecContext(ctx, st.SQL); err != nil {
+			if _, err := tx.ExecContext(ctx, d.DDL(st.SQL)); err != nil {
 				return err
 			}
 		}
@@ -233,12 +250,18 @@ func (st Step) apply(ctx context.Context, conn *sql.Conn, rec Record, name strin
 				return err
 			}
 		}
-		if err := checkForeignKeys(ctx, tx); err != nil {
-			return err
+		if d == sqldb.SQLite { // PostgreSQL checks every statement's
+			if err := checkForeignKeys(ctx, tx); err != nil {
+				return err
+			}
 		}
 		return rec.Write(ctx, tx, name, to)
 	})
 }
+
+// migrateLock is the PostgreSQL advisory lock migrations hold: any
+// number, the same in every Holdfast ("hfmigrat").
+const migrateLock int64 = 0x68666d6967726174
 
 // BackupPath is where the copy of file made before upgrading schema to
 // version is kept.
@@ -285,11 +308,11 @@ func fileOf(ctx context.Context, q Querier) (string, error) {
 }
 
 // HasTable says whether the database has the table name.
-func HasTable(ctx context.Context, q Querier, name string) (bool, error) {
-	return anyTable(ctx, q, []string{name})
+func HasTable(ctx context.Context, q Querier, d sqldb.Dialect, name string) (bool, error) {
+	return anyTable(ctx, q, d, []string{name})
 }
 
-func anyTable(ctx context.Context, q Querier, names []string) (bool, error) {
+func anyTable(ctx context.Context, q Querier, d sqldb.Dialect, names []string) (bool, error) {
 	if len(names) == 0 {
 		return false, nil
 	}
@@ -298,7 +321,12 @@ func anyTable(ctx context.Context, q Querier, names []string) (bool, error) {
 		args[i] = n
 	}
 	var n int
-	err := q.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN (?`+strings.Repeat(", ?", len(names)-1)+`)`, args...).Scan(&n)
+	list := "(?" + strings.Repeat(", ?", len(names)-1) + ")"
+	query := `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ` + list
+	if d == sqldb.Postgres {
+		query = `SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name IN ` + list
+	}
+	err := q.QueryRowContext(ctx, query, args...).Scan(&n)
 	return n > 0, err
 }
 

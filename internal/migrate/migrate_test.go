@@ -13,7 +13,7 @@ import (
 	"testing"
 
 	"github.com/holdfast/holdfast/internal/migrate"
-	"github.com/holdfast/holdfast/internal/store"
+	"github.com/holdfast/holdfast/internal/sqldb"
 )
 
 // The test schema's versions: things get a colour at version 2, and red
@@ -40,7 +40,7 @@ func schemaAt(v int) *migrate.Schema {
 
 func openDB(t *testing.T, path string) *sql.DB {
 	t.Helper()
-	db, err := store.OpenDB(path)
+	db, err := sqldb.Open(context.Background(), sqldb.In("", path, "test"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,7 +315,7 @@ func TestCrashMidStep(t *testing.T) {
 // crashInStep upgrades path and exits, as a kill would end it, after the
 // last step has written but before it commits.
 func crashInStep(path string) {
-	db, err := store.OpenDB(path)
+	db, err := sqldb.Open(context.Background(), sqldb.In("", path, "test"))
 	if err != nil {
 		os.Exit(1)
 	}

@@ -3,7 +3,6 @@ package reconcile_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -97,7 +96,7 @@ func (m *memEngine) Close() error { return nil }
 
 func openStore(t *testing.T) *store.Store {
 	t.Helper()
-	s, err := store.Open(filepath.Join(t.TempDir(), "state.db"))
+	s, err := store.Open(store.At("", t.TempDir()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,7 +25,7 @@ const statusLockWait = 20 * time.Second
 // the spec, as `holdfast status` does, and says how the reconciler last
 // did.
 func (s *Server) cloudStatus(q *request) error {
-	c, _, err := deploy.Open(s.cfg.SpecPath, deploy.Options{StateDir: s.cfg.StateDir, Rename: s.cfg.Rename, LockWait: statusLockWait})
+	c, _, err := deploy.Open(s.cfg.SpecPath, deploy.Options{StateDir: s.cfg.StateDir, Database: s.cfg.Database, Rename: s.cfg.Rename, LockWait: statusLockWait})
 	if errors.Is(err, syscall.EWOULDBLOCK) {
 		q.w.Header().Set("Retry-After", "10")
 		return problem(http.StatusServiceUnavailable, "busy", "the cloud is being changed; try again shortly")

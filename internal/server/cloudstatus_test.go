@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/holdfast/holdfast/api"
-	"github.com/holdfast/holdfast/internal/store"
+	"github.com/holdfast/holdfast/internal/sqldb"
 )
 
 // TestVerifyAuditRoute: operators see the audit log verified by the
@@ -23,7 +23,7 @@ func TestVerifyAuditRoute(t *testing.T) {
 	}
 	e.must(users["alice"], http.StatusForbidden, "GET", "/v1/audit/verify", nil, nil)
 
-	db, err := store.OpenDB(filepath.Join(e.s.Dir(), "audit.db"))
+	db, err := sqldb.Open(t.Context(), sqldb.In(e.s.cfg.Database, filepath.Join(e.s.Dir(), "audit.db"), "audit"))
 	if err != nil {
 		t.Fatal(err)
 	}

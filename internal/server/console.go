@@ -69,7 +69,7 @@ func (s *Server) console(q *request) error {
 	if !isWebSocket(q.r) {
 		return problem(http.StatusUpgradeRequired, "websocket-required", "the console is a WebSocket: send an upgrade request")
 	}
-	found, err := deploy.FindInstance(q.r.Context(), s.cfg.StateDir, s.cloud, in.Spec)
+	found, err := deploy.FindInstance(q.r.Context(), s.cfg.StateDir, s.cfg.Database, s.cloud, in.Spec)
 	if err != nil {
 		s.log.Error("console: finding the instance", "instance", in.Spec, "err", err)
 		return problem(http.StatusConflict, "instance-not-running", fmt.Sprintf("instance %q is not running", name))

@@ -8,8 +8,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/holdfast/holdfast/api"
 	"github.com/holdfast/holdfast/internal/auth"
+	"github.com/holdfast/holdfast/internal/sqldb/sqldbtest"
 )
 
 // env is a real server on a loopback TLS listener, with its operator
@@ -61,6 +64,12 @@ func newEnv(t testing.TB, cfg Config) *env {
 	}
 	if cfg.Now == nil {
 		cfg.Now = c.now
+	}
+	if cfg.Database == "" {
+		cfg.Database = sqldbtest.URL(t, cfg.StateDir)
+	}
+	if os.Getenv("HOLDFAST_TEST_LOG") != "" { // the servers' logs on stderr, to see why a test failed
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	s, err := New(cfg)
 	if err != nil {

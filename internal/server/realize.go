@@ -386,10 +386,10 @@ func (s *Server) acceptedTenants() (*spec.Spec, error) {
 // made and not removed since.
 func (s *Server) madeObjects(ctx context.Context) (map[object]bool, error) {
 	made := map[object]bool{}
-	if !deploy.HasState(s.cfg.StateDir, s.cloud) {
+	if s.cfg.Database == "" && !deploy.HasState(s.cfg.StateDir, s.cloud) {
 		return made, nil // never applied: nothing made
 	}
-	st, err := store.Open(filepath.Join(s.cfg.StateDir, s.cloud, "state.db"))
+	st, err := store.Open(store.At(s.cfg.Database, filepath.Join(s.cfg.StateDir, s.cloud)))
 	if err != nil {
 		return nil, err
 	}
@@ -420,7 +420,7 @@ func (p *pass) open(progress func(reconcile.Event)) (*deploy.Cloud, error) {
 		if err := deploy.WriteTenants(s.cfg.StateDir, s.cloud, p.tenantSpec()); err != nil {
 			return nil, err
 		}
-		c, diags, err := deploy.Open(s.cfg.SpecPath, deploy.Options{StateDir: s.cfg.StateDir, Rename: s.cfg.Rename, LockWait: 5 * time.Minute, Progress: progress})
+		c, diags, err := deploy.Open(s.cfg.SpecPath, deploy.Options{StateDir: s.cfg.StateDir, Database: s.cfg.Database, Rename: s.cfg.Rename, LockWait: 5 * time.Minute, Progress: progress})
 		if err == nil {
 			for _, o := range p.refusedObjects() {
 				s.log.Warn("the cloud refused a tenant's object; it is set aside", "object", o.String(), "kept as it was", p.kept[o], "why", p.refused[o])

@@ -148,7 +148,7 @@ func TestTenantInstancesRun(t *testing.T) {
 		t.Errorf("after deleting: %d instances, usage %+v", len(left.Items), tn.Usage)
 	}
 	// The operator's plan agrees: nothing to do.
-	c, _, err := deploy.Open(e.s.cfg.SpecPath, deploy.Options{StateDir: state, Rename: cloud})
+	c, _, err := deploy.Open(e.s.cfg.SpecPath, deploy.Options{StateDir: state, Database: e.s.cfg.Database, Rename: cloud})
 	if err != nil {
 		t.Fatal(err)
 	}

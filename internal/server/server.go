@@ -31,6 +31,7 @@ import (
 	"github.com/holdfast/holdfast/internal/auth/oidc"
 	"github.com/holdfast/holdfast/internal/portal"
 	"github.com/holdfast/holdfast/internal/spec"
+	"github.com/holdfast/holdfast/internal/sqldb"
 	"github.com/holdfast/holdfast/internal/tenant"
 )
 
@@ -40,6 +41,11 @@ type Config struct {
 	SpecPath string
 	// StateDir is the root of Holdfast's state (deploy.DefaultStateDir).
 	StateDir string
+	// Database is the PostgreSQL database (a postgres:// URL) the
+	// control plane and the cloud's state are kept in, which replicas
+	// share (docs/ha.md). Empty keeps them in SQLite files under
+	// StateDir.
+	Database string
 	// Rename serves the cloud under another name (tests).
 	Rename string
 	// Logger receives structured logs; nothing secret is ever logged.
@@ -181,7 +187,7 @@ func New(cfg Config) (*Server, error) {
 	if s.handleKey, err = webauthnHandleKey(key); err != nil {
 		return nil, err
 	}
-	if s.db, err = tenant.Open(filepath.Join(s.dir, "control.db")); err != nil {
+	if s.db, err = tenant.Open(sqldb.In(cfg.Database, filepath.Join(s.dir, "control.db"), "control")); err != nil {
 		return nil, err
 	}
 	if err := s.openAudit(); err != nil {
@@ -247,7 +253,7 @@ func (s *Server) openAudit() error {
 	if err := os.WriteFile(filepath.Join(s.dir, "audit.pub"), []byte(fmt.Sprintf("%x\n", []byte(s.auditK))), 0o644); err != nil {
 		return err
 	}
-	s.audit, err = audit.Open(filepath.Join(s.dir, "audit.db"), priv,
+	s.audit, err = audit.Open(sqldb.In(s.cfg.Database, filepath.Join(s.dir, "audit.db"), "audit"), priv,
 		audit.CheckpointInterval(s.cfg.AuditCheckpointInterval),
 		audit.PublishTo(filepath.Join(s.dir, AuditCheckpointsFile)), audit.Name(s.cloud), audit.Witness(s.cfg.AuditWitness),
 		audit.Logger(s.log), audit.Clock(s.now))

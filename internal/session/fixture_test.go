@@ -122,7 +122,7 @@ func TestFixture(t *testing.T) {
 			path := migratetest.Copy(t, fixture)
 			before := migratetest.Dump(t, migratetest.Open(t, path))
 			migratetest.Empty(t, before)
-			db := openDB(t, path, 1)
+			db := openSQLite(t, path)
 			if err := Migrate(ctx, db); err != nil {
 				t.Fatal(err)
 			}

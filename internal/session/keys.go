@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/holdfast/holdfast/internal/auth"
-	"github.com/holdfast/holdfast/internal/store"
+	"github.com/holdfast/holdfast/internal/sqldb"
 )
 
 // signingKey is one Ed25519 key of the access-token key set.
@@ -124,7 +124,7 @@ func insertKey(ctx context.Context, db *sql.DB, box *auth.Box, now time.Time, re
 	if err != nil {
 		return nil, err
 	}
-	err = store.Tx(ctx, db, func(tx *sql.Tx) error {
+	err = sqldb.Tx(ctx, db, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE session_keys SET retired = ?, verify_until = ? WHERE retired IS NULL`,
 			ms(now), ms(now.Add(retireFor))); err != nil {
 			return err

@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/holdfast/holdfast/internal/store"
+	"github.com/holdfast/holdfast/internal/sqldb"
 )
 
 // Defaults for the zero fields of LimiterConfig.
@@ -223,7 +223,7 @@ func (l *Limiter) Admit(ctx context.Context, name string, ip netip.Addr) error {
 	}
 	acct, src := l.account(name), sourceKey(ip)
 	var refused *LimitError
-	err := store.Tx(ctx, l.db, func(tx *sql.Tx) error {
+	err := sqldb.Tx(ctx, l.db, func(tx *sql.Tx) error {
 		// A write first, so that the transaction holds the write lock
 		// before it reads: no other connection can count an attempt
 		// between the reads and the updates below.
@@ -327,7 +327,7 @@ func (l *Limiter) Succeeded(ctx context.Context, name string, ip netip.Addr) err
 // one that locked the source, the lock is lifted.
 func (l *Limiter) Forgive(ctx context.Context, name string, ip netip.Addr) error {
 	acct, src := l.account(name), sourceKey(ip)
-	err := store.Tx(ctx, l.db, func(tx *sql.Tx) error {
+	err := sqldb.Tx(ctx, l.db, func(tx *sql.Tx) error {
 		var failures int64
 		err := tx.QueryRowContext(ctx, `SELECT failures FROM session_lockouts WHERE account = ? AND source = ?`, acct, src).Scan(&failures)
 		if errors.Is(err, sql.ErrNoRows) || (err == nil && failures == 0) {
@@ -354,7 +354,7 @@ func (l *Limiter) Forgive(ctx context.Context, name string, ip netip.Addr) error
 // nothing depends on it but the size of the tables.
 func (l *Limiter) Maintain(ctx context.Context) error {
 	now := l.cfg.Now()
-	err := store.Tx(ctx, l.db, func(tx *sql.Tx) error {
+	err := sqldb.Tx(ctx, l.db, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM session_lockouts WHERE locked_until <= ? AND last_attempt <= ?`,
 			ms(now), ms(now.Add(-l.cfg.ResetAfter))); err != nil {
 			return err
@@ -448,6 +448,9 @@ func (l *Limiter) dropFullest() {
 // sometimes — so the table is dropped with secure_delete on: its pages
 // are overwritten, not merely freed.
 func (l *Limiter) upgradeV1(ctx context.Context) (err error) {
+	if sqldb.DialectOf(l.db) != sqldb.SQLite {
+		return nil // the first version only ever kept an SQLite file
+	}
 	conn, err := l.db.Conn(ctx) // the pragma is per connection
 	if err != nil {
 		return err

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/holdfast/holdfast/internal/sqldb/sqldbtest"
 )
 
 type limEnv struct {
@@ -21,6 +23,9 @@ type limEnv struct {
 	clk  *clock
 	cfg  LimiterConfig
 	l    *Limiter
+	// sqlite keeps the database an SQLite file whatever the backend the
+	// tests run on: the databases of releases before PostgreSQL.
+	sqlite bool
 }
 
 var testNameKey = []byte("0123456789abcdef0123456789abcdef")
@@ -51,7 +56,11 @@ func (e *limEnv) open() {
 func (e *limEnv) restart() {
 	e.t.Helper()
 	e.db.Close()
-	e.db = openDB(e.t, e.path, 1)
+	if e.sqlite {
+		e.db = openSQLite(e.t, e.path)
+	} else {
+		e.db = openDB(e.t, e.path, 1)
+	}
 	e.open()
 }
 
@@ -320,8 +329,43 @@ func TestNamesNotStored(t *testing.T) {
 	if other.Tag(typed) == tag {
 		t.Error("two keys give the same tag")
 	}
+	if sqldbtest.Postgres() {
+		assertNotInRows(t, e.db, typed)
+		return
+	}
 	e.db.Close()
 	assertNotInFiles(t, filepath.Dir(e.path), typed)
+}
+
+// assertNotInRows fails if any row of any table of a PostgreSQL
+// database contains s.
+func assertNotInRows(t *testing.T, db *sql.DB, s string) {
+	t.Helper()
+	rows, err := db.Query(`SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tables []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			t.Fatal(err)
+		}
+		tables = append(tables, name)
+	}
+	rows.Close()
+	if len(tables) == 0 {
+		t.Fatal("no tables")
+	}
+	for _, table := range tables {
+		var n int
+		if err := db.QueryRow(`SELECT count(*) FROM `+table+` t WHERE position(? IN CAST(t AS TEXT)) > 0`, s).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			t.Errorf("%d rows of %s contain %q", n, table, s)
+		}
+	}
 }
 
 // assertNotInFiles fails if any file in dir (the database, its WAL)
@@ -360,7 +404,7 @@ func TestMigrateLockoutsV1(t *testing.T) {
 	path := filepath.Join(dir, "state.db")
 	clk := newClock()
 	now := clk.Now()
-	db := openDB(t, path, 1)
+	db := openSQLite(t, path)
 	if _, err := db.Exec(lockoutsV1); err != nil {
 		t.Fatal(err)
 	}
@@ -385,8 +429,8 @@ func TestMigrateLockoutsV1(t *testing.T) {
 	}
 	db.Close()
 
-	e := &limEnv{t: t, path: path, clk: clk, cfg: LimiterConfig{NameKey: testNameKey, AccountBurst: 10, AccountEvery: time.Minute, Now: clk.Now}}
-	e.db = openDB(t, path, 1)
+	e := &limEnv{t: t, path: path, clk: clk, sqlite: true, cfg: LimiterConfig{NameKey: testNameKey, AccountBurst: 10, AccountEvery: time.Minute, Now: clk.Now}}
+	e.db = openSQLite(t, path)
 	e.open()
 	var n int
 	if err := e.db.QueryRow(`SELECT COUNT(*) FROM sqlite_schema WHERE name = 'session_lockouts_v1'`).Scan(&n); err != nil || n != 0 {

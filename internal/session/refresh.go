@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/holdfast/holdfast/internal/auth"
-	"github.com/holdfast/holdfast/internal/store"
+	"github.com/holdfast/holdfast/internal/sqldb"
 )
 
 // Tokens is what a login or a refresh hands to the client. The tokens are
@@ -85,7 +85,7 @@ func (m *Manager) Login(ctx context.Context, userID string, methods []string) (T
 		return Tokens{}, fmt.Errorf("session methods: %w", err)
 	}
 	end := now.Add(m.cfg.RefreshAbsolute)
-	err = store.Tx(ctx, m.db, func(tx *sql.Tx) error {
+	err = sqldb.Tx(ctx, m.db, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `
 			INSERT INTO session_families (id, user_id, methods, created, expires, access_until)
 			VALUES (?, ?, ?, ?, ?, ?)`,
@@ -137,7 +137,7 @@ func (m *Manager) Refresh(ctx context.Context, token string) (Tokens, error) {
 	var out Tokens
 	var reused string // family revoked for reuse; its outcome must be committed
 	var reusedUntil time.Time
-	err = store.Tx(ctx, m.db, func(tx *sql.Tx) error {
+	err = sqldb.Tx(ctx, m.db, func(tx *sql.Tx) error {
 		// Spending comes first and is conditional, so that the check
 		// "unspent" and the write "spent" are one statement: two
 		// concurrent refreshes cannot both see the token unspent. Being a
@@ -196,8 +196,8 @@ func (m *Manager) Refresh(ctx context.Context, token string) (Tokens, error) {
 			nextHash[:], family, ms(now)); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE session_families SET access_until = MAX(access_until, ?) WHERE id = ?`,
-			ms(accessExp), family); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE session_families SET access_until = CASE WHEN access_until > ? THEN access_until ELSE ? END WHERE id = ?`,
+			ms(accessExp), ms(accessExp), family); err != nil {
 			return err
 		}
 		out = m.tokens(access, accessExp, next, now, end, family)
@@ -248,7 +248,7 @@ func (m *Manager) Logout(ctx context.Context, refreshToken string) error {
 	}
 	var family string
 	var until time.Time
-	err = store.Tx(ctx, m.db, func(tx *sql.Tx) error {
+	err = sqldb.Tx(ctx, m.db, func(tx *sql.Tx) error {
 		err := tx.QueryRowContext(ctx, `SELECT family FROM session_refresh WHERE hash = ?`, hash).Scan(&family)
 		if errors.Is(err, sql.ErrNoRows) {
 			return invalid(errUnknownToken)
@@ -273,7 +273,7 @@ func (m *Manager) Logout(ctx context.Context, refreshToken string) error {
 // someone else's session. Revoking a revoked session is not an error.
 func (m *Manager) Revoke(ctx context.Context, userID, family string) error {
 	var until time.Time
-	err := store.Tx(ctx, m.db, func(tx *sql.Tx) error {
+	err := sqldb.Tx(ctx, m.db, func(tx *sql.Tx) error {
 		var owner string
 		err := tx.QueryRowContext(ctx, `SELECT user_id FROM session_families WHERE id = ?`, family).Scan(&owner)
 		if errors.Is(err, sql.ErrNoRows) || (err == nil && owner != userID) {
@@ -300,7 +300,7 @@ func (m *Manager) RevokeUser(ctx context.Context, userID string) (int, error) {
 		until int64
 	}
 	var all []ended
-	err := store.Tx(ctx, m.db, func(tx *sql.Tx) error {
+	err := sqldb.Tx(ctx, m.db, func(tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, `
 			UPDATE session_families SET revoked = ?, reason = 'user' WHERE user_id = ? AND revoked IS NULL
 			RETURNING id, access_until`, ms(m.now()), userID)

@@ -11,6 +11,8 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"github.com/holdfast/holdfast/internal/auth"
+	"github.com/holdfast/holdfast/internal/sqldb"
+	"github.com/holdfast/holdfast/internal/sqldb/sqldbtest"
 )
 
 // clock is a test clock; tests advance it instead of sleeping.
@@ -33,16 +35,25 @@ func (c *clock) Advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// openDB opens path with the settings of store.OpenDB but a chosen number
-// of connections: conns > 1 lets transactions of different goroutines
-// race inside SQLite rather than queue in database/sql.
+// openDB opens path the way the control plane does (on the backend the
+// tests run against: sqldbtest) but with a chosen number of connections:
+// conns > 1 lets transactions of different goroutines race inside the
+// database rather than queue in database/sql.
 func openDB(t testing.TB, path string, conns int) *sql.DB {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)")
+	db := sqldbtest.Open(t, path, "control")
+	db.SetMaxOpenConns(conns)
+	return db
+}
+
+// openSQLite opens path as an SQLite file whatever the backend: the
+// databases of releases before PostgreSQL was supported.
+func openSQLite(t testing.TB, path string) *sql.DB {
+	t.Helper()
+	db, err := sqldb.Open(context.Background(), sqldb.In("", path, "control"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	db.SetMaxOpenConns(conns)
 	t.Cleanup(func() { db.Close() })
 	return db
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/holdfast/holdfast/internal/compile"
 	"github.com/holdfast/holdfast/internal/migrate/migratetest"
+	"github.com/holdfast/holdfast/internal/sqldb"
 	"github.com/holdfast/holdfast/internal/store"
 )
 
@@ -58,7 +59,7 @@ var (
 // applies do, through the store's API.
 func writeFixture(t *testing.T, path string) {
 	ctx := context.Background()
-	s, err := store.Open(path)
+	s, err := store.Open(sqldb.In("", path, "state"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +122,7 @@ func TestFixture(t *testing.T) {
 				before["resources"] = upgradeIDsV1(before["resources"])
 			}
 
-			s, err := store.Open(path)
+			s, err := store.Open(sqldb.In("", path, "state"))
 			if err != nil {
 				t.Fatal(err)
 			}

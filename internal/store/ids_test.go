@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/holdfast/holdfast/internal/compile"
+	"github.com/holdfast/holdfast/internal/sqldb"
 )
 
 func TestRewriteIDV1(t *testing.T) {
@@ -37,7 +38,7 @@ func TestRewriteIDV1(t *testing.T) {
 // its resources renamed, dependencies included, and nothing else lost.
 func TestOpenMigratesIDsWithoutSites(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.db")
-	db, err := OpenDB(path)
+	db, err := sqldb.Open(context.Background(), sqldb.In("", path, "state"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +61,7 @@ func TestOpenMigratesIDsWithoutSites(t *testing.T) {
 	}
 	db.Close()
 
-	s, err := Open(path)
+	s, err := Open(sqldb.In("", path, "state"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +99,7 @@ func TestOpenMigratesIDsWithoutSites(t *testing.T) {
 
 	// Opening again changes nothing.
 	s.Close()
-	s2, err := Open(path)
+	s2, err := Open(sqldb.In("", path, "state"))
 	if err != nil {
 		t.Fatal(err)
 	}

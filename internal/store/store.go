@@ -1,6 +1,7 @@
 // Package store keeps Holdfast's state — allocations, what was made, and
-// the intent log — in SQLite (pure Go, modernc.org/sqlite), so that a crash
-// or kill -9 in the middle of an apply loses nothing.
+// the intent log — in a database (an SQLite file, or PostgreSQL: package
+// sqldb), so that a crash or kill -9 in the middle of an apply loses
+// nothing.
 package store
 
 import (
@@ -10,14 +11,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
-
 	"github.com/holdfast/holdfast/internal/compile"
 	"github.com/holdfast/holdfast/internal/migrate"
+	"github.com/holdfast/holdfast/internal/sqldb"
 )
 
 //go:embed schema.sql
@@ -42,45 +41,23 @@ type Store struct {
 	db *sql.DB
 }
 
-// Open opens (creating and migrating if needed) the database at path.
-func Open(path string) (*Store, error) {
-	db, err := OpenDB(path)
+// Open opens (creating and migrating if needed) the state database at p.
+func Open(p sqldb.Place) (*Store, error) {
+	ctx := context.Background()
+	db, err := sqldb.Open(ctx, p)
 	if err != nil {
 		return nil, err
 	}
-	if err := migrate.Run(context.Background(), db, stateSchema); err != nil {
+	if err := migrate.Run(ctx, db, stateSchema); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("state %s: %w", path, err)
+		return nil, fmt.Errorf("state %s: %w", p, err)
 	}
 	return &Store{db: db}, nil
 }
 
-// OpenDB opens an SQLite database file the way all of Holdfast's state is
-// kept — for the store and for others (the audit log) that keep their own
-// tables: root-only, durable, one writer.
-func OpenDB(path string) (*sql.DB, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("state dir: %w", err)
-	}
-	// WAL keeps readers (status) from blocking the writer (apply); a
-	// synchronous=FULL commit is durable across power loss, which the
-	// intent log and the audit log rely on.
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)"
-	db, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
-	}
-	db.SetMaxOpenConns(1)             // SQLite has one writer; one connection avoids SQLITE_BUSY between our own goroutines
-	if err := db.Ping(); err != nil { // creates the file, so that it can be made private
-		db.Close()
-		return nil, fmt.Errorf("open %s: %w", path, err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		db.Close()
-		return nil, err
-	}
-	return db, nil
-}
+// At is the place of a cloud's state database: in the PostgreSQL
+// database at url, or the file state.db in dir when url is empty.
+func At(url, dir string) sqldb.Place { return sqldb.In(url, filepath.Join(dir, "state.db"), "state") }
 
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
@@ -163,11 +140,9 @@ type Intent struct {
 
 // BeginRun records the start of an apply and returns its id.
 func (s *Store) BeginRun(ctx context.Context) (int64, error) {
-	res, err := s.db.ExecContext(ctx, `INSERT INTO runs (started) VALUES (?)`, now())
-	if err != nil {
-		return 0, err
-	}
-	return res.LastInsertId()
+	var id int64
+	err := s.db.QueryRowContext(ctx, `INSERT INTO runs (started) VALUES (?) RETURNING id`, now()).Scan(&id)
+	return id, err
 }
 
 // EndRun records how a run ended.
@@ -178,11 +153,9 @@ func (s *Store) EndRun(ctx context.Context, run int64, outcome string) error {
 
 // Begin writes the intent to act on a resource, before acting.
 func (s *Store) Begin(ctx context.Context, run int64, resource, action string) (int64, error) {
-	res, err := s.db.ExecContext(ctx, `INSERT INTO intents (run, resource, action, started) VALUES (?, ?, ?, ?)`, run, resource, action, now())
-	if err != nil {
-		return 0, err
-	}
-	return res.LastInsertId()
+	var id int64
+	err := s.db.QueryRowContext(ctx, `INSERT INTO intents (run, resource, action, started) VALUES (?, ?, ?, ?) RETURNING id`, run, resource, action, now()).Scan(&id)
+	return id, err
 }
 
 // Made completes an intent whose step made r exist as desired: the
@@ -277,26 +250,7 @@ func (s *Store) Counts(ctx context.Context) (map[string]int, error) {
 	return out, nil
 }
 
-func (s *Store) tx(ctx context.Context, f func(*sql.Tx) error) error { return Tx(ctx, s.db, f) }
-
-// Beginner begins transactions: a *sql.DB, or one of its connections
-// (*sql.Conn) when a connection's settings must hold around it.
-type Beginner interface {
-	BeginTx(context.Context, *sql.TxOptions) (*sql.Tx, error)
-}
-
-// Tx runs f in a transaction on db, committing if f succeeds.
-func Tx(ctx context.Context, db Beginner, f func(*sql.Tx) error) error {
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := f(tx); err != nil {
-		_ = tx.Rollback() // the error that matters is f's
-		return err
-	}
-	return tx.Commit()
-}
+func (s *Store) tx(ctx context.Context, f func(*sql.Tx) error) error { return sqldb.Tx(ctx, s.db, f) }
 
 func nonNil(s []compile.ID) []compile.ID {
 	if s == nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/holdfast/holdfast/api"
 	"github.com/holdfast/holdfast/internal/migrate/migratetest"
+	"github.com/holdfast/holdfast/internal/sqldb"
 )
 
 var (
@@ -25,7 +26,7 @@ var (
 // flavors and templates, API keys, operations, settings, and a deleted
 // tenant whose name is retired.
 func writeFixture(t *testing.T, path string) {
-	s, err := Open(path)
+	s, err := Open(sqldb.In("", path, "control"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -151,7 +151,7 @@ type Observed struct {
 // bumping its version only when something changed.
 func (t *Tx) SetInstanceObserved(specName string, o Observed) (changed bool, err error) {
 	res, err := t.exec(`UPDATE instances SET status = ?, vmid = ?, ip = ?, fqdn = ?, node = ?, error = ?, updated_at = ?, version = version + 1
-		WHERE spec_name = ? AND status <> 'deleting' AND (status, vmid, ip, fqdn, node, error) IS NOT (?, ?, ?, ?, ?, ?)`,
+		WHERE spec_name = ? AND status <> 'deleting' AND (status, vmid, ip, fqdn, node, error) <> (?, ?, ?, ?, ?, ?)`, // all NOT NULL
 		o.Status, o.VMID, o.IP, o.FQDN, o.Node, o.Error, fmtTime(t.now), specName, o.Status, o.VMID, o.IP, o.FQDN, o.Node, o.Error)
 	if err != nil {
 		return false, err

@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/holdfast/holdfast/internal/migrate"
+	"github.com/holdfast/holdfast/internal/sqldb"
 )
 
 // controlSchema is the control plane's tables and how they got there. A
@@ -44,8 +45,8 @@ const versionKey = "tenant.schema_version"
 // settingsRecord keeps the version under versionKey in settings.
 type settingsRecord struct{}
 
-func (settingsRecord) Read(ctx context.Context, q migrate.Querier, _ string) (int, bool, error) {
-	if ok, err := migrate.HasTable(ctx, q, "settings"); err != nil || !ok {
+func (settingsRecord) Read(ctx context.Context, q migrate.Querier, d sqldb.Dialect, _ string) (int, bool, error) {
+	if ok, err := migrate.HasTable(ctx, q, d, "settings"); err != nil || !ok {
 		return 0, false, err // a new database
 	}
 	var v string

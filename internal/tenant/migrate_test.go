@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/holdfast/holdfast/api"
-	"github.com/holdfast/holdfast/internal/store"
+	"github.com/holdfast/holdfast/internal/sqldb"
 )
 
 //go:embed testdata/schema-v0.sql
@@ -20,7 +20,7 @@ var schemaV0 string
 
 func openStore(t *testing.T, path string) *Store {
 	t.Helper()
-	s, err := Open(path)
+	s, err := Open(sqldb.In("", path, "control"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func TestIDsNeverReused(t *testing.T) {
 func v0DB(t *testing.T) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "control.db")
-	db, err := store.OpenDB(path)
+	db, err := sqldb.Open(context.Background(), sqldb.In("", path, "control"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +224,7 @@ func TestUpgradeFromV0(t *testing.T) {
 // session's tokens name it.
 func TestUpgradeKeepsIDsSessionsName(t *testing.T) {
 	path := v0DB(t)
-	db, err := store.OpenDB(path)
+	db, err := sqldb.Open(context.Background(), sqldb.In("", path, "control"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +252,7 @@ func TestNewerSchemaRefused(t *testing.T) {
 	s := openStore(t, path)
 	do(t, s, func(tx *Tx) error { return tx.PutSetting(versionKey, []byte(fmt.Sprint(schemaVersion+1))) })
 	s.Close()
-	if _, err := Open(path); err == nil || !strings.Contains(err.Error(), "newer") {
+	if _, err := Open(sqldb.In("", path, "control")); err == nil || !strings.Contains(err.Error(), "newer") {
 		t.Fatalf("opening a database of a newer schema: %v", err)
 	}
 }

@@ -15,11 +15,10 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/holdfast/holdfast/internal/migrate"
-	"github.com/holdfast/holdfast/internal/store"
+	"github.com/holdfast/holdfast/internal/sqldb"
 )
 
 //go:embed schema.sql
@@ -55,16 +54,16 @@ type Store struct {
 	now func() time.Time
 }
 
-// Open opens (creating if needed) the database at path.
-func Open(path string) (*Store, error) {
-	db, err := store.OpenDB(path)
+// Open opens (creating if needed) the database at p.
+func Open(p sqldb.Place) (*Store, error) {
+	db, err := sqldb.Open(context.Background(), p)
 	if err != nil {
 		return nil, err
 	}
 	s, err := New(db)
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", p, err)
 	}
 	return s, nil
 }
@@ -95,7 +94,7 @@ type Tx struct {
 // Do runs f in a transaction, committing when it returns nil.
 func (s *Store) Do(ctx context.Context, f func(*Tx) error) error {
 	now := s.now().UTC()
-	return store.Tx(ctx, s.db, func(tx *sql.Tx) error {
+	return sqldb.Tx(ctx, s.db, func(tx *sql.Tx) error {
 		return f(&Tx{tx: tx, ctx: ctx, now: now})
 	})
 }
@@ -159,9 +158,7 @@ func notFound(err error) error {
 
 // isUnique reports a UNIQUE or PRIMARY KEY violation; modernc's errors
 // carry the SQLite message.
-func isUnique(err error) bool {
-	return err != nil && (strings.Contains(err.Error(), "UNIQUE constraint failed"))
-}
+func isUnique(err error) bool { return sqldb.IsUnique(err) }
 
 const timeFormat = time.RFC3339Nano
 

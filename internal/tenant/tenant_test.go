@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/holdfast/holdfast/api"
+	"github.com/holdfast/holdfast/internal/sqldb/sqldbtest"
 )
 
 func TestPoolSlots(t *testing.T) {
@@ -29,7 +30,7 @@ func TestPoolSlots(t *testing.T) {
 // TestNetworkSlotsAreReused: a freed slot is taken again, lowest first,
 // and a full pool says so.
 func TestNetworkSlotsAreReused(t *testing.T) {
-	s, err := Open(filepath.Join(t.TempDir(), "c.db"))
+	s, err := Open(sqldbtest.Place(t, filepath.Join(t.TempDir(), "c.db"), "control"))
 	if err != nil {
 		t.Fatal(err)
 	}

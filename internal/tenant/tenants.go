@@ -32,15 +32,12 @@ func (t *Tx) CreateTenant(name, display string, q api.Quota) (TenantRecord, erro
 	if retired {
 		return TenantRecord{}, ErrRetired
 	}
-	res, err := t.exec(`INSERT INTO tenants(name, display_name, q_instances, q_vcpus, q_memory_mib, q_disk_gib, q_networks, created_at)
-		VALUES(?, ?, ?, ?, ?, ?, ?, ?)`, name, display, q.Instances, q.VCPUs, q.MemoryMiB, q.DiskGiB, q.Networks, fmtTime(t.now))
+	var id int64
+	err := t.row(`INSERT INTO tenants(name, display_name, q_instances, q_vcpus, q_memory_mib, q_disk_gib, q_networks, created_at)
+		VALUES(?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`, name, display, q.Instances, q.VCPUs, q.MemoryMiB, q.DiskGiB, q.Networks, fmtTime(t.now)).Scan(&id)
 	if isUnique(err) {
 		return TenantRecord{}, ErrExists
 	}
-	if err != nil {
-		return TenantRecord{}, err
-	}
-	id, err := res.LastInsertId()
 	if err != nil {
 		return TenantRecord{}, err
 	}

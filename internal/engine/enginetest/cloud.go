@@ -33,7 +33,7 @@ type cloud struct {
 
 // openCloud opens the cloud st of engine name, keeping its state in dir.
 func openCloud(name string, st *compile.State, dir string, wrap func(engine.Engine) engine.Engine) (*cloud, error) {
-	db, err := store.Open(filepath.Join(dir, "state.db"))
+	db, err := store.Open(store.At("", dir))
 	if err != nil {
 		return nil, err
 	}
