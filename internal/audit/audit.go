@@ -547,7 +547,15 @@ func (l *Log) tick() {
 	}
 }
 
-func (l *Log) tx(ctx context.Context, f func(*sql.Tx) error) error { return sqldb.Tx(ctx, l.db, f) }
+// tx runs f with the log to itself: replicas sharing a database append
+// to one chain, one entry after the other.
+func (l *Log) tx(ctx context.Context, f func(*sql.Tx) error) error {
+	return sqldb.Serialized(ctx, l.db, chainLock, f)
+}
+
+// chainLock is the lock appends hold (sqldb.Serialized): any number, the
+// same in every Holdfast ("hfaudit").
+const chainLock int64 = 0x6866617564697400
 
 // Filter selects entries for List.
 type Filter struct {

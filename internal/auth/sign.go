@@ -219,8 +219,11 @@ type Verifier struct {
 	// DefaultWindow. Nonces must remember entries for at least this long,
 	// which they do: each is kept until its timestamp leaves the window.
 	Window time.Duration
-	// Nonces remembers nonces seen; required.
-	Nonces *NonceCache
+	// Nonces remembers nonces seen; required. A NonceCache remembers
+	// them in this process; replicas sharing a database need a store
+	// they all see (session.Nonces), or a request replayed to another
+	// replica would pass.
+	Nonces NonceStore
 	// Lookup returns the secret of an active key. Revoked or rotated-out
 	// keys return ok=false.
 	Lookup func(keyID string) (secret []byte, ok bool)
@@ -352,6 +355,20 @@ func isLowerHex(s string) bool {
 		}
 	}
 	return true
+}
+
+// NonceStore remembers (key id, nonce) pairs until they expire.
+type NonceStore interface {
+	// Add records nonce for keyID until expires; it returns ErrReplayed
+	// if the pair is already held.
+	Add(keyID, nonce string, expires, now time.Time) error
+}
+
+// NonceKey is a (key id, nonce) pair as a store keeps it: 16 bytes of
+// their SHA-256, which holds no request text.
+func NonceKey(keyID, nonce string) []byte {
+	k := keyOf(keyID, nonce)
+	return k[:]
 }
 
 // NonceCache remembers (key id, nonce) pairs until they expire. It is

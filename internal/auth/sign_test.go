@@ -191,7 +191,7 @@ func TestVerifyReplay(t *testing.T) {
 	if _, err := v.Verify(fresh.request(), fresh.body, after); err != nil {
 		t.Fatalf("same nonce, fresh timestamp after window: %v", err)
 	}
-	if n := v.Nonces.Len(); n != 1 {
+	if n := v.Nonces.(*NonceCache).Len(); n != 1 {
 		t.Fatalf("nonce cache holds %d entries, want 1", n)
 	}
 	// The same nonce under a different key is a different pair.
@@ -273,7 +273,7 @@ func TestRepeatedParameterRefused(t *testing.T) {
 		if _, err := v.Verify(r, nil, testNow); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), `"limit"`) {
 			t.Errorf("Verify(%q): %v, want ErrMalformed naming limit", q, err)
 		}
-		if v.Nonces.Len() != 0 {
+		if v.Nonces.(*NonceCache).Len() != 0 {
 			t.Errorf("Verify(%q) spent the nonce of a refused request", q)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/holdfast/holdfast/api"
 	"github.com/holdfast/holdfast/internal/audit"
 	"github.com/holdfast/holdfast/internal/auth"
+	"github.com/holdfast/holdfast/internal/sqldb"
 	"github.com/holdfast/holdfast/internal/tenant"
 )
 
@@ -49,6 +50,9 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, body []byt
 		c = caller{via: "session", family: cl.family, methods: cl.methods, until: cl.expires}
 	case scheme == auth.SignatureScheme:
 		keyID, err := s.hmac.Verify(r, body, s.now())
+		if sqldb.Unavailable(err) {
+			return nil, err // not the caller's fault: 503, and the nonce is not spent
+		}
 		if err != nil {
 			s.log.Info("signed request refused", "reason", err.Error(), "source", source(r))
 			return nil, errUnauthenticated
@@ -86,6 +90,17 @@ func credentials(r *http.Request) (scheme, rest string) {
 // — holds from the next request on. A key or user gone since answers the
 // same 401 as a bad credential.
 func (s *Server) load(ctx context.Context, c *caller, userID int64) error {
+	if c.via == "session" {
+		// Another replica may have ended the session: the database says.
+		live, err := s.sess.m.Live(ctx, c.family)
+		if err != nil {
+			return err
+		}
+		if !live {
+			s.log.Info("credential refused", "reason", "the session was ended", "via", c.via)
+			return errUnauthenticated
+		}
+	}
 	err := s.db.Do(ctx, func(tx *tenant.Tx) error {
 		if c.via == "apikey" {
 			k, err := s.liveKey(tx, c.keyID)

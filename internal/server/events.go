@@ -27,6 +27,10 @@ type hub struct {
 	// watchers are the open streams' wake-up channels, with whom each
 	// streams to.
 	watchers map[chan struct{}]watcher
+	// relay, when set, passes what is published and noticed here on to
+	// the other replicas sharing the database (bus.go); they hand it to
+	// their hubs with receive.
+	relay func(busMsg)
 }
 
 // watcher is whom a stream streams to: a user, through a key or not.
@@ -40,6 +44,14 @@ func newHub(keep int) *hub {
 }
 
 func (h *hub) publish(e api.Event) api.Event {
+	if h.relay != nil {
+		h.relay(busMsg{Event: &e}) // without the id, which each hub gives
+	}
+	return h.deliver(e)
+}
+
+// deliver publishes e to this hub's subscribers.
+func (h *hub) deliver(e api.Event) api.Event {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	e.ID = h.next
@@ -109,12 +121,34 @@ func (h *hub) watch(w watcher) (<-chan struct{}, func()) {
 // committed and before it answers, so that no event published after the
 // change can reach a stream before its notice does.
 func (h *hub) authChanged(users ...int64) {
+	if h.relay != nil {
+		h.relay(busMsg{Auth: true, Users: users})
+	}
+	h.usersChanged(users)
+}
+
+func (h *hub) usersChanged(users []int64) {
 	h.notify(func(w watcher) bool { return len(users) == 0 || slices.Contains(users, w.user) })
 }
 
 // keyChanged tells the streams of an API key that it was revoked.
 func (h *hub) keyChanged(id string) {
+	if h.relay != nil {
+		h.relay(busMsg{Key: id})
+	}
 	h.notify(func(w watcher) bool { return w.key == id })
+}
+
+// receive hands the hub what another replica's published or noticed.
+func (h *hub) receive(m busMsg) {
+	switch {
+	case m.Event != nil:
+		h.deliver(*m.Event)
+	case m.Auth:
+		h.usersChanged(m.Users)
+	case m.Key != "":
+		h.notify(func(w watcher) bool { return w.key == m.Key })
+	}
 }
 
 func (h *hub) notify(match func(watcher) bool) {

@@ -74,8 +74,16 @@ func newRealizer(s *Server) *realizer {
 	return &realizer{s: s, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 }
 
-// kick asks for a pass soon.
+// kick asks for a pass soon, of whichever replica reconciles.
 func (r *realizer) kick() {
+	if relay := r.s.hub.relay; relay != nil {
+		relay(busMsg{Kick: true})
+	}
+	r.wakeUp()
+}
+
+// wakeUp asks this replica's realizer for a pass soon.
+func (r *realizer) wakeUp() {
 	select {
 	case r.wake <- struct{}{}:
 	default:

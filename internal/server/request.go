@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/holdfast/holdfast/api"
+	"github.com/holdfast/holdfast/internal/sqldb"
 	"github.com/holdfast/holdfast/internal/tenant"
 )
 
@@ -79,6 +80,10 @@ func toProblem(err error) *api.Problem {
 		return problem(http.StatusConflict, "in-use", "the object is still in use")
 	case errors.Is(err, tenant.ErrPoolFull):
 		return problem(http.StatusServiceUnavailable, "pool-full", "the operator's network pool is exhausted")
+	case sqldb.Unavailable(err):
+		// Not the request's fault; the server goes on once the
+		// database is back (the pool connects again).
+		return problem(http.StatusServiceUnavailable, "database-unavailable", "the database is out of reach; try again shortly (read before repeating a change: it may have been made)")
 	}
 	return problem(http.StatusInternalServerError, "", "internal error; the server log has the details")
 }

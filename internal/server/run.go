@@ -24,6 +24,7 @@ import (
 
 	"github.com/holdfast/holdfast/internal/audit"
 	"github.com/holdfast/holdfast/internal/guest"
+	"github.com/holdfast/holdfast/internal/session"
 )
 
 // TLS says how the server is reached. With no files given, a self-signed
@@ -39,6 +40,7 @@ type TLS struct {
 // Start runs the realizer and housekeeping in the background; Run calls
 // it.
 func (s *Server) Start() {
+	s.startBus() // first: the realizer tells the others through it
 	if s.cfg.Realize {
 		go s.real.run()
 	} else {
@@ -65,6 +67,7 @@ func (s *Server) maintain() {
 			"sessions":   s.sess.m.Maintain(ctx),
 			"throttling": s.sess.l.Maintain(ctx),
 			"totp":       s.sess.otp.Maintain(ctx),
+			"nonces":     s.maintainNonces(ctx),
 			"audit":      s.checkpoint(ctx),
 		} {
 			if err != nil {
@@ -73,6 +76,15 @@ func (s *Server) maintain() {
 		}
 		cancel()
 	}
+}
+
+// maintainNonces forgets the shared nonces out of the window; the
+// in-process cache forgets its own.
+func (s *Server) maintainNonces(ctx context.Context) error {
+	if n, ok := s.hmac.Nonces.(*session.Nonces); ok {
+		return n.Maintain(ctx, s.now())
+	}
+	return nil
 }
 
 // checkpoint signs the audit log's newest entry unless it is signed.

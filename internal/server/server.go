@@ -30,6 +30,7 @@ import (
 	"github.com/holdfast/holdfast/internal/auth"
 	"github.com/holdfast/holdfast/internal/auth/oidc"
 	"github.com/holdfast/holdfast/internal/portal"
+	"github.com/holdfast/holdfast/internal/session"
 	"github.com/holdfast/holdfast/internal/spec"
 	"github.com/holdfast/holdfast/internal/sqldb"
 	"github.com/holdfast/holdfast/internal/tenant"
@@ -127,6 +128,10 @@ type Server struct {
 	lastRequest atomic.Int64
 	shutOnce    sync.Once
 	shutErr     error
+	// stopBus ends listening to the other replicas (bus.go); busDone
+	// is closed once it has.
+	stopBus context.CancelFunc
+	busDone chan struct{}
 }
 
 // Bootstrap is the operator account created on first start.
@@ -198,6 +203,13 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.keys = &keyCache{s: s, m: map[string]*cachedKey{}}
 	s.hmac = &auth.Verifier{Nonces: auth.NewNonceCache(1 << 20), Lookup: s.keys.secret}
+	if sqldb.DialectOf(s.db.DB()) == sqldb.Postgres {
+		// Replicas may share the database: each must know the nonces
+		// every other has seen.
+		if s.hmac.Nonces, err = session.NewNonces(context.Background(), s.db.DB()); err != nil {
+			return nil, err
+		}
+	}
 	s.hub = newHub(4096)
 	s.met = newMetrics()
 	if err := s.bootstrap(context.Background()); err != nil {
@@ -325,6 +337,10 @@ func (s *Server) AuditKey() ed25519.PublicKey { return s.auditK }
 func (s *Server) Close() error {
 	var errs []error
 	s.closeOnce.Do(func() {
+		if s.stopBus != nil {
+			s.stopBus()
+			<-s.busDone
+		}
 		if s.audit != nil {
 			errs = append(errs, s.audit.Close())
 		}

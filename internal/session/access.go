@@ -121,10 +121,9 @@ func (m *Manager) signAccess(sub, family string, methods []string, authTime, now
 //
 // Revocation is checked against an in-memory set of revoked families,
 // loaded by New and updated by every revocation this Manager makes. That
-// keeps Verify cheap, at a price: a revocation made by another process on
-// the same database takes effect here only after a restart (or when the
-// token expires, within AccessTTL). Holdfast runs one control plane per
-// database, so there is no such other process.
+// keeps Verify cheap, but a revocation made by another process on the
+// same database (another replica) is not in it: where others share the
+// database, call Live too, which reads it.
 func (m *Manager) Verify(token string) (Claims, error) {
 	if len(token) > maxAccessLen {
 		return Claims{}, invalid(errMalformed)

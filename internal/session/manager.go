@@ -162,6 +162,22 @@ func (m *Manager) markRevoked(family string, accessUntil time.Time) {
 	m.revoked[family] = accessUntil.Add(m.cfg.Leeway)
 }
 
+// Live reports whether the session family is live in the database: not
+// revoked or ended by any process sharing it. Verify's in-memory check
+// knows only this Manager's revocations; replicas call Live on every
+// request so that a logout on one holds on all from the next request.
+func (m *Manager) Live(ctx context.Context, family string) (bool, error) {
+	var revoked bool
+	err := m.db.QueryRowContext(ctx, `SELECT revoked IS NOT NULL FROM session_families WHERE id = ?`, family).Scan(&revoked)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil // ended and forgotten
+	}
+	if err != nil {
+		return false, fmt.Errorf("session: %w", err)
+	}
+	return !revoked, nil
+}
+
 func (m *Manager) isRevoked(family string) bool {
 	m.mu.RLock()
 	defer m.mu.RUnlock()

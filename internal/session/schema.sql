@@ -75,3 +75,14 @@ CREATE TABLE IF NOT EXISTS session_totp (
 	user_id TEXT PRIMARY KEY,
 	step    INTEGER NOT NULL
 );
+
+-- The nonces of signed API requests seen, until their timestamps leave
+-- the window, so that a request replayed to another replica sharing the
+-- database is refused too (Nonces). key is auth.NonceKey: 16 bytes of
+-- the SHA-256 of key id and nonce. (A table only this code uses: a
+-- release before it ignores it, so it needs no new schema version.)
+CREATE TABLE IF NOT EXISTS session_nonces (
+	key     BLOB PRIMARY KEY,
+	expires INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS session_nonces_expires ON session_nonces (expires);

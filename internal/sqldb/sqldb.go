@@ -280,6 +280,25 @@ func Tx(ctx context.Context, db *sql.DB, f func(*sql.Tx) error) error {
 	return err
 }
 
+// Serialized runs f in a transaction that holds lock, which no other
+// transaction holding it overlaps, in any process sharing the database:
+// for work that must happen one at a time everywhere, such as appending
+// to a hash chain. On PostgreSQL it is a transaction-level advisory lock
+// taken first, at read-committed isolation, so that f's reads see what
+// the last holder committed; SQLite has one writer anyway.
+func Serialized(ctx context.Context, db *sql.DB, lock int64, f func(*sql.Tx) error) error {
+	if DialectOf(db) != Postgres {
+		return tx(ctx, db, nil, f)
+	}
+	opts := &sql.TxOptions{Isolation: sql.LevelReadCommitted}
+	return tx(ctx, db, opts, func(t *sql.Tx) error {
+		if _, err := t.ExecContext(ctx, `SELECT pg_advisory_xact_lock(?)`, lock); err != nil {
+			return err
+		}
+		return f(t)
+	})
+}
+
 func tx(ctx context.Context, db *sql.DB, opts *sql.TxOptions, f func(*sql.Tx) error) error {
 	t, err := db.BeginTx(ctx, opts)
 	if err != nil {
