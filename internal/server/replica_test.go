@@ -100,12 +100,12 @@ func TestReplicasShareEverything(t *testing.T) {
 	// A signed request accepted by A is refused when replayed to B.
 	key = a.apiKey(a.admin)
 	body := []byte(`{"name":"replayed"}`)
-	req, _ := http.NewRequest("POST", a.ts.URL+"/v1/tenants", bytes.NewReader(body))
+	req, _ := http.NewRequest(http.MethodPost, a.ts.URL+"/v1/tenants", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	if err := auth.SignRequest(req, body, key.keyID, key.keySecret, a.clock.now()); err != nil {
 		t.Fatal(err)
 	}
-	replay, _ := http.NewRequest("POST", b.ts.URL+"/v1/tenants", bytes.NewReader(body))
+	replay, _ := http.NewRequest(http.MethodPost, b.ts.URL+"/v1/tenants", bytes.NewReader(body))
 	replay.Header = req.Header.Clone()
 	for _, c := range []struct {
 		e    *env
