@@ -386,6 +386,7 @@ type Me struct {
 type Health struct {
 	Status string            `json:"status" enum:"ok,unavailable"`
 	Checks map[string]string `json:"checks,omitempty"`
+	Role   string            `json:"role,omitempty" enum:"leader,follower" doc:"In /readyz: whether this replica reconciles (leader) or serves the API while another replica does (follower)."`
 }
 
 // A browser holds its session in cookies instead of an Authorization

@@ -79,6 +79,9 @@ type Options struct {
 	LockWait time.Duration
 	Parallel int
 	Progress func(reconcile.Event)
+	// Fence, when set, is asked before the apply writes its allocations
+	// and before each step (reconcile.Runner.Fence).
+	Fence func(context.Context) error
 }
 
 // ErrSpec is returned (wrapped) when the spec has errors; the diagnostics
@@ -176,7 +179,7 @@ func Open(path string, opts Options) (*Cloud, spec.Diagnostics, error) {
 	if c.engine, err = newMulti(st, dir); err != nil {
 		return nil, diags, err
 	}
-	c.runner = &reconcile.Runner{Engine: c.engine, Store: c.store, Parallel: opts.Parallel, Progress: opts.Progress}
+	c.runner = &reconcile.Runner{Engine: c.engine, Store: c.store, Parallel: opts.Parallel, Progress: opts.Progress, Fence: opts.Fence}
 	ctx, cancel := context.WithTimeout(context.Background(), inventoryTimeout)
 	defer cancel()
 	if err := c.recompile(ctx); err != nil {
@@ -223,7 +226,7 @@ func (c *Cloud) recompile(ctx context.Context) error {
 	}
 	c.engine.Close()
 	c.Desired, c.next, c.engine = st, next, m
-	c.runner = &reconcile.Runner{Engine: m, Store: c.store, Parallel: c.opts.Parallel, Progress: c.opts.Progress}
+	c.runner = &reconcile.Runner{Engine: m, Store: c.store, Parallel: c.opts.Parallel, Progress: c.opts.Progress, Fence: c.opts.Fence}
 	return nil
 }
 
@@ -289,6 +292,11 @@ func (c *Cloud) DestroyPlan(ctx context.Context) (reconcile.Plan, error) {
 func (c *Cloud) Apply(ctx context.Context, p reconcile.Plan) (reconcile.Result, error) {
 	var done int
 	for attempt := 0; ; attempt++ {
+		if c.opts.Fence != nil {
+			if err := c.opts.Fence(ctx); err != nil {
+				return reconcile.Result{}, err
+			}
+		}
 		if err := c.store.SaveAllocations(ctx, c.next); err != nil {
 			return reconcile.Result{}, fmt.Errorf("state: %w", err)
 		}

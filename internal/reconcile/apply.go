@@ -25,6 +25,11 @@ type Runner struct {
 	Attempts int           // tries of a step that fails with a retryable error (default 5)
 	Backoff  time.Duration // wait before the first retry, doubling after (default 100ms)
 	Progress func(Event)   // called from many goroutines, one event at a time
+	// Fence, when set, is asked before every step and every retry of
+	// one: an error refuses the step, untried. Replicas sharing the
+	// state set it to their leader lease's check (package leader), so
+	// that one that lost the lease changes nothing.
+	Fence func(context.Context) error
 }
 
 // Event reports progress of one step.
@@ -245,11 +250,22 @@ func (x *execution) phase(ctx context.Context, changes []Change, waitsOn func(Ch
 	wg.Wait()
 }
 
+func (r *Runner) fence(ctx context.Context) error {
+	if r.Fence == nil {
+		return nil
+	}
+	return r.Fence(ctx)
+}
+
 // step carries out one change with retries, writing the intent before and
 // the outcome after.
 func (x *execution) step(ctx context.Context, c Change) bool {
 	r := x.r
 	start := time.Now()
+	if err := r.fence(ctx); err != nil {
+		x.report(Event{Change: c, Status: "failed", Err: err})
+		return false
+	}
 	intent, err := r.Store.Begin(ctx, x.run, c.ID.String(), string(c.Action))
 	if err != nil {
 		x.report(Event{Change: c, Status: "failed", Err: fmt.Errorf("state: %w", err)})
@@ -263,6 +279,11 @@ func (x *execution) step(ctx context.Context, c Change) bool {
 	backoff := cmp.Or(r.Backoff, 100*time.Millisecond)
 	attempts := cmp.Or(r.Attempts, 5)
 	for attempt := 1; ; attempt++ {
+		if attempt > 1 {
+			if err = r.fence(ctx); err != nil {
+				break
+			}
+		}
 		if c.Action == Delete {
 			err = r.Engine.Delete(ctx, res)
 		} else {

@@ -256,3 +256,30 @@ func TestObserveClosesIntentsACrashLeftOpen(t *testing.T) {
 		t.Errorf("plan = %+v, want one update of x", p.Changes)
 	}
 }
+
+// TestFencedStepsAreNotTaken: once the fence refuses (a replica lost
+// the leader lease), no step reaches the engine, none is recorded as
+// begun, and the apply says why.
+func TestFencedStepsAreNotTaken(t *testing.T) {
+	m := newMem()
+	s := openStore(t)
+	fenced := errors.New("not the leader")
+	allowed := 1 // the first step passes; then the lease is lost
+	r := &reconcile.Runner{Engine: m, Store: s, Parallel: 1, Fence: func(context.Context) error {
+		if allowed == 0 {
+			return fenced
+		}
+		allowed--
+		return nil
+	}}
+	res, err := r.Apply(context.Background(), plan(t, r, []compile.Resource{rsrc("net"), rsrc("a", "net"), rsrc("b", "net")}))
+	if res.Done != 1 || err == nil || !errors.Is(err, fenced) {
+		t.Errorf("apply: %+v, %v; want one step done and the fence's error", res, err)
+	}
+	if len(m.log) != 1 || m.log[0] != "ensure net" {
+		t.Errorf("the engine was asked %v, want only the step before the fence closed", m.log)
+	}
+	if n, err := s.Counts(context.Background()); err != nil || n["intents"] != 1 {
+		t.Errorf("intents %v (%v), want the one step's", n, err)
+	}
+}

@@ -74,6 +74,16 @@ func newRealizer(s *Server) *realizer {
 	return &realizer{s: s, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 }
 
+// leading reports whether this replica reconciles now: it may, and it
+// holds the lease.
+func (s *Server) leading() bool {
+	if s.lead == nil {
+		return false
+	}
+	_, ok := s.lead.Leading()
+	return ok
+}
+
 // kick asks for a pass soon, of whichever replica reconciles.
 func (r *realizer) kick() {
 	if relay := r.s.hub.relay; relay != nil {
@@ -126,6 +136,15 @@ func (r *realizer) run() {
 		}
 		if retry != nil {
 			retry.Stop()
+		}
+		if !r.s.leading() {
+			// Another replica reconciles; this one passes once it
+			// leads (the lease's OnChange wakes it).
+			if first {
+				close(r.s.ready)
+				first = false
+			}
+			continue
 		}
 		r.pass()
 		if first {
@@ -428,7 +447,8 @@ func (p *pass) open(progress func(reconcile.Event)) (*deploy.Cloud, error) {
 		if err := deploy.WriteTenants(s.cfg.StateDir, s.cloud, p.tenantSpec()); err != nil {
 			return nil, err
 		}
-		c, diags, err := deploy.Open(s.cfg.SpecPath, deploy.Options{StateDir: s.cfg.StateDir, Database: s.cfg.Database, Rename: s.cfg.Rename, LockWait: 5 * time.Minute, Progress: progress})
+		c, diags, err := deploy.Open(s.cfg.SpecPath, deploy.Options{StateDir: s.cfg.StateDir, Database: s.cfg.Database, Rename: s.cfg.Rename, LockWait: 5 * time.Minute, Progress: progress,
+			Fence: s.lead.Fence})
 		if err == nil {
 			for _, o := range p.refusedObjects() {
 				s.log.Warn("the cloud refused a tenant's object; it is set aside", "object", o.String(), "kept as it was", p.kept[o], "why", p.refused[o])
@@ -683,6 +703,11 @@ func (r *realizer) progress(ctx context.Context, ops []tenant.Op, pct int, msg s
 // since nothing was decided about any object.
 func (p *pass) finish(ctx context.Context, c *deploy.Cloud, st []deploy.Status, passErr error) {
 	s := p.s
+	if err := s.lead.Fence(ctx); err != nil {
+		// Another replica leads now: it records what it finds.
+		s.log.Warn("not recording a reconcile's outcome", "err", err)
+		return
+	}
 	p.r.record(p, passErr)
 	o := p.outcome(c, st, passErr)
 	err := s.db.Do(ctx, func(tx *tenant.Tx) error {

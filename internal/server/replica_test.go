@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,32 +12,38 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/holdfast/holdfast/api"
 	"github.com/holdfast/holdfast/internal/auth"
 	"github.com/holdfast/holdfast/internal/sqldb/sqldbtest"
+	"github.com/holdfast/holdfast/internal/testenv"
 )
 
 // replica starts another server on e's database, as a second `holdfast
 // serve` on another machine would: its own state directory, the same
-// master key (copied, as docs/ha.md says), the same clock. It does not
-// reconcile: one replica does.
-func (e *env) replica() *env {
+// master key (copied, as docs/ha.md says), the same clock; change, when
+// not nil, alters that. Unless changed it does not reconcile.
+func (e *env) replica(change func(*Config)) *env {
 	t := e.t
 	t.Helper()
 	cfg := e.s.cfg
 	cfg.StateDir = t.TempDir()
 	cfg.Realize = false
-	dir := Dir(cfg.StateDir, e.s.cloud)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
+	if change != nil {
+		change(&cfg)
 	}
-	key, err := os.ReadFile(filepath.Join(e.s.dir, "master.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "master.key"), key, 0o600); err != nil {
-		t.Fatal(err)
+	if dir := Dir(cfg.StateDir, e.s.cloud); dir != e.s.dir {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		key, err := os.ReadFile(filepath.Join(e.s.dir, "master.key"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "master.key"), key, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	s, err := New(cfg)
 	if err != nil {
@@ -66,7 +73,7 @@ func TestReplicasShareEverything(t *testing.T) {
 		t.Skip("replicas share a PostgreSQL database: set " + sqldbtest.Env + " (CI does)")
 	}
 	a := newEnv(t, Config{})
-	b := a.replica()
+	b := a.replica(nil)
 
 	// An event stream on B hears of a tenant made through A.
 	events := b.stream(t, b.admin, "")
@@ -140,5 +147,55 @@ func TestReplicasShareEverything(t *testing.T) {
 	b.must(b.admin, http.StatusOK, "GET", "/v1/audit/verify", nil, &v)
 	if !v.OK || v.Entries < 20 {
 		t.Errorf("the audit chain both replicas appended to: %+v", v)
+	}
+}
+
+// role is what /readyz says the replica is.
+func (e *env) role() string {
+	e.t.Helper()
+	_, _, b := e.do(cred{}, "GET", "/readyz", nil)
+	var h api.Health
+	if err := json.Unmarshal(b, &h); err != nil {
+		e.t.Fatalf("/readyz: %v: %s", err, b)
+	}
+	return h.Role
+}
+
+// TestLeaderHandsOver: of two replicas that may reconcile, one leads and
+// carries out what is asked through either; when it stops, the other
+// leads and carries out what is asked next.
+func TestLeaderHandsOver(t *testing.T) {
+	if !sqldbtest.Postgres() {
+		t.Skip("replicas share a PostgreSQL database: set " + sqldbtest.Env + " (CI does)")
+	}
+	testenv.NeedRoot(t, "the local engine makes namespaces, bridges, nftables rules and containers")
+	state := t.TempDir()
+	a := newEnv(t, Config{Realize: true, Resync: -1, StateDir: state, Now: time.Now, LeaseTTL: 3 * time.Second})
+	t.Cleanup(func() { destroyCloud(t, a.s.cfg.SpecPath, state, a.s.Cloud()) })
+	// The local engine's instances live on this host and under its state
+	// directory: replicas on one host share it (docs/ha.md).
+	b := a.replica(func(c *Config) { c.StateDir, c.Realize = state, true })
+	if ra, rb := a.role(), b.role(); ra != "leader" || rb != "follower" {
+		t.Fatalf("roles %q and %q, want leader and follower", ra, rb)
+	}
+	alice := a.apiKey(a.tenantWith("acme", nil, map[string]string{"alice": api.RoleTenantAdmin})["alice"])
+	var op api.Operation
+	b.must(alice, http.StatusAccepted, "POST", "/v1/tenants/acme/networks", api.NetworkCreate{Name: "net"}, &op)
+	b.wait(alice, op) // asked of the follower, carried out by the leader
+
+	a.ts.Close()
+	if err := a.s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	b.must(alice, http.StatusAccepted, "POST", "/v1/tenants/acme/instances",
+		api.InstanceCreate{Name: "web", Flavor: "burstable", Template: "debian-12", Network: "net"}, &op)
+	b.wait(alice, op)
+	if r := b.role(); r != "leader" {
+		t.Errorf("the replica left is %q, want leader", r)
+	}
+	var web api.Instance
+	b.must(alice, http.StatusOK, "GET", "/v1/tenants/acme/instances/web", nil, &web)
+	if web.Status != "running" {
+		t.Errorf("web is %q after the hand-over, want running", web.Status)
 	}
 }

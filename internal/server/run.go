@@ -42,6 +42,9 @@ type TLS struct {
 func (s *Server) Start() {
 	s.startBus() // first: the realizer tells the others through it
 	if s.cfg.Realize {
+		ctx, cancel := context.WithCancel(context.Background())
+		s.stopLead, s.leadDone = cancel, make(chan struct{})
+		go func() { defer close(s.leadDone); s.lead.Run(ctx) }()
 		go s.real.run()
 	} else {
 		close(s.ready)
@@ -102,6 +105,11 @@ func (s *Server) checkpoint(ctx context.Context) error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutOnce.Do(func() {
 		err := s.real.shutdown(ctx)
+		if s.stopLead != nil {
+			// After the last pass: another replica may take over now.
+			s.stopLead()
+			<-s.leadDone
+		}
 		if s.audit != nil {
 			err = errors.Join(err, s.checkpoint(ctx))
 		}

@@ -314,7 +314,10 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 // unreadyAfter passes in a row failed as a whole — and while the database
 // answers. Each check says why it fails.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
-	h := api.Health{Status: "ok", Checks: map[string]string{"database": "ok", "reconciler": "ok"}}
+	h := api.Health{Status: "ok", Checks: map[string]string{"database": "ok", "reconciler": "ok"}, Role: "follower"}
+	if s.leading() {
+		h.Role = "leader"
+	}
 	if err := s.db.DB().PingContext(r.Context()); err != nil {
 		h.Status, h.Checks["database"] = "unavailable", "unreachable"
 	}

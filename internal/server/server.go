@@ -29,6 +29,7 @@ import (
 	"github.com/holdfast/holdfast/internal/audit"
 	"github.com/holdfast/holdfast/internal/auth"
 	"github.com/holdfast/holdfast/internal/auth/oidc"
+	"github.com/holdfast/holdfast/internal/leader"
 	"github.com/holdfast/holdfast/internal/portal"
 	"github.com/holdfast/holdfast/internal/session"
 	"github.com/holdfast/holdfast/internal/spec"
@@ -72,6 +73,11 @@ type Config struct {
 	// on besides its unix socket, for agents on other machines (Proxmox
 	// VMs: the metadata URL the operator routes to it).
 	GuestListen string
+	// LeaseTTL is how long the reconciler's leader lease lasts
+	// unrenewed, among replicas sharing a PostgreSQL database: a
+	// follower takes over within it after the leader dies (0:
+	// leader.DefaultTTL).
+	LeaseTTL time.Duration
 	// PublicURL is the origin browsers reach the server at, e.g.
 	// https://holdfast.example:8443. Passkeys are bound to it: its host
 	// name is the WebAuthn relying party ID (an IP address cannot be
@@ -132,6 +138,12 @@ type Server struct {
 	// is closed once it has.
 	stopBus context.CancelFunc
 	busDone chan struct{}
+	// lead is the reconciler's leader lease (package leader); nil when
+	// this replica does not reconcile. stopLead ends it, giving the
+	// lease up; leadDone is closed once it has.
+	lead     *leader.Elector
+	stopLead context.CancelFunc
+	leadDone chan struct{}
 }
 
 // Bootstrap is the operator account created on first start.
@@ -224,6 +236,20 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.real = newRealizer(s)
+	// Replicas sharing a PostgreSQL database elect the one that
+	// reconciles among those that may (not --no-reconcile); on SQLite
+	// this one always does.
+	self, _ := os.Hostname()
+	if cfg.Realize {
+		if s.lead, err = leader.New(context.Background(), s.db.DB(), leader.Config{Name: "realizer", Self: fmt.Sprintf("%s/%d/%s", self, os.Getpid(), rand.Text()[:8]),
+			TTL: cfg.LeaseTTL, Logger: s.log, OnChange: func(leading bool) {
+				if leading {
+					s.real.wakeUp() // to carry out what the last leader left pending
+				}
+			}}); err != nil {
+			return nil, err
+		}
+	}
 	ok = true
 	return s, nil
 }
