@@ -355,7 +355,6 @@ func (c *haCluster) checkInstances(r *replicaProc, n int) {
 	}
 }
 
-
 // TestBadDatabase: a --database that is not PostgreSQL's, or that
 // nothing serves, stops serve at once with an error that names it.
 func TestBadDatabase(t *testing.T) {
