@@ -401,3 +401,25 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	}
 }
+
+// TestKeysRotatedElsewhere: two Managers on one database (replicas of
+// the control plane): a token signed with a key one of them rotated in
+// is verified by the other, which reads the keys again on meeting it.
+func TestKeysRotatedElsewhere(t *testing.T) {
+	e := newEnv(t)
+	other, err := New(context.Background(), openDB(t, e.path, 1), e.box, e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := e.m.RotateKey(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := e.m.Login(ctx, "u-alice", []string{"pwd"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Verify(string(tok.Access.Expose())); err != nil {
+		t.Errorf("the other replica refuses a token of the rotated-in key: %v", err)
+	}
+}

@@ -189,13 +189,54 @@ func (m *Manager) dropExpiredKeys(ctx context.Context, now time.Time) error {
 
 // verifyKey returns the key named kid if it may verify a token at now.
 func (m *Manager) verifyKey(kid string, now time.Time) (ed25519.PublicKey, error) {
+	pub, ok := m.lookupKey(kid, now)
+	if !ok && m.reloadSoon() {
+		// Another replica sharing the database may have rotated the key:
+		// read them again, at most once a second whatever a client sends.
+		pub, ok = m.lookupKey(kid, now)
+	}
+	if !ok {
+		return nil, errUnknownKey
+	}
+	return pub, nil
+}
+
+func (m *Manager) lookupKey(kid string, now time.Time) (ed25519.PublicKey, bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	k, ok := m.keys[kid]
 	if !ok || (!k.verifyUntil.IsZero() && k.verifyUntil.Before(now)) {
-		return nil, errUnknownKey
+		return nil, false
 	}
-	return k.pub, nil
+	return k.pub, true
+}
+
+// reloadSoon reloads the keys unless that was tried less than a second
+// ago, and reports whether it did.
+func (m *Manager) reloadSoon() bool {
+	m.reloadMu.Lock()
+	defer m.reloadMu.Unlock()
+	if time.Since(m.reloaded) < time.Second {
+		return false
+	}
+	m.reloaded = time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return m.Reload(ctx) == nil
+}
+
+// Reload reads the signing keys again from the database: replicas sharing
+// it see each other's rotations. Maintain calls it before deciding to
+// rotate, so that replicas do not each rotate.
+func (m *Manager) Reload(ctx context.Context) error {
+	keys, signer, err := loadKeys(ctx, m.db, m.box, m.now())
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.keys, m.signer = keys, signer
+	m.mu.Unlock()
+	return nil
 }
 
 var errUnknownKey = errors.New("unknown signing key")

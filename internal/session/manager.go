@@ -69,9 +69,11 @@ func (c *Config) setDefaults() error {
 	return nil
 }
 
-// Manager issues, refreshes, verifies and revokes login sessions. Use one
-// Manager per database: the set of revoked sessions that Verify consults
-// lives in its memory. Safe for concurrent use.
+// Manager issues, refreshes, verifies and revokes login sessions. Safe
+// for concurrent use. Several Managers may share a database (replicas of
+// the control plane): Verify consults this one's memory of revocations,
+// and Live the database, which knows them all; the signing keys are read
+// again when a token names one this Manager does not know.
 type Manager struct {
 	db     *sql.DB
 	box    *auth.Box
@@ -79,6 +81,8 @@ type Manager struct {
 	parser *jwt.Parser
 
 	rotateMu sync.Mutex // serializes key rotations
+	reloadMu sync.Mutex // serializes reloads of the keys on an unknown kid
+	reloaded time.Time  // when one was last tried
 
 	mu     sync.RWMutex
 	signer *signingKey
@@ -191,6 +195,9 @@ func (m *Manager) isRevoked(family string) bool {
 // ended and whose last access token has expired.
 func (m *Manager) Maintain(ctx context.Context) error {
 	now := m.now()
+	if err := m.Reload(ctx); err != nil {
+		return err
+	}
 	m.mu.RLock()
 	age := now.Sub(m.signer.created)
 	m.mu.RUnlock()
