@@ -128,7 +128,10 @@ func (c *LimiterConfig) setDefaults() error {
 //
 //   - Per source: each address (each /64 for IPv6, since one host
 //     commonly holds a whole /64) has a token bucket, kept in memory,
-//     bounding guesses across accounts. At most MaxIPs sources are
+//     bounding guesses across accounts. On PostgreSQL, which replicas
+//     share, each source also spends from a budget in the database that
+//     they all see (GCRA, as the account's), so that spreading guesses
+//     over the replicas gains nothing. At most MaxIPs sources are
 //     tracked; a bucket that has refilled is the same as none and is
 //     dropped, and when all are still in use the fullest is forgotten,
 //     which gives its source back at most a burst, rather than refusing
@@ -222,8 +225,20 @@ func (l *Limiter) Admit(ctx context.Context, name string, ip netip.Addr) error {
 		return &LimitError{Err: ErrThrottled, RetryAfter: wait}
 	}
 	acct, src := l.account(name), sourceKey(ip)
+	shared := sqldb.DialectOf(l.db) == sqldb.Postgres
 	var refused *LimitError
 	err := sqldb.Tx(ctx, l.db, func(tx *sql.Tx) error {
+		refused = nil // the transaction may run again
+		if shared {
+			wait, err := l.spendSource(ctx, tx, ipKey(ip).String(), now)
+			if err != nil {
+				return err
+			}
+			if wait > 0 {
+				refused = &LimitError{Err: ErrThrottled, RetryAfter: wait}
+				return nil
+			}
+		}
 		// A write first, so that the transaction holds the write lock
 		// before it reads: no other connection can count an attempt
 		// between the reads and the updates below.
@@ -297,6 +312,26 @@ func (l *Limiter) spendAccount(ctx context.Context, tx *sql.Tx, acct string, sus
 	return 0, err
 }
 
+// spendSource takes one attempt from the source's budget in the
+// database, kept as the time it will be full again, as spendAccount
+// does; it says how long to wait when it is empty.
+func (l *Limiter) spendSource(ctx context.Context, tx *sql.Tx, source string, now time.Time) (time.Duration, error) {
+	var fullAt int64
+	err := tx.QueryRowContext(ctx, `SELECT full_at FROM session_login_sources WHERE source = ?`, source).Scan(&fullAt)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return 0, err
+	}
+	span := time.Duration(l.cfg.IPBurst) * l.cfg.IPEvery
+	next := fromMS(max(fullAt, ms(now))).Add(l.cfg.IPEvery)
+	if over := next.Sub(now) - span; over > 0 {
+		return over, nil
+	}
+	_, err = tx.ExecContext(ctx, `
+		INSERT INTO session_login_sources (source, full_at) VALUES (?, ?)
+		ON CONFLICT (source) DO UPDATE SET full_at = excluded.full_at`, source, ms(next))
+	return 0, err
+}
+
 // lockFor is the length of the n-th lock (n >= 1).
 func (l *Limiter) lockFor(n int64) time.Duration {
 	d := min(l.cfg.LockFor, l.cfg.MaxLockFor)
@@ -359,7 +394,10 @@ func (l *Limiter) Maintain(ctx context.Context) error {
 			ms(now), ms(now.Add(-l.cfg.ResetAfter))); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `DELETE FROM session_login_accounts WHERE full_at <= ?`, ms(now))
+		if _, err := tx.ExecContext(ctx, `DELETE FROM session_login_accounts WHERE full_at <= ?`, ms(now)); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM session_login_sources WHERE full_at <= ?`, ms(now))
 		return err
 	})
 	if err != nil {

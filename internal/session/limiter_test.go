@@ -551,3 +551,22 @@ func TestLimiterConfig(t *testing.T) {
 		t.Error("empty account admitted")
 	}
 }
+
+// TestSourceBudgetShared: replicas on one PostgreSQL database share each
+// source's budget: guesses spread over two Limiters get no more than one
+// would give.
+func TestSourceBudgetShared(t *testing.T) {
+	if !sqldbtest.Postgres() {
+		t.Skip("one process per SQLite file keeps the budget in memory: set " + sqldbtest.Env + " (CI does)")
+	}
+	e := newLimEnv(t, LimiterConfig{IPBurst: 3, IPEvery: 10 * time.Second})
+	other := &limEnv{t: t, path: e.path, clk: e.clk, cfg: e.cfg, db: openDB(t, e.path, 1)}
+	other.open()
+	e.admit("user0", ip1)
+	other.admit("user1", ip1)
+	e.admit("user2", ip1)
+	if got := other.refused("user3", ip1, ErrThrottled); got != 10*time.Second {
+		t.Errorf("the other replica says retry after %v, want 10s", got)
+	}
+	other.admit("user3", ip2)
+}

@@ -86,3 +86,13 @@ CREATE TABLE IF NOT EXISTS session_nonces (
 	expires INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS session_nonces_expires ON session_nonces (expires);
+
+-- Each source's budget of login attempts across accounts, shared by the
+-- replicas on PostgreSQL (on SQLite, one process keeps it in memory), as
+-- the time it will be full again. source is the address as a prefix, as
+-- in session_lockouts. Rows of full budgets are forgotten. (A table only
+-- this code uses: it needs no new schema version.)
+CREATE TABLE IF NOT EXISTS session_login_sources (
+	source  TEXT PRIMARY KEY,
+	full_at INTEGER NOT NULL
+);
