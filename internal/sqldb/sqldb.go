@@ -148,6 +148,19 @@ func openSQLite(path string) (*sql.DB, error) {
 	return db, nil
 }
 
+// serverDefaults are the session settings Holdfast asks of PostgreSQL
+// unless the URL says otherwise. No request may hang on the database: a
+// statement waits (for a lock too) at most 30 s; and a replica stopped in
+// the middle of a transaction (SIGSTOP, a paused VM) must not hold its
+// locks — the audit chain's, rows others need — for longer than 15 s,
+// after which PostgreSQL ends its session. Holdfast never keeps a
+// transaction open across anything but its own statements.
+var serverDefaults = map[string]string{
+	"application_name":                    "holdfast",
+	"statement_timeout":                   "30s",
+	"idle_in_transaction_session_timeout": "15s",
+}
+
 // connectTimeout bounds connecting when the URL does not: a server that
 // does not answer is an error at start and a 503 while serving, not a
 // hang.
@@ -164,8 +177,10 @@ func openPostgres(ctx context.Context, p Place) (*sql.DB, error) {
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = connectTimeout
 	}
-	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
-		cfg.RuntimeParams["application_name"] = "holdfast"
+	for param, value := range serverDefaults {
+		if _, ok := cfg.RuntimeParams[param]; !ok {
+			cfg.RuntimeParams[param] = value
+		}
 	}
 	cfg.RuntimeParams["search_path"] = Schema(p.Name)
 	where := fmt.Sprintf("PostgreSQL at %s:%d, database %q as %q", cfg.Host, cfg.Port, cfg.Database, cfg.User)

@@ -65,3 +65,38 @@ func TestTxIsExact(t *testing.T) {
 		t.Errorf("%d rows, %d granted; want exactly %d", n, granted, limit)
 	}
 }
+
+// TestStoppedHolderLetsGo: a replica stopped in the middle of a
+// transaction (SIGSTOP) does not hold its lock for ever: PostgreSQL ends
+// its idle session (idle_in_transaction_session_timeout, 15 s by default,
+// 1 s here) and the others go on.
+func TestStoppedHolderLetsGo(t *testing.T) {
+	if !sqldbtest.Postgres() {
+		t.Skip("PostgreSQL's sessions: set " + sqldbtest.Env + " (CI does)")
+	}
+	url := sqldbtest.URL(t, t.TempDir()) + "&idle_in_transaction_session_timeout=1000"
+	db, err := sqldb.Open(context.Background(), sqldb.In(url, "", "control"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	held, resume := make(chan struct{}), make(chan struct{})
+	stopped := make(chan error, 1)
+	go func() {
+		stopped <- sqldb.Serialized(ctx, db, 42, func(tx *sql.Tx) error {
+			close(held)
+			<-resume // stopped, holding the lock
+			_, err := tx.ExecContext(ctx, `SELECT 1`)
+			return err
+		})
+	}()
+	<-held
+	if err := sqldb.Serialized(ctx, db, 42, func(*sql.Tx) error { return nil }); err != nil {
+		t.Errorf("the others stay blocked behind a stopped holder: %v", err)
+	}
+	close(resume)
+	if err := <-stopped; err == nil {
+		t.Error("the stopped holder's transaction committed after its session was ended")
+	}
+}
