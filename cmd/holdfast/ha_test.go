@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -30,25 +29,7 @@ type replicaProc struct {
 	name string
 	cmd  *exec.Cmd
 	url  string
-	out  *syncBuffer
-}
-
-// syncBuffer is a process's output, read while it runs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	out  *testenv.Buffer
 }
 
 // haCluster is PostgreSQL, a spec, one state directory (the local
@@ -102,7 +83,7 @@ func (c *haCluster) start(name string) *replicaProc {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	r := &replicaProc{t: t, name: name, url: "http://" + addr, out: &syncBuffer{}}
+	r := &replicaProc{t: t, name: name, url: "http://" + addr, out: &testenv.Buffer{}}
 	r.cmd = exec.Command(c.bin, "serve", c.spec, "--database", c.pg.URL, "--state-dir", c.state, "--listen", addr, "--no-tls", "--resync", "0")
 	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
 	if err := r.cmd.Start(); err != nil {
@@ -235,17 +216,9 @@ func TestFailoverAfterKill(t *testing.T) {
 	c.wait(b, op)
 
 	const n = 20
-	ops := make([]api.Operation, n)
-	for i := range ops {
-		c.call(b, http.StatusAccepted, "POST", "/v1/tenants/acme/instances",
-			api.InstanceCreate{Name: fmt.Sprintf("vm%02d", i), Flavor: "burstable", Template: "debian-12", Network: "net"}, &ops[i])
-	}
+	ops := c.create(b, "vm", n)
 	// Kill the leader once its pass has taken the work up.
-	a.waitFor(time.Minute, "to take the creations up", func() bool {
-		var o api.Operation
-		c.call(b, http.StatusOK, "GET", "/v1/operations/"+ops[0].ID, nil, &o)
-		return o.Status == api.OpRunning
-	})
+	a.waitFor(time.Minute, "to take the creations up", c.running(b, ops[0]))
 	if err := a.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -259,16 +232,8 @@ func TestFailoverAfterKill(t *testing.T) {
 
 	// The stale leader: b stopped in the middle of a pass, past its lease.
 	a = c.start("a2")
-	more := make([]api.Operation, 3)
-	for i := range more {
-		c.call(a, http.StatusAccepted, "POST", "/v1/tenants/acme/instances",
-			api.InstanceCreate{Name: fmt.Sprintf("late%d", i), Flavor: "burstable", Template: "debian-12", Network: "net"}, &more[i])
-	}
-	b.waitFor(time.Minute, "to take the late creations up", func() bool {
-		var o api.Operation
-		c.call(a, http.StatusOK, "GET", "/v1/operations/"+more[0].ID, nil, &o)
-		return o.Status == api.OpRunning
-	})
+	more := c.create(a, "late", 3)
+	b.waitFor(time.Minute, "to take the late creations up", c.running(a, more[0]))
 	if err := b.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
@@ -304,6 +269,26 @@ func TestFailoverAfterKill(t *testing.T) {
 	out, err := exec.Command(c.bin, "audit", "verify", c.spec, "--database", c.pg.URL, "--state-dir", c.state).CombinedOutput()
 	if err != nil {
 		t.Errorf("audit verify: %v\n%s", err, out)
+	}
+}
+
+// create asks r for n instances of acme's network, named prefix00...
+func (c *haCluster) create(r *replicaProc, prefix string, n int) []api.Operation {
+	c.t.Helper()
+	ops := make([]api.Operation, n)
+	for i := range ops {
+		c.call(r, http.StatusAccepted, "POST", "/v1/tenants/acme/instances",
+			api.InstanceCreate{Name: fmt.Sprintf("%s%02d", prefix, i), Flavor: "burstable", Template: "debian-12", Network: "net"}, &ops[i])
+	}
+	return ops
+}
+
+// running says, asked through r, whether op is being carried out.
+func (c *haCluster) running(r *replicaProc, op api.Operation) func() bool {
+	return func() bool {
+		var o api.Operation
+		c.call(r, http.StatusOK, "GET", "/v1/operations/"+op.ID, nil, &o)
+		return o.Status == api.OpRunning
 	}
 }
 

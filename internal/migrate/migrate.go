@@ -350,16 +350,7 @@ func checkForeignKeys(ctx context.Context, tx *sql.Tx) error {
 	return rows.Err()
 }
 
-// tx runs f in a transaction on conn, committing if f succeeds. (Not
-// store.Tx: package store migrates with this package.)
+// tx runs f in a transaction on conn, committing if f succeeds.
 func tx(ctx context.Context, conn *sql.Conn, f func(*sql.Tx) error) error {
-	t, err := conn.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := f(t); err != nil {
-		_ = t.Rollback() // the error that matters is f's
-		return err
-	}
-	return t.Commit()
+	return sqldb.InTx(ctx, conn, f)
 }

@@ -14,12 +14,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/holdfast/holdfast/api"
 	"github.com/holdfast/holdfast/internal/auth"
+	"github.com/holdfast/holdfast/internal/testenv"
 )
 
 // loopback returns 127.0.0.n: Linux answers the whole of 127/8 on lo, so
@@ -188,30 +188,12 @@ func TestChangePasswordCountsFailures(t *testing.T) {
 	e.login(user, "new-password-123456", "")
 }
 
-// syncBuffer is a log sink tests read while the server writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestUnknownUserNameNotStored: people type passwords into the user field;
 // a failed login as a name that does not exist leaves that name nowhere —
 // not in the databases, not in the audit log, not in the log — while the
 // audit log still shows the failure and its source.
 func TestUnknownUserNameNotStored(t *testing.T) {
-	var logs syncBuffer
+	var logs testenv.Buffer
 	e := newEnv(t, Config{Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	typed := "Tr0ub4dor&3-" + rand.Text() // a password, typed in the wrong field
 	for range 6 {                         // past the lockout, too

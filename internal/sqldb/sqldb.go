@@ -314,7 +314,19 @@ func Serialized(ctx context.Context, db *sql.DB, lock int64, f func(*sql.Tx) err
 	})
 }
 
-func tx(ctx context.Context, db *sql.DB, opts *sql.TxOptions, f func(*sql.Tx) error) error {
+// Beginner begins transactions: a *sql.DB, or one of its connections
+// (*sql.Conn) when a connection's settings must hold around them.
+type Beginner interface {
+	BeginTx(context.Context, *sql.TxOptions) (*sql.Tx, error)
+}
+
+// InTx runs f in a transaction of b's default isolation, committing if f
+// succeeds, once: for work that holds its own locks (migrations).
+func InTx(ctx context.Context, b Beginner, f func(*sql.Tx) error) error {
+	return tx(ctx, b, nil, f)
+}
+
+func tx(ctx context.Context, db Beginner, opts *sql.TxOptions, f func(*sql.Tx) error) error {
 	t, err := db.BeginTx(ctx, opts)
 	if err != nil {
 		return err
