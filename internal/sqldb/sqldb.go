@@ -188,8 +188,11 @@ func openPostgres(ctx context.Context, p Place) (*sql.DB, error) {
 		return nil, fmt.Errorf("%s: %w", where, plain(err))
 	}
 	db := sql.OpenDB(&connector{inner: stdlib.GetConnector(*cfg)})
+	// Every open connection may stay idle for a minute: under load, a
+	// pool that closes what it just used reconnects (TLS, authentication)
+	// on the next burst.
 	db.SetMaxOpenConns(32)
-	db.SetMaxIdleConns(8)
+	db.SetMaxIdleConns(32)
 	db.SetConnMaxIdleTime(time.Minute)
 	return db, nil
 }
