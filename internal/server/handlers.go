@@ -24,6 +24,11 @@ func (q *request) do(s *Server, f func(*tenant.Tx) error) error {
 	return s.db.Do(q.r.Context(), f)
 }
 
+// read runs f, which only reads, for the request (tenant.Store.Read).
+func (q *request) read(s *Server, f func(*tenant.Tx) error) error {
+	return s.db.Read(q.r.Context(), f)
+}
+
 // Tenants.
 
 func (s *Server) listTenants(q *request) error {

@@ -153,7 +153,7 @@ func (s *Server) listInstances(q *request) error {
 		return err
 	}
 	var items []api.Instance
-	err = q.do(s, func(tx *tenant.Tx) error {
+	err = q.read(s, func(tx *tenant.Tx) error {
 		is, err := tx.Instances(q.tenant.ID, after, limit+1)
 		items = make([]api.Instance, 0, len(is))
 		for _, i := range is {
@@ -170,7 +170,7 @@ func (s *Server) listInstances(q *request) error {
 func (s *Server) getInstance(q *request) error {
 	name := q.r.PathValue("instance")
 	var in tenant.InstanceRecord
-	err := q.do(s, func(tx *tenant.Tx) error {
+	err := q.read(s, func(tx *tenant.Tx) error {
 		var err error
 		in, err = tx.Instance(q.tenant.ID, name)
 		return err

@@ -214,7 +214,7 @@ func (s *Server) authorize(q *request) error {
 	c := q.caller
 	name := q.r.PathValue("tenant")
 	if name != "" {
-		err := s.db.Do(q.r.Context(), func(tx *tenant.Tx) error {
+		err := q.read(s, func(tx *tenant.Tx) error {
 			t, err := tx.TenantRef(name) // usage is summed only where it is shown (getTenant)
 			if err != nil {
 				return err

@@ -20,9 +20,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -188,11 +190,14 @@ func openPostgres(ctx context.Context, p Place) (*sql.DB, error) {
 		return nil, fmt.Errorf("%s: %w", where, plain(err))
 	}
 	db := sql.OpenDB(&connector{inner: stdlib.GetConnector(*cfg)})
-	// Every open connection may stay idle for a minute: under load, a
-	// pool that closes what it just used reconnects (TLS, authentication)
-	// on the next burst.
-	db.SetMaxOpenConns(32)
-	db.SetMaxIdleConns(32)
+	// A few connections a core: PostgreSQL's backends compete for the
+	// same cores as the replicas, and more of them only contend (bench/
+	// ha.sh took 45 % more requests a second with 8 than with 32 on two
+	// cores). Each may stay idle for a minute: under load, a pool that
+	// closes what it just used reconnects on the next burst.
+	conns := 4 * runtime.GOMAXPROCS(0)
+	db.SetMaxOpenConns(conns)
+	db.SetMaxIdleConns(conns)
 	db.SetConnMaxIdleTime(time.Minute)
 	return db, nil
 }
@@ -270,8 +275,14 @@ func IsUnique(err error) bool {
 	return strings.Contains(err.Error(), "UNIQUE constraint failed")
 }
 
-// maxAttempts bounds the retries of a transaction PostgreSQL aborts.
-const maxAttempts = 20
+// maxAttempts bounds the runs of a transaction PostgreSQL aborts, and
+// maxBackoff the wait before one: a burst of transactions that all read
+// and write the same rows (creations in one tenant, checking its quota)
+// goes through one after the other within a few seconds.
+const (
+	maxAttempts = 50
+	maxBackoff  = 100 * time.Millisecond
+)
 
 // Tx runs f in a transaction on db, committing if f succeeds. On
 // PostgreSQL the transaction is serializable, and run again when
@@ -287,12 +298,13 @@ func Tx(ctx context.Context, db *sql.DB, f func(*sql.Tx) error) error {
 		if err = tx(ctx, db, opts, f); !Retryable(err) {
 			return err
 		}
-		// Back off a little, more each time, so that the transactions
-		// that collided do not collide again in step.
+		// A random wait, up to twice as long each time: transactions
+		// that collided must not collide again in step.
+		ceiling := min(maxBackoff, time.Millisecond<<min(attempt, 10))
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(time.Duration(attempt+1) * time.Millisecond * time.Duration(1+attempt%3)):
+		case <-time.After(rand.N(ceiling) + time.Millisecond):
 		}
 	}
 	return err

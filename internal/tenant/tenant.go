@@ -84,11 +84,19 @@ func (s *Store) DB() *sql.DB { return s.db }
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
 
-// Tx is one transaction; its methods are the only way to the records.
+// Tx is one transaction (or, from Read, statements on their own); its
+// methods are the only way to the records.
 type Tx struct {
-	tx  *sql.Tx
+	tx  querier
 	ctx context.Context
 	now time.Time
+}
+
+// querier runs statements: a *sql.Tx, or the *sql.DB itself (Read).
+type querier interface {
+	ExecContext(context.Context, string, ...any) (sql.Result, error)
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+	QueryRowContext(context.Context, string, ...any) *sql.Row
 }
 
 // Do runs f in a transaction, committing when it returns nil.
@@ -97,6 +105,20 @@ func (s *Store) Do(ctx context.Context, f func(*Tx) error) error {
 	return sqldb.Tx(ctx, s.db, func(tx *sql.Tx) error {
 		return f(&Tx{tx: tx, ctx: ctx, now: now})
 	})
+}
+
+// Read runs f for reads that need no transaction: on PostgreSQL each
+// statement runs on its own and sees what is committed when it runs,
+// which saves a transaction's two round trips on every request that only
+// looks (who is asking, which tenant, a page). f must not rely on two
+// statements seeing the same moment, nor make changes that must go
+// together. On SQLite, whose one connection a statement holds while its
+// rows are read, it is Do.
+func (s *Store) Read(ctx context.Context, f func(*Tx) error) error {
+	if sqldb.DialectOf(s.db) != sqldb.Postgres {
+		return s.Do(ctx, f)
+	}
+	return f(&Tx{tx: s.db, ctx: ctx, now: s.now().UTC()})
 }
 
 // Now is the transaction's time, the same for everything it writes.
