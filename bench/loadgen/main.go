@@ -57,11 +57,11 @@ type config struct {
 
 	failoverRuns int // > 0: measure failover instead (failover.go)
 
-	p99Page    time.Duration
-	p99Request time.Duration // 0: not judged
-	minRate    float64
+	p99Page     time.Duration
+	p99Request  time.Duration // 0: not judged
+	minRate     float64
 	maxFailover time.Duration
-	maxIdleRSS byteSize
+	maxIdleRSS  byteSize
 }
 
 func main() { os.Exit(loadgen()) }
