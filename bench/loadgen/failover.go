@@ -183,10 +183,14 @@ func failover(ctx context.Context, c config, log io.Writer) (*failoverReport, er
 		}
 		run.Seconds = time.Since(start).Seconds()
 		if op.Status != api.OpSucceeded {
-			return nil, fmt.Errorf("operation %s (%s) failed after the failover: %+v", op.ID, op.Kind, op.Error)
+			why := "no problem given"
+			if op.Error != nil {
+				why = op.Error.Error()
+			}
+			return nil, fmt.Errorf("operation %s (%s) failed after the failover: %s", op.ID, op.Kind, why)
 		}
-		if role, err := reps[follower].role(ctx, hc); err != nil || role != "leader" {
-			return nil, fmt.Errorf("after the failover the replica left is %q (%v), want leader", role, err)
+		if err := wantRole(ctx, hc, reps[follower], "leader"); err != nil {
+			return nil, fmt.Errorf("after the failover: %w", err)
 		}
 		run.NewLeader = reps[follower].url
 
@@ -198,8 +202,8 @@ func failover(ctx context.Context, c config, log io.Writer) (*failoverReport, er
 			return nil, err
 		}
 		run.RestartS = time.Since(restart).Seconds()
-		if role, err := reps[leader].role(ctx, hc); err != nil || role != "follower" {
-			return nil, fmt.Errorf("the restarted replica is %q (%v), want follower", role, err)
+		if err := wantRole(ctx, hc, reps[leader], "follower"); err != nil {
+			return nil, fmt.Errorf("the restarted replica: %w", err)
 		}
 		if discard {
 			rep.Discarded++
@@ -249,6 +253,18 @@ func roles(ctx context.Context, hc *http.Client, reps [2]*server, within time.Du
 			return 0, 0, ctx.Err()
 		}
 	}
+}
+
+// wantRole fails unless the server says it is role.
+func wantRole(ctx context.Context, hc *http.Client, s *server, role string) error {
+	got, err := s.role(ctx, hc)
+	if err != nil {
+		return err
+	}
+	if got != role {
+		return fmt.Errorf("%s is %q, want %q", s.url, got, role)
+	}
+	return nil
 }
 
 // role is what the server's /readyz says it is.

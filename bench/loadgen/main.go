@@ -184,7 +184,7 @@ type target struct {
 	Pass     bool   `json:"pass"`
 }
 
-func run(ctx context.Context, c config, log io.Writer) (*report, error) {
+func run(ctx context.Context, c config, log io.Writer) (_ *report, err error) {
 	mix, err := parseMix(c.mix)
 	if err != nil {
 		return nil, err
@@ -216,6 +216,11 @@ func run(ctx context.Context, c config, log io.Writer) (*report, error) {
 	fmt.Fprintf(log, "starting %d × %s serve %s (no reconcile) on %s\n", c.replicas, bin, c.spec, backend)
 	srv, err := startFleet(ctx, bin, c.spec, c.database, state, c.replicas, log)
 	defer srv.kill() // on error paths; stop below is the measured exit
+	defer func() {
+		if lines := srv.log(); err != nil && len(lines) > 0 { // what the servers said of the failure
+			fmt.Fprintf(log, "the servers logged:\n  %s\n", strings.Join(lines[:min(len(lines), 20)], "\n  "))
+		}
+	}()
 	if err != nil {
 		return nil, err
 	}

@@ -45,8 +45,11 @@ func startFleet(ctx context.Context, bin, spec, database, state string, n int, l
 // place under to.
 func copyMasterKey(from, to string) error {
 	keys, err := filepath.Glob(filepath.Join(from, "*", "control", "master.key"))
-	if err != nil || len(keys) != 1 {
-		return fmt.Errorf("master key under %s: found %d (%v)", from, len(keys), err)
+	if err != nil {
+		return err
+	}
+	if len(keys) != 1 {
+		return fmt.Errorf("master key under %s: found %d, want 1", from, len(keys))
 	}
 	rel, err := filepath.Rel(from, keys[0])
 	if err != nil {
