@@ -8,13 +8,22 @@
 //     keep-alive connections) sustained with no errors;
 //   - (c) the server's idle resident memory, after start and after the load.
 //
+// With -database postgres://… -replicas N it starts N servers on that
+// database (replicas, docs/ha.md) and sends each request to the next;
+// -p99-request judges the constant load's p99. With -failover N it
+// measures instead how long two reconciling replicas take to carry out an
+// operation once the leader is killed (failover.go).
+//
 // It prints a summary, writes every figure as JSON with -json, and exits 1
-// when a target is missed. bench/serve.sh builds the binary and runs it
-// with the parameters.
+// when a target is missed. bench/serve.sh (one server, SQLite) and
+// bench/ha.sh (two replicas on PostgreSQL) build the binary and run it
+// with the issues' parameters.
 //
 // Usage:
 //
 //	go run ./bench/loadgen -holdfast ./holdfast [-instances 10000] [-rate 1000 -duration 60s] [-json out.json]
+//	go run ./bench/loadgen -holdfast ./holdfast -database postgres://… -replicas 2 -p99-request 20ms
+//	go run ./bench/loadgen -holdfast ./holdfast -spec bench/ha -database postgres://… -failover 5   # as root
 package main
 
 import (
