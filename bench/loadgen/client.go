@@ -11,16 +11,20 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/holdfast/holdfast/api"
 	"github.com/holdfast/holdfast/internal/auth"
 )
 
-// pinnedClient talks HTTP/1.1 with keep-alive to a server whose
-// certificate has the given SHA-256 fingerprint ("sha256:<hex>"), as
-// `holdfast serve` prints it, and to no other.
-func pinnedClient(fingerprint string, conns int) *http.Client {
+// pinnedClient talks HTTP/1.1 with keep-alive to servers whose
+// certificates have one of the given SHA-256 fingerprints ("sha256:<hex>"),
+// as `holdfast serve` prints them, and to no other; conns connections to
+// each server at most.
+func pinnedClient(fingerprints []string, conns int) *http.Client {
 	tr := &http.Transport{
 		TLSClientConfig: &tls.Config{
 			MinVersion: tls.VersionTLS12,
@@ -32,8 +36,8 @@ func pinnedClient(fingerprint string, conns int) *http.Client {
 					return fmt.Errorf("no server certificate")
 				}
 				sum := sha256.Sum256(cs.PeerCertificates[0].Raw)
-				if got := "sha256:" + hex.EncodeToString(sum[:]); got != fingerprint {
-					return fmt.Errorf("server certificate %s is not the pinned %s", got, fingerprint)
+				if got := "sha256:" + hex.EncodeToString(sum[:]); !slices.Contains(fingerprints, got) {
+					return fmt.Errorf("server certificate %s is none of the pinned %s", got, strings.Join(fingerprints, ", "))
 				}
 				return nil
 			},
@@ -55,16 +59,23 @@ type cred struct {
 	secret []byte
 }
 
-// client makes API calls.
+// client makes API calls, to each of its servers in turn: replicas answer
+// for each other, so every request may go to any of them.
 type client struct {
-	base string
-	hc   *http.Client
+	bases []string
+	next  atomic.Uint64
+	hc    *http.Client
+}
+
+// base is the server the next request goes to (round robin).
+func (c *client) base() string {
+	return c.bases[(c.next.Add(1)-1)%uint64(len(c.bases))]
 }
 
 // newRequest builds a request with c's credentials; a signed request gets
 // a fresh nonce each time (SignRequest makes one).
 func (c *client) newRequest(ctx context.Context, cr cred, method, path string, body []byte) (*http.Request, error) {
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, method, c.base()+path, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}

@@ -8,13 +8,22 @@
 //     keep-alive connections) sustained with no errors;
 //   - (c) the server's idle resident memory, after start and after the load.
 //
+// With -database postgres://… -replicas N it starts N servers on that
+// database (replicas, docs/ha.md) and sends each request to the next;
+// -p99-request judges the constant load's p99. With -failover N it
+// measures instead how long two reconciling replicas take to carry out an
+// operation once the leader is killed (failover.go).
+//
 // It prints a summary, writes every figure as JSON with -json, and exits 1
-// when a target is missed. bench/serve.sh builds the binary and runs it
-// with the issue's parameters.
+// when a target is missed. bench/serve.sh (one server, SQLite) and
+// bench/ha.sh (two replicas on PostgreSQL) build the binary and run it
+// with the issues' parameters.
 //
 // Usage:
 //
 //	go run ./bench/loadgen -holdfast ./holdfast [-instances 10000] [-rate 1000 -duration 60s] [-json out.json]
+//	go run ./bench/loadgen -holdfast ./holdfast -database postgres://… -replicas 2 -p99-request 20ms
+//	go run ./bench/loadgen -holdfast ./holdfast -spec bench/ha -database postgres://… -failover 5   # as root
 package main
 
 import (
@@ -52,10 +61,16 @@ type config struct {
 	settle, idle  time.Duration
 	jsonOut       string
 	keepState     bool
+	database      string // "": one server on SQLite
+	replicas      int
 
-	p99Page    time.Duration
-	minRate    float64
-	maxIdleRSS byteSize
+	failoverRuns int // > 0: measure failover instead (failover.go)
+
+	p99Page     time.Duration
+	p99Request  time.Duration // 0: not judged
+	minRate     float64
+	maxFailover time.Duration
+	maxIdleRSS  byteSize
 }
 
 func main() { os.Exit(loadgen()) }
@@ -80,6 +95,11 @@ func loadgen() int {
 	flag.DurationVar(&c.idle, "idle", 10*time.Second, "wait after the load before reading the idle memory again")
 	flag.StringVar(&c.jsonOut, "json", "", "write every figure as JSON to this file")
 	flag.BoolVar(&c.keepState, "keep-state", false, "keep the server's state directory (printed)")
+	flag.StringVar(&c.database, "database", "", "PostgreSQL URL the servers share (default: one server on SQLite); give it an empty database")
+	flag.IntVar(&c.replicas, "replicas", 1, "servers on -database, the load spread over them request by request")
+	flag.IntVar(&c.failoverRuns, "failover", 0, "instead of the load: time this many failovers of two reconciling replicas on -database (as root: the local engine)")
+	flag.DurationVar(&c.maxFailover, "max-failover", 10*time.Second, "target of -failover: median from kill -9 of the leader to an operation carried out by the other replica")
+	flag.DurationVar(&c.p99Request, "p99-request", 0, "target: p99 latency of the constant-rate load's requests (0: not judged)")
 	flag.DurationVar(&c.p99Page, "p99-page", 20*time.Millisecond, "target: p99 latency of a page of the list")
 	flag.Float64Var(&c.minRate, "min-rate", 1000, "target: requests a second answered OK, with no error")
 	flag.Var(&c.maxIdleRSS, "max-idle-rss", "target: idle resident memory, e.g. 60MB (MB = 2^20 bytes)")
@@ -88,8 +108,15 @@ func loadgen() int {
 		fmt.Fprintln(os.Stderr, "usage: loadgen -holdfast PATH [flags]; -h lists them")
 		return 2
 	}
+	if c.replicas < 1 || (c.replicas > 1 && c.database == "") {
+		fmt.Fprintln(os.Stderr, "loadgen: -replicas must be 1, or more with -database")
+		return 2
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if c.failoverRuns > 0 {
+		return failoverMain(ctx, c)
+	}
 	rep, err := run(ctx, c, os.Stderr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
@@ -120,6 +147,8 @@ type report struct {
 		MemoryMB int64  `json:"memory_mb"`
 		Go       string `json:"go"`
 	} `json:"machine"`
+	Replicas      int     `json:"replicas"`
+	Backend       string  `json:"database"` // SQLite or PostgreSQL
 	Instances     int     `json:"instances"`
 	CreateSeconds float64 `json:"create_s"`
 	CreatePerS    float64 `json:"create_per_s"`
@@ -164,7 +193,7 @@ type target struct {
 	Pass     bool   `json:"pass"`
 }
 
-func run(ctx context.Context, c config, log io.Writer) (*report, error) {
+func run(ctx context.Context, c config, log io.Writer) (_ *report, err error) {
 	mix, err := parseMix(c.mix)
 	if err != nil {
 		return nil, err
@@ -188,15 +217,25 @@ func run(ctx context.Context, c config, log io.Writer) (*report, error) {
 		return nil, err
 	}
 
-	fmt.Fprintf(log, "starting %s serve %s (no reconcile)\n", bin, c.spec)
-	srv, err := startServer(ctx, bin, c.spec, state)
+	backend := "SQLite"
+	if c.database != "" {
+		backend = "PostgreSQL"
+	}
+	rep.Replicas, rep.Backend = c.replicas, backend
+	fmt.Fprintf(log, "starting %d × %s serve %s (no reconcile) on %s\n", c.replicas, bin, c.spec, backend)
+	srv, err := startFleet(ctx, bin, c.spec, c.database, state, c.replicas, log)
+	defer srv.kill() // on error paths; stop below is the measured exit
+	defer func() {
+		if lines := srv.log(); err != nil && len(lines) > 0 { // what the servers said of the failure
+			fmt.Fprintf(log, "the servers logged:\n  %s\n", strings.Join(lines[:min(len(lines), 20)], "\n  "))
+		}
+	}()
 	if err != nil {
 		return nil, err
 	}
-	defer srv.kill() // on error paths; stop below is the measured exit
-	hc := pinnedClient(srv.fingerprint, c.conns)
+	hc := pinnedClient(srv.fingerprints(), c.conns)
 	defer hc.CloseIdleConnections()
-	cl := &client{base: srv.url, hc: hc}
+	cl := &client{bases: srv.urls(), hc: hc}
 	if err := srv.waitReady(ctx, hc, 30*time.Second); err != nil {
 		return nil, err
 	}
@@ -206,12 +245,12 @@ func run(ctx context.Context, c config, log io.Writer) (*report, error) {
 		return nil, err
 	}
 	rep.Memory.IdleStartMB, rep.Memory.StartAnonMB, rep.Memory.StartFileMB = mb(m.RSS), mb(m.Anon), mb(m.File)
-	fmt.Fprintf(log, "serving at %s; idle resident memory %.1f MB\n", srv.url, rep.Memory.IdleStartMB)
+	fmt.Fprintf(log, "idle resident memory %.1f MB\n", rep.Memory.IdleStartMB)
 
 	// A tenant with room for every instance, its administrator and an
 	// API key of theirs: the load is a tenant's automation.
 	const tn = "bench"
-	admin, err := cl.login(ctx, srv.user, srv.password)
+	admin, err := cl.login(ctx, srv[0].user, srv[0].password)
 	if err != nil {
 		return nil, err
 	}
@@ -300,8 +339,7 @@ func run(ctx context.Context, c config, log io.Writer) (*report, error) {
 		return nil, err
 	}
 	rep.Shutdown.ExitCode, rep.Shutdown.Seconds = code, took.Seconds()
-	if logged := strings.TrimSuffix(srv.stderr.String(), "\n"); logged != "" {
-		lines := strings.Split(logged, "\n")
+	if lines := srv.log(); len(lines) > 0 {
 		rep.LogLines, rep.ServerLog = len(lines), lines[:min(len(lines), 100)]
 	}
 	rep.judge(c)
@@ -318,10 +356,15 @@ func (r *report) judge(c config) {
 		{"(b) signed requests", fmt.Sprintf(">= %.0f/s for %s, 0 errors", c.minRate, c.duration),
 			fmt.Sprintf("%.1f/s, %d errors, drain %.0f ms", l.Achieved, l.errors(), l.DrainMs),
 			l.errors() == 0 && l.Achieved >= c.minRate && l.DrainMs < 1000},
-		{"(c) idle RSS", fmt.Sprintf("< %s", c.maxIdleRSS), fmt.Sprintf("%.1f MB after start, %.1f MB after load", r.Memory.IdleStartMB, r.Memory.IdleAfterMB),
-			idle < mb(int64(c.maxIdleRSS))},
-		{"SIGTERM", "exit 0 within 30 s", fmt.Sprintf("exit %d in %.2f s", r.Shutdown.ExitCode, r.Shutdown.Seconds), r.Shutdown.ExitCode == 0},
 	}
+	if c.p99Request > 0 {
+		r.Targets = append(r.Targets, target{"(b) request p99", fmt.Sprintf("< %s", c.p99Request), fmt.Sprintf("%.2f ms (%d requests)", l.Latency.P99, l.Latency.Count),
+			l.Latency.P99 < ms(c.p99Request)})
+	}
+	r.Targets = append(r.Targets,
+		target{"(c) idle RSS", fmt.Sprintf("< %s", c.maxIdleRSS), fmt.Sprintf("%.1f MB after start, %.1f MB after load", r.Memory.IdleStartMB, r.Memory.IdleAfterMB),
+			idle < mb(int64(c.maxIdleRSS))},
+		target{"SIGTERM", "exit 0 within 30 s", fmt.Sprintf("exit %d in %.2f s", r.Shutdown.ExitCode, r.Shutdown.Seconds), r.Shutdown.ExitCode == 0})
 	r.Pass = true
 	for _, t := range r.Targets {
 		r.Pass = r.Pass && t.Pass
@@ -330,6 +373,9 @@ func (r *report) judge(c config) {
 
 func (r *report) print(w io.Writer) {
 	fmt.Fprintf(w, "\nholdfast serve, loopback TLS, %d × %s, %d MB, %s\n", r.Machine.CPUs, r.Machine.CPU, r.Machine.MemoryMB, r.Machine.Go)
+	if r.Replicas > 1 {
+		fmt.Fprintf(w, "%d replicas on one %s database, each request to the next replica in turn; memory figures are the largest replica's, CPU all of theirs\n", r.Replicas, r.Backend)
+	}
 	fmt.Fprintf(w, "\n%d instances created through the API in %.1f s (%.0f/s)\n", r.Instances, r.CreateSeconds, r.CreatePerS)
 	p := r.List.Latency
 	fmt.Fprintf(w, "\n(a) list, %d walks = %d pages of %d: p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  max %.2f ms\n",

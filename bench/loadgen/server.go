@@ -30,25 +30,45 @@ type server struct {
 	stderr      *syncBuffer // the server's log (level warn: should stay empty)
 	exited      chan struct{}
 	waitErr     error // Wait's result, once exited is closed
+	// wantPassword: the banner must hold the operator's password (the
+	// first start on a database).
+	wantPassword bool
 }
 
-// startServer runs bin serve on a free loopback port with state in
-// stateDir and returns once it has printed its banner.
-func startServer(ctx context.Context, bin, spec, stateDir string) (*server, error) {
+// serveArgs say how to run one `holdfast serve`.
+type serveArgs struct {
+	bin, spec, stateDir string
+	database            string // "": SQLite in stateDir
+	reconcile           bool   // without it, --no-reconcile
+	// first: the first start on this database, which prints the
+	// operator's one-time password; a replica joining it prints none.
+	first bool
+}
+
+// startServer runs a serve on a free loopback port and returns once it
+// has printed its banner.
+func startServer(ctx context.Context, a serveArgs) (*server, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	s := &server{stderr: &syncBuffer{}, exited: make(chan struct{})}
-	s.cmd = exec.Command(bin, "serve", spec, "--state-dir", stateDir, "--no-reconcile",
-		"--listen", "127.0.0.1:"+strconv.Itoa(port), "--log-level", "warn")
+	s := &server{stderr: &syncBuffer{}, exited: make(chan struct{}), wantPassword: a.first}
+	args := []string{"serve", a.spec, "--state-dir", a.stateDir,
+		"--listen", "127.0.0.1:" + strconv.Itoa(port), "--log-level", "warn"}
+	if !a.reconcile {
+		args = append(args, "--no-reconcile")
+	}
+	if a.database != "" {
+		args = append(args, "--database", a.database)
+	}
+	s.cmd = exec.Command(a.bin, args...)
 	s.cmd.Stderr = s.stderr
 	out, err := s.cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
 	}
 	if err := s.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s serve: %w", bin, err)
+		return nil, fmt.Errorf("start %s serve: %w", a.bin, err)
 	}
 	go func() {
 		s.waitErr = s.cmd.Wait()
@@ -90,7 +110,7 @@ func (s *server) readBanner(r io.Reader) error {
 			s.password = f[1]
 		case strings.HasPrefix(line, "Serving until interrupted"):
 			go func() { _, _ = io.Copy(io.Discard, r) }()
-			if s.url == "" || s.fingerprint == "" || s.password == "" {
+			if s.url == "" || s.fingerprint == "" || (s.wantPassword && s.password == "") {
 				return fmt.Errorf("banner without URL, fingerprint or password (a state directory used before?)")
 			}
 			return nil
