@@ -21,6 +21,10 @@ import (
 
 // do runs f in a transaction of the request's context.
 func (q *request) do(s *Server, f func(*tenant.Tx) error) error {
+	if q.tenant != nil {
+		// A tenant's changes take turns (its quota).
+		return s.db.DoLocked(q.r.Context(), tenant.TenantLock(q.tenant.ID), f)
+	}
 	return s.db.Do(q.r.Context(), f)
 }
 

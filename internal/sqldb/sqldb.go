@@ -292,10 +292,40 @@ func Tx(ctx context.Context, db *sql.DB, f func(*sql.Tx) error) error {
 	if DialectOf(db) != Postgres {
 		return tx(ctx, db, nil, f)
 	}
+	return retried(ctx, db, f)
+}
+
+// TxLocked is Tx for transactions that would otherwise keep aborting
+// each other — those that read and write the same rows, such as one
+// tenant's creations checking its quota: on PostgreSQL they take turns
+// on lock, held on the connection from before the transaction begins
+// (so that each one's snapshot has the last one's commit) until it
+// ends. Others are not held up.
+func TxLocked(ctx context.Context, db *sql.DB, lock int64, f func(*sql.Tx) error) error {
+	if DialectOf(db) != Postgres {
+		return tx(ctx, db, nil, f)
+	}
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock(?)`, lock); err != nil {
+		return err
+	}
+	// Let go before the connection goes back to the pool; if that fails
+	// the connection is broken, and its session's locks went with it.
+	defer func() { _, _ = conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(?)`, lock) }()
+	return retried(ctx, conn, f)
+}
+
+// retried runs f in serializable transactions on b until one is not
+// aborted for running into another.
+func retried(ctx context.Context, b Beginner, f func(*sql.Tx) error) error {
 	opts := &sql.TxOptions{Isolation: sql.LevelSerializable}
 	var err error
 	for attempt := range maxAttempts {
-		if err = tx(ctx, db, opts, f); !Retryable(err) {
+		if err = tx(ctx, b, opts, f); !Retryable(err) {
 			return err
 		}
 		// A random wait, up to twice as long each time: transactions

@@ -16,6 +16,17 @@ import (
 // the ones that ran into each other are run again.
 func TestTxIsExact(t *testing.T) {
 	t.Logf("backend: %s", sqldbtest.Describe())
+	for name, run := range map[string]func(context.Context, *sql.DB, func(*sql.Tx) error) error{
+		"Tx": sqldb.Tx,
+		"TxLocked": func(ctx context.Context, db *sql.DB, f func(*sql.Tx) error) error {
+			return sqldb.TxLocked(ctx, db, 7, f)
+		},
+	} {
+		t.Run(name, func(t *testing.T) { testExact(t, run) })
+	}
+}
+
+func testExact(t *testing.T, run func(context.Context, *sql.DB, func(*sql.Tx) error) error) {
 	db := sqldbtest.Open(t, filepath.Join(t.TempDir(), "control.db"), "control")
 	ctx := context.Background()
 	if _, err := db.ExecContext(ctx, sqldb.DialectOf(db).DDL(`CREATE TABLE things (id INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT NOT NULL)`)); err != nil {
@@ -27,7 +38,7 @@ func TestTxIsExact(t *testing.T) {
 	for range tries {
 		wg.Go(func() {
 			var ok bool
-			err := sqldb.Tx(ctx, db, func(tx *sql.Tx) error {
+			err := run(ctx, db, func(tx *sql.Tx) error {
 				ok = false
 				var n int
 				if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM things WHERE owner = ?`, "acme").Scan(&n); err != nil {

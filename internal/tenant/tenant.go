@@ -107,6 +107,20 @@ func (s *Store) Do(ctx context.Context, f func(*Tx) error) error {
 	})
 }
 
+// DoLocked is Do for a transaction that must take turns with the others
+// holding lock (sqldb.TxLocked): those of one tenant that check its quota.
+func (s *Store) DoLocked(ctx context.Context, lock int64, f func(*Tx) error) error {
+	now := s.now().UTC()
+	return sqldb.TxLocked(ctx, s.db, lock, func(tx *sql.Tx) error {
+		return f(&Tx{tx: tx, ctx: ctx, now: now})
+	})
+}
+
+// TenantLock is the lock (DoLocked) of the tenant with id: its
+// changes take turns, so that those checking its quota do not keep
+// aborting each other.
+func TenantLock(id int64) int64 { return 0x68660000<<32 | id }
+
 // Read runs f for reads that need no transaction: on PostgreSQL each
 // statement runs on its own and sees what is committed when it runs,
 // which saves a transaction's two round trips on every request that only
