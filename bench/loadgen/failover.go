@@ -54,21 +54,7 @@ func failoverMain(ctx context.Context, c config) int {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
 		return 1
 	}
-	rep.print(os.Stdout)
-	if c.jsonOut != "" {
-		b, err := json.MarshalIndent(rep, "", "  ")
-		if err == nil {
-			err = os.WriteFile(c.jsonOut, append(b, '\n'), 0o644)
-		}
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "loadgen:", err)
-			return 1
-		}
-	}
-	if !rep.Pass {
-		return 1
-	}
-	return 0
+	return verdict(rep, rep.Pass, c.jsonOut)
 }
 
 func failover(ctx context.Context, c config, log io.Writer) (*failoverReport, error) {

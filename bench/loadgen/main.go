@@ -122,18 +122,24 @@ func loadgen() int {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
 		return 1
 	}
+	return verdict(rep, rep.Pass, c.jsonOut)
+}
+
+// verdict prints a report, keeps it as JSON in jsonOut when that is set,
+// and is the exit status: 1 when a target is missed.
+func verdict(rep interface{ print(io.Writer) }, pass bool, jsonOut string) int {
 	rep.print(os.Stdout)
-	if c.jsonOut != "" {
+	if jsonOut != "" {
 		b, err := json.MarshalIndent(rep, "", "  ")
 		if err == nil {
-			err = os.WriteFile(c.jsonOut, append(b, '\n'), 0o644)
+			err = os.WriteFile(jsonOut, append(b, '\n'), 0o644)
 		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "loadgen:", err)
 			return 1
 		}
 	}
-	if !rep.Pass {
+	if !pass {
 		return 1
 	}
 	return 0
