@@ -140,11 +140,30 @@ type pooledBody struct {
 	p    *connPool
 	stop func() bool
 	keep bool
-	done bool
+
+	mu      sync.Mutex // done and aborted: abort comes from another goroutine
+	done    bool
+	aborted bool
+}
+
+// abort ends an answer whose client went away: a read waiting on the
+// backend returns at once, and the connection is not kept. Once the body
+// was read to its end, the connection is back in the pool (maybe serving
+// another request already), and abort leaves it alone.
+func (b *pooledBody) abort() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.done {
+		b.aborted = true
+		_ = b.c.SetDeadline(time.Unix(1, 0))
+	}
 }
 
 func (b *pooledBody) Read(buf []byte) (int, error) {
-	if b.done {
+	b.mu.Lock()
+	done := b.done
+	b.mu.Unlock()
+	if done {
 		return 0, io.EOF
 	}
 	n, err := b.r.Read(buf)
@@ -155,19 +174,23 @@ func (b *pooledBody) Read(buf []byte) (int, error) {
 }
 
 func (b *pooledBody) Close() error {
-	if !b.done {
-		// An answer without a body (to HEAD, a 204, a 304) is complete
-		// unread.
-		b.finish(b.r == http.NoBody)
-	}
+	// An answer without a body (to HEAD, a 204, a 304) is complete
+	// unread.
+	b.finish(b.r == http.NoBody)
 	return nil
 }
 
 func (b *pooledBody) finish(complete bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.done {
+		return
+	}
 	b.done = true
-	// stop is false when the client went away and the deadline was set:
-	// the connection is spoilt.
-	if b.stop() && complete && b.keep && b.c.br.Buffered() == 0 {
+	// stop is false when the request's context ended and the deadline was
+	// set; aborted, the client went away: either way the connection is
+	// spoilt.
+	if b.stop() && !b.aborted && complete && b.keep && b.c.br.Buffered() == 0 {
 		b.p.put(b.c)
 		return
 	}

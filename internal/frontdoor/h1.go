@@ -208,7 +208,7 @@ func (s *Server) proxyPlain(addr string, c net.Conn, br *bufio.Reader, bw *bufio
 		// backend's request.
 		w = flushWriter{bw}
 		if pb, ok := resp.Body.(*pooledBody); ok {
-			stop = watchClient(c, br, func() { _ = pb.c.SetDeadline(time.Unix(1, 0)) })
+			stop = watchClient(c, br, pb.abort)
 		}
 	}
 	err = resp.Write(w)
