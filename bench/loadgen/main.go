@@ -56,6 +56,7 @@ type config struct {
 	rate          float64
 	duration      time.Duration
 	conns         int
+	warmup        time.Duration
 	maxInFlight   int
 	mix           string
 	settle, idle  time.Duration
@@ -88,6 +89,7 @@ func loadgen() int {
 	flag.IntVar(&c.limit, "limit", 100, "instances per page")
 	flag.Float64Var(&c.rate, "rate", 1000, "requests a second of the constant-rate load")
 	flag.DurationVar(&c.duration, "duration", 60*time.Second, "how long the constant-rate load runs")
+	flag.DurationVar(&c.warmup, "warmup", 0, "before the constant-rate load, the same load for this long, its figures printed but not judged (connections opened, statements prepared)")
 	flag.IntVar(&c.conns, "conns", 64, "keep-alive connections of the constant-rate load")
 	flag.IntVar(&c.maxInFlight, "max-in-flight", 4096, "requests in flight beyond which a due request is dropped (an error)")
 	flag.StringVar(&c.mix, "mix", "get=2,list=1,me=1", "weights of the load's requests: get (one instance), list (a page at a random cursor), me (/v1/me)")
@@ -164,7 +166,8 @@ type report struct {
 		Pages   int         `json:"pages"`
 		Latency percentiles `json:"latency"`
 	} `json:"list"`
-	Load   loadResult `json:"load"`
+	Warmup *loadResult `json:"warmup,omitempty"` // -warmup: not judged
+	Load   loadResult  `json:"load"`
 	Memory struct {
 		IdleStartMB float64 `json:"idle_after_start_mb"`
 		IdleAfterMB float64 `json:"idle_after_load_mb"`
@@ -297,7 +300,12 @@ func run(ctx context.Context, c config, log io.Writer) (_ *report, err error) {
 	rep.List.Walks, rep.List.Limit, rep.List.Pages = c.walks, c.limit, len(pages)
 	rep.List.Latency = percentilesOf(pages)
 
-	// (b) The constant-rate load.
+	// (b) The constant-rate load, after its warm-up.
+	if c.warmup > 0 {
+		fmt.Fprintf(log, "warm-up: %.0f signed requests/s for %s (not judged)\n", c.rate, c.warmup)
+		w := openLoop(ctx, cl, key, tn, n, c.limit, cursors, mix, c.rate, c.warmup, c.maxInFlight)
+		rep.Warmup = &w
+	}
 	fmt.Fprintf(log, "constant load: %.0f signed requests/s for %s over %d connections (%s)\n", c.rate, c.duration, c.conns, c.mix)
 	cpu0, err := srv.cpuTime()
 	if err != nil {
@@ -386,6 +394,11 @@ func (r *report) print(w io.Writer) {
 	p := r.List.Latency
 	fmt.Fprintf(w, "\n(a) list, %d walks = %d pages of %d: p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  max %.2f ms\n",
 		r.List.Walks, r.List.Pages, r.List.Limit, p.P50, p.P90, p.P99, p.Max)
+	if u := r.Warmup; u != nil {
+		p := u.Latency
+		fmt.Fprintf(w, "\nwarm-up (not judged): %.0f requests/s for %.0f s: %d sent, %d OK, %d errors; p50 %.2f ms  p99 %.2f ms  max %.2f ms\n",
+			u.Rate, u.Duration, u.Sent, u.OK, u.errors(), p.P50, p.P99, p.Max)
+	}
 	l := r.Load
 	fmt.Fprintf(w, "\n(b) %.0f signed requests/s for %.0f s over %d connections: %d sent, %d OK, %.1f OK/s\n",
 		l.Rate, l.Duration, l.Connections, l.Sent, l.OK, l.Achieved)

@@ -101,21 +101,26 @@ func (s *Server) load(ctx context.Context, c *caller, userID int64) error {
 			return errUnauthenticated
 		}
 	}
-	// Reads (and at most once a minute a key's last use, alone).
+	// Reads, one query (and at most once a minute a key's last use,
+	// alone).
 	err := s.db.Read(ctx, func(tx *tenant.Tx) error {
-		if c.via == "apikey" {
-			k, err := s.liveKey(tx, c.keyID)
-			if err != nil {
-				return err
-			}
-			userID = k.UserID
-			if k.ExpiresAt != nil {
-				c.until = *k.ExpiresAt
-			}
+		if c.via != "apikey" {
+			var err error
+			c.user, err = tx.UserByID(userID)
+			return err
 		}
-		var err error
-		c.user, err = tx.UserByID(userID)
-		return err
+		k, user, err := tx.APIKeyHolder(c.keyID)
+		if err != nil {
+			return err
+		}
+		if err := s.liveKey(tx, k); err != nil {
+			return err
+		}
+		c.user = user
+		if k.ExpiresAt != nil {
+			c.until = *k.ExpiresAt
+		}
+		return nil
 	})
 	if errors.Is(err, tenant.ErrNotFound) {
 		s.log.Info("credential refused", "reason", "the key or its user is gone, revoked or expired", "via", c.via, "key", c.keyID)

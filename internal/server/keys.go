@@ -73,25 +73,19 @@ func (c *keyCache) forget(id string) {
 	c.s.hub.keyChanged(id)
 }
 
-// liveKey reads a key that may act now: not revoked, not expired, and of
-// a user who exists (a user's keys go with them). It records the key's use
-// at most once a minute: a write per request would cost more than the
-// request.
-func (s *Server) liveKey(tx *tenant.Tx, id string) (tenant.APIKeyRecord, error) {
-	k, err := tx.APIKey(id)
-	if err != nil {
-		return k, err
-	}
+// liveKey checks that a key just read may act now: not revoked, not
+// expired (and of a user who exists: a user's keys go with them). It
+// records the key's use at most once a minute: a write per request would
+// cost more than the request.
+func (s *Server) liveKey(tx *tenant.Tx, k tenant.APIKeyRecord) error {
 	now := s.now()
 	if k.Revoked || (k.ExpiresAt != nil && !now.Before(*k.ExpiresAt)) {
-		return k, tenant.ErrNotFound
+		return tenant.ErrNotFound
 	}
 	if k.LastUsedAt == nil || now.Sub(*k.LastUsedAt) > time.Minute {
-		if err := tx.TouchAPIKey(id, now); err != nil {
-			return k, err
-		}
+		return tx.TouchAPIKey(k.ID, now)
 	}
-	return k, nil
+	return nil
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }

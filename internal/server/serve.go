@@ -214,24 +214,30 @@ func (s *Server) authorize(q *request) error {
 	c := q.caller
 	name := q.r.PathValue("tenant")
 	if name != "" {
-		err := q.read(s, func(tx *tenant.Tx) error {
-			t, err := tx.TenantRef(name) // usage is summed only where it is shown (getTenant)
+		// A member's role and tenant were read with them, in this
+		// request (authenticate); not a member, they learn nothing more
+		// than of a tenant that does not exist.
+		if !c.user.Operator {
+			i := slices.IndexFunc(c.user.Memberships, func(m api.Membership) bool { return m.Tenant == name })
+			if i < 0 {
+				return notFound("tenant", name)
+			}
+			t := c.user.Tenants[i]
+			q.tenant, q.role = &t, c.user.Memberships[i].Role
+		} else {
+			var t tenant.TenantRecord
+			err := q.read(s, func(tx *tenant.Tx) error {
+				var err error
+				t, err = tx.TenantRef(name) // usage is summed only where it is shown (getTenant)
+				return err
+			})
+			if errors.Is(err, tenant.ErrNotFound) {
+				return notFound("tenant", name)
+			}
 			if err != nil {
 				return err
 			}
-			q.tenant = &t
-			if c.user.Operator {
-				q.role = "operator"
-				return nil
-			}
-			q.role, err = tx.Role(t.ID, c.user.ID)
-			return err
-		})
-		if errors.Is(err, tenant.ErrNotFound) {
-			return notFound("tenant", name)
-		}
-		if err != nil {
-			return err
+			q.tenant, q.role = &t, "operator"
 		}
 	}
 	if c.user.Operator {

@@ -14,13 +14,32 @@ type TenantRecord struct {
 
 const tenantCols = `id, name, display_name, q_instances, q_vcpus, q_memory_mib, q_disk_gib, q_networks, created_at, version`
 
+// tenantColsOfTe are tenantCols of tenants aliased te, each 0 or empty where
+// a LEFT JOIN found no tenant.
+const tenantColsOfTe = `coalesce(te.id, 0), coalesce(te.name, ''), coalesce(te.display_name, ''), coalesce(te.q_instances, 0), ` +
+	`coalesce(te.q_vcpus, 0), coalesce(te.q_memory_mib, 0), coalesce(te.q_disk_gib, 0), coalesce(te.q_networks, 0), ` +
+	`coalesce(te.created_at, ''), coalesce(te.version, 0)`
+
+// tenantFields is a tenant being scanned from tenantCols.
+type tenantFields struct {
+	r       TenantRecord
+	created string
+}
+
+func (f *tenantFields) dest() []any {
+	r, q := &f.r, &f.r.Quota
+	return []any{&r.ID, &r.Name, &r.DisplayName, &q.Instances, &q.VCPUs, &q.MemoryMiB, &q.DiskGiB, &q.Networks, &f.created, &r.Version}
+}
+
+func (f *tenantFields) record() TenantRecord {
+	f.r.CreatedAt = parseTime(f.created)
+	return f.r
+}
+
 func scanTenant(sc scanner) (TenantRecord, error) {
-	var r TenantRecord
-	var created string
-	q := &r.Quota
-	err := sc.Scan(&r.ID, &r.Name, &r.DisplayName, &q.Instances, &q.VCPUs, &q.MemoryMiB, &q.DiskGiB, &q.Networks, &created, &r.Version)
-	r.CreatedAt = parseTime(created)
-	return r, err
+	var f tenantFields
+	err := sc.Scan(f.dest()...)
+	return f.record(), err
 }
 
 // CreateTenant creates a tenant and its default project.

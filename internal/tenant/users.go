@@ -17,17 +17,39 @@ type UserRecord struct {
 	OIDCIssuer   string
 	OIDCSubject  string
 	api.User
+	// Tenants are the tenants of Memberships, in the same order, read
+	// with the user (authorize needs no other read).
+	Tenants []TenantRecord
 }
 
-const userCols = `id, name, email, password_hash, operator, totp_sealed, totp_pending, coalesce(oidc_issuer, ''), coalesce(oidc_subject, ''), created_at, version`
+// userCols are the columns userFields reads, as in a query of users;
+// userColsOfU the same of users aliased u.
+const (
+	userCols    = `id, name, email, password_hash, operator, totp_sealed, totp_pending, coalesce(oidc_issuer, ''), coalesce(oidc_subject, ''), created_at, version`
+	userColsOfU = `u.id, u.name, u.email, u.password_hash, u.operator, u.totp_sealed, u.totp_pending, coalesce(u.oidc_issuer, ''), coalesce(u.oidc_subject, ''), u.created_at, u.version`
+)
+
+// userFields is a user being scanned from userCols.
+type userFields struct {
+	r       UserRecord
+	created string
+}
+
+func (f *userFields) dest() []any {
+	r := &f.r
+	return []any{&r.ID, &r.Name, &r.Email, &r.PasswordHash, &r.Operator, &r.TOTPSealed, &r.TOTPPending, &r.OIDCIssuer, &r.OIDCSubject, &f.created, &r.Version}
+}
+
+func (f *userFields) record() UserRecord {
+	f.r.CreatedAt = parseTime(f.created)
+	f.r.TOTP = len(f.r.TOTPSealed) > 0
+	return f.r
+}
 
 func scanUser(sc scanner) (UserRecord, error) {
-	var r UserRecord
-	var created string
-	err := sc.Scan(&r.ID, &r.Name, &r.Email, &r.PasswordHash, &r.Operator, &r.TOTPSealed, &r.TOTPPending, &r.OIDCIssuer, &r.OIDCSubject, &created, &r.Version)
-	r.CreatedAt = parseTime(created)
-	r.TOTP = len(r.TOTPSealed) > 0
-	return r, err
+	var f userFields
+	err := sc.Scan(f.dest()...)
+	return f.record(), err
 }
 
 // CreateUser creates a user with an argon2id password hash (empty: the
@@ -46,26 +68,69 @@ func (t *Tx) CreateUser(u api.UserCreate, hash string) (UserRecord, error) {
 
 // User reads a user by name, with memberships.
 func (t *Tx) User(name string) (UserRecord, error) {
-	return t.user(`name = ?`, name)
+	return t.user(`u.name = ?`, name)
 }
 
 // UserByID reads a user by id, with memberships.
 func (t *Tx) UserByID(id int64) (UserRecord, error) {
-	return t.user(`id = ?`, id)
+	return t.user(`u.id = ?`, id)
 }
 
 // UserByOIDC finds the user linked to an OIDC identity.
 func (t *Tx) UserByOIDC(issuer, subject string) (UserRecord, error) {
-	return t.user(`oidc_issuer = ? AND oidc_subject = ?`, issuer, subject)
+	return t.user(`u.oidc_issuer = ? AND u.oidc_subject = ?`, issuer, subject)
 }
 
+// user reads the user where says (of users aliased u), with their
+// memberships, in one query: a user is read on every request
+// (authenticate), and on PostgreSQL each query is a round trip.
 func (t *Tx) user(where string, args ...any) (UserRecord, error) {
-	r, err := scanUser(t.row(`SELECT `+userCols+` FROM users WHERE `+where, args...))
+	var f userFields
+	err := t.holder(&f, `SELECT `+userColsOfU+membershipsOfU+` FROM users u`+membershipsJoin+` WHERE `+where+` ORDER BY te.name`, args, nil)
+	return f.record(), err
+}
+
+// membershipsOfU and membershipsJoin add the memberships of u, a user,
+// with their tenants to a query: one row each, or one row of NULLs for
+// none.
+const (
+	membershipsOfU  = `, ` + tenantColsOfTe + `, coalesce(m.role, '')`
+	membershipsJoin = ` LEFT JOIN memberships m ON m.user_id = u.id LEFT JOIN tenants te ON te.id = m.tenant_id`
+)
+
+// holder runs a query of a user with their memberships (membershipsOfU
+// last), each row the user's columns (after before's, which are the same
+// in every row) and a membership's, into f; no row is ErrNotFound.
+func (t *Tx) holder(f *userFields, query string, args []any, before []any) error {
+	rows, err := t.query(query, args...)
 	if err != nil {
-		return r, notFound(err)
+		return err
 	}
-	r.Memberships, err = t.memberships(`m.user_id = ?`, r.ID)
-	return r, err
+	defer rows.Close()
+	var te tenantFields
+	var role string
+	dest := append(append(append(before, f.dest()...), te.dest()...), &role)
+	found := false
+	f.r.Memberships = []api.Membership{}
+	f.r.Tenants = nil
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return err
+		}
+		found = true
+		if te.r.ID != 0 {
+			t := te.record()
+			f.r.Memberships = append(f.r.Memberships, api.Membership{Tenant: t.Name, User: f.r.Name, Role: role})
+			f.r.Tenants = append(f.r.Tenants, t)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if !found {
+		return ErrNotFound
+	}
+	return nil
 }
 
 // Users lists users by name after the given one; tenantID > 0 limits the
@@ -197,21 +262,46 @@ func (t *Tx) CreateAPIKey(id string, userID int64, name string, sealed []byte, e
 
 const keyCols = `k.id, k.user_id, u.name, k.name, k.secret_sealed, k.created_at, k.expires_at, k.last_used_at, k.revoked_at IS NOT NULL`
 
+// keyFields is a key being scanned from keyCols.
+type keyFields struct {
+	r             APIKeyRecord
+	created       string
+	expires, used sql.NullString
+}
+
+func (f *keyFields) dest() []any {
+	r := &f.r
+	return []any{&r.ID, &r.UserID, &r.User, &r.Name, &r.Sealed, &f.created, &f.expires, &f.used, &r.Revoked}
+}
+
+func (f *keyFields) record() APIKeyRecord {
+	f.r.CreatedAt = parseTime(f.created)
+	f.r.ExpiresAt = nullTime(f.expires)
+	f.r.LastUsedAt = nullTime(f.used)
+	return f.r
+}
+
 func scanKey(sc scanner) (APIKeyRecord, error) {
-	var r APIKeyRecord
-	var created string
-	var expires, used sql.NullString
-	err := sc.Scan(&r.ID, &r.UserID, &r.User, &r.Name, &r.Sealed, &created, &expires, &used, &r.Revoked)
-	r.CreatedAt = parseTime(created)
-	r.ExpiresAt = nullTime(expires)
-	r.LastUsedAt = nullTime(used)
-	return r, err
+	var f keyFields
+	err := sc.Scan(f.dest()...)
+	return f.record(), err
 }
 
 // APIKey reads a key by id, revoked or not.
 func (t *Tx) APIKey(id string) (APIKeyRecord, error) {
 	r, err := scanKey(t.row(`SELECT `+keyCols+` FROM apikeys k JOIN users u ON u.id = k.user_id WHERE k.id = ?`, id))
 	return r, notFound(err)
+}
+
+// APIKeyHolder reads a key by id, revoked or not, with its user and their
+// memberships, in one query (authenticate reads them on every signed
+// request).
+func (t *Tx) APIKeyHolder(id string) (APIKeyRecord, UserRecord, error) {
+	var k keyFields
+	var u userFields
+	err := t.holder(&u, `SELECT `+keyCols+`, `+userColsOfU+membershipsOfU+` FROM apikeys k JOIN users u ON u.id = k.user_id`+
+		membershipsJoin+` WHERE k.id = ? ORDER BY te.name`, []any{id}, k.dest())
+	return k.record(), u.record(), err
 }
 
 // APIKeys lists a user's keys that are not revoked.
