@@ -51,7 +51,7 @@ echo "== two replicas under load (targets 1 and 2)"
 "$work/loadgen" -holdfast "$bin" -spec examples/tasmanian \
 	-database "$(database load)" -replicas 2 -create-workers 16 \
 	-instances 10000 -walks 5 -limit 100 \
-	-rate 1000 -duration 60s \
+	-rate 1000 -warmup 5s -duration 60s \
 	-p99-page 20ms -p99-request "${HOLDFAST_HA_P99_REQUEST:-20ms}" -min-rate 1000 -max-idle-rss 60MB \
 	${HOLDFAST_BENCH_JSON:+-json "$HOLDFAST_BENCH_JSON"} || status=1
 

@@ -239,23 +239,52 @@ type authParams struct {
 // only once the signature is good, so unauthenticated callers cannot fill
 // the nonce cache.
 func (v *Verifier) Verify(r *http.Request, body []byte, now time.Time) (keyID string, err error) {
-	if v.Nonces == nil || v.Lookup == nil {
-		return "", errors.New("auth: Verifier needs Nonces and Lookup")
+	if v.Nonces == nil {
+		return "", errors.New("auth: Verifier needs Nonces")
+	}
+	s, err := v.Check(r, body, now)
+	if err != nil {
+		return "", err
+	}
+	if err := v.Nonces.Add(s.KeyID, s.nonce, s.Expires, now); err != nil {
+		return "", err
+	}
+	return s.KeyID, nil
+}
+
+// Signed is a request whose signature checked out. It is authenticated
+// once its nonce is spent: Verify spends it in Nonces; a caller of Check
+// spends it itself, with the same care (recorded until Expires, a nonce
+// already held is a replay).
+type Signed struct {
+	KeyID   string
+	Expires time.Time // when the request leaves the window
+	nonce   string
+}
+
+// NonceKey is the request's (key id, nonce) as a store keeps it.
+func (s Signed) NonceKey() []byte { return NonceKey(s.KeyID, s.nonce) }
+
+// Check is Verify without spending the nonce: for a store that spends it
+// with other work, in one round trip to a database.
+func (v *Verifier) Check(r *http.Request, body []byte, now time.Time) (Signed, error) {
+	if v.Lookup == nil {
+		return Signed{}, errors.New("auth: Verifier needs Lookup")
 	}
 	vals := r.Header.Values("Authorization")
 	if len(vals) != 1 {
-		return "", fmt.Errorf("%w: want exactly one Authorization header", ErrMalformed)
+		return Signed{}, fmt.Errorf("%w: want exactly one Authorization header", ErrMalformed)
 	}
 	p, err := parseAuthorization(vals[0])
 	if err != nil {
-		return "", err
+		return Signed{}, err
 	}
 	if _, err := url.ParseQuery(r.URL.RawQuery); err != nil {
-		return "", fmt.Errorf("%w: query does not parse", ErrMalformed)
+		return Signed{}, fmt.Errorf("%w: query does not parse", ErrMalformed)
 	}
 	cq, err := canonicalQuery(r.URL.RawQuery)
 	if err != nil {
-		return "", err
+		return Signed{}, err
 	}
 	window := v.Window
 	if window <= 0 {
@@ -263,21 +292,18 @@ func (v *Verifier) Verify(r *http.Request, body []byte, now time.Time) (keyID st
 	}
 	ts := time.Unix(p.ts, 0)
 	if d := now.Sub(ts); d > window || d < -window {
-		return "", ErrExpired
+		return Signed{}, ErrExpired
 	}
 	secret, ok := v.Lookup(p.keyID)
 	if !ok || len(secret) == 0 {
-		return "", ErrUnknownKey
+		return Signed{}, ErrUnknownKey
 	}
 	sum := sha256.Sum256(body)
 	want := mac(secret, stringToSign(r.Method, r.URL.EscapedPath(), cq, sum[:], ts, p.nonce))
 	if !hmac.Equal([]byte(want), []byte(p.sig)) {
-		return "", ErrBadSignature
+		return Signed{}, ErrBadSignature
 	}
-	if err := v.Nonces.Add(p.keyID, p.nonce, ts.Add(window), now); err != nil {
-		return "", err
-	}
-	return p.keyID, nil
+	return Signed{KeyID: p.keyID, Expires: ts.Add(window), nonce: p.nonce}, nil
 }
 
 // parseAuthorization accepts exactly

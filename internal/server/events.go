@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/holdfast/holdfast/api"
+	"github.com/holdfast/holdfast/internal/auth"
 	"github.com/holdfast/holdfast/internal/tenant"
 )
 
@@ -238,7 +239,7 @@ func (s *Server) current(q *request) (*caller, error) {
 		}
 		userID = cl.userID
 	}
-	if err := s.load(q.r.Context(), &c, userID); err != nil {
+	if err := s.load(q.r.Context(), &c, userID, auth.Signed{}); err != nil {
 		return nil, err
 	}
 	return &c, nil

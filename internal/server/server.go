@@ -110,8 +110,11 @@ type Server struct {
 	sess      sessions
 	hashing   chan struct{} // bounds concurrent argon2id work
 	hmac      *auth.Verifier
-	keys      *keyCache
-	hub       *hub
+	// spendWithKey: a signed request's nonce is spent in the statement
+	// that reads its key (load), not by hmac (PostgreSQL: a round trip).
+	spendWithKey bool
+	keys         *keyCache
+	hub          *hub
 	// browserRefresh spends browsers' refresh cookies (browser.go).
 	browserRefresh refresher
 	real           *realizer
@@ -221,6 +224,7 @@ func New(cfg Config) (*Server, error) {
 		if s.hmac.Nonces, err = session.NewNonces(context.Background(), s.db.DB()); err != nil {
 			return nil, err
 		}
+		s.spendWithKey = true
 	}
 	s.hub = newHub(4096)
 	s.met = newMetrics()

@@ -29,8 +29,7 @@ func NewNonces(ctx context.Context, db *sql.DB) (*Nonces, error) {
 // replicas adding the same nonce at once are told apart by the primary
 // key, and one of them hears ErrReplayed.
 func (n *Nonces) Add(keyID, nonce string, expires, _ time.Time) error {
-	res, err := n.db.ExecContext(context.Background(), `INSERT INTO session_nonces (key, expires) VALUES (?, ?) ON CONFLICT (key) DO NOTHING`,
-		auth.NonceKey(keyID, nonce), ms(expires))
+	res, err := n.db.ExecContext(context.Background(), SpendNonce, auth.NonceKey(keyID, nonce), ms(expires))
 	if err != nil {
 		return fmt.Errorf("session: record nonce: %w", err)
 	}
@@ -39,6 +38,15 @@ func (n *Nonces) Add(keyID, nonce string, expires, _ time.Time) error {
 	}
 	return nil
 }
+
+// SpendNonce is the statement that records a nonce, its arguments
+// SpendArgs: one row inserted, or none for a replay. A caller may run it
+// with its own reads in one statement (a WITH clause on PostgreSQL)
+// rather than through Add.
+const SpendNonce = `INSERT INTO session_nonces (key, expires) VALUES (?, ?) ON CONFLICT (key) DO NOTHING`
+
+// SpendArgs are SpendNonce's arguments for a signed request.
+func SpendArgs(s auth.Signed) []any { return []any{s.NonceKey(), ms(s.Expires)} }
 
 // Maintain forgets the nonces whose requests are out of the window.
 func (n *Nonces) Maintain(ctx context.Context, now time.Time) error {

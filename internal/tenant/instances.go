@@ -41,8 +41,11 @@ func scanInstance(sc scanner) (InstanceRecord, error) {
 		return r, err
 	}
 	r.CreatedAt, r.UpdatedAt = parseTime(created), parseTime(updated)
-	if err := json.Unmarshal([]byte(keys), &r.Keys); err != nil {
-		return r, err
+	r.Keys = []Key{}
+	if keys != "[]" { // most instances have none: no decoding for a page of them
+		if err := json.Unmarshal([]byte(keys), &r.Keys); err != nil {
+			return r, err
+		}
 	}
 	r.SSHKeys = make([]string, len(r.Keys))
 	for i, k := range r.Keys {
@@ -92,17 +95,18 @@ func (t *Tx) Instance(tenantID int64, name string) (InstanceRecord, error) {
 
 // Instances lists a tenant's instances by name.
 func (t *Tx) Instances(tenantID int64, after string, limit int) ([]InstanceRecord, error) {
-	return t.instances(`i.tenant_id = ? AND i.name > ? ORDER BY i.name LIMIT ?`, tenantID, after, limit)
+	return t.instances(make([]InstanceRecord, 0, min(limit, 1000)), `i.tenant_id = ? AND i.name > ? ORDER BY i.name LIMIT ?`, tenantID, after, limit)
 }
 
 // AllInstances lists every tenant instance, for the tenants spec.
 func (t *Tx) AllInstances() ([]InstanceRecord, error) {
-	return t.instances(`1 = 1 ORDER BY i.spec_name`)
+	return t.instances(nil, `1 = 1 ORDER BY i.spec_name`)
 }
 
-func (t *Tx) instances(where string, args ...any) ([]InstanceRecord, error) {
+// instances appends the instances where says to out.
+func (t *Tx) instances(out []InstanceRecord, where string, args ...any) ([]InstanceRecord, error) {
 	rows, err := t.query(`SELECT `+instanceCols+` FROM instances i JOIN tenants te ON te.id = i.tenant_id WHERE `+where, args...)
-	return collect(rows, err, scanInstance)
+	return collectInto(out, rows, err, scanInstance)
 }
 
 // UpdateInstance changes an instance through f if its version is still

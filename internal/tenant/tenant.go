@@ -155,11 +155,16 @@ type scanner interface{ Scan(...any) error }
 
 // collect reads every row of a query with scan.
 func collect[T any](rows *sql.Rows, err error, scan func(scanner) (T, error)) ([]T, error) {
+	return collectInto(nil, rows, err, scan)
+}
+
+// collectInto is collect appending to out (made with the capacity the
+// rows will need: a page of a list is read often).
+func collectInto[T any](out []T, rows *sql.Rows, err error, scan func(scanner) (T, error)) ([]T, error) {
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []T
 	for rows.Next() {
 		v, err := scan(rows)
 		if err != nil {

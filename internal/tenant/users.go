@@ -2,6 +2,7 @@ package tenant
 
 import (
 	"database/sql"
+	"strings"
 	"time"
 
 	"github.com/holdfast/holdfast/api"
@@ -297,11 +298,32 @@ func (t *Tx) APIKey(id string) (APIKeyRecord, error) {
 // memberships, in one query (authenticate reads them on every signed
 // request).
 func (t *Tx) APIKeyHolder(id string) (APIKeyRecord, UserRecord, error) {
+	k, u, _, err := t.apiKeyHolder(id, "", nil)
+	return k, u, err
+}
+
+// APIKeyHolderWith is APIKeyHolder run with an insert (PostgreSQL only)
+// in the same statement, in one round trip: inserted says whether the
+// insert added a row. A signed request's nonce is spent so
+// (session.SpendNonce).
+func (t *Tx) APIKeyHolderWith(id, insert string, args []any) (k APIKeyRecord, u UserRecord, inserted bool, err error) {
+	return t.apiKeyHolder(id, insert, args)
+}
+
+func (t *Tx) apiKeyHolder(id, insert string, args []any) (APIKeyRecord, UserRecord, bool, error) {
 	var k keyFields
 	var u userFields
-	err := t.holder(&u, `SELECT `+keyCols+`, `+userColsOfU+membershipsOfU+` FROM apikeys k JOIN users u ON u.id = k.user_id`+
-		membershipsJoin+` WHERE k.id = ? ORDER BY te.name`, []any{id}, k.dest())
-	return k.record(), u.record(), err
+	query := `SELECT ` + keyCols + `, ` + userColsOfU + membershipsOfU + ` FROM apikeys k JOIN users u ON u.id = k.user_id` +
+		membershipsJoin + ` WHERE k.id = ? ORDER BY te.name`
+	var before []any
+	var inserted int64
+	if insert != "" {
+		// The insert runs once, whatever the rows of the select.
+		query = `WITH ins AS (` + insert + ` RETURNING 1) SELECT (SELECT count(*) FROM ins), ` + strings.TrimPrefix(query, `SELECT `)
+		before = []any{&inserted}
+	}
+	err := t.holder(&u, query, append(args, id), append(before, k.dest()...))
+	return k.record(), u.record(), inserted > 0, err
 }
 
 // APIKeys lists a user's keys that are not revoked.
