@@ -298,7 +298,7 @@ func (t *Tx) APIKey(id string) (APIKeyRecord, error) {
 // memberships, in one query (authenticate reads them on every signed
 // request).
 func (t *Tx) APIKeyHolder(id string) (APIKeyRecord, UserRecord, error) {
-	k, u, _, err := t.apiKeyHolder(id, "", nil)
+	k, u, _, err := t.APIKeyHolderWith(id, "", nil)
 	return k, u, err
 }
 
@@ -306,11 +306,7 @@ func (t *Tx) APIKeyHolder(id string) (APIKeyRecord, UserRecord, error) {
 // in the same statement, in one round trip: inserted says whether the
 // insert added a row. A signed request's nonce is spent so
 // (session.SpendNonce).
-func (t *Tx) APIKeyHolderWith(id, insert string, args []any) (k APIKeyRecord, u UserRecord, inserted bool, err error) {
-	return t.apiKeyHolder(id, insert, args)
-}
-
-func (t *Tx) apiKeyHolder(id, insert string, args []any) (APIKeyRecord, UserRecord, bool, error) {
+func (t *Tx) APIKeyHolderWith(id, insert string, args []any) (APIKeyRecord, UserRecord, bool, error) {
 	var k keyFields
 	var u userFields
 	query := `SELECT ` + keyCols + `, ` + userColsOfU + membershipsOfU + ` FROM apikeys k JOIN users u ON u.id = k.user_id` +
