@@ -1,7 +1,9 @@
 package server
 
 import (
+	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -57,5 +59,28 @@ func checkSecurityHeaders(t *testing.T, what string, h http.Header) {
 	}
 	if v := h.Get("X-Content-Type-Options"); v != "nosniff" {
 		t.Errorf("%s: X-Content-Type-Options %q", what, v)
+	}
+}
+
+// TestAnswersCarryLength: a JSON answer larger than net/http buffers
+// before it starts chunking (2 KiB) still says its length, so that a
+// client can tell a cut answer from a whole one.
+func TestAnswersCarryLength(t *testing.T) {
+	e := newEnv(t, Config{})
+	for i := range 16 {
+		name := fmt.Sprintf("tenant-%02d", i)
+		if status, _, b := e.do(e.admin, "POST", "/v1/tenants", api.TenantCreate{Name: name, DisplayName: strings.Repeat("x", 100)}); status != http.StatusCreated {
+			t.Fatalf("create %s: %d %s", name, status, b)
+		}
+	}
+	status, h, b := e.do(e.admin, "GET", "/v1/tenants?limit=100", nil)
+	if status != http.StatusOK {
+		t.Fatalf("list: %d %s", status, b)
+	}
+	if len(b) <= 2048 {
+		t.Fatalf("the page is %d bytes: too small to be chunked", len(b))
+	}
+	if got := h.Get("Content-Length"); got != strconv.Itoa(len(b)) {
+		t.Errorf("Content-Length %q for a body of %d bytes", got, len(b))
 	}
 }

@@ -174,9 +174,14 @@ func (q *request) reply(status int, v any) error {
 	if err != nil {
 		return err
 	}
+	b = append(b, '\n')
 	h.Set("Content-Type", "application/json")
+	// With its length, a page of instances goes out in one piece rather
+	// than chunked (net/http chunks what it has not seen the end of past
+	// 2 KiB), and a client can tell a cut answer from a whole one.
+	h.Set("Content-Length", strconv.Itoa(len(b)))
 	q.w.WriteHeader(status)
-	_, _ = q.w.Write(append(b, '\n')) // a client that went away does not make the request fail
+	_, _ = q.w.Write(b) // a client that went away does not make the request fail
 	return nil
 }
 
